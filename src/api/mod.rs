@@ -1,0 +1,1 @@
+//! The public handler API: the only public surface of the crate.

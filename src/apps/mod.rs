@@ -1,0 +1,1 @@
+//! Built-in apps of the stock binary (hello, echo, sleep, fetch, static).

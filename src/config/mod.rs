@@ -1,0 +1,1 @@
+//! Configuration: INI lexer, the option table, placeholders, validation.

@@ -1,0 +1,2 @@
+//! The coroutine runtime.
+#![allow(unsafe_code)]

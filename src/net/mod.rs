@@ -1,0 +1,1 @@
+//! Socket specs and listeners.

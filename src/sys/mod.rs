@@ -1,0 +1,2 @@
+//! The only place (besides `coro`) with unsafe code: thin libc wrappers.
+#![allow(unsafe_code)]
