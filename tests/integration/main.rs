@@ -1,1 +1,7 @@
-fn main(){}
+//! Integration tests: the real `rcontainer` binary on real sockets.
+//!
+//! One test binary (see `Cargo.toml`), one module per area. The harness starts the binary from
+//! an inline INI in a temp dir and kills what it started; every wait has a deadline.
+
+mod cli;
+mod harness;

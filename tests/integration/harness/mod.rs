@@ -1,0 +1,303 @@
+//! The integration-test harness: runs the real `rcontainer` binary and talks to it.
+//!
+//! - [`Scratch`]: a unique temp dir per test, removed on drop (kept when the test fails).
+//! - [`Instance`]: the binary started from an inline INI, in its own process group, with its
+//!   stdout/stderr captured to files; waits (with a deadline) for a log line; kills its whole
+//!   process group on drop and prints the captured logs when the test is failing.
+//! - [`run_cli`]: one-shot invocations (`--check-config`, `--help`, ...) with a deadline.
+//! - [`client`]: raw HTTP/1.1 and uwsgi clients over TCP and unix sockets.
+//!
+//! Every wait here has a deadline: a test never hangs, it fails with the log tail.
+
+#![allow(dead_code)] // each test module uses a different part of the harness
+
+pub(crate) mod client;
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub(crate) use client::Target;
+pub(crate) use nix::sys::signal::Signal;
+use nix::sys::signal::{kill, killpg};
+use nix::unistd::Pid;
+
+/// How long any single wait in a test may take before the test fails.
+pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
+
+const BIN: &str = env!("CARGO_BIN_EXE_rcontainer");
+
+/// A unique scratch directory for one test; removed on drop unless the test failed.
+#[derive(Debug)]
+pub(crate) struct Scratch {
+    path: PathBuf,
+}
+
+impl Scratch {
+    /// Creates `$TMPDIR/rcontainer-tests/<name>-<pid>-<n>`.
+    pub(crate) fn new(name: &str) -> Scratch {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir()
+            .join("rcontainer-tests")
+            .join(format!("{name}-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&path);
+        fs::create_dir_all(&path).expect("create scratch dir");
+        Scratch { path }
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `contents` to `name` inside the scratch dir and returns the full path.
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let file = self.path.join(name);
+        if let Some(parent) = file.parent() {
+            fs::create_dir_all(parent).expect("create parent dir");
+        }
+        fs::write(&file, contents).expect("write scratch file");
+        file
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("scratch dir kept: {}", self.path.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A command for the real binary, with no `RCONTAINER_*` variables leaking in from the
+/// environment the tests run in.
+fn rcontainer_command(dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(dir).stdin(Stdio::null());
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RCONTAINER_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// What a one-shot invocation of the binary printed and how it ended.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+}
+
+impl Output {
+    pub(crate) fn code(&self) -> Option<i32> {
+        self.status.code()
+    }
+}
+
+/// Runs `rcontainer ARGS` in `dir` to completion (killed and failed after [`DEADLINE`]).
+pub(crate) fn run_cli(dir: &Path, args: &[&str]) -> Output {
+    run_cli_with_env(dir, args, &[])
+}
+
+/// [`run_cli`] with extra environment variables.
+pub(crate) fn run_cli_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let stdout = dir.join(format!("cli-{}.stdout", unique()));
+    let stderr = dir.join(format!("cli-{}.stderr", unique()));
+    let mut cmd = rcontainer_command(dir, args);
+    cmd.envs(env.iter().copied())
+        .stdout(fs::File::create(&stdout).expect("create stdout file"))
+        .stderr(fs::File::create(&stderr).expect("create stderr file"))
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn rcontainer");
+    let status = wait_with_deadline(&mut child, DEADLINE).unwrap_or_else(|| {
+        kill_group(child.id());
+        let _ = child.wait();
+        panic!(
+            "rcontainer {args:?} did not exit within {DEADLINE:?}\nstderr:\n{}",
+            read_lossy(&stderr)
+        );
+    });
+    Output {
+        status,
+        stdout: read_lossy(&stdout),
+        stderr: read_lossy(&stderr),
+    }
+}
+
+/// A running instance of the real binary, killed (whole process group) on drop.
+#[derive(Debug)]
+pub(crate) struct Instance {
+    child: Option<Child>,
+    pub(crate) scratch: Scratch,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    /// The listeners the master announced in its ready line, in order.
+    pub(crate) sockets: Vec<Target>,
+}
+
+impl Instance {
+    /// Writes `ini` to `app.ini` in a fresh scratch dir, starts `rcontainer --ini app.ini
+    /// EXTRA_ARGS` and waits for the `rcontainer ready` line.
+    pub(crate) fn start(name: &str, ini: &str, extra_args: &[&str]) -> Instance {
+        let mut instance = Instance::spawn(name, ini, extra_args);
+        let line = instance.wait_for_log("rcontainer ready");
+        instance.sockets = parse_ready_sockets(&line);
+        instance
+    }
+
+    /// Like [`Instance::start`] but does not wait for anything.
+    pub(crate) fn spawn(name: &str, ini: &str, extra_args: &[&str]) -> Instance {
+        let scratch = Scratch::new(name);
+        // Tests refer to the scratch dir as %d in their INI text.
+        scratch.write("app.ini", ini);
+        let stdout = scratch.path().join("stdout.log");
+        let stderr = scratch.path().join("stderr.log");
+        let mut args = vec!["--ini", "app.ini"];
+        args.extend_from_slice(extra_args);
+        let child = rcontainer_command(scratch.path(), &args)
+            .stdout(fs::File::create(&stdout).expect("create stdout file"))
+            .stderr(fs::File::create(&stderr).expect("create stderr file"))
+            .process_group(0)
+            .spawn()
+            .expect("spawn rcontainer");
+        Instance {
+            child: Some(child),
+            scratch,
+            stdout,
+            stderr,
+            sockets: Vec::new(),
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("invariant: child present until drop").id()
+    }
+
+    /// Everything the instance wrote to stdout and stderr so far.
+    pub(crate) fn logs(&self) -> String {
+        format!(
+            "--- stdout ---\n{}--- stderr ---\n{}",
+            read_lossy(&self.stdout),
+            read_lossy(&self.stderr)
+        )
+    }
+
+    /// Waits until a line containing `needle` appears in the logs and returns it; fails the
+    /// test with the logs after [`DEADLINE`] or when the process exits first.
+    pub(crate) fn wait_for_log(&mut self, needle: &str) -> String {
+        self.wait_for_log_count(needle, 1)
+    }
+
+    /// Waits until `count` lines contain `needle` and returns the last of them.
+    pub(crate) fn wait_for_log_count(&mut self, needle: &str, count: usize) -> String {
+        let start = Instant::now();
+        loop {
+            let logs = self.logs();
+            let hits: Vec<&str> = logs.lines().filter(|l| l.contains(needle)).collect();
+            if hits.len() >= count {
+                return hits[count - 1].to_string();
+            }
+            if let Some(status) = self.try_exit_status() {
+                panic!(
+                    "rcontainer exited ({status}) before logging {needle:?}\n{}",
+                    self.logs()
+                );
+            }
+            if start.elapsed() > DEADLINE {
+                panic!("no log line {needle:?} within {DEADLINE:?}\n{}", self.logs());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` to the master process.
+    pub(crate) fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.pid() as i32), signal)
+            .unwrap_or_else(|e| panic!("kill({}, {signal}): {e}", self.pid()));
+    }
+
+    /// Waits for the master to exit and returns its status (fails after [`DEADLINE`]).
+    pub(crate) fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("invariant: child present until drop");
+        match wait_with_deadline(child, DEADLINE) {
+            Some(status) => status,
+            None => panic!("rcontainer did not exit within {DEADLINE:?}\n{}", self.logs()),
+        }
+    }
+
+    fn try_exit_status(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("rcontainer logs ({}):\n{}", self.scratch.path().display(), self.logs());
+        }
+    }
+}
+
+/// `rcontainer ready pid=1 sockets=uwsgi://127.0.0.1:3031,http:///tmp/x.sock` -> targets.
+fn parse_ready_sockets(line: &str) -> Vec<Target> {
+    let Some(list) = line.split_whitespace().find_map(|w| w.strip_prefix("sockets=")) else {
+        return Vec::new();
+    };
+    list.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| Target::parse(s).unwrap_or_else(|| panic!("bad socket in ready line: {s}")))
+        .collect()
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waitpid on our own child") {
+            return Some(status);
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// SIGKILLs the process group led by `pid` (every worker the master forked is in it).
+fn kill_group(pid: u32) {
+    let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn ready_line_sockets_are_parsed_in_order() {
+    let line = "rcontainer ready pid=42 sockets=uwsgi://127.0.0.1:3031,http://[::1]:8000,uwsgi:///tmp/a.sock";
+    let targets = parse_ready_sockets(line);
+    assert_eq!(targets.len(), 3);
+    assert_eq!(targets[0].to_string(), "uwsgi://127.0.0.1:3031");
+    assert_eq!(targets[1].to_string(), "http://[::1]:8000");
+    assert_eq!(targets[2].to_string(), "uwsgi:///tmp/a.sock");
+}
