@@ -7,8 +7,8 @@
 //!
 //! The stock `rcontainer` binary is built from this library's public API alone.
 
-pub mod api;
-pub(crate) mod apps;
+mod api;
+// pub(crate) mod apps;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod coro;
@@ -19,6 +19,8 @@ pub(crate) mod proto;
 pub(crate) mod sys;
 
 use std::process::ExitCode;
+
+pub use api::{Body, Handler, Request, RequestBuilder, Response, ResponseBody, reason_phrase};
 
 /// Runs rcontainer with the process's command line and returns the exit code for `main`.
 ///

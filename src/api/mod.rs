@@ -1,1 +1,43 @@
-//! The public handler API: the only public surface of the crate.
+//! The public handler API: the only public surface of the crate besides [`crate::rt`].
+//!
+//! A handler is any `Fn(&mut Request) -> Response`. It runs on a coroutine: it may read the
+//! request body, sleep, or call upstream services in plain blocking style (through
+//! `rcontainer::rt` and `rcontainer::client`), and the worker serves other requests meanwhile.
+//! The same [`Request`] model is used for both protocols: over HTTP the CGI-style `vars` are
+//! derived from the request head, so a handler never needs to know which socket it came from.
+//!
+//! This module must not know about sockets, processes or configuration: the worker builds a
+//! [`Request`] and consumes a [`Response`].
+
+mod request;
+mod response;
+
+pub use request::{Body, Request, RequestBuilder};
+pub use response::{Response, ResponseBody, reason_phrase};
+
+/// Serves requests: implemented for every `Fn(&mut Request) -> Response + 'static`.
+///
+/// A handler that panics gets a `500 Internal Server Error` for its request; the worker logs
+/// the panic, counts it in the stats `exceptions` and goes on serving.
+///
+/// ```
+/// use rcontainer::{Request, Response};
+///
+/// fn hello(_req: &mut Request) -> Response {
+///     Response::text("Hello World")
+/// }
+/// # let _: &dyn rcontainer::Handler = &hello;
+/// ```
+pub trait Handler: 'static {
+    /// Answers one request.
+    fn handle(&self, req: &mut Request<'_>) -> Response;
+}
+
+impl<F> Handler for F
+where
+    F: Fn(&mut Request<'_>) -> Response + 'static,
+{
+    fn handle(&self, req: &mut Request<'_>) -> Response {
+        self(req)
+    }
+}

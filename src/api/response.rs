@@ -1,0 +1,195 @@
+//! [`Response`]: status, headers and a body of bytes or a stream.
+
+use std::fmt;
+use std::io::Read;
+
+/// What a handler answers: a status, headers and a body.
+///
+/// The worker frames it for the protocol: `Content-Length` when the body's length is known,
+/// otherwise chunked (HTTP/1.1) or close-delimited (HTTP/1.0 and the uwsgi protocol, where
+/// nginx cannot decode chunked responses). Handlers should not set `Content-Length`,
+/// `Transfer-Encoding` or `Connection` themselves.
+///
+/// ```
+/// use rcontainer::Response;
+///
+/// let r = Response::new(201).header("Location", "/items/7").body("created");
+/// assert_eq!(r.status(), 201);
+/// assert_eq!(r.header_value("location"), Some("/items/7"));
+/// ```
+#[derive(Debug)]
+pub struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: ResponseBody,
+}
+
+/// The body of a [`Response`].
+pub enum ResponseBody {
+    /// Bytes in memory (the length is known, so it goes out with `Content-Length`).
+    Bytes(Vec<u8>),
+    /// A stream read to its end by the worker, with its length if known in advance.
+    Stream {
+        /// Where the bytes come from; reading may park the coroutine.
+        reader: Box<dyn Read>,
+        /// The exact number of bytes the reader yields, when known.
+        len: Option<u64>,
+    },
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResponseBody::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            ResponseBody::Stream { len, .. } => write!(f, "Stream {{ len: {len:?} }}"),
+        }
+    }
+}
+
+impl Response {
+    /// An empty response with `status`.
+    pub fn new(status: u16) -> Response {
+        Response {
+            status,
+            headers: Vec::new(),
+            body: ResponseBody::Bytes(Vec::new()),
+        }
+    }
+
+    /// An empty `200 OK`.
+    pub fn ok() -> Response {
+        Response::new(200)
+    }
+
+    /// `200 OK` with a `text/plain; charset=utf-8` body.
+    pub fn text(text: impl Into<String>) -> Response {
+        Response::ok()
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(text.into())
+    }
+
+    /// `200 OK` with an `application/json` body (the text is sent as given).
+    pub fn json(json: impl Into<String>) -> Response {
+        Response::ok()
+            .header("Content-Type", "application/json")
+            .body(json.into())
+    }
+
+    /// A plain-text error page for `status`, such as `404 Not Found`.
+    pub fn error(status: u16) -> Response {
+        let text = format!("{status} {}\n", reason_phrase(status));
+        Response::text(text).with_status(status)
+    }
+
+    /// Sets the status.
+    pub fn with_status(mut self, status: u16) -> Response {
+        self.status = status;
+        self
+    }
+
+    /// Adds a header (repeat for several values).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the body to bytes in memory.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Response {
+        self.body = ResponseBody::Bytes(body.into());
+        self
+    }
+
+    /// Sets the body to a stream of `len` bytes if known, read to its end by the worker.
+    pub fn stream(mut self, reader: impl Read + 'static, len: Option<u64>) -> Response {
+        self.body = ResponseBody::Stream {
+            reader: Box::new(reader),
+            len,
+        };
+        self
+    }
+
+    /// The status code.
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// Every header as `(name, value)`.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body.
+    pub fn body_ref(&self) -> &ResponseBody {
+        &self.body
+    }
+
+    /// Splits the response into its parts (for the worker, and for tests of handlers).
+    pub fn into_parts(self) -> (u16, Vec<(String, String)>, ResponseBody) {
+        (self.status, self.headers, self.body)
+    }
+}
+
+/// The reason phrase of `status` (`"Unknown"` for codes without one).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        101 => "Switching Protocols",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        304 => "Not Modified",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Range Not Satisfiable",
+        417 => "Expectation Failed",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_pages_carry_status_and_reason() {
+        let (status, headers, body) = Response::error(404).into_parts();
+        assert_eq!(status, 404);
+        assert!(headers.iter().any(|(n, v)| n == "Content-Type" && v.starts_with("text/plain")));
+        match body {
+            ResponseBody::Bytes(b) => assert_eq!(b, b"404 Not Found\n"),
+            other => panic!("unexpected body {other:?}"),
+        }
+    }
+}
