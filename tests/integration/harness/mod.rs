@@ -12,6 +12,7 @@
 #![allow(dead_code)] // each test module uses a different part of the harness
 
 pub(crate) mod client;
+pub(crate) mod nginx;
 
 use std::fs;
 use std::os::unix::process::CommandExt;
