@@ -10,10 +10,12 @@
 //! [`Request`] and consumes a [`Response`].
 
 mod request;
+mod router;
 mod response;
 
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
+pub(crate) use router::{AppRegistry, Router};
 
 /// Serves requests: implemented for every `Fn(&mut Request) -> Response + 'static`.
 ///
