@@ -31,9 +31,24 @@ impl fmt::Display for Origin {
     }
 }
 
+/// Where an error sits among the sources, so that errors can be reported in reading order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Position {
+    /// A file, at a line (0 for the whole file).
+    File {
+        file: Arc<str>,
+        line: usize,
+    },
+    Env,
+    Cli,
+    /// Defaults and combinations of settings.
+    Overall,
+}
+
 /// A reason the configuration cannot be used. Loading reports all of them, not just the first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ConfigError {
+    position: Position,
     location: String,
     /// The key as the user wrote it; `None` when the location already names it (`--processes`).
     key: Option<String>,
@@ -47,7 +62,17 @@ impl ConfigError {
             Origin::Ini { .. } | Origin::Default => Some(key.to_owned()),
             Origin::Env(_) | Origin::Cli(_) => None,
         };
+        let position = match origin {
+            Origin::Ini { file, line } => Position::File {
+                file: Arc::clone(file),
+                line: *line,
+            },
+            Origin::Env(_) => Position::Env,
+            Origin::Cli(_) => Position::Cli,
+            Origin::Default => Position::Overall,
+        };
         ConfigError {
+            position,
             location: origin.to_string(),
             key,
             message: message.into(),
@@ -57,6 +82,10 @@ impl ConfigError {
     /// A problem with a line that has no key (a malformed line).
     pub(crate) fn at_line(file: &str, line: usize, message: impl Into<String>) -> ConfigError {
         ConfigError {
+            position: Position::File {
+                file: file.into(),
+                line,
+            },
             location: format!("{file}:{line}"),
             key: None,
             message: message.into(),
@@ -66,6 +95,10 @@ impl ConfigError {
     /// A problem with a whole file (missing, unreadable, no section).
     pub(crate) fn in_file(file: &str, message: impl Into<String>) -> ConfigError {
         ConfigError {
+            position: Position::File {
+                file: file.into(),
+                line: 0,
+            },
             location: file.to_owned(),
             key: None,
             message: message.into(),
@@ -75,10 +108,16 @@ impl ConfigError {
     /// A problem with the combination of settings rather than with one of them.
     pub(crate) fn overall(message: impl Into<String>) -> ConfigError {
         ConfigError {
+            position: Position::Overall,
             location: "config".to_owned(),
             key: None,
             message: message.into(),
         }
+    }
+
+    /// Where the error sits, for sorting.
+    pub(crate) fn position(&self) -> &Position {
+        &self.position
     }
 }
 

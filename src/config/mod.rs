@@ -34,6 +34,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use error::Position;
 pub(crate) use error::{ConfigError, Origin, Warning};
 pub(crate) use options::Config;
 use options::{OPTIONS, OptionSpec, Setting, Shape, find_option, suggest_option};
@@ -187,6 +188,7 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     if let Some(config) = config.as_ref().filter(|_| errors.is_empty()) {
         errors.extend(check_combination(config));
     }
+    errors.sort_by_key(|error| reading_order(error.position(), &sources.ini_files));
     match config {
         Some(config) if errors.is_empty() => Ok(Loaded {
             config,
@@ -197,6 +199,24 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
                 .collect(),
         }),
         _ => Err(Failed { errors, warnings }),
+    }
+}
+
+/// Files in command-line order and by line, then the environment, the command line, the rest.
+/// The sort is stable, so errors at the same place keep the order they were found in.
+fn reading_order(position: &Position, ini_files: &[IniRef]) -> (usize, usize) {
+    let files = ini_files.len();
+    match position {
+        Position::File { file, line } => {
+            let index = ini_files
+                .iter()
+                .position(|ini| *ini.path.to_string_lossy() == **file)
+                .unwrap_or(files);
+            (index, *line)
+        }
+        Position::Env => (files + 1, 0),
+        Position::Cli => (files + 2, 0),
+        Position::Overall => (files + 3, 0),
     }
 }
 

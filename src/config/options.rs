@@ -149,8 +149,8 @@ macro_rules! option_table {
         }
 
         impl Config {
-            /// Converts the winning settings of every option; `settings_for(key)` returns the
-            /// settings that apply to `key` (the last one for single values, all for lists).
+            /// Converts every option: `settings_for(key)` returns the settings of `key` in
+            /// precedence order; a single-valued option takes the last, a list takes them all.
             pub(crate) fn from_settings<'a>(
                 settings_for: impl Fn(&str) -> Vec<&'a Setting>,
             ) -> Result<Config, Vec<ConfigError>> {

@@ -314,10 +314,10 @@ fn every_error_of_a_file_is_reported_not_just_the_first() {
     assert_eq!(
         errors,
         vec![
-            format!("{file}:4: 'not a key' is not a key (expected 'key = value' or a bare key)"),
-            format!("{file}:6: zzzz: unknown option"),
             format!("{file}:3: processes: 'many' is not a whole number"),
+            format!("{file}:4: 'not a key' is not a key (expected 'key = value' or a bare key)"),
             format!("{file}:5: harakiri: 'soon' is not a duration (like 30, 500ms, 2s, 1m)"),
+            format!("{file}:6: zzzz: unknown option"),
         ]
     );
 }
@@ -336,9 +336,9 @@ fn bad_values_name_their_source() {
     assert_eq!(
         errors,
         vec![
+            "RCONTAINER_LISTEN: 0 is out of range (1 to 65535)".to_owned(),
             "--prcesses: unknown option (did you mean --processes?)".to_owned(),
             "--workers: 'zero' is not a whole number".to_owned(),
-            "RCONTAINER_LISTEN: 0 is out of range (1 to 65535)".to_owned(),
         ]
     );
 }
