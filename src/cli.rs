@@ -9,6 +9,7 @@
 //! each ([`run_instance`], [`run_emperor`], [`signal_pidfile`]); the master plugs in there.
 
 use std::ffi::OsString;
+use std::iter::Peekable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -163,117 +164,135 @@ fn not_implemented(mode: &str) -> ExitCode {
 
 /// Sorts `args` (program name first) into an [`Invocation`]; `Err` holds usage errors.
 pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, Vec<String>> {
-    let mut errors = Vec::new();
+    let mut parser = Parser::default();
     let mut words = Vec::with_capacity(args.len());
     for arg in args.iter().skip(1) {
         match arg.to_str() {
             Some(word) => words.push(word),
-            None => errors.push(format!("argument {arg:?} is not valid UTF-8")),
+            None => parser.error(format!("argument {arg:?} is not valid UTF-8")),
         }
     }
-
-    let mut config_args = ConfigArgs::default();
-    let (mut help, mut version, mut check, mut print) = (false, false, false, false);
-    let mut signal: Option<(PidfileRequest, PathBuf)> = None;
     let mut words = words.into_iter().peekable();
     while let Some(word) = words.next() {
-        let Some(body) = word.strip_prefix("--").filter(|b| !b.is_empty()) else {
-            match word {
-                "-h" => help = true,
-                "-V" => version = true,
-                _ => errors.push(format!(
-                    "unexpected argument '{word}' (options start with --)"
-                )),
+        match word.strip_prefix("--").filter(|body| !body.is_empty()) {
+            Some(body) => {
+                let (name, inline) = match body.split_once('=') {
+                    Some((name, value)) => (name, Some(value.to_owned())),
+                    None => (body, None),
+                };
+                parser.option(name, inline, &mut words);
             }
-            continue;
-        };
-        let (name, inline) = match body.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (body, None),
-        };
-        let mut no_value = |flag: &mut bool| {
-            if inline.is_some() {
-                errors.push(format!("--{name} takes no value"));
-            }
-            *flag = true;
-        };
-        match name {
-            "help" => no_value(&mut help),
-            "version" => no_value(&mut version),
-            "check-config" => no_value(&mut check),
-            "print-config" => no_value(&mut print),
-            "ini" => match inline
-                .or_else(|| words.next_if(|w| !w.starts_with("--")).map(str::to_owned))
-            {
-                Some(file) if !file.is_empty() => config_args.ini_files.push(IniRef::parse(&file)),
-                _ => errors.push("--ini needs a file".to_owned()),
-            },
-            _ if PidfileRequest::from_flag(name).is_some() => {
-                let request =
-                    PidfileRequest::from_flag(name).expect("invariant: checked by the guard");
-                match inline.or_else(|| words.next_if(|w| !w.starts_with("--")).map(str::to_owned))
-                {
-                    Some(pidfile) if signal.is_none() && !pidfile.is_empty() => {
-                        signal = Some((request, PathBuf::from(pidfile)));
-                    }
-                    Some(_) if signal.is_some() => {
-                        errors.push(format!(
-                            "{} cannot be combined with another pidfile request",
-                            request.flag()
-                        ));
-                    }
-                    _ => errors.push(format!("{} needs a pidfile", request.flag())),
-                }
-            }
-            _ => {
-                let value = inline.or_else(|| take_value(name, &mut words));
-                config_args.overrides.push(CliSetting {
-                    name: name.to_owned(),
-                    value,
-                });
-            }
+            None if word == "-h" => parser.help = true,
+            None if word == "-V" => parser.version = true,
+            None => parser.error(format!(
+                "unexpected argument '{word}' (options start with --)"
+            )),
         }
+    }
+    parser.finish()
+}
+
+/// What the words read so far ask for.
+#[derive(Debug, Default)]
+struct Parser {
+    config: ConfigArgs,
+    help: bool,
+    version: bool,
+    check: bool,
+    print: bool,
+    signal: Option<(PidfileRequest, PathBuf)>,
+    errors: Vec<String>,
+}
+
+impl Parser {
+    fn error(&mut self, message: String) {
+        self.errors.push(message);
     }
 
-    if help {
-        return Ok(Invocation::Help);
-    }
-    if version {
-        return Ok(Invocation::Version);
-    }
-    if let Some((request, pidfile)) = signal {
-        if check || print || !config_args.ini_files.is_empty() || !config_args.overrides.is_empty()
-        {
-            errors.push(format!(
-                "{} takes a pidfile and nothing else",
-                request.flag()
-            ));
-        }
-        return if errors.is_empty() {
-            Ok(Invocation::SignalPidfile { request, pidfile })
-        } else {
-            Err(errors)
+    /// Handles `--name[=inline]`, taking a separate value from `words` when it needs one.
+    fn option<'a>(
+        &mut self,
+        name: &str,
+        inline: Option<String>,
+        words: &mut Peekable<impl Iterator<Item = &'a str>>,
+    ) {
+        let switch = match name {
+            "help" => Some(&mut self.help),
+            "version" => Some(&mut self.version),
+            "check-config" => Some(&mut self.check),
+            "print-config" => Some(&mut self.print),
+            _ => None,
         };
+        if let Some(switch) = switch {
+            *switch = true;
+            if inline.is_some() {
+                self.error(format!("--{name} takes no value"));
+            }
+            return;
+        }
+        // A file name never starts with "--", so `--ini --processes 2` is a missing file.
+        let mut required = || {
+            inline
+                .clone()
+                .or_else(|| words.next_if(|w| !w.starts_with("--")).map(str::to_owned))
+                .filter(|v| !v.is_empty())
+        };
+        if name == "ini" {
+            match required() {
+                Some(file) => self.config.ini_files.push(IniRef::parse(&file)),
+                None => self.error("--ini needs a file".to_owned()),
+            }
+            return;
+        }
+        if let Some(request) = PidfileRequest::from_flag(name) {
+            match (required(), &self.signal) {
+                (Some(pidfile), None) => self.signal = Some((request, PathBuf::from(pidfile))),
+                (Some(_), Some(_)) => self.error(format!(
+                    "{} cannot be combined with another pidfile request",
+                    request.flag()
+                )),
+                (None, _) => self.error(format!("{} needs a pidfile", request.flag())),
+            }
+            return;
+        }
+        let value = inline.or_else(|| take_value(name, words));
+        self.config.overrides.push(CliSetting {
+            name: name.to_owned(),
+            value,
+        });
     }
-    if check && print {
-        errors.push("--check-config and --print-config exclude each other".to_owned());
+
+    fn finish(mut self) -> Result<Invocation, Vec<String>> {
+        if self.help {
+            return Ok(Invocation::Help);
+        }
+        if self.version {
+            return Ok(Invocation::Version);
+        }
+        let has_config = !self.config.ini_files.is_empty() || !self.config.overrides.is_empty();
+        if let Some((request, _)) = &self.signal {
+            if self.check || self.print || has_config {
+                let flag = request.flag();
+                self.error(format!("{flag} takes a pidfile and nothing else"));
+            }
+        } else if self.check && self.print {
+            self.error("--check-config and --print-config exclude each other".to_owned());
+        } else if !has_config && self.errors.is_empty() {
+            self.error(
+                "nothing to run: give --ini FILE, --emperor DIR or options such as --http-socket"
+                    .to_owned(),
+            );
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(match self.signal {
+            Some((request, pidfile)) => Invocation::SignalPidfile { request, pidfile },
+            None if self.check => Invocation::CheckConfig(self.config),
+            None if self.print => Invocation::PrintConfig(self.config),
+            None => Invocation::Serve(self.config),
+        })
     }
-    if errors.is_empty() && config_args.ini_files.is_empty() && config_args.overrides.is_empty() {
-        errors.push(
-            "nothing to run: give --ini FILE, --emperor DIR or options such as --http-socket"
-                .to_owned(),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(if check {
-        Invocation::CheckConfig(config_args)
-    } else if print {
-        Invocation::PrintConfig(config_args)
-    } else {
-        Invocation::Serve(config_args)
-    })
 }
 
 /// Takes the separate value of `--name` from the following words, if it has one: flags take
@@ -283,7 +302,7 @@ pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, Vec<String>> {
 /// so that `--prcesses 4` yields one error, not two.
 fn take_value<'a>(
     name: &str,
-    words: &mut std::iter::Peekable<impl Iterator<Item = &'a str>>,
+    words: &mut Peekable<impl Iterator<Item = &'a str>>,
 ) -> Option<String> {
     let spec = find_option(name);
     let next = match spec {
