@@ -180,7 +180,7 @@ option_table! {
     async_cores: one Count<1, 1_000_000> = "async" | "gevent",
         ["100"], "Coroutine cores per worker: the most requests one worker has in flight.";
     sockets: list Socket = "socket" | "uwsgi-socket",
-        [], "uwsgi-protocol listener: host:port, :port, [v6]:port, a unix path or fd://N.";
+        [], "uwsgi-protocol listener: host:port, :port, a unix path or fd://N (IPv6 in brackets).";
     http_sockets: list Socket = "http-socket",
         [], "HTTP/1.1 listener (keep-alive), same address forms as socket.";
     chmod_socket: maybe SocketMode = "chmod-socket" | "chmod",
