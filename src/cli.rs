@@ -1,8 +1,505 @@
-//! Command line: argv -> [`Invocation`].
+//! Command line: argv -> [`Invocation`] -> exit code.
+//!
+//! Parsing only sorts the arguments: which mode, which `--ini` files, which `--key value`
+//! overrides. Whether a key exists and whether its value is good is decided by `config::load`,
+//! so that the command line, the environment and INI files share one set of rules and messages.
+//! Every message goes to stderr; only `--help`, `--version` and `--print-config` write stdout.
+//!
+//! The modes that are not built yet (instance, emperor, pidfile signals) end in one function
+//! each ([`run_instance`], [`run_emperor`], [`signal_pidfile`]); the master plugs in there.
 
 use std::ffi::OsString;
+use std::iter::Peekable;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-pub(crate) fn main(_args: Vec<OsString>) -> ExitCode {
-    ExitCode::from(crate::exit::RUNTIME)
+use crate::config::options::{self, find_option};
+use crate::config::{self, CliSetting, Config, IniRef, Loaded, Sources};
+use crate::exit;
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Invocation {
+    /// Run an instance (or an emperor, when the configuration sets `emperor`).
+    Serve(ConfigArgs),
+    /// `--check-config`: load, print errors and warnings, exit 0 or 1.
+    CheckConfig(ConfigArgs),
+    /// `--print-config`: load, print every option's effective value and origin.
+    PrintConfig(ConfigArgs),
+    /// `--reload PIDFILE` and friends: signal a running master.
+    SignalPidfile {
+        request: PidfileRequest,
+        pidfile: PathBuf,
+    },
+    Help,
+    Version,
+}
+
+/// The configuration part of a command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ConfigArgs {
+    pub(crate) ini_files: Vec<IniRef>,
+    pub(crate) overrides: Vec<CliSetting>,
+}
+
+/// What to ask of the master whose pid is in a pidfile (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PidfileRequest {
+    /// `--reload`: SIGHUP, graceful reload.
+    Reload,
+    /// `--stop`: SIGINT, immediate shutdown (as uWSGI's `--stop`).
+    Stop,
+    /// `--graceful-stop`: SIGTERM, drain then exit.
+    GracefulStop,
+    /// `--chain-reload`: the FIFO's `c`, one worker at a time.
+    ChainReload,
+}
+
+impl PidfileRequest {
+    fn from_flag(name: &str) -> Option<PidfileRequest> {
+        Some(match name {
+            "reload" => PidfileRequest::Reload,
+            "stop" => PidfileRequest::Stop,
+            "graceful-stop" => PidfileRequest::GracefulStop,
+            "chain-reload" => PidfileRequest::ChainReload,
+            _ => return None,
+        })
+    }
+
+    fn flag(self) -> &'static str {
+        match self {
+            PidfileRequest::Reload => "--reload",
+            PidfileRequest::Stop => "--stop",
+            PidfileRequest::GracefulStop => "--graceful-stop",
+            PidfileRequest::ChainReload => "--chain-reload",
+        }
+    }
+}
+
+/// Runs the command line `args` (program name first) and returns the process exit code.
+pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
+    match parse_args(&args) {
+        Ok(invocation) => run(invocation),
+        Err(errors) => {
+            for error in errors {
+                eprintln!("rcontainer: {error}");
+            }
+            eprintln!("rcontainer: see rcontainer --help");
+            ExitCode::from(exit::CONFIG)
+        }
+    }
+}
+
+fn run(invocation: Invocation) -> ExitCode {
+    match invocation {
+        Invocation::Help => {
+            print!("{}", usage());
+            ExitCode::from(exit::OK)
+        }
+        Invocation::Version => {
+            println!("rcontainer {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::from(exit::OK)
+        }
+        Invocation::CheckConfig(args) => match load_reporting(args) {
+            Some(_) => ExitCode::from(exit::OK),
+            None => ExitCode::from(exit::CONFIG),
+        },
+        Invocation::PrintConfig(args) => match load_reporting(args) {
+            Some(loaded) => {
+                print!("{}", loaded.render_effective());
+                ExitCode::from(exit::OK)
+            }
+            None => ExitCode::from(exit::CONFIG),
+        },
+        Invocation::Serve(args) => match load_reporting(args) {
+            Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
+            Some(loaded) => run_instance(&loaded.config),
+            None => ExitCode::from(exit::CONFIG),
+        },
+        Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
+    }
+}
+
+/// Loads the configuration, printing warnings and errors to stderr; `None` if it is unusable.
+fn load_reporting(args: ConfigArgs) -> Option<Loaded> {
+    let sources = Sources::from_process(args.ini_files, args.overrides);
+    match config::load(&sources) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                eprintln!("{warning}");
+            }
+            Some(loaded)
+        }
+        Err(failed) => {
+            for warning in &failed.warnings {
+                eprintln!("{warning}");
+            }
+            for error in &failed.errors {
+                eprintln!("{error}");
+            }
+            None
+        }
+    }
+}
+
+/// Runs one instance: master and workers. The master is not built yet.
+fn run_instance(_config: &Config) -> ExitCode {
+    not_implemented("instance mode")
+}
+
+/// Runs an emperor over `config.emperor`. Not built yet.
+fn run_emperor(_config: &Config) -> ExitCode {
+    not_implemented("emperor mode")
+}
+
+/// Sends `request` to the master whose pid is in `pidfile`. Not built yet.
+fn signal_pidfile(request: PidfileRequest, _pidfile: &std::path::Path) -> ExitCode {
+    not_implemented(request.flag())
+}
+
+fn not_implemented(mode: &str) -> ExitCode {
+    eprintln!("rcontainer: {mode} is not implemented yet");
+    ExitCode::from(exit::RUNTIME)
+}
+
+/// Sorts `args` (program name first) into an [`Invocation`]; `Err` holds usage errors.
+pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, Vec<String>> {
+    let mut parser = Parser::default();
+    let mut words = Vec::with_capacity(args.len());
+    for arg in args.iter().skip(1) {
+        match arg.to_str() {
+            Some(word) => words.push(word),
+            None => parser.error(format!("argument {arg:?} is not valid UTF-8")),
+        }
+    }
+    let mut words = words.into_iter().peekable();
+    while let Some(word) = words.next() {
+        match word.strip_prefix("--").filter(|body| !body.is_empty()) {
+            Some(body) => {
+                let (name, inline) = match body.split_once('=') {
+                    Some((name, value)) => (name, Some(value.to_owned())),
+                    None => (body, None),
+                };
+                parser.option(name, inline, &mut words);
+            }
+            None if word == "-h" => parser.help = true,
+            None if word == "-V" => parser.version = true,
+            None => parser.error(format!(
+                "unexpected argument '{word}' (options start with --)"
+            )),
+        }
+    }
+    parser.finish()
+}
+
+/// What the words read so far ask for.
+#[derive(Debug, Default)]
+struct Parser {
+    config: ConfigArgs,
+    help: bool,
+    version: bool,
+    check: bool,
+    print: bool,
+    signal: Option<(PidfileRequest, PathBuf)>,
+    errors: Vec<String>,
+}
+
+impl Parser {
+    fn error(&mut self, message: String) {
+        self.errors.push(message);
+    }
+
+    /// Handles `--name[=inline]`, taking a separate value from `words` when it needs one.
+    fn option<'a>(
+        &mut self,
+        name: &str,
+        inline: Option<String>,
+        words: &mut Peekable<impl Iterator<Item = &'a str>>,
+    ) {
+        let switch = match name {
+            "help" => Some(&mut self.help),
+            "version" => Some(&mut self.version),
+            "check-config" => Some(&mut self.check),
+            "print-config" => Some(&mut self.print),
+            _ => None,
+        };
+        if let Some(switch) = switch {
+            *switch = true;
+            if inline.is_some() {
+                self.error(format!("--{name} takes no value"));
+            }
+            return;
+        }
+        // A file name never starts with "--", so `--ini --processes 2` is a missing file.
+        let mut required = || {
+            inline
+                .clone()
+                .or_else(|| words.next_if(|w| !w.starts_with("--")).map(str::to_owned))
+                .filter(|v| !v.is_empty())
+        };
+        if name == "ini" {
+            match required() {
+                Some(file) => self.config.ini_files.push(IniRef::parse(&file)),
+                None => self.error("--ini needs a file".to_owned()),
+            }
+            return;
+        }
+        if let Some(request) = PidfileRequest::from_flag(name) {
+            match (required(), &self.signal) {
+                (Some(pidfile), None) => self.signal = Some((request, PathBuf::from(pidfile))),
+                (Some(_), Some(_)) => self.error(format!(
+                    "{} cannot be combined with another pidfile request",
+                    request.flag()
+                )),
+                (None, _) => self.error(format!("{} needs a pidfile", request.flag())),
+            }
+            return;
+        }
+        let value = inline.or_else(|| take_value(name, words));
+        self.config.overrides.push(CliSetting {
+            name: name.to_owned(),
+            value,
+        });
+    }
+
+    fn finish(mut self) -> Result<Invocation, Vec<String>> {
+        if self.help {
+            return Ok(Invocation::Help);
+        }
+        if self.version {
+            return Ok(Invocation::Version);
+        }
+        let has_config = !self.config.ini_files.is_empty() || !self.config.overrides.is_empty();
+        if let Some((request, _)) = &self.signal {
+            if self.check || self.print || has_config {
+                let flag = request.flag();
+                self.error(format!("{flag} takes a pidfile and nothing else"));
+            }
+        } else if self.check && self.print {
+            self.error("--check-config and --print-config exclude each other".to_owned());
+        } else if !has_config && self.errors.is_empty() {
+            self.error(
+                "nothing to run: give --ini FILE, --emperor DIR or options such as --http-socket"
+                    .to_owned(),
+            );
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        Ok(match self.signal {
+            Some((request, pidfile)) => Invocation::SignalPidfile { request, pidfile },
+            None if self.check => Invocation::CheckConfig(self.config),
+            None if self.print => Invocation::PrintConfig(self.config),
+            None => Invocation::Serve(self.config),
+        })
+    }
+}
+
+/// Takes the separate value of `--name` from the following words, if it has one: flags take
+/// none (`--vacuum`), an option with a bare meaning (`--chmod-socket`) takes the next word only
+/// when it is not an option, any other option takes the next word unless it is clearly another
+/// option (then `load` reports "needs a value"). Unknown names take a following non-option word,
+/// so that `--prcesses 4` yields one error, not two.
+fn take_value<'a>(
+    name: &str,
+    words: &mut Peekable<impl Iterator<Item = &'a str>>,
+) -> Option<String> {
+    let spec = find_option(name);
+    let next = match spec {
+        Some(spec) if spec.is_flag() => None,
+        Some(spec) if spec.bare.is_some() => words.next_if(|w| !w.starts_with('-')),
+        Some(_) => words.next_if(|w| !w.starts_with("--")),
+        None => words.next_if(|w| !w.starts_with('-')),
+    };
+    next.map(str::to_owned)
+}
+
+/// `--help`: usage, then every option generated from the table.
+pub(crate) fn usage() -> String {
+    format!(
+        "rcontainer {version}: a uWSGI-style application container
+
+Usage:
+  rcontainer --ini FILE[:SECTION] [--KEY VALUE | --FLAG ...]   run an instance
+  rcontainer --emperor DIR|GLOB [--KEY VALUE ...]               run an emperor
+  rcontainer --reload PIDFILE | --stop PIDFILE | --graceful-stop PIDFILE | --chain-reload PIDFILE
+  rcontainer --ini FILE --check-config      validate, print nothing but errors, exit 0/1
+  rcontainer --ini FILE --print-config      effective value of every key and where it came from
+  rcontainer --help | --version
+
+--ini may be repeated; a file's [rcontainer] section is read, else its [uwsgi] section.
+Every option below is also an INI key and an environment variable RCONTAINER_<KEY>
+(upper case, '-' as '_'). Later sources win: default < INI files in order < environment <
+command line. Repeatable options accumulate across all of them. Flags take no separate
+value: --vacuum, --vacuum=false.
+
+Options:
+{options}",
+        version = env!("CARGO_PKG_VERSION"),
+        options = options::render_help(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Invocation, Vec<String>> {
+        let args: Vec<OsString> = std::iter::once("rcontainer")
+            .chain(args.iter().copied())
+            .map(OsString::from)
+            .collect();
+        parse_args(&args)
+    }
+
+    fn setting(name: &str, value: Option<&str>) -> CliSetting {
+        CliSetting {
+            name: name.to_owned(),
+            value: value.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn ini_files_accumulate_with_overrides() {
+        let got = parse(&[
+            "--ini",
+            "a.ini",
+            "--processes",
+            "8",
+            "--ini=b.ini:prod",
+            "--vacuum",
+        ])
+        .unwrap();
+        assert_eq!(
+            got,
+            Invocation::Serve(ConfigArgs {
+                ini_files: vec![IniRef::parse("a.ini"), IniRef::parse("b.ini:prod")],
+                overrides: vec![setting("processes", Some("8")), setting("vacuum", None)],
+            })
+        );
+    }
+
+    #[test]
+    fn flags_take_no_separate_value_but_accept_an_inline_one() {
+        let got = parse(&["--vacuum", "--vacuum=false", "--http-socket", ":8000"]).unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            args.overrides,
+            vec![
+                setting("vacuum", None),
+                setting("vacuum", Some("false")),
+                setting("http-socket", Some(":8000")),
+            ]
+        );
+    }
+
+    #[test]
+    fn chmod_socket_may_be_bare_or_take_a_mode() {
+        let got = parse(&[
+            "--chmod-socket",
+            "--chmod-socket",
+            "660",
+            "--socket",
+            "/a.sock",
+        ])
+        .unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(args.overrides[0], setting("chmod-socket", None));
+        assert_eq!(args.overrides[1], setting("chmod-socket", Some("660")));
+    }
+
+    #[test]
+    fn options_without_a_value_are_left_for_load_to_report() {
+        let got = parse(&["--socket", "--processes", "2"]).unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(args.overrides[0], setting("socket", None));
+    }
+
+    #[test]
+    fn an_unknown_option_swallows_its_value() {
+        let got = parse(&["--prcesses", "4", "--http-socket", ":0"]).unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(args.overrides[0], setting("prcesses", Some("4")));
+        assert_eq!(args.overrides.len(), 2);
+    }
+
+    #[test]
+    fn check_and_print_config_are_modes() {
+        assert!(matches!(
+            parse(&["--ini", "a.ini", "--check-config"]),
+            Ok(Invocation::CheckConfig(_))
+        ));
+        assert!(matches!(
+            parse(&["--print-config", "--ini", "a.ini"]),
+            Ok(Invocation::PrintConfig(_))
+        ));
+        assert!(parse(&["--ini", "a.ini", "--check-config", "--print-config"]).is_err());
+    }
+
+    #[test]
+    fn emperor_is_an_option_that_selects_the_mode_after_loading() {
+        let got = parse(&["--emperor", "/etc/vassals"]).unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            args.overrides,
+            vec![setting("emperor", Some("/etc/vassals"))]
+        );
+    }
+
+    #[test]
+    fn pidfile_requests_take_one_pidfile_and_nothing_else() {
+        for (flag, request) in [
+            ("--reload", PidfileRequest::Reload),
+            ("--stop", PidfileRequest::Stop),
+            ("--graceful-stop", PidfileRequest::GracefulStop),
+            ("--chain-reload", PidfileRequest::ChainReload),
+        ] {
+            assert_eq!(
+                parse(&[flag, "/run/app.pid"]),
+                Ok(Invocation::SignalPidfile {
+                    request,
+                    pidfile: PathBuf::from("/run/app.pid")
+                })
+            );
+        }
+        assert!(parse(&["--reload"]).is_err());
+        assert!(parse(&["--reload", "a.pid", "--processes", "2"]).is_err());
+        assert!(parse(&["--reload", "a.pid", "--stop", "a.pid"]).is_err());
+    }
+
+    #[test]
+    fn help_and_version_win_over_everything() {
+        assert_eq!(parse(&["--ini", "x", "--help"]), Ok(Invocation::Help));
+        assert_eq!(parse(&["-h"]), Ok(Invocation::Help));
+        assert_eq!(parse(&["--version"]), Ok(Invocation::Version));
+    }
+
+    #[test]
+    fn nothing_to_do_and_stray_words_are_usage_errors() {
+        assert!(parse(&[]).is_err());
+        assert_eq!(
+            parse(&["app.ini"]).unwrap_err(),
+            vec!["unexpected argument 'app.ini' (options start with --)".to_owned()]
+        );
+        assert!(parse(&["--ini"]).is_err());
+        assert!(parse(&["--ini", "a.ini", "--check-config=yes"]).is_err());
+    }
+
+    #[test]
+    fn usage_lists_the_modes_and_every_option() {
+        let text = usage();
+        assert!(text.contains("--check-config"));
+        assert!(text.contains("--emperor DIR|GLOB"));
+        assert!(text.contains("--processes N, --workers"));
+    }
 }

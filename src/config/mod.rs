@@ -1,1 +1,463 @@
-//! Configuration: INI lexer, the option table, placeholders, validation.
+//! Configuration: INI files, `RCONTAINER_*` environment variables and command-line options,
+//! merged into one validated, immutable [`Config`].
+//!
+//! Loading has two phases (STYLE.md 4). First every source is read into [`options::Setting`]s,
+//! in precedence order: INI files (in the order given) < environment < command line. The INI
+//! lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at this step, and unknown
+//! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). Then [`Config::from_settings`]
+//! walks the option table (`options`): a single-valued option takes the last setting (so the
+//! command line wins), a list option takes all of them in order (so sockets accumulate), and
+//! each value goes through its kind's parser (`value`). Every error of every source is reported,
+//! not just the first.
+//!
+//! Nothing here starts anything or mutates a live config: a reload calls [`load`] again and gets
+//! a new [`Config`].
+//!
+//! ```text
+//! let sources = Sources::from_process(ini_files, cli_overrides);
+//! match config::load(&sources) {
+//!     Ok(loaded) => { /* loaded.config.processes, loaded.warnings */ }
+//!     Err(failed) => { /* failed.errors: "conf/app.ini:3: prcesses: unknown option ..." */ }
+//! }
+//! ```
+
+pub(crate) mod error;
+mod expand;
+pub(crate) mod ini;
+pub(crate) mod options;
+mod uwsgi;
+pub(crate) mod value;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use error::Position;
+pub(crate) use error::{ConfigError, Origin, Warning};
+pub(crate) use options::Config;
+use options::{OPTIONS, OptionSpec, Setting, Shape, find_option, suggest_option};
+
+/// The prefix of environment variables that set options: `RCONTAINER_PROCESSES=4`.
+pub(crate) const ENV_PREFIX: &str = "RCONTAINER_";
+
+/// Everything `load` reads besides the files themselves.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sources {
+    /// `--ini` arguments, in command-line order.
+    pub(crate) ini_files: Vec<IniRef>,
+    /// The process environment: `$(VAR)` expansion and `RCONTAINER_*` options. Injected so that
+    /// tests never touch the real environment.
+    pub(crate) env: BTreeMap<String, String>,
+    /// `--key value` options, in command-line order.
+    pub(crate) cli: Vec<CliSetting>,
+    /// Where relative INI paths are resolved for `%d` and `%p`.
+    pub(crate) cwd: PathBuf,
+    /// The value of `%k`.
+    pub(crate) cpu_count: usize,
+}
+
+/// One `--ini FILE[:SECTION]` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IniRef {
+    pub(crate) path: PathBuf,
+    /// The section asked for; `None` means `[rcontainer]`, else `[uwsgi]`.
+    pub(crate) section: Option<String>,
+}
+
+/// One `--key [value]` from the command line, not yet checked against the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CliSetting {
+    /// The name after `--`, as written.
+    pub(crate) name: String,
+    /// `None` for a bare flag (`--vacuum`).
+    pub(crate) value: Option<String>,
+}
+
+impl IniRef {
+    /// Splits `conf/app.ini:staging` into a path and a section. A colon only starts a section
+    /// when what follows has no `/`, so odd paths still work.
+    pub(crate) fn parse(arg: &str) -> IniRef {
+        match arg.rsplit_once(':') {
+            Some((path, section))
+                if !path.is_empty() && !section.is_empty() && !section.contains('/') =>
+            {
+                IniRef {
+                    path: PathBuf::from(path),
+                    section: Some(section.to_owned()),
+                }
+            }
+            _ => IniRef {
+                path: PathBuf::from(arg),
+                section: None,
+            },
+        }
+    }
+}
+
+impl Sources {
+    /// Sources for this process: its environment, working directory and CPU count.
+    pub(crate) fn from_process(ini_files: Vec<IniRef>, cli: Vec<CliSetting>) -> Sources {
+        Sources {
+            ini_files,
+            // Variables that are not UTF-8 cannot name options or be expanded into text.
+            env: std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+            cli,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
+        }
+    }
+
+    /// Sources made of command-line options only, with an empty environment: the short way
+    /// to build a [`Config`] in a unit test (`Sources::with_cli(&[("http-socket", ":0")])`).
+    #[allow(dead_code)] // for the unit tests of the modules that consume Config
+    pub(crate) fn with_cli(pairs: &[(&str, &str)]) -> Sources {
+        Sources {
+            cli: pairs
+                .iter()
+                .map(|(name, value)| CliSetting {
+                    name: (*name).to_owned(),
+                    value: Some((*value).to_owned()),
+                })
+                .collect(),
+            cwd: PathBuf::from("/"),
+            cpu_count: 1,
+            ..Sources::default()
+        }
+    }
+}
+
+/// A successful load.
+#[derive(Debug)]
+pub(crate) struct Loaded {
+    pub(crate) config: Config,
+    /// Ignored uWSGI keys and likely-mistyped `RCONTAINER_*` variables; print them, go on.
+    pub(crate) warnings: Vec<Warning>,
+    /// Every option's effective value and origin, in table order, for `--print-config`.
+    pub(crate) effective: Vec<Effective>,
+}
+
+/// A failed load: nothing may start. Warnings are kept so that they can be shown too.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub(crate) errors: Vec<ConfigError>,
+    pub(crate) warnings: Vec<Warning>,
+}
+
+/// One row of `--print-config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Effective {
+    pub(crate) key: &'static str,
+    /// The text in effect after expansion; `None` when the option is unset.
+    pub(crate) value: Option<String>,
+    pub(crate) origin: Origin,
+}
+
+/// Reads every source, validates every value and builds the [`Config`].
+pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
+    let mut gathered = Gathered::default();
+    let mut earlier = HashMap::new();
+    for ini in &sources.ini_files {
+        gathered.read_ini(ini, sources, &mut earlier);
+    }
+    gathered.read_env(&sources.env);
+    gathered.read_cli(&sources.cli);
+    let Gathered {
+        settings,
+        warnings,
+        mut errors,
+    } = gathered;
+
+    let mut by_key: HashMap<&'static str, Vec<&Setting>> = HashMap::new();
+    for setting in &settings {
+        by_key.entry(setting.key).or_default().push(setting);
+    }
+    let settings_for = |key: &str| by_key.get(key).cloned().unwrap_or_default();
+    let config = match Config::from_settings(settings_for) {
+        Ok(config) => Some(config),
+        Err(value_errors) => {
+            errors.extend(value_errors);
+            None
+        }
+    };
+    // Only judge the combination of a config whose parts are all fine, or a file that failed
+    // to load would also be reported as "no listener".
+    if let Some(config) = config.as_ref().filter(|_| errors.is_empty()) {
+        errors.extend(check_combination(config));
+    }
+    errors.sort_by_key(|error| reading_order(error.position(), &sources.ini_files));
+    match config {
+        Some(config) if errors.is_empty() => Ok(Loaded {
+            config,
+            warnings,
+            effective: OPTIONS
+                .iter()
+                .flat_map(|spec| effective_rows(spec, &settings_for(spec.key)))
+                .collect(),
+        }),
+        _ => Err(Failed { errors, warnings }),
+    }
+}
+
+/// Files in command-line order and by line, then the environment, the command line, the rest.
+/// The sort is stable, so errors at the same place keep the order they were found in.
+fn reading_order(position: &Position, ini_files: &[IniRef]) -> (usize, usize) {
+    let files = ini_files.len();
+    match position {
+        Position::File { file, line } => {
+            let index = ini_files
+                .iter()
+                .position(|ini| *ini.path.to_string_lossy() == **file)
+                .unwrap_or(files);
+            (index, *line)
+        }
+        Position::Env => (files + 1, 0),
+        Position::Cli => (files + 2, 0),
+        Position::Overall => (files + 3, 0),
+    }
+}
+
+/// Rules that involve more than one option.
+fn check_combination(config: &Config) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    if config.emperor.is_none() && config.sockets.is_empty() && config.http_sockets.is_empty() {
+        errors.push(ConfigError::overall(
+            "no listener: set socket or http-socket (or emperor)",
+        ));
+    }
+    errors
+}
+
+fn effective_rows(spec: &OptionSpec, settings: &[&Setting]) -> Vec<Effective> {
+    let from_setting = |setting: &&Setting| Effective {
+        key: spec.key,
+        value: setting.text(spec).ok().map(str::to_owned),
+        origin: setting.origin.clone(),
+    };
+    let defaults = || -> Vec<Effective> {
+        if spec.defaults.is_empty() {
+            return vec![Effective {
+                key: spec.key,
+                value: None,
+                origin: Origin::Default,
+            }];
+        }
+        spec.defaults
+            .iter()
+            .map(|d| Effective {
+                key: spec.key,
+                value: Some((*d).to_owned()),
+                origin: Origin::Default,
+            })
+            .collect()
+    };
+    match (spec.shape, settings.last()) {
+        (_, None) => defaults(),
+        (Shape::List, Some(_)) => settings.iter().map(from_setting).collect(),
+        (Shape::One | Shape::Maybe, Some(last)) => vec![from_setting(last)],
+    }
+}
+
+impl Loaded {
+    /// `--print-config`: one aligned row per value: key, value (`-` when unset), origin.
+    pub(crate) fn render_effective(&self) -> String {
+        let key_width = self
+            .effective
+            .iter()
+            .map(|e| e.key.len())
+            .max()
+            .unwrap_or(0);
+        let value_width = self
+            .effective
+            .iter()
+            .map(|e| e.value.as_deref().map_or(1, str::len))
+            .max()
+            .unwrap_or(0)
+            .min(48);
+        let mut out = String::new();
+        for row in &self.effective {
+            let value = row.value.as_deref().unwrap_or("-");
+            let origin = match (&row.value, &row.origin) {
+                (None, Origin::Default) => "unset".to_owned(),
+                (_, origin) => origin.to_string(),
+            };
+            let _ = writeln!(
+                out,
+                "{:key_width$}  {value:value_width$}  {origin}",
+                row.key
+            );
+        }
+        out
+    }
+}
+
+/// What the first phase collected.
+#[derive(Debug, Default)]
+struct Gathered {
+    settings: Vec<Setting>,
+    warnings: Vec<Warning>,
+    errors: Vec<ConfigError>,
+}
+
+impl Gathered {
+    /// Reads one INI file; `earlier` holds the values `%(key)` may refer to, across files.
+    fn read_ini(&mut self, ini: &IniRef, sources: &Sources, earlier: &mut HashMap<String, String>) {
+        let file: Arc<str> = ini.path.to_string_lossy().into();
+        let text = match std::fs::read_to_string(&ini.path) {
+            Ok(text) => text,
+            Err(error) => {
+                self.errors.push(ConfigError::in_file(
+                    &file,
+                    format!("cannot read: {}", describe(&error)),
+                ));
+                return;
+            }
+        };
+        let lexed = ini::lex(&text);
+        let selected = match lexed.select(ini.section.as_deref()) {
+            Ok(selected) => selected,
+            Err(why) => {
+                self.errors.push(ConfigError::in_file(&file, why));
+                return;
+            }
+        };
+        for error in &selected.errors {
+            self.errors.push(ConfigError::at_line(
+                &file,
+                error.line,
+                error.message.clone(),
+            ));
+        }
+        let magic = expand::FileMagic::for_file(&ini.path, &sources.cwd);
+        for entry in &selected.entries {
+            let origin = Origin::Ini {
+                file: Arc::clone(&file),
+                line: entry.line,
+            };
+            let context = expand::Context {
+                file: &magic,
+                env: &sources.env,
+                earlier,
+                cpu_count: sources.cpu_count,
+            };
+            let expanded = entry
+                .value
+                .as_deref()
+                .map(|value| expand::expand(value, &context))
+                .transpose();
+            let Some(spec) = find_option(&entry.key) else {
+                if uwsgi::is_ignored_uwsgi_option(&entry.key) {
+                    self.warnings
+                        .push(ignored_uwsgi_option(&origin, &entry.key));
+                    // A uWSGI file may build paths from an ignored key (`%(home)/lib`).
+                    if let Ok(Some(value)) = expanded {
+                        earlier.insert(entry.key.clone(), value);
+                    }
+                } else {
+                    self.errors.push(unknown_option(&origin, &entry.key, ""));
+                }
+                continue;
+            };
+            let value = match expanded {
+                Ok(value) => value,
+                Err(why) => {
+                    self.errors.push(ConfigError::at(&origin, &entry.key, why));
+                    continue;
+                }
+            };
+            if let Some(text) = value.as_deref().filter(|v| !v.is_empty()).or(spec.bare) {
+                earlier.insert(entry.key.clone(), text.to_owned());
+                earlier.insert(spec.key.to_owned(), text.to_owned());
+            }
+            self.settings.push(Setting {
+                key: spec.key,
+                written: entry.key.clone(),
+                value,
+                origin,
+            });
+        }
+    }
+
+    /// Reads `RCONTAINER_<KEY>` variables (upper case, `-` as `_`). Other `RCONTAINER_*`
+    /// variables may belong to tools around rcontainer, so they only warn when they look like a
+    /// misspelt option.
+    fn read_env(&mut self, env: &BTreeMap<String, String>) {
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace('_', "-");
+            let origin = Origin::Env(name.clone());
+            match find_option(&key) {
+                Some(spec) => self.settings.push(Setting {
+                    key: spec.key,
+                    written: key,
+                    value: Some(value.clone()).filter(|v| !v.is_empty()),
+                    origin,
+                }),
+                None => {
+                    if let Some(near) = suggest_option(&key) {
+                        let near = format!(
+                            "{ENV_PREFIX}{}",
+                            near.to_ascii_uppercase().replace('-', "_")
+                        );
+                        self.warnings.push(Warning::at(
+                            &origin,
+                            format!("not an option, ignored (did you mean {near}?)"),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_cli(&mut self, cli: &[CliSetting]) {
+        for option in cli {
+            let origin = Origin::Cli(format!("--{}", option.name));
+            match find_option(&option.name) {
+                Some(spec) => self.settings.push(Setting {
+                    key: spec.key,
+                    written: option.name.clone(),
+                    value: option.value.clone(),
+                    origin,
+                }),
+                None if uwsgi::is_ignored_uwsgi_option(&option.name) => {
+                    self.warnings
+                        .push(ignored_uwsgi_option(&origin, &option.name));
+                }
+                None => self
+                    .errors
+                    .push(unknown_option(&origin, &option.name, "--")),
+            }
+        }
+    }
+}
+
+fn ignored_uwsgi_option(origin: &Origin, key: &str) -> Warning {
+    Warning::at(
+        origin,
+        format!("ignored: uWSGI option '{key}' has no effect in rcontainer"),
+    )
+}
+
+fn unknown_option(origin: &Origin, key: &str, dashes: &str) -> ConfigError {
+    let message = match suggest_option(key) {
+        Some(near) => format!("unknown option (did you mean {dashes}{near}?)"),
+        None => "unknown option".to_owned(),
+    };
+    ConfigError::at(origin, key, message)
+}
+
+fn describe(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "no such file".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,3 @@
 //! Socket specs and listeners.
+
+pub(crate) mod addr;

@@ -1,0 +1,492 @@
+//! Tests of `config::load` end to end: INI files in a temp dir, an injected environment and
+//! command-line settings, checked for precedence, expansion, errors and warnings.
+
+use super::*;
+use crate::net::addr::{Host, SocketSpec};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// A unique temp dir per test, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "rcontainer-config-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>)]) -> Sources {
+    Sources {
+        ini_files: ini_files
+            .iter()
+            .map(|p| IniRef::parse(&p.to_string_lossy()))
+            .collect(),
+        env: env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        cli: cli
+            .iter()
+            .map(|(name, value)| CliSetting {
+                name: (*name).to_owned(),
+                value: value.map(str::to_owned),
+            })
+            .collect(),
+        cwd: PathBuf::from("/"),
+        cpu_count: 3,
+    }
+}
+
+fn load_ok(sources: &Sources) -> Loaded {
+    match load(sources) {
+        Ok(loaded) => loaded,
+        Err(failed) => panic!("load failed: {:#?}", failed.errors),
+    }
+}
+
+fn load_errors(sources: &Sources) -> Vec<String> {
+    match load(sources) {
+        Ok(loaded) => panic!("load succeeded: {:?}", loaded.config),
+        Err(failed) => failed.errors.iter().map(ToString::to_string).collect(),
+    }
+}
+
+fn origin_of(loaded: &Loaded, key: &str) -> Vec<String> {
+    loaded
+        .effective
+        .iter()
+        .filter(|e| e.key == key)
+        .map(|e| e.origin.to_string())
+        .collect()
+}
+
+const LISTENER: &str = "[rcontainer]\nhttp-socket = 127.0.0.1:0\n";
+
+#[test]
+fn defaults_apply_when_nothing_is_set() {
+    let loaded = load_ok(&Sources::with_cli(&[("http-socket", ":8000")]));
+    let config = &loaded.config;
+    assert_eq!(config.processes, 1);
+    assert_eq!(config.async_cores, 100);
+    assert_eq!(config.listen, 1024);
+    assert_eq!(config.buffer_size, 65535);
+    assert_eq!(config.socket_timeout, Duration::from_secs(30));
+    assert_eq!(config.worker_watchdog, Duration::from_secs(30));
+    assert_eq!(config.worker_reload_mercy, Duration::from_secs(60));
+    assert_eq!(config.module, "hello");
+    assert!(config.master);
+    assert!(!config.vacuum);
+    assert_eq!(config.pidfile, None);
+    assert_eq!(origin_of(&loaded, "processes"), vec!["default"]);
+    assert!(loaded.warnings.is_empty());
+}
+
+#[test]
+fn ini_values_are_typed_into_the_config() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[rcontainer]\nworkers = 4\ngevent = 500\nsocket = 127.0.0.1:3031\nsocket = /run/app.sock\n\
+         http-socket = :8000\nchmod-socket\nvacuum\nharakiri = 30\nlog-slow = 250\nlimit-post = 1m\n\
+         stack-size = 64k\nenv = LANG=C.UTF-8\nmount = /api=echo\nstatic-map = /static=/srv/www\n\
+         uwsgi-allow-from = 10.0.0.1, 10.0.0.2\nstats = :9191\nfetch-url = http://127.0.0.1:9000/\n",
+    );
+    let config = load_ok(&sources(&[&ini], &[], &[])).config;
+    assert_eq!(config.processes, 4);
+    assert_eq!(config.async_cores, 500);
+    assert_eq!(config.sockets.len(), 2);
+    assert_eq!(config.sockets[1], SocketSpec::Unix("/run/app.sock".into()));
+    assert_eq!(
+        config.http_sockets,
+        vec![SocketSpec::Tcp {
+            host: Host::Any,
+            port: 8000
+        }]
+    );
+    assert_eq!(config.chmod_socket, Some(0o666));
+    assert!(config.vacuum);
+    assert_eq!(config.harakiri, Duration::from_secs(30));
+    assert_eq!(config.log_slow, Duration::from_millis(250));
+    assert_eq!(config.limit_post, 1 << 20);
+    assert_eq!(config.stack_size, 64 * 1024);
+    assert_eq!(config.env[0].name, "LANG");
+    assert_eq!(config.mounts[0].prefix, "/api");
+    assert_eq!(config.static_maps[0].target, "/srv/www");
+    assert_eq!(config.uwsgi_allow_from.len(), 2);
+    assert!(config.stats.is_some());
+    assert_eq!(config.fetch_url.as_deref(), Some("http://127.0.0.1:9000/"));
+}
+
+#[test]
+fn precedence_is_default_then_ini_then_env_then_cli() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        &format!("{LISTENER}processes = 2\nlisten = 100\nharakiri = 5\n"),
+    );
+    let loaded = load_ok(&sources(
+        &[&ini],
+        &[("RCONTAINER_PROCESSES", "3"), ("RCONTAINER_LISTEN", "200")],
+        &[("processes", Some("8"))],
+    ));
+    assert_eq!(loaded.config.processes, 8);
+    assert_eq!(loaded.config.listen, 200);
+    assert_eq!(loaded.config.harakiri, Duration::from_secs(5));
+    assert_eq!(loaded.config.max_requests, 0);
+    assert_eq!(origin_of(&loaded, "processes"), vec!["--processes"]);
+    assert_eq!(origin_of(&loaded, "listen"), vec!["RCONTAINER_LISTEN"]);
+    let file = ini.to_string_lossy();
+    assert_eq!(origin_of(&loaded, "harakiri"), vec![format!("{file}:5")]);
+    assert_eq!(origin_of(&loaded, "max-requests"), vec!["default"]);
+}
+
+#[test]
+fn later_ini_files_override_earlier_ones() {
+    let dir = TempDir::new();
+    let base = dir.write("base.ini", &format!("{LISTENER}processes = 2\n"));
+    let site = dir.write("site.ini", "[rcontainer]\nprocesses = 6\n");
+    let loaded = load_ok(&sources(&[&base, &site], &[], &[]));
+    assert_eq!(loaded.config.processes, 6);
+}
+
+#[test]
+fn list_options_accumulate_across_every_source() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[rcontainer]\nsocket = :1\nsocket = :2\nenv = A=1\n",
+    );
+    let loaded = load_ok(&sources(
+        &[&ini],
+        &[("RCONTAINER_SOCKET", ":3"), ("RCONTAINER_ENV", "B=2")],
+        &[("uwsgi-socket", Some(":4")), ("env", Some("C=3"))],
+    ));
+    let ports: Vec<String> = loaded
+        .config
+        .sockets
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ports, vec![":1", ":2", ":3", ":4"]);
+    let names: Vec<&str> = loaded.config.env.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, vec!["A", "B", "C"]);
+    assert_eq!(origin_of(&loaded, "socket").len(), 4);
+}
+
+#[test]
+fn list_defaults_are_replaced_by_the_first_explicit_value() {
+    let loaded = load_ok(&Sources::with_cli(&[
+        ("http-socket", ":0"),
+        ("uwsgi-allow-from", "*"),
+    ]));
+    assert_eq!(
+        loaded.config.uwsgi_allow_from,
+        vec![value::AllowedPeer::Any]
+    );
+}
+
+#[test]
+fn boolean_flags_may_be_bare_or_explicit_on_every_source() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}vacuum\nstats-http = yes\n"));
+    let loaded = load_ok(&sources(&[&ini], &[], &[("vacuum", Some("false"))]));
+    assert!(!loaded.config.vacuum);
+    assert!(loaded.config.stats_http);
+    let loaded = load_ok(&sources(
+        &[&ini],
+        &[("RCONTAINER_DISABLE_LOGGING", "")],
+        &[],
+    ));
+    assert!(loaded.config.disable_logging);
+}
+
+#[test]
+fn placeholders_expand_in_ini_values() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "site.ini",
+        "[rcontainer]\nchdir = %d\nsocket = /tmp/%n.sock\npidfile = $(RUNDIR)/%n.pid\n\
+         processes = %k\nlogto = %(chdir)log/%n.log\nlog-format = %(method) %(uri) 100%%\n",
+    );
+    let loaded = load_ok(&sources(&[&ini], &[("RUNDIR", "/run/x")], &[]));
+    let config = &loaded.config;
+    let dir_text = format!("{}/", std::fs::canonicalize(&dir.0).unwrap().display());
+    assert_eq!(config.chdir, Some(PathBuf::from(&dir_text)));
+    assert_eq!(config.sockets[0], SocketSpec::Unix("/tmp/site.sock".into()));
+    assert_eq!(config.pidfile, Some(PathBuf::from("/run/x/site.pid")));
+    assert_eq!(config.processes, 3);
+    assert_eq!(
+        config.logto,
+        Some(PathBuf::from(format!("{dir_text}log/site.log")))
+    );
+    assert_eq!(config.log_format.as_deref(), Some("%(method) %(uri) 100%"));
+    let shown: Vec<_> = loaded
+        .effective
+        .iter()
+        .filter(|e| e.key == "pidfile")
+        .map(|e| e.value.clone())
+        .collect();
+    assert_eq!(shown, vec![Some("/run/x/site.pid".to_owned())]);
+}
+
+#[test]
+fn p_expands_to_the_absolute_path_of_the_file() {
+    let dir = TempDir::new();
+    let ini = dir.write("a.ini", &format!("{LISTENER}req-logger = file:%p.log\n"));
+    let config = load_ok(&sources(&[&ini], &[], &[])).config;
+    let absolute = std::fs::canonicalize(&ini).unwrap();
+    assert_eq!(
+        config.req_logger,
+        Some(format!("file:{}.log", absolute.display()))
+    );
+}
+
+#[test]
+fn placeholders_may_refer_to_keys_of_earlier_files_and_ignored_uwsgi_keys() {
+    let dir = TempDir::new();
+    let base = dir.write("base.ini", "[uwsgi]\nhome = /venv\nsocket = :1\n");
+    let site = dir.write(
+        "site.ini",
+        "[uwsgi]\nchdir = %(home)/app\nmaster-fifo = %(socket)\n",
+    );
+    let config = load_ok(&sources(&[&base, &site], &[], &[])).config;
+    assert_eq!(config.chdir, Some(PathBuf::from("/venv/app")));
+    assert_eq!(config.master_fifo, Some(PathBuf::from(":1")));
+}
+
+#[test]
+fn an_unset_environment_variable_is_an_error_at_its_line() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}chdir = $(NO_SUCH_VAR)/x\n"));
+    let errors = load_errors(&sources(&[&ini], &[], &[]));
+    assert_eq!(
+        errors,
+        vec![format!(
+            "{}:3: chdir: environment variable NO_SUCH_VAR is not set",
+            ini.display()
+        )]
+    );
+}
+
+#[test]
+fn an_unknown_key_is_an_error_with_a_suggestion() {
+    let dir = TempDir::new();
+    let ini = dir.write("x.ini", "[rcontainer]\nhttp-socket = :0\nprcesses = 4\n");
+    let errors = load_errors(&sources(&[&ini], &[], &[]));
+    assert_eq!(
+        errors,
+        vec![format!(
+            "{}:3: prcesses: unknown option (did you mean processes?)",
+            ini.display()
+        )]
+    );
+}
+
+#[test]
+fn every_error_of_a_file_is_reported_not_just_the_first() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "x.ini",
+        "[rcontainer]\nhttp-socket = :0\nprocesses = many\nnot a key\nharakiri = soon\nzzzz = 1\n",
+    );
+    let errors = load_errors(&sources(&[&ini], &[], &[]));
+    let file = ini.display();
+    assert_eq!(
+        errors,
+        vec![
+            format!("{file}:3: processes: 'many' is not a whole number"),
+            format!("{file}:4: 'not a key' is not a key (expected 'key = value' or a bare key)"),
+            format!("{file}:5: harakiri: 'soon' is not a duration (like 30, 500ms, 2s, 1m)"),
+            format!("{file}:6: zzzz: unknown option"),
+        ]
+    );
+}
+
+#[test]
+fn bad_values_name_their_source() {
+    let errors = load_errors(&sources(
+        &[],
+        &[("RCONTAINER_LISTEN", "0")],
+        &[
+            ("http-socket", Some(":0")),
+            ("workers", Some("zero")),
+            ("prcesses", Some("2")),
+        ],
+    ));
+    assert_eq!(
+        errors,
+        vec![
+            "RCONTAINER_LISTEN: 0 is out of range (1 to 65535)".to_owned(),
+            "--prcesses: unknown option (did you mean --processes?)".to_owned(),
+            "--workers: 'zero' is not a whole number".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_file_or_section_is_an_error_naming_the_file() {
+    let dir = TempDir::new();
+    let missing = dir.0.join("missing.ini");
+    assert_eq!(
+        load_errors(&sources(&[&missing], &[], &[("http-socket", Some(":0"))])),
+        vec![format!("{}: cannot read: no such file", missing.display())]
+    );
+    let ini = dir.write("app.ini", LISTENER);
+    let mut with_section = sources(&[], &[], &[]);
+    with_section.ini_files = vec![IniRef::parse(&format!("{}:prod", ini.display()))];
+    assert_eq!(
+        load_errors(&with_section),
+        vec![format!("{}: no [prod] section", ini.display())]
+    );
+}
+
+#[test]
+fn a_named_section_is_read_instead_of_the_default_one() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        &format!("{LISTENER}processes = 2\n[prod]\nhttp-socket = :0\nprocesses = 9\n"),
+    );
+    let mut s = sources(&[], &[], &[]);
+    s.ini_files = vec![IniRef::parse(&format!("{}:prod", ini.display()))];
+    assert_eq!(load_ok(&s).config.processes, 9);
+}
+
+#[test]
+fn uwsgi_only_keys_load_with_one_warning_each() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "uwsgi.ini",
+        "[uwsgi]\nmaster = true\nprocesses = 4\nsocket = 127.0.0.1:3031\nchmod-socket = 660\n\
+         vacuum = true\ndaemonize = /tmp/app.log\npidfile = /tmp/app.pid\nbuffer-size = 32768\n\
+         gevent = 100\nmax-requests = 5000\nlimit-as = 512\nreload-mercy = 8\n\
+         touch-reload = /tmp/reload\nchdir = /srv/app\nmodule = hello\nplugins = python3\n\
+         callable = application\nvhost\nworkers = 2\nhome = /venv\n",
+    );
+    let loaded = load_ok(&sources(&[&ini], &[], &[]));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    let file = ini.display();
+    assert_eq!(
+        warnings,
+        vec![
+            format!("{file}:12: ignored: uWSGI option 'limit-as' has no effect in rcontainer"),
+            format!("{file}:17: ignored: uWSGI option 'plugins' has no effect in rcontainer"),
+            format!("{file}:18: ignored: uWSGI option 'callable' has no effect in rcontainer"),
+            format!("{file}:19: ignored: uWSGI option 'vhost' has no effect in rcontainer"),
+            format!("{file}:21: ignored: uWSGI option 'home' has no effect in rcontainer"),
+        ]
+    );
+    assert_eq!(loaded.config.processes, 2);
+    assert_eq!(loaded.config.chmod_socket, Some(0o660));
+    assert_eq!(loaded.config.worker_reload_mercy, Duration::from_secs(8));
+}
+
+#[test]
+fn uwsgi_only_keys_on_the_command_line_warn_too() {
+    let loaded = load_ok(&sources(
+        &[],
+        &[],
+        &[("http-socket", Some(":0")), ("enable-threads", None)],
+    ));
+    assert_eq!(
+        loaded.warnings[0].to_string(),
+        "--enable-threads: ignored: uWSGI option 'enable-threads' has no effect in rcontainer"
+    );
+}
+
+#[test]
+fn mistyped_environment_variables_warn_and_others_are_ignored() {
+    let loaded = load_ok(&sources(
+        &[],
+        &[
+            ("RCONTAINER_PROCESES", "4"),
+            ("RCONTAINER_BLESS", "1"),
+            ("HOME", "/root"),
+        ],
+        &[("http-socket", Some(":0"))],
+    ));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec!["RCONTAINER_PROCESES: not an option, ignored (did you mean RCONTAINER_PROCESSES?)"]
+    );
+    assert_eq!(loaded.config.processes, 1);
+}
+
+#[test]
+fn a_config_without_any_listener_is_rejected_unless_it_runs_an_emperor() {
+    assert_eq!(
+        load_errors(&sources(&[], &[], &[("processes", Some("2"))])),
+        vec!["config: no listener: set socket or http-socket (or emperor)".to_owned()]
+    );
+    let loaded = load_ok(&sources(&[], &[], &[("emperor", Some("/etc/vassals"))]));
+    assert_eq!(loaded.config.emperor.as_deref(), Some("/etc/vassals"));
+}
+
+#[test]
+fn print_config_shows_every_key_with_value_and_origin() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}processes = 2\n"));
+    let loaded = load_ok(&sources(&[&ini], &[], &[("processes", Some("8"))]));
+    let text = loaded.render_effective();
+    for spec in OPTIONS {
+        assert!(
+            text.lines()
+                .any(|l| l.split_whitespace().next() == Some(spec.key)),
+            "{}",
+            spec.key
+        );
+    }
+    let row = |key: &str| -> Vec<String> {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("processes"), vec!["processes", "8", "--processes"]);
+    assert_eq!(
+        row("http-socket"),
+        vec![
+            "http-socket".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            format!("{}:2", ini.display())
+        ]
+    );
+    assert_eq!(row("pidfile"), vec!["pidfile", "-", "unset"]);
+    assert_eq!(row("master"), vec!["master", "true", "default"]);
+}
+
+#[test]
+fn ini_paths_with_a_section_suffix_split_at_the_last_colon() {
+    assert_eq!(
+        IniRef::parse("conf/app.ini:prod"),
+        IniRef {
+            path: "conf/app.ini".into(),
+            section: Some("prod".into())
+        }
+    );
+    assert_eq!(IniRef::parse("conf/app.ini").section, None);
+    assert_eq!(IniRef::parse("/odd:dir/app.ini").section, None);
+}

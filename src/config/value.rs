@@ -1,0 +1,543 @@
+//! Value kinds: the typed values an option can hold and the parser for each.
+//!
+//! A kind is a marker type implementing [`Kind`]; the option table names one per option and the
+//! `Config` field gets the kind's `Out` type. Parsers take the text after placeholder expansion
+//! and return either the value or a short reason (`"'abc' is not a number"`); the caller adds
+//! `file:line: key:` in front. Nothing here knows where a value came from.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::net::addr::SocketSpec;
+
+/// One kind of option value.
+pub(crate) trait Kind {
+    /// What the `Config` field holds for one value of this kind.
+    type Out;
+    /// How `--help` shows the value (`--processes N`); empty for flags.
+    const METAVAR: &'static str;
+    /// The value assumed when the key is given alone (`vacuum` means `vacuum = true`).
+    const BARE: Option<&'static str> = None;
+    /// Whether one value may list several items separated by commas (`a,b`).
+    const COMMA_LIST: bool = false;
+    /// Parses one (already expanded) value.
+    fn parse(text: &str) -> Result<Self::Out, String>;
+}
+
+/// The items of a comma-separated value, trimmed, empty ones skipped.
+pub(crate) fn split_commas(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+}
+
+/// `true/false/1/0/yes/no/on/off`, any case. Bare means true.
+#[derive(Debug)]
+pub(crate) struct Flag;
+
+impl Kind for Flag {
+    type Out = bool;
+    const METAVAR: &'static str = "";
+    const BARE: Option<&'static str> = Some("true");
+    fn parse(text: &str) -> Result<bool, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(format!(
+                "'{text}' is not a boolean (true/false, 1/0, yes/no, on/off)"
+            )),
+        }
+    }
+}
+
+/// A count of things (processes, cores, threads) between `MIN` and `MAX`.
+#[derive(Debug)]
+pub(crate) struct Count<const MIN: usize, const MAX: usize>;
+
+impl<const MIN: usize, const MAX: usize> Kind for Count<MIN, MAX> {
+    type Out = usize;
+    const METAVAR: &'static str = "N";
+    fn parse(text: &str) -> Result<usize, String> {
+        let n = parse_u64(text)?;
+        let n = usize::try_from(n).map_err(|_| format!("{n} is too large"))?;
+        in_range(n, MIN, MAX, &n.to_string())
+    }
+}
+
+/// A plain integer between `MIN` and `MAX` (request counts, megabytes).
+#[derive(Debug)]
+pub(crate) struct Int<const MIN: u64, const MAX: u64>;
+
+impl<const MIN: u64, const MAX: u64> Kind for Int<MIN, MAX> {
+    type Out = u64;
+    const METAVAR: &'static str = "N";
+    fn parse(text: &str) -> Result<u64, String> {
+        let n = parse_u64(text)?;
+        in_range(n, MIN, MAX, &n.to_string())
+    }
+}
+
+/// A size in bytes: `65535`, `64k`, `1m`, `2g` (binary multiples), between `MIN` and `MAX`.
+#[derive(Debug)]
+pub(crate) struct Size<const MIN: u64, const MAX: u64>;
+
+impl<const MIN: u64, const MAX: u64> Kind for Size<MIN, MAX> {
+    type Out = u64;
+    const METAVAR: &'static str = "SIZE";
+    fn parse(text: &str) -> Result<u64, String> {
+        let bytes = parse_size(text, 1)?;
+        in_range(bytes, MIN, MAX, text.trim())
+    }
+}
+
+/// A size where a plain number counts KiB (`stack-size = 256`), also `64k`, `1m`; the value is in
+/// bytes. `MIN_KIB` and `MAX_KIB` bound it in KiB.
+#[derive(Debug)]
+pub(crate) struct KiB<const MIN_KIB: u64, const MAX_KIB: u64>;
+
+impl<const MIN_KIB: u64, const MAX_KIB: u64> Kind for KiB<MIN_KIB, MAX_KIB> {
+    type Out = usize;
+    const METAVAR: &'static str = "KIB";
+    fn parse(text: &str) -> Result<usize, String> {
+        let bytes = parse_size(text, 1024)?;
+        if bytes % 1024 != 0 {
+            return Err(format!("'{}' is not a whole number of KiB", text.trim()));
+        }
+        let kib = bytes / 1024;
+        if !(MIN_KIB..=MAX_KIB).contains(&kib) {
+            let shown = text.trim();
+            return Err(format!(
+                "{shown} is out of range ({MIN_KIB} to {MAX_KIB} KiB)"
+            ));
+        }
+        usize::try_from(kib * 1024).map_err(|_| format!("'{}' is too large", text.trim()))
+    }
+}
+
+/// A duration where a plain number counts seconds, as in uWSGI (`harakiri = 30`); also `500ms`,
+/// `2s`, `1m`, `1h`. Zero usually means "off"; the option's help says so.
+#[derive(Debug)]
+pub(crate) struct Seconds;
+
+impl Kind for Seconds {
+    type Out = Duration;
+    const METAVAR: &'static str = "SECS";
+    fn parse(text: &str) -> Result<Duration, String> {
+        parse_duration(text, Duration::from_secs(1))
+    }
+}
+
+/// A duration where a plain number counts milliseconds, as uWSGI's `log-slow` does.
+#[derive(Debug)]
+pub(crate) struct Millis;
+
+impl Kind for Millis {
+    type Out = Duration;
+    const METAVAR: &'static str = "MSECS";
+    fn parse(text: &str) -> Result<Duration, String> {
+        parse_duration(text, Duration::from_millis(1))
+    }
+}
+
+/// An octal permission mode or mask: `660`, `0660`, `022`.
+#[derive(Debug)]
+pub(crate) struct Mode;
+
+impl Kind for Mode {
+    type Out = u32;
+    const METAVAR: &'static str = "MODE";
+    fn parse(text: &str) -> Result<u32, String> {
+        parse_mode(text)
+    }
+}
+
+/// A unix-socket mode; given bare (`chmod-socket` alone) it is `666`, as in uWSGI.
+#[derive(Debug)]
+pub(crate) struct SocketMode;
+
+impl Kind for SocketMode {
+    type Out = u32;
+    const METAVAR: &'static str = "MODE";
+    const BARE: Option<&'static str> = Some("666");
+    fn parse(text: &str) -> Result<u32, String> {
+        parse_mode(text)
+    }
+}
+
+/// A listener address, see [`SocketSpec`].
+#[derive(Debug)]
+pub(crate) struct Socket;
+
+impl Kind for Socket {
+    type Out = SocketSpec;
+    const METAVAR: &'static str = "ADDR";
+    fn parse(text: &str) -> Result<SocketSpec, String> {
+        text.parse()
+    }
+}
+
+/// `NAME=VALUE`, as in `env = LANG=C.UTF-8` (the value may be empty or contain `=`).
+#[derive(Debug)]
+pub(crate) struct KeyValue;
+
+/// One `NAME=VALUE` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pair {
+    pub(crate) name: String,
+    pub(crate) value: String,
+}
+
+impl Kind for KeyValue {
+    type Out = Pair;
+    const METAVAR: &'static str = "K=V";
+    fn parse(text: &str) -> Result<Pair, String> {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not NAME=VALUE"))?;
+        let name = name.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("'{text}': the name before '=' must be one word"));
+        }
+        Ok(Pair {
+            name: name.to_owned(),
+            value: value.trim().to_owned(),
+        })
+    }
+}
+
+/// `/prefix=target`, as in `mount = /api=echo` or `static-map = /static=/srv/www`.
+#[derive(Debug)]
+pub(crate) struct Prefixed;
+
+/// One path prefix and what serves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PrefixMap {
+    /// Starts with `/`; `/` alone matches everything.
+    pub(crate) prefix: String,
+    /// An app name (`mount`) or a file-system path (`static-map`).
+    pub(crate) target: String,
+}
+
+impl Kind for Prefixed {
+    type Out = PrefixMap;
+    const METAVAR: &'static str = "/PREFIX=TARGET";
+    fn parse(text: &str) -> Result<PrefixMap, String> {
+        let (prefix, target) = text
+            .split_once('=')
+            .ok_or_else(|| format!("'{text}' is not /prefix=target"))?;
+        let (prefix, target) = (prefix.trim(), target.trim());
+        if !prefix.starts_with('/') {
+            return Err(format!("'{text}': the prefix must start with '/'"));
+        }
+        if target.is_empty() {
+            return Err(format!("'{text}': nothing after '='"));
+        }
+        Ok(PrefixMap {
+            prefix: prefix.to_owned(),
+            target: target.to_owned(),
+        })
+    }
+}
+
+/// Free text (a name, a format string).
+#[derive(Debug)]
+pub(crate) struct Text;
+
+impl Kind for Text {
+    type Out = String;
+    const METAVAR: &'static str = "TEXT";
+    fn parse(text: &str) -> Result<String, String> {
+        Ok(text.to_owned())
+    }
+}
+
+/// A file-system path; not checked for existence here (it may be created later).
+#[derive(Debug)]
+pub(crate) struct Path;
+
+impl Kind for Path {
+    type Out = PathBuf;
+    const METAVAR: &'static str = "PATH";
+    fn parse(text: &str) -> Result<PathBuf, String> {
+        Ok(PathBuf::from(text))
+    }
+}
+
+/// An `http://` URL for the built-in HTTP client (no TLS).
+#[derive(Debug)]
+pub(crate) struct HttpUrl;
+
+impl Kind for HttpUrl {
+    type Out = String;
+    const METAVAR: &'static str = "URL";
+    fn parse(text: &str) -> Result<String, String> {
+        match text.strip_prefix("http://") {
+            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(text.to_owned()),
+            _ => Err(format!("'{text}' is not an http:// URL with a host")),
+        }
+    }
+}
+
+/// A peer allowed to talk uwsgi over TCP: an IP address or `*`; a value may list several,
+/// comma-separated.
+#[derive(Debug)]
+pub(crate) struct Peer;
+
+/// Who may connect to a TCP uwsgi socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AllowedPeer {
+    /// `*`: anyone.
+    Any,
+    /// This exact address.
+    Ip(IpAddr),
+}
+
+impl Kind for Peer {
+    type Out = AllowedPeer;
+    const METAVAR: &'static str = "IP,...";
+    const COMMA_LIST: bool = true;
+    fn parse(text: &str) -> Result<AllowedPeer, String> {
+        match text.trim() {
+            "*" => Ok(AllowedPeer::Any),
+            ip => ip
+                .parse()
+                .map(AllowedPeer::Ip)
+                .map_err(|_| format!("'{ip}' is not an IP address or '*'")),
+        }
+    }
+}
+
+fn parse_u64(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{text}' is not a whole number"));
+    }
+    text.parse().map_err(|_| format!("'{text}' is too large"))
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display>(
+    n: T,
+    min: T,
+    max: T,
+    shown: &str,
+) -> Result<T, String> {
+    if n < min || n > max {
+        Err(format!("{shown} is out of range ({min} to {max})"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// `unit` is what a plain number counts (1 for bytes, 1024 for KiB).
+fn parse_size(text: &str, unit: u64) -> Result<u64, String> {
+    let trimmed = text.trim();
+    if trimmed.contains(char::is_whitespace) {
+        return Err(format!("'{trimmed}' is not a size (like 65535, 64k, 1m)"));
+    }
+    let lower = trimmed.to_ascii_lowercase();
+    let (digits, multiplier) = match lower.as_bytes().last() {
+        Some(b'k') => (&lower[..lower.len() - 1], 1 << 10),
+        Some(b'm') => (&lower[..lower.len() - 1], 1 << 20),
+        Some(b'g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower.as_str(), unit),
+    };
+    let n = parse_u64(digits)
+        .map_err(|_| format!("'{trimmed}' is not a size (like 65535, 64k, 1m)"))?;
+    n.checked_mul(multiplier)
+        .ok_or_else(|| format!("'{trimmed}' is too large"))
+}
+
+/// `unit` is what a plain number counts.
+fn parse_duration(text: &str, unit: Duration) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(lower.len());
+    let (digits, suffix) = lower.split_at(split);
+    let bad = || format!("'{trimmed}' is not a duration (like 30, 500ms, 2s, 1m)");
+    let n: u32 = parse_u64(digits)
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(bad)?;
+    let unit = match suffix {
+        "" => unit,
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    unit.checked_mul(n).ok_or_else(bad)
+}
+
+fn parse_mode(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let digits = trimmed.strip_prefix("0o").unwrap_or(trimmed);
+    let mode = u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|_| !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)))
+        .ok_or_else(|| format!("'{trimmed}' is not an octal mode (like 660)"))?;
+    if mode > 0o7777 {
+        return Err(format!("'{trimmed}' is larger than 7777"));
+    }
+    Ok(mode)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn booleans_accept_the_usual_spellings() {
+        for yes in ["true", "1", "yes", "on", "TRUE", " Yes "] {
+            assert_eq!(Flag::parse(yes), Ok(true), "{yes}");
+        }
+        for no in ["false", "0", "no", "off", "Off"] {
+            assert_eq!(Flag::parse(no), Ok(false), "{no}");
+        }
+        assert!(Flag::parse("maybe").is_err());
+        assert!(Flag::parse("").is_err());
+    }
+
+    #[test]
+    fn counts_and_ints_check_their_range() {
+        assert_eq!(Count::<1, 8>::parse("4"), Ok(4));
+        assert_eq!(
+            Count::<1, 8>::parse("0").unwrap_err(),
+            "0 is out of range (1 to 8)"
+        );
+        assert!(Count::<1, 8>::parse("9").is_err());
+        assert!(Count::<1, 8>::parse("-1").is_err());
+        assert!(Count::<1, 8>::parse("four").is_err());
+        assert!(Count::<1, 8>::parse("1.5").is_err());
+        assert_eq!(
+            Int::<0, { u64::MAX }>::parse("18446744073709551615"),
+            Ok(u64::MAX)
+        );
+        assert!(Int::<0, { u64::MAX }>::parse("18446744073709551616").is_err());
+    }
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        type Any = Size<0, { u64::MAX }>;
+        assert_eq!(Any::parse("65535"), Ok(65535));
+        assert_eq!(Any::parse("64k"), Ok(64 * 1024));
+        assert_eq!(Any::parse("64K"), Ok(64 * 1024));
+        assert_eq!(Any::parse("1m"), Ok(1 << 20));
+        assert_eq!(Any::parse("2g"), Ok(2 << 30));
+        for bad in ["", "k", "1.5m", "10x", "-1", "1 m"] {
+            assert!(Any::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Size::<1024, 2048>::parse("4k").is_err());
+    }
+
+    #[test]
+    fn kib_sizes_count_kib_when_plain_and_return_bytes() {
+        type Stack = KiB<64, 65536>;
+        assert_eq!(Stack::parse("256"), Ok(256 * 1024));
+        assert_eq!(Stack::parse("64k"), Ok(64 * 1024));
+        assert_eq!(Stack::parse("1m"), Ok(1024 * 1024));
+        assert_eq!(
+            Stack::parse("32").unwrap_err(),
+            "32 is out of range (64 to 65536 KiB)"
+        );
+    }
+
+    #[test]
+    fn durations_default_to_seconds_and_take_units() {
+        assert_eq!(Seconds::parse("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(Seconds::parse("0"), Ok(Duration::ZERO));
+        assert_eq!(Seconds::parse("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(Seconds::parse("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(Seconds::parse("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(Seconds::parse("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(Millis::parse("250"), Ok(Duration::from_millis(250)));
+        assert_eq!(Millis::parse("2s"), Ok(Duration::from_secs(2)));
+        for bad in ["", "s", "1.5s", "10 s", "5d", "-3"] {
+            assert!(Seconds::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn modes_are_octal() {
+        assert_eq!(Mode::parse("660"), Ok(0o660));
+        assert_eq!(Mode::parse("0660"), Ok(0o660));
+        assert_eq!(Mode::parse("022"), Ok(0o022));
+        assert_eq!(Mode::parse("0o755"), Ok(0o755));
+        for bad in ["", "8", "rw", "77777", "-1"] {
+            assert!(Mode::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(SocketMode::BARE, Some("666"));
+    }
+
+    #[test]
+    fn key_value_pairs_split_at_the_first_equals() {
+        assert_eq!(
+            KeyValue::parse("A=b=c"),
+            Ok(Pair {
+                name: "A".into(),
+                value: "b=c".into()
+            })
+        );
+        assert_eq!(
+            KeyValue::parse("EMPTY=").map(|p| p.value),
+            Ok(String::new())
+        );
+        assert!(KeyValue::parse("novalue").is_err());
+        assert!(KeyValue::parse("=x").is_err());
+        assert!(KeyValue::parse("A B=x").is_err());
+    }
+
+    #[test]
+    fn prefix_maps_need_a_slash_and_a_target() {
+        assert_eq!(
+            Prefixed::parse("/static=/srv/www"),
+            Ok(PrefixMap {
+                prefix: "/static".into(),
+                target: "/srv/www".into()
+            })
+        );
+        assert!(Prefixed::parse("/=hello").is_ok());
+        assert!(Prefixed::parse("static=/srv").is_err());
+        assert!(Prefixed::parse("/static=").is_err());
+        assert!(Prefixed::parse("/static").is_err());
+    }
+
+    #[test]
+    fn sockets_parse_through_socket_spec() {
+        assert!(Socket::parse(":3031").is_ok());
+        assert!(Socket::parse("1.2.3.4:99999").is_err());
+    }
+
+    #[test]
+    fn urls_must_be_plain_http() {
+        assert!(HttpUrl::parse("http://127.0.0.1:9000/x").is_ok());
+        assert!(HttpUrl::parse("https://example.com").is_err());
+        assert!(HttpUrl::parse("http://").is_err());
+    }
+
+    #[test]
+    fn peers_are_addresses_or_star_and_may_be_comma_separated() {
+        assert_eq!(Peer::parse("*"), Ok(AllowedPeer::Any));
+        assert_eq!(
+            Peer::parse("127.0.0.1"),
+            Ok(AllowedPeer::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)))
+        );
+        assert!(Peer::parse("localhost").is_err());
+        let items: Vec<_> = split_commas(" 127.0.0.1, ::1,").map(Peer::parse).collect();
+        assert_eq!(items.len(), 2);
+        assert!(items.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn text_and_paths_take_anything() {
+        assert_eq!(
+            Text::parse("%(method) %(uri)"),
+            Ok("%(method) %(uri)".into())
+        );
+        assert_eq!(Path::parse("/tmp/x"), Ok(PathBuf::from("/tmp/x")));
+    }
+}
