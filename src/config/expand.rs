@@ -24,7 +24,10 @@ impl FileMagic {
     /// Computes the magic values for `file`, relative to `cwd` when not absolute. Symlinks and
     /// `..` are resolved when the file exists, as uWSGI's `realpath` does.
     pub(crate) fn for_file(file: &Path, cwd: &Path) -> FileMagic {
-        let absolute = std::fs::canonicalize(file).unwrap_or_else(|_| cwd.join(file));
+        // Relative to the given working directory, not the process's: they differ in tests
+        // and after `chdir`.
+        let joined = cwd.join(file);
+        let absolute = std::fs::canonicalize(&joined).unwrap_or(joined);
         let dir = absolute
             .parent()
             .map(|d| d.to_string_lossy().into_owned())

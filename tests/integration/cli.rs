@@ -95,7 +95,10 @@ fn print_config_shows_cli_winning_over_the_ini_and_placeholders_expanded() {
 #[test]
 fn environment_variables_override_the_ini_and_lose_to_the_cli() {
     let scratch = Scratch::new("env-precedence");
-    scratch.write("app.ini", "[rcontainer]\nprocesses = 2\nasync = 10\n");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nasync = 10\n",
+    );
     let out = run_cli_with_env(
         scratch.path(),
         &["--ini", "app.ini", "--async", "30", "--print-config"],
