@@ -1,5 +1,6 @@
 //! The only place (besides `coro`) with unsafe code: thin libc wrappers.
 #![allow(unsafe_code)]
+pub(crate) mod fd;
 pub(crate) mod process;
 #[cfg(test)]
 pub(crate) mod rerun;
