@@ -1,10 +1,12 @@
 //! The only place (besides `coro`) with unsafe code: thin libc wrappers.
 #![allow(unsafe_code)]
+pub(crate) mod clock;
 pub(crate) mod fd;
 pub(crate) mod pidfile;
 pub(crate) mod process;
 #[cfg(test)]
 pub(crate) mod rerun;
+pub(crate) mod shm;
 pub(crate) mod signal;
 #[cfg(test)]
 pub(crate) mod tempdir;
