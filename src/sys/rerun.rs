@@ -53,6 +53,11 @@ pub(crate) fn in_child_process(test_path: &str, body: impl FnOnce()) {
     }
 }
 
+/// Tells whether this process is such a child.
+pub(crate) fn is_child() -> bool {
+    std::env::var_os(CHILD_ENV).is_some()
+}
+
 fn unique_output_path() -> PathBuf {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -120,6 +120,34 @@ mod tests {
     }
 
     #[test]
+    fn a_forked_child_writes_are_seen_by_the_parent_in_a_child_process() {
+        use crate::sys::process::{ExitStatus, Forked, exit_now, fork, reap_children};
+        crate::sys::rerun::in_child_process(
+            "sys::shm::tests::a_forked_child_writes_are_seen_by_the_parent_in_a_child_process",
+            || {
+                let words = SharedMapping::<AtomicU64>::new_zeroed(16).expect("mmap");
+                match fork().expect("fork") {
+                    Forked::Child => {
+                        words[5].store(42, Ordering::Release);
+                        exit_now(0);
+                    }
+                    Forked::Parent(child) => {
+                        let deadline =
+                            std::time::Instant::now() + std::time::Duration::from_secs(10);
+                        let mut reaped = Vec::new();
+                        while reaped.is_empty() && std::time::Instant::now() < deadline {
+                            reaped = reap_children();
+                            std::thread::sleep(std::time::Duration::from_millis(5));
+                        }
+                        assert_eq!(reaped, [(child, ExitStatus::Exited(0))]);
+                        assert_eq!(words[5].load(Ordering::Acquire), 42);
+                    }
+                }
+            },
+        );
+    }
+
+    #[test]
     fn empty_mapping_is_refused() {
         assert!(SharedMapping::<AtomicU64>::new_zeroed(0).is_err());
         assert!(SharedMapping::<AtomicU64>::new_zeroed(usize::MAX).is_err());
