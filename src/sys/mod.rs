@@ -2,6 +2,7 @@
 #![allow(unsafe_code)]
 pub(crate) mod clock;
 pub(crate) mod fd;
+pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod process;
 #[cfg(test)]
