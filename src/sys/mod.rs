@@ -1,6 +1,7 @@
 //! The only place (besides `coro`) with unsafe code: thin libc wrappers.
 #![allow(unsafe_code)]
 pub(crate) mod clock;
+pub(crate) mod daemon;
 pub(crate) mod fd;
 pub(crate) mod notify;
 pub(crate) mod pidfile;

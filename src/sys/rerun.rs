@@ -7,7 +7,7 @@
 //! The parent waits with a deadline and fails with the child's output.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,26 @@ const DEADLINE: Duration = Duration::from_secs(30);
 /// In the parent: runs the test `test_path` (e.g. `sys::signal::tests::name`) in a child
 /// process and panics unless it passed. In that child: runs `body`.
 pub(crate) fn in_child_process(test_path: &str, body: impl FnOnce()) {
-    if std::env::var(CHILD_ENV).as_deref() == Ok(test_path) {
+    if is_child_for(test_path) {
         body();
         return;
     }
+    let (status, text) = spawn_test_child(test_path);
+    match status {
+        Some(status) if status.success() && text.contains("1 passed") => {}
+        Some(status) => panic!("child test {test_path} failed ({status}):\n{text}"),
+        None => panic!("child test {test_path} timed out after {DEADLINE:?}:\n{text}"),
+    }
+}
+
+/// Whether this process is the child started for `test_path`.
+pub(crate) fn is_child_for(test_path: &str) -> bool {
+    std::env::var(CHILD_ENV).as_deref() == Ok(test_path)
+}
+
+/// Runs the test binary on `test_path` with the child marker; returns its exit status (`None`
+/// if it missed the deadline and was killed) and its stdout + stderr.
+pub(crate) fn spawn_test_child(test_path: &str) -> (Option<ExitStatus>, String) {
     let output_path = unique_output_path();
     let output = std::fs::File::create(&output_path).expect("create child output file");
     let mut child = Command::new(std::env::current_exe().expect("current test binary"))
@@ -46,11 +62,7 @@ pub(crate) fn in_child_process(test_path: &str, body: impl FnOnce()) {
     };
     let text = std::fs::read_to_string(&output_path).unwrap_or_default();
     let _ = std::fs::remove_file(&output_path);
-    match status {
-        Some(status) if status.success() && text.contains("1 passed") => {}
-        Some(status) => panic!("child test {test_path} failed ({status}):\n{text}"),
-        None => panic!("child test {test_path} timed out after {DEADLINE:?}:\n{text}"),
-    }
+    (status, text)
 }
 
 /// Tells whether this process is such a child.
