@@ -5,6 +5,7 @@ pub(crate) mod daemon;
 pub(crate) mod fd;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
+pub(crate) mod privilege;
 pub(crate) mod process;
 #[cfg(test)]
 pub(crate) mod rerun;
