@@ -3,6 +3,7 @@
 pub(crate) mod clock;
 pub(crate) mod daemon;
 pub(crate) mod fd;
+pub(crate) mod fifo;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod privilege;
