@@ -186,8 +186,10 @@ impl Scoreboard {
         set(row, Field::LastSpawnSecs, unix_now.as_secs());
         set(row, Field::Status, WorkerStatus::Booting as u64);
         for core in 0..self.cores_per_worker {
-            let core_row = self.core_row(id, core)?;
-            set_core(core_row, CoreField::InRequest, 0);
+            write_core(self.core_row(id, core)?, |row| {
+                set_core(row, CoreField::InRequest, 0);
+                set_core(row, CoreField::TextLen, 0);
+            });
         }
         Some(())
     }
@@ -345,15 +347,19 @@ impl WorkerSlot<'_> {
 /// A copy of one worker slot, with the fields uwsgitop's JSON needs (DESIGN.md §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WorkerSnapshot {
+    /// The slot (stats `id`).
     pub(crate) id: WorkerId,
     /// 0 when no process is in the slot.
     pub(crate) pid: i32,
+    /// Lifecycle state; see [`WorkerSnapshot::stats_status`] for uWSGI's string.
     pub(crate) status: WorkerStatus,
     /// Requests since the slot began (survives respawns).
     pub(crate) requests: u64,
     /// Requests since the last spawn (drives `max-requests`).
     pub(crate) delta_requests: u64,
+    /// Handler panics and unanswered requests.
     pub(crate) exceptions: u64,
+    /// Requests cancelled by `harakiri`.
     pub(crate) harakiri_count: u64,
     /// `CLOCK_MONOTONIC` ms of the last loop turn.
     pub(crate) heartbeat_ms: u64,
@@ -363,12 +369,15 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) avg_rt_us: u64,
     /// Bytes, as last sampled by the master (0 if never).
     pub(crate) rss: u64,
+    /// Bytes of virtual memory, sampled like `rss`.
     pub(crate) vsz: u64,
     /// Sum of request durations, microseconds.
     pub(crate) running_time_us: u64,
     /// Unix seconds of the last spawn (0 if never).
     pub(crate) last_spawn_secs: u64,
+    /// Spawns into this slot after the first.
     pub(crate) respawn_count: u64,
+    /// One entry per core (`async` slot), in order.
     pub(crate) cores: Vec<CoreSnapshot>,
 }
 
@@ -400,13 +409,26 @@ impl WorkerSnapshot {
 pub(crate) struct CoreSnapshot {
     /// 0-based core index (stats `id`).
     pub(crate) id: usize,
+    /// Requests this core has finished.
     pub(crate) requests: u64,
+    /// Whether the core is running a request now.
     pub(crate) in_request: bool,
     /// Unix ms when the current request began (meaningful while `in_request`).
     pub(crate) request_start_unix_ms: u64,
     /// `METHOD uri` of the current request, possibly cut; `?` if the row could not be read
     /// consistently (its writer died mid-write).
     pub(crate) request: String,
+}
+
+impl CoreSnapshot {
+    /// The current request's method and URI (for the stats `vars`: `REQUEST_METHOD=...`,
+    /// `REQUEST_URI=...`), if the core is in a request.
+    pub(crate) fn method_and_uri(&self) -> Option<(&str, &str)> {
+        if !self.in_request {
+            return None;
+        }
+        self.request.split_once(' ')
+    }
 }
 
 fn get(row: &[AtomicU64], field: Field) -> u64 {
@@ -532,6 +554,11 @@ mod tests {
         assert_eq!(busy.stats_status(), "busy");
         assert!(busy.cores[1].in_request);
         assert_eq!(busy.cores[1].request, "GET /slow?ms=5000");
+        assert_eq!(
+            busy.cores[1].method_and_uri(),
+            Some(("GET", "/slow?ms=5000"))
+        );
+        assert_eq!(busy.cores[0].method_and_uri(), None);
         assert!(busy.cores[1].request_start_unix_ms > 0);
         assert_eq!(busy.last_spawn_secs, 1_700_000_000);
 

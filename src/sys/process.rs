@@ -52,7 +52,11 @@ pub(crate) fn fork() -> io::Result<Forked> {
             Ok(Forked::Parent(child))
         }
         Ok(ForkResult::Child) => {
-            super::signal::reset_in_child()?;
+            // Cannot fail with valid arguments; if it did, the child must not go on as a
+            // copy of the parent with the parent's handlers.
+            if super::signal::reset_in_child().is_err() {
+                exit_now(crate::exit::RUNTIME);
+            }
             Ok(Forked::Child)
         }
         Err(errno) => {

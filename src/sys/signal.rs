@@ -48,7 +48,7 @@ pub(crate) enum Signal {
     Ttin,
     /// Master: one worker fewer.
     Ttou,
-    /// Master: pause / resume accepting.
+    /// Pause / resume accepting (the master toggles, and forwards it to workers).
     Tstp,
     /// Master: a child exited; reap.
     Chld,
@@ -69,12 +69,13 @@ impl Signal {
         Signal::Chld,
     ];
     /// Every signal a worker catches.
-    pub(crate) const WORKER: [Signal; 5] = [
+    pub(crate) const WORKER: [Signal; 6] = [
         Signal::Term,
         Signal::Int,
         Signal::Quit,
         Signal::Usr1,
         Signal::Usr2,
+        Signal::Tstp,
     ];
 
     /// The kernel's signal.
@@ -101,6 +102,13 @@ impl Signal {
     }
 }
 
+/// `HUP`, `TERM`, ...: the name log lines use (`signal=HUP`).
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(super::process::signal_short_name(self.os()))
+    }
+}
+
 /// Who installs a source: decides what is caught and what is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -117,8 +125,8 @@ impl Role {
     }
 
     /// Terminal resizes and broken pipes must never kill anyone. Workers also ignore HUP (so
-    /// `pkill -HUP rcontainer` cannot stop every worker at once) and the job-control signals (a
-    /// Ctrl-Z on the terminal must not freeze workers; the master handles TSTP as pause).
+    /// `pkill -HUP rcontainer` cannot stop every worker at once) and TTIN/TTOU (whose default
+    /// would stop a worker that touches the terminal from the background).
     fn ignored(self) -> &'static [OsSignal] {
         match self {
             Role::Master => &[OsSignal::SIGWINCH, OsSignal::SIGPIPE],
@@ -126,7 +134,6 @@ impl Role {
                 OsSignal::SIGWINCH,
                 OsSignal::SIGPIPE,
                 OsSignal::SIGHUP,
-                OsSignal::SIGTSTP,
                 OsSignal::SIGTTIN,
                 OsSignal::SIGTTOU,
             ],
@@ -159,8 +166,11 @@ impl SignalSource {
         SignalSource::install(Role::Master)
     }
 
-    /// Installs a worker's handlers: TERM, INT, QUIT, USR1 and USR2 are recorded; HUP, TSTP,
+    /// Installs a worker's handlers: TERM, INT, QUIT, USR1, USR2 and TSTP are recorded; HUP,
     /// TTIN, TTOU, WINCH and PIPE are ignored.
+    ///
+    /// A Ctrl-Z on a terminal sends TSTP to the whole foreground process group, master and
+    /// workers at once; a master that forwards TSTP would then toggle workers twice.
     pub(crate) fn install_worker() -> io::Result<SignalSource> {
         SignalSource::install(Role::Worker)
     }
@@ -341,6 +351,7 @@ mod tests {
         assert!(Role::Worker.caught().contains(&Signal::Term));
         assert!(!Role::Worker.caught().contains(&Signal::Hup));
         assert!(Role::Master.caught().contains(&Signal::Hup));
+        assert_eq!(Signal::Ttin.to_string(), "TTIN");
     }
 
     #[test]
