@@ -384,6 +384,41 @@ mod tests {
     }
 
     #[test]
+    fn a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process() {
+        use crate::sys::process::{ExitStatus, Forked, current_pid, exit_now, fork, reap_children};
+        rerun::in_child_process(
+            "sys::signal::tests::a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process",
+            || {
+                let mut master = SignalSource::install_master().expect("install");
+                let child = match fork().expect("fork") {
+                    Forked::Child => {
+                        let mut worker = SignalSource::install_worker().expect("worker");
+                        let me = current_pid();
+                        nix::sys::signal::kill(me, OsSignal::SIGTERM).expect("term");
+                        nix::sys::signal::kill(me, OsSignal::SIGHUP).expect("hup, ignored");
+                        let caught = worker.drain().expect("drain");
+                        drop(master);
+                        exit_now(if caught == [Signal::Term] { 0 } else { 1 });
+                    }
+                    Forked::Parent(child) => child,
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let mut reaped = Vec::new();
+                while reaped.is_empty() && std::time::Instant::now() < deadline {
+                    reaped = reap_children();
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert_eq!(reaped, [(child, ExitStatus::Exited(0))]);
+                assert_eq!(
+                    master.drain().expect("drain"),
+                    [Signal::Chld],
+                    "no TERM, no HUP"
+                );
+            },
+        );
+    }
+
+    #[test]
     fn signal_source_wakes_a_mio_poll_in_a_child_process() {
         rerun::in_child_process(
             "sys::signal::tests::signal_source_wakes_a_mio_poll_in_a_child_process",
