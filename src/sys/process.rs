@@ -375,6 +375,41 @@ mod tests {
         );
     }
 
+    const EXEC_TEST: &str =
+        "sys::process::tests::exec_in_place_keeps_the_pid_and_hands_over_fds_in_a_child_process";
+    const EXEC_TARGET: &str = "sys::process::tests::exec_target_adopts_the_handed_over_fd";
+
+    #[test]
+    fn exec_in_place_keeps_the_pid_and_hands_over_fds_in_a_child_process() {
+        use crate::sys::{fd, rerun};
+        rerun::in_child_process(EXEC_TEST, || {
+            let (_read, write) = nix::unistd::pipe().expect("pipe");
+            fd::set_cloexec(&write, false).expect("inheritable");
+            let raw = std::os::fd::AsRawFd::as_raw_fd(&write);
+            let current = std::env::vars_os().filter(|(key, _)| key != rerun::CHILD_ENV);
+            let mut env = fd::env_for_reexec(current, &[(raw, "pipe")], current_pid());
+            env.push((rerun::CHILD_ENV.into(), EXEC_TARGET.into()));
+            let argv: Vec<OsString> = ["rcontainer-test", EXEC_TARGET, "--exact", "--nocapture"]
+                .map(OsString::from)
+                .to_vec();
+            let err = exec_self(&argv, env);
+            panic!("exec failed: {err}");
+        });
+    }
+
+    /// The second half of the test above, run by the re-exec'd image; a no-op on its own.
+    #[test]
+    fn exec_target_adopts_the_handed_over_fd() {
+        if !crate::sys::rerun::is_child_for(EXEC_TARGET) {
+            return;
+        }
+        let lookup = |key: &str| std::env::var(key).ok();
+        let adopted = crate::sys::fd::adopt_inherited_fds(lookup).expect("adopt");
+        assert_eq!(adopted.len(), 1, "the RCONTAINER_FDS_PID matched: same pid");
+        assert_eq!(adopted[0].name.as_deref(), Some("pipe"));
+        nix::unistd::write(&adopted[0].fd, b"x").expect("the pipe survived exec");
+    }
+
     #[test]
     fn this_process_is_alive_and_signal_names_are_short() {
         assert!(is_alive(current_pid()));

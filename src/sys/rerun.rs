@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Set in the child to the path of the test it must run.
-const CHILD_ENV: &str = "RCONTAINER_TEST_CHILD";
+pub(crate) const CHILD_ENV: &str = "RCONTAINER_TEST_CHILD";
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// In the parent: runs the test `test_path` (e.g. `sys::signal::tests::name`) in a child
