@@ -16,6 +16,7 @@ pub(crate) mod exit;
 pub(crate) mod log;
 pub(crate) mod net;
 pub(crate) mod proto;
+pub(crate) mod scoreboard;
 pub(crate) mod sys;
 
 use std::process::ExitCode;

@@ -11,9 +11,15 @@ fn repo_file(rel: &str) -> String {
 #[test]
 fn the_example_config_passes_check_config_silently() {
     let scratch = Scratch::new("check-example");
-    let out = run_cli(scratch.path(), &["--ini", &repo_file("conf/app.ini"), "--check-config"]);
+    let out = run_cli(
+        scratch.path(),
+        &["--ini", &repo_file("conf/app.ini"), "--check-config"],
+    );
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
-    assert_eq!(out.stdout, "", "check-config prints nothing when all is well");
+    assert_eq!(
+        out.stdout, "",
+        "check-config prints nothing when all is well"
+    );
 }
 
 #[test]
@@ -35,7 +41,10 @@ fn a_migrated_uwsgi_file_loads_with_one_warning_per_ignored_key() {
 #[test]
 fn a_typo_in_a_key_exits_1_with_file_line_and_a_suggestion() {
     let scratch = Scratch::new("typo");
-    scratch.write("x.ini", "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprcesses = 4\n");
+    scratch.write(
+        "x.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprcesses = 4\n",
+    );
     let out = run_cli(scratch.path(), &["--ini", "x.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
     assert!(
@@ -52,7 +61,11 @@ fn a_bad_value_exits_1_naming_file_line_and_key() {
     scratch.write("x.ini", "[uwsgi]\nprocesses = many\n");
     let out = run_cli(scratch.path(), &["--ini", "x.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
-    assert!(out.stderr.contains("x.ini:2: processes:"), "stderr: {}", out.stderr);
+    assert!(
+        out.stderr.contains("x.ini:2: processes:"),
+        "stderr: {}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -83,12 +96,24 @@ fn print_config_shows_cli_winning_over_the_ini_and_placeholders_expanded() {
             .to_string()
     };
     let processes = line_of("processes");
-    assert!(processes.contains('8') && processes.contains("--processes"), "{processes}");
+    assert!(
+        processes.contains('8') && processes.contains("--processes"),
+        "{processes}"
+    );
     let pidfile = line_of("pidfile");
-    let dir = scratch.path().canonicalize().expect("canonical scratch dir");
+    let dir = scratch
+        .path()
+        .canonicalize()
+        .expect("canonical scratch dir");
     let expected = format!("{}/app.pid", dir.display());
-    assert!(pidfile.contains(&expected), "{pidfile} should contain {expected}");
-    assert!(pidfile.contains("app.ini:4"), "origin of pidfile: {pidfile}");
+    assert!(
+        pidfile.contains(&expected),
+        "{pidfile} should contain {expected}"
+    );
+    assert!(
+        pidfile.contains("app.ini:4"),
+        "origin of pidfile: {pidfile}"
+    );
     assert!(line_of("harakiri").contains("default"));
 }
 
@@ -112,7 +137,11 @@ fn environment_variables_override_the_ini_and_lose_to_the_cli() {
             .unwrap_or_default()
             .to_string()
     };
-    assert!(line("processes").contains("RCONTAINER_PROCESSES"), "{}", line("processes"));
+    assert!(
+        line("processes").contains("RCONTAINER_PROCESSES"),
+        "{}",
+        line("processes")
+    );
     assert!(line("async").contains("--async"), "{}", line("async"));
 }
 
@@ -121,7 +150,13 @@ fn help_lists_every_option_with_its_default() {
     let scratch = Scratch::new("help");
     let out = run_cli(scratch.path(), &["--help"]);
     assert_eq!(out.code(), Some(0));
-    for flag in ["--ini", "--processes", "--http-socket", "--harakiri", "--stack-size"] {
+    for flag in [
+        "--ini",
+        "--processes",
+        "--http-socket",
+        "--harakiri",
+        "--stack-size",
+    ] {
         assert!(out.stdout.contains(flag), "--help lacks {flag}");
     }
 }
@@ -131,7 +166,11 @@ fn version_prints_the_package_version() {
     let scratch = Scratch::new("version");
     let out = run_cli(scratch.path(), &["--version"]);
     assert_eq!(out.code(), Some(0));
-    assert!(out.stdout.contains(env!("CARGO_PKG_VERSION")), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -139,5 +178,9 @@ fn an_unknown_command_line_flag_exits_1() {
     let scratch = Scratch::new("bad-flag");
     let out = run_cli(scratch.path(), &["--prcesses", "4"]);
     assert_eq!(out.code(), Some(1));
-    assert!(out.stderr.contains("processes"), "a suggestion: {}", out.stderr);
+    assert!(
+        out.stderr.contains("processes"),
+        "a suggestion: {}",
+        out.stderr
+    );
 }

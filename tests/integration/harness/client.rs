@@ -338,7 +338,10 @@ pub(crate) fn nginx_vars(method: &str, uri: &str, body: &[u8]) -> Vec<(String, S
 /// Sends one uwsgi request and reads the raw-HTTP response the server writes back.
 pub(crate) fn uwsgi_request(target: &Target, vars: &[(String, String)], body: &[u8]) -> Response {
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    target.connect().send(&uwsgi_packet(&vars, body)).read_response()
+    target
+        .connect()
+        .send(&uwsgi_packet(&vars, body))
+        .read_response()
 }
 
 #[test]

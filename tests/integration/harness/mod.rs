@@ -179,7 +179,10 @@ impl Instance {
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().expect("invariant: child present until drop").id()
+        self.child
+            .as_ref()
+            .expect("invariant: child present until drop")
+            .id()
     }
 
     /// Everything the instance wrote to stdout and stderr so far.
@@ -213,7 +216,10 @@ impl Instance {
                 );
             }
             if start.elapsed() > DEADLINE {
-                panic!("no log line {needle:?} within {DEADLINE:?}\n{}", self.logs());
+                panic!(
+                    "no log line {needle:?} within {DEADLINE:?}\n{}",
+                    self.logs()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -227,10 +233,16 @@ impl Instance {
 
     /// Waits for the master to exit and returns its status (fails after [`DEADLINE`]).
     pub(crate) fn wait_exit(&mut self) -> ExitStatus {
-        let child = self.child.as_mut().expect("invariant: child present until drop");
+        let child = self
+            .child
+            .as_mut()
+            .expect("invariant: child present until drop");
         match wait_with_deadline(child, DEADLINE) {
             Some(status) => status,
-            None => panic!("rcontainer did not exit within {DEADLINE:?}\n{}", self.logs()),
+            None => panic!(
+                "rcontainer did not exit within {DEADLINE:?}\n{}",
+                self.logs()
+            ),
         }
     }
 
@@ -248,14 +260,21 @@ impl Drop for Instance {
             let _ = child.wait();
         }
         if thread::panicking() {
-            eprintln!("rcontainer logs ({}):\n{}", self.scratch.path().display(), self.logs());
+            eprintln!(
+                "rcontainer logs ({}):\n{}",
+                self.scratch.path().display(),
+                self.logs()
+            );
         }
     }
 }
 
 /// `rcontainer ready pid=1 sockets=uwsgi://127.0.0.1:3031,http:///tmp/x.sock` -> targets.
 fn parse_ready_sockets(line: &str) -> Vec<Target> {
-    let Some(list) = line.split_whitespace().find_map(|w| w.strip_prefix("sockets=")) else {
+    let Some(list) = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sockets="))
+    else {
         return Vec::new();
     };
     list.split(',')

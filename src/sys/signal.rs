@@ -1,0 +1,444 @@
+//! Signals as data: a self-pipe that the master's or a worker's `mio` loop reads.
+//!
+//! Owns the process's signal dispositions. The handler only writes the signal number as one
+//! byte into a non-blocking pipe (async-signal-safe, errno preserved); everything else happens
+//! in the loop that drains [`SignalSource`]. It must not log, allocate or lock in the handler.
+//!
+//! Why not `signal-hook`'s registry: it keeps process-global state that survives `fork` and never
+//! re-installs its handler after a child resets a disposition to the default, so a worker could
+//! not both start from clean defaults and then catch TERM again. The whole mechanism here is one
+//! handler function and one atomic file descriptor, reset in every forked child.
+//!
+//! Exactly one source is installed per process at a time (the master's, or after a fork the
+//! worker's). Signal numbers below are the Linux ones.
+
+#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, sigaction};
+
+use super::process::OsSignal;
+
+/// The write end of the installed source's pipe, or -1. Read by the handler.
+static PIPE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// A signal the master or a worker acts on. WINCH and PIPE are ignored and never appear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Signal {
+    /// Master: graceful reload. Workers: ignored.
+    Hup,
+    /// Master: graceful shutdown. Workers: drain and exit.
+    Term,
+    /// Immediate shutdown.
+    Int,
+    /// Immediate shutdown.
+    Quit,
+    /// Reopen logs, then log stats.
+    Usr1,
+    /// Log what every core is doing.
+    Usr2,
+    /// Master: one worker more.
+    Ttin,
+    /// Master: one worker fewer.
+    Ttou,
+    /// Pause / resume accepting (the master toggles, and forwards it to workers).
+    Tstp,
+    /// Master: a child exited; reap.
+    Chld,
+}
+
+impl Signal {
+    /// Every signal the master catches, in a fixed order.
+    pub(crate) const MASTER: [Signal; 10] = [
+        Signal::Hup,
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Ttin,
+        Signal::Ttou,
+        Signal::Tstp,
+        Signal::Chld,
+    ];
+    /// Every signal a worker catches.
+    pub(crate) const WORKER: [Signal; 6] = [
+        Signal::Term,
+        Signal::Int,
+        Signal::Quit,
+        Signal::Usr1,
+        Signal::Usr2,
+        Signal::Tstp,
+    ];
+
+    /// The kernel's signal.
+    pub(crate) fn os(self) -> OsSignal {
+        match self {
+            Signal::Hup => OsSignal::SIGHUP,
+            Signal::Term => OsSignal::SIGTERM,
+            Signal::Int => OsSignal::SIGINT,
+            Signal::Quit => OsSignal::SIGQUIT,
+            Signal::Usr1 => OsSignal::SIGUSR1,
+            Signal::Usr2 => OsSignal::SIGUSR2,
+            Signal::Ttin => OsSignal::SIGTTIN,
+            Signal::Ttou => OsSignal::SIGTTOU,
+            Signal::Tstp => OsSignal::SIGTSTP,
+            Signal::Chld => OsSignal::SIGCHLD,
+        }
+    }
+
+    /// The `Signal` for a raw signal number, if it is one we catch.
+    pub(crate) fn from_raw(signo: i32) -> Option<Signal> {
+        Signal::MASTER
+            .into_iter()
+            .find(|signal| signal.os() as i32 == signo)
+    }
+}
+
+/// `HUP`, `TERM`, ...: the name log lines use (`signal=HUP`).
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(super::process::signal_short_name(self.os()))
+    }
+}
+
+/// Who installs a source: decides what is caught and what is ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Master,
+    Worker,
+}
+
+impl Role {
+    fn caught(self) -> &'static [Signal] {
+        match self {
+            Role::Master => &Signal::MASTER,
+            Role::Worker => &Signal::WORKER,
+        }
+    }
+
+    /// Terminal resizes and broken pipes must never kill anyone. Workers also ignore HUP (so
+    /// `pkill -HUP rcontainer` cannot stop every worker at once) and TTIN/TTOU (whose default
+    /// would stop a worker that touches the terminal from the background).
+    fn ignored(self) -> &'static [OsSignal] {
+        match self {
+            Role::Master => &[OsSignal::SIGWINCH, OsSignal::SIGPIPE],
+            Role::Worker => &[
+                OsSignal::SIGWINCH,
+                OsSignal::SIGPIPE,
+                OsSignal::SIGHUP,
+                OsSignal::SIGTTIN,
+                OsSignal::SIGTTOU,
+            ],
+        }
+    }
+}
+
+/// The read end of the signal self-pipe: register it in a `mio::Poll` (it is a `mio` event
+/// source) and call [`SignalSource::drain`] when it is readable.
+///
+/// Dropping the installed source restores the default dispositions of the signals it caught.
+///
+/// ```ignore
+/// let mut signals = SignalSource::install_master()?;
+/// poll.registry().register(&mut signals, SIGNALS, Interest::READABLE)?;
+/// // in the loop, on SIGNALS:
+/// for signal in signals.drain()? { let action = action_for_signal(signal); /* ... */ }
+/// ```
+#[derive(Debug)]
+pub(crate) struct SignalSource {
+    read: OwnedFd,
+    write: OwnedFd,
+    role: Role,
+}
+
+impl SignalSource {
+    /// Installs the master's handlers: HUP, TERM, INT, QUIT, USR1, USR2, TTIN, TTOU, TSTP and
+    /// CHLD are recorded; WINCH and PIPE are ignored.
+    pub(crate) fn install_master() -> io::Result<SignalSource> {
+        SignalSource::install(Role::Master)
+    }
+
+    /// Installs a worker's handlers: TERM, INT, QUIT, USR1, USR2 and TSTP are recorded; HUP,
+    /// TTIN, TTOU, WINCH and PIPE are ignored.
+    ///
+    /// A Ctrl-Z on a terminal sends TSTP to the whole foreground process group, master and
+    /// workers at once; a master that forwards TSTP would then toggle workers twice.
+    pub(crate) fn install_worker() -> io::Result<SignalSource> {
+        SignalSource::install(Role::Worker)
+    }
+
+    fn install(role: Role) -> io::Result<SignalSource> {
+        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
+        let write_fd = write.as_raw_fd();
+        if PIPE_WRITE_FD
+            .compare_exchange(-1, write_fd, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a signal source is already installed in this process",
+            ));
+        }
+        let source = SignalSource { read, write, role };
+        for signal in role.caught() {
+            set_disposition(signal.os(), SigHandler::Handler(record_signal))?;
+        }
+        for &signal in role.ignored() {
+            set_disposition(signal, SigHandler::SigIgn)?;
+        }
+        Ok(source)
+    }
+
+    /// Returns the signals received since the last call, oldest first, repeats included (two
+    /// TTINs mean two more workers). Never blocks; an empty vector is a spurious wakeup.
+    ///
+    /// The kernel merges a signal that arrives while the same one is still pending, so counts
+    /// are "at least one", not exact.
+    pub(crate) fn drain(&mut self) -> io::Result<Vec<Signal>> {
+        let mut received = Vec::new();
+        let mut buf = [0u8; 64];
+        loop {
+            match nix::unistd::read(&self.read, &mut buf) {
+                Ok(0) | Err(Errno::EAGAIN) => break,
+                Ok(n) => received.extend(decode_signal_bytes(&buf[..n])),
+                Err(Errno::EINTR) => continue,
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        Ok(received)
+    }
+}
+
+impl AsRawFd for SignalSource {
+    fn as_raw_fd(&self) -> RawFd {
+        self.read.as_raw_fd()
+    }
+}
+
+impl AsFd for SignalSource {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.read.as_fd()
+    }
+}
+
+impl mio::event::Source for SignalSource {
+    fn register(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.read.as_raw_fd()).register(registry, token, interest)
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interest: Interest,
+    ) -> io::Result<()> {
+        SourceFd(&self.read.as_raw_fd()).reregister(registry, token, interest)
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        SourceFd(&self.read.as_raw_fd()).deregister(registry)
+    }
+}
+
+impl Drop for SignalSource {
+    /// Restores the defaults only if this source is still the installed one: a forked worker
+    /// may drop its copy of the master's source after installing its own.
+    fn drop(&mut self) {
+        let write_fd = self.write.as_raw_fd();
+        let was_installed = PIPE_WRITE_FD
+            .compare_exchange(write_fd, -1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok();
+        if was_installed {
+            for signal in self.role.caught() {
+                let _ = set_disposition(signal.os(), SigHandler::SigDfl);
+            }
+        }
+    }
+}
+
+/// Maps pipe bytes to signals; bytes of signals we do not catch cannot occur and are skipped.
+fn decode_signal_bytes(bytes: &[u8]) -> impl Iterator<Item = Signal> + '_ {
+    bytes
+        .iter()
+        .filter_map(|&byte| Signal::from_raw(i32::from(byte)))
+}
+
+/// The handler: records the signal number in the pipe and nothing else.
+extern "C" fn record_signal(signo: libc::c_int) {
+    let saved_errno = Errno::last_raw();
+    let fd = PIPE_WRITE_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        // Linux signal numbers are below 65, so they fit in one byte.
+        let byte = signo as u8;
+        // SAFETY: write(2) is async-signal-safe; `byte` lives for the call. A full pipe
+        // (EAGAIN: thousands of unread signals) drops the byte, and the reader is awake anyway.
+        unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+    }
+    Errno::set_raw(saved_errno);
+}
+
+fn set_disposition(signal: OsSignal, handler: SigHandler) -> io::Result<()> {
+    // SA_RESTART: slow syscalls in the loop resume instead of failing with EINTR (epoll_wait
+    // still returns EINTR: mio reports it as `Interrupted`, which the loop just retries).
+    // SA_NOCLDSTOP: a stopped child is not an exit.
+    let flags = SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP;
+    let action = SigAction::new(handler, flags, SigSet::empty());
+    // SAFETY: `record_signal` is async-signal-safe (one write(2), errno restored); the other
+    // handlers are SIG_DFL / SIG_IGN.
+    unsafe { sigaction(signal, &action) }?;
+    Ok(())
+}
+
+/// Blocks every signal for the calling thread and returns the previous mask (used around fork).
+pub(crate) fn block_all() -> io::Result<SigSet> {
+    let mut previous = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut previous),
+    )?;
+    Ok(previous)
+}
+
+/// Restores a mask returned by [`block_all`].
+pub(crate) fn restore_mask(mask: &SigSet) -> io::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)?;
+    Ok(())
+}
+
+/// In a freshly forked child: forgets the parent's pipe, puts every signal either role catches
+/// back to its default disposition, then unblocks all signals. Ignored signals stay ignored
+/// (as across exec). [`crate::sys::process::fork`] calls it; the child installs its own source
+/// afterwards. The parent's `SignalSource` copy in the child is inert and may be dropped.
+pub(crate) fn reset_in_child() -> io::Result<()> {
+    PIPE_WRITE_FD.store(-1, Ordering::SeqCst);
+    for signal in Signal::MASTER {
+        set_disposition(signal.os(), SigHandler::SigDfl)?;
+    }
+    restore_mask(&SigSet::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::rerun;
+
+    #[test]
+    fn every_caught_signal_round_trips_through_its_number() {
+        for signal in Signal::MASTER {
+            assert_eq!(Signal::from_raw(signal.os() as i32), Some(signal));
+        }
+        assert_eq!(Signal::from_raw(OsSignal::SIGWINCH as i32), None);
+        assert_eq!(Signal::from_raw(OsSignal::SIGPIPE as i32), None);
+    }
+
+    #[test]
+    fn workers_ignore_hup_and_catch_term() {
+        assert!(Role::Worker.ignored().contains(&OsSignal::SIGHUP));
+        assert!(Role::Worker.caught().contains(&Signal::Term));
+        assert!(!Role::Worker.caught().contains(&Signal::Hup));
+        assert!(Role::Master.caught().contains(&Signal::Hup));
+        assert_eq!(Signal::Ttin.to_string(), "TTIN");
+    }
+
+    #[test]
+    fn pipe_bytes_decode_in_order_with_repeats() {
+        let bytes = [
+            OsSignal::SIGTTIN as u8,
+            OsSignal::SIGTTIN as u8,
+            OsSignal::SIGWINCH as u8,
+            OsSignal::SIGHUP as u8,
+        ];
+        let decoded: Vec<Signal> = decode_signal_bytes(&bytes).collect();
+        assert_eq!(decoded, [Signal::Ttin, Signal::Ttin, Signal::Hup]);
+    }
+
+    /// Runs in a child copy of the test binary: installing handlers is process-wide.
+    #[test]
+    fn master_source_records_raised_signals_in_a_child_process() {
+        rerun::in_child_process(
+            "sys::signal::tests::master_source_records_raised_signals_in_a_child_process",
+            || {
+                let mut source = SignalSource::install_master().expect("install");
+                assert!(SignalSource::install_worker().is_err(), "only one source");
+                nix::sys::signal::raise(OsSignal::SIGUSR1).expect("raise");
+                nix::sys::signal::raise(OsSignal::SIGWINCH).expect("raise");
+                nix::sys::signal::raise(OsSignal::SIGTTIN).expect("raise");
+                assert_eq!(source.drain().expect("drain"), [Signal::Usr1, Signal::Ttin]);
+                assert_eq!(source.drain().expect("drain"), []);
+            },
+        );
+    }
+
+    #[test]
+    fn a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process() {
+        use crate::sys::process::{ExitStatus, Forked, current_pid, exit_now, fork, reap_children};
+        rerun::in_child_process(
+            "sys::signal::tests::a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process",
+            || {
+                let mut master = SignalSource::install_master().expect("install");
+                let child = match fork().expect("fork") {
+                    Forked::Child => {
+                        let mut worker = SignalSource::install_worker().expect("worker");
+                        let me = current_pid();
+                        nix::sys::signal::kill(me, OsSignal::SIGTERM).expect("term");
+                        nix::sys::signal::kill(me, OsSignal::SIGHUP).expect("hup, ignored");
+                        let caught = worker.drain().expect("drain");
+                        drop(master);
+                        exit_now(if caught == [Signal::Term] { 0 } else { 1 });
+                    }
+                    Forked::Parent(child) => child,
+                };
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                let mut reaped = Vec::new();
+                while reaped.is_empty() && std::time::Instant::now() < deadline {
+                    reaped = reap_children();
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                assert_eq!(reaped, [(child, ExitStatus::Exited(0))]);
+                assert_eq!(
+                    master.drain().expect("drain"),
+                    [Signal::Chld],
+                    "no TERM, no HUP"
+                );
+            },
+        );
+    }
+
+    #[test]
+    fn signal_source_wakes_a_mio_poll_in_a_child_process() {
+        rerun::in_child_process(
+            "sys::signal::tests::signal_source_wakes_a_mio_poll_in_a_child_process",
+            || {
+                let mut source = SignalSource::install_worker().expect("install");
+                let mut poll = mio::Poll::new().expect("poll");
+                poll.registry()
+                    .register(&mut source, Token(7), Interest::READABLE)
+                    .expect("register");
+                nix::sys::signal::raise(OsSignal::SIGTERM).expect("raise");
+                let mut events = mio::Events::with_capacity(4);
+                poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
+                    .expect("poll");
+                assert!(events.iter().any(|event| event.token() == Token(7)));
+                assert_eq!(source.drain().expect("drain"), [Signal::Term]);
+                drop(source);
+                let again =
+                    SignalSource::install_master().expect("a dropped source frees the slot");
+                drop(again);
+            },
+        );
+    }
+}
