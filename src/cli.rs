@@ -14,6 +14,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::options::{self, find_option};
+use crate::api::AppRegistry;
+use crate::config::error::ConfigError;
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, Sources};
 use crate::exit;
 
@@ -77,9 +79,9 @@ impl PidfileRequest {
 }
 
 /// Runs the command line `args` (program name first) and returns the process exit code.
-pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
+pub(crate) fn main(args: Vec<OsString>, apps: &AppRegistry) -> ExitCode {
     match parse_args(&args) {
-        Ok(invocation) => run(invocation),
+        Ok(invocation) => run(invocation, apps),
         Err(errors) => {
             for error in errors {
                 eprintln!("rcontainer: {error}");
@@ -90,7 +92,7 @@ pub(crate) fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-fn run(invocation: Invocation) -> ExitCode {
+fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
     match invocation {
         Invocation::Help => {
             print!("{}", usage());
@@ -100,20 +102,20 @@ fn run(invocation: Invocation) -> ExitCode {
             println!("rcontainer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::from(exit::OK)
         }
-        Invocation::CheckConfig(args) => match load_reporting(args) {
+        Invocation::CheckConfig(args) => match load_reporting(args, apps) {
             Some(_) => ExitCode::from(exit::OK),
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::PrintConfig(args) => match load_reporting(args) {
+        Invocation::PrintConfig(args) => match load_reporting(args, apps) {
             Some(loaded) => {
                 print!("{}", loaded.render_effective());
                 ExitCode::from(exit::OK)
             }
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::Serve(args) => match load_reporting(args) {
+        Invocation::Serve(args) => match load_reporting(args, apps) {
             Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
-            Some(loaded) => run_instance(&loaded.config),
+            Some(loaded) => run_instance(&loaded.config, apps),
             None => ExitCode::from(exit::CONFIG),
         },
         Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
@@ -121,14 +123,18 @@ fn run(invocation: Invocation) -> ExitCode {
 }
 
 /// Loads the configuration, printing warnings and errors to stderr; `None` if it is unusable.
-fn load_reporting(args: ConfigArgs) -> Option<Loaded> {
+fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
     let sources = Sources::from_process(args.ini_files, args.overrides);
     match config::load(&sources) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 eprintln!("{warning}");
             }
-            Some(loaded)
+            let unknown_apps = check_app_names(&loaded, apps);
+            for error in &unknown_apps {
+                eprintln!("{error}");
+            }
+            unknown_apps.is_empty().then_some(loaded)
         }
         Err(failed) => {
             for warning in &failed.warnings {
@@ -142,9 +148,31 @@ fn load_reporting(args: ConfigArgs) -> Option<Loaded> {
     }
 }
 
-/// Runs one instance: master and workers. The master is not built yet.
-fn run_instance(_config: &Config) -> ExitCode {
-    not_implemented("instance mode")
+/// `module` and every `mount` must name an app this binary has: checked before anything starts,
+/// with the `file:line` of the entry that names it.
+fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
+    loaded
+        .effective
+        .iter()
+        .filter_map(|entry| {
+            let value = entry.value.as_deref()?;
+            let name = match entry.key {
+                "module" => value,
+                "mount" => value.split_once('=').map_or(value, |(_, app)| app),
+                _ => return None,
+            };
+            let name = name.trim();
+            apps.get(name).is_none().then(|| {
+                ConfigError::at(&entry.origin, entry.key, apps.unknown_app(name))
+            })
+        })
+        .collect()
+}
+
+/// Runs one instance: master and workers.
+fn run_instance(config: &Config, apps: &AppRegistry) -> ExitCode {
+    crate::log::init();
+    crate::master::run(config, apps)
 }
 
 /// Runs an emperor over `config.emperor`. Not built yet.

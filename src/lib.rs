@@ -8,24 +8,28 @@
 //! The stock `rcontainer` binary is built from this library's public API alone.
 
 mod api;
-// pub(crate) mod apps;
+pub(crate) mod apps;
 pub(crate) mod cli;
 pub(crate) mod config;
 pub(crate) mod coro;
 pub(crate) mod exit;
 pub(crate) mod log;
+pub(crate) mod master;
 pub(crate) mod net;
 pub(crate) mod proto;
+mod server;
 pub(crate) mod scoreboard;
 pub(crate) mod sys;
+pub(crate) mod worker;
 
 use std::process::ExitCode;
 
+pub use server::Server;
 pub use api::{Body, Handler, Request, RequestBuilder, Response, ResponseBody, reason_phrase};
 
 /// Runs rcontainer with the process's command line and returns the exit code for `main`.
 ///
 /// This is the whole of the stock binary: `fn main() -> ExitCode { rcontainer::run() }`.
 pub fn run() -> ExitCode {
-    cli::main(std::env::args_os().collect())
+    Server::new().run()
 }

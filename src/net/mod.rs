@@ -1,3 +1,4 @@
 //! Socket specs and listeners.
 
 pub(crate) mod addr;
+pub(crate) mod listener;

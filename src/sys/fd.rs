@@ -141,6 +141,23 @@ pub(crate) fn adopt_inherited_fds(
         .collect()
 }
 
+/// Takes ownership of descriptor `raw` named by the configuration (`socket = fd://3`): the
+/// service manager or parent that started us opened it for us.
+///
+/// The caller must adopt each number at most once (the configuration lists it once); a
+/// closed number is an error.
+pub(crate) fn adopt_fd(raw: RawFd) -> io::Result<OwnedFd> {
+    if raw < 0 {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "negative fd"));
+    }
+    ensure_open(raw)?;
+    // SAFETY: `raw` is open (checked above) and was handed to this process to own; the
+    // configuration names it once, so no other `OwnedFd` in this process holds that number.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    set_cloexec(&fd, true)?;
+    Ok(fd)
+}
+
 /// The (fd, name, origin) list the environment hands to `our_pid`, without touching any fd.
 fn list_inherited_fds(
     lookup: &impl Fn(&str) -> Option<String>,

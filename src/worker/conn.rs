@@ -1,0 +1,381 @@
+//! One client connection on its own coroutine: what both protocols share.
+//!
+//! - [`Conn`]: the stream and its read buffer (bytes read but not parsed yet).
+//! - [`ConnTable`]: which connections the worker has and whether each is idle, so a drain can
+//!   close idle keep-alive connections at once and wait for busy ones.
+//! - [`call_app`]: runs the handler under the request's deadline (`harakiri`), turning a panic
+//!   into a 500 and an expired deadline into a 504 (respond exactly once, STYLE 6).
+//! - [`write_response`]: the head the protocol built, then the body, framed.
+
+use std::io::{self, Read};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
+
+use slab::Slab;
+
+use super::{Counters, Shared};
+use crate::api::{Handler, Request, Response, ResponseBody};
+use crate::config::value::AllowedPeer;
+use crate::coro::{self, Addr, CancelReason, CoStream, TaskId};
+use crate::net::listener::Protocol;
+use crate::proto::http1::{self, BodyEncoding, CHUNK_END, LAST_CHUNK};
+
+/// Bytes read from the socket at a time.
+const READ_CHUNK: usize = 16 * 1024;
+/// A body up to this size goes out in the same write as the head.
+const COALESCE_BODY: usize = 32 * 1024;
+/// Chunk size when streaming a body.
+const STREAM_CHUNK: usize = 64 * 1024;
+/// How long to read (and discard) after `shutdown(SHUT_WR)` before closing, so the peer
+/// reads our response instead of a reset.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// A client connection: the stream and the bytes read from it but not used yet.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub(crate) stream: CoStream,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) peer: Addr,
+}
+
+impl Conn {
+    /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+    pub(crate) fn fill(&mut self) -> io::Result<usize> {
+        let len = self.buf.len();
+        self.buf.resize(len + READ_CHUNK, 0);
+        let result = self.stream.read(&mut self.buf[len..]);
+        let n = *result.as_ref().unwrap_or(&0);
+        self.buf.truncate(len + n);
+        result
+    }
+
+    /// Writes `bytes` completely.
+    pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// Half-closes, then reads and discards until the peer closes (or [`LINGER`] passes), so
+    /// unread request bytes do not turn our close into a reset that eats the response.
+    pub(crate) fn close_gracefully(mut self) {
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.stream.set_read_timeout(Some(LINGER));
+        let deadline = Instant::now() + LINGER;
+        let mut scratch = [0u8; 4096];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut scratch) {
+                Ok(n) if n > 0 => continue,
+                _ => break,
+            }
+        }
+    }
+
+    /// The peer's IP address and port, as strings for the CGI vars (empty on unix sockets).
+    pub(crate) fn peer_parts(&self) -> (String, String) {
+        match &self.peer {
+            Addr::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
+            _ => (String::new(), String::new()),
+        }
+    }
+
+    pub(crate) fn peer_socket_addr(&self) -> Option<SocketAddr> {
+        match &self.peer {
+            Addr::Tcp(addr) => Some(*addr),
+            _ => None,
+        }
+    }
+}
+
+/// The connections of a worker, keyed by a slab index.
+#[derive(Debug, Default)]
+pub(crate) struct ConnTable {
+    entries: Slab<ConnEntry>,
+}
+
+#[derive(Debug)]
+struct ConnEntry {
+    task: Option<TaskId>,
+    idle: bool,
+}
+
+impl ConnTable {
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Tasks of connections waiting for their next request.
+    pub(crate) fn idle_tasks(&self) -> Vec<TaskId> {
+        self.entries
+            .iter()
+            .filter(|(_, e)| e.idle)
+            .filter_map(|(_, e)| e.task)
+            .collect()
+    }
+}
+
+/// Registers a connection for its lifetime; removing it even when the coroutine unwinds.
+#[derive(Debug)]
+pub(crate) struct ConnGuard<'s> {
+    shared: &'s Shared,
+    key: usize,
+}
+
+impl<'s> ConnGuard<'s> {
+    fn register(shared: &'s Shared) -> ConnGuard<'s> {
+        let key = shared.conns.borrow_mut().entries.insert(ConnEntry {
+            task: coro::current(),
+            idle: true,
+        });
+        ConnGuard { shared, key }
+    }
+
+    /// Marks the connection idle (between requests) or busy.
+    pub(crate) fn set_idle(&self, idle: bool) {
+        if let Some(entry) = self.shared.conns.borrow_mut().entries.get_mut(self.key) {
+            entry.idle = idle;
+        }
+    }
+
+    /// The connection's core number, for the request log.
+    pub(crate) fn core(&self) -> usize {
+        self.key
+    }
+}
+
+impl Drop for ConnGuard<'_> {
+    fn drop(&mut self) {
+        self.shared.conns.borrow_mut().entries.try_remove(self.key);
+    }
+}
+
+/// Runs one connection to its end.
+pub(crate) fn serve_connection(stream: CoStream, peer: Addr, protocol: Protocol, shared: &Shared) {
+    let mut stream = stream;
+    stream.set_read_timeout(shared.socket_timeout);
+    stream.set_write_timeout(shared.socket_timeout);
+    if let Addr::Tcp(_) = peer {
+        let _ = stream.set_nodelay(true);
+    }
+    let guard = ConnGuard::register(shared);
+    let conn = Conn {
+        stream,
+        buf: Vec::with_capacity(READ_CHUNK),
+        peer,
+    };
+    match protocol {
+        Protocol::Http => super::http::serve(conn, shared, &guard),
+        Protocol::Uwsgi => super::uwsgi::serve(conn, shared, &guard),
+    }
+}
+
+/// Whether `peer` may talk uwsgi to us (`uwsgi-allow-from`); unix peers always may.
+pub(crate) fn peer_allowed(peer: &Addr, allowed: &[AllowedPeer]) -> bool {
+    let Addr::Tcp(addr) = peer else {
+        return true;
+    };
+    let ip = canonical_ip(addr.ip());
+    allowed.iter().any(|a| match a {
+        AllowedPeer::Any => true,
+        AllowedPeer::Ip(allowed_ip) => canonical_ip(*allowed_ip) == ip,
+    })
+}
+
+/// `::ffff:127.0.0.1` is `127.0.0.1`.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// How a request ended, for the log and the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AppOutcome {
+    /// The handler answered.
+    Answered,
+    /// The handler panicked: 500.
+    Panicked,
+    /// The request's deadline passed: 504.
+    TimedOut,
+}
+
+/// Calls `handler` under the request deadline; always yields a response to send.
+pub(crate) fn call_app(
+    shared: &Shared,
+    handler: &dyn Handler,
+    req: &mut Request<'_>,
+) -> (Response, AppOutcome) {
+    if let Some(limit) = shared.harakiri {
+        coro::cancel_at(Some(Instant::now() + limit), CancelReason::Deadline);
+    }
+    let result = coro::catch_panic(|| handler.handle(req));
+    // The deadline covers the handler; sending the answer is bounded by socket-timeout.
+    coro::cancel_at(None, CancelReason::Deadline);
+    let cancelled = coro::take_cancel();
+    Counters::bump(&shared.counters.requests);
+    match (result, cancelled) {
+        (_, Some(CancelReason::Deadline)) => {
+            Counters::bump(&shared.counters.harakiri);
+            log::warn!(
+                "harakiri: request cancelled after {}s method={} uri={}",
+                shared.harakiri.map_or(0, |d| d.as_secs()),
+                req.method(),
+                req.uri()
+            );
+            (Response::error(504), AppOutcome::TimedOut)
+        }
+        (Ok(response), _) => (response, AppOutcome::Answered),
+        (Err(error), _) => {
+            Counters::bump(&shared.counters.exceptions);
+            log::error!(
+                "handler panicked method={} uri={}: {}",
+                req.method(),
+                req.uri(),
+                error.message().unwrap_or("(no message)")
+            );
+            (Response::error(500), AppOutcome::Panicked)
+        }
+    }
+}
+
+/// Writes `head` and then `body` with `encoding`; returns the bytes written in all.
+///
+/// A body shorter than its announced length is an error (the connection must close: the
+/// peer would wait for the rest).
+pub(crate) fn write_response(
+    conn: &mut Conn,
+    mut head: Vec<u8>,
+    body: ResponseBody,
+    encoding: BodyEncoding,
+    send_body: bool,
+) -> io::Result<u64> {
+    let head_len = head.len() as u64;
+    if !send_body {
+        conn.send(&head)?;
+        return Ok(head_len);
+    }
+    match body {
+        ResponseBody::Bytes(bytes) => {
+            if bytes.len() <= COALESCE_BODY {
+                head.extend_from_slice(&bytes);
+                conn.send(&head)?;
+            } else {
+                conn.send(&head)?;
+                conn.send(&bytes)?;
+            }
+            Ok(head_len + bytes.len() as u64)
+        }
+        ResponseBody::Stream { reader, len } => {
+            conn.send(&head)?;
+            let sent = stream_body(conn, reader, len, encoding)?;
+            Ok(head_len + sent)
+        }
+    }
+}
+
+fn stream_body(
+    conn: &mut Conn,
+    reader: Box<dyn Read>,
+    len: Option<u64>,
+    encoding: BodyEncoding,
+) -> io::Result<u64> {
+    let mut reader = reader.take(len.unwrap_or(u64::MAX));
+    let mut chunk = vec![0u8; STREAM_CHUNK];
+    let mut sent = 0u64;
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if encoding == BodyEncoding::Chunked {
+            let mut framed = format!("{n:x}\r\n").into_bytes();
+            framed.extend_from_slice(&chunk[..n]);
+            framed.extend_from_slice(CHUNK_END);
+            conn.send(&framed)?;
+        } else {
+            conn.send(&chunk[..n])?;
+        }
+        sent += n as u64;
+    }
+    if encoding == BodyEncoding::Chunked {
+        conn.send(LAST_CHUNK)?;
+    }
+    if let Some(len) = len
+        && sent < len
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("response body ended after {sent} of {len} bytes"),
+        ));
+    }
+    Ok(sent)
+}
+
+/// A response whose headers cannot go on the wire (a name that is not a token, a value with
+/// CR, LF or NUL) becomes a logged 500: a handler must never be able to split a response.
+pub(crate) fn checked(response: Response) -> Response {
+    let invalid = response.headers().iter().find(|(name, value)| {
+        !http1::is_valid_field_name(name.as_bytes()) || !http1::is_valid_field_value(value.as_bytes())
+    });
+    match invalid {
+        None => response,
+        Some((name, _)) => {
+            log::error!("handler sent an invalid header {name:?}: answering 500");
+            Response::error(500)
+        }
+    }
+}
+
+/// The body's length when it is known in advance.
+pub(crate) fn body_len(body: &ResponseBody) -> Option<u64> {
+    match body {
+        ResponseBody::Bytes(bytes) => Some(bytes.len() as u64),
+        ResponseBody::Stream { len, .. } => *len,
+    }
+}
+
+/// Whether the handler asked for the connection to close (`Connection: close`).
+pub(crate) fn wants_close(response: &Response) -> bool {
+    response
+        .header_value("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+}
+
+/// Logs a failed write once, at info level (a client going away is normal), and counts it.
+pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) {
+    Counters::bump(&shared.counters.disconnects);
+    log::info!("client gone mid-response peer={} error={error}", conn.peer);
+}
+
+/// Current request count, for the request log.
+pub(crate) fn request_count(shared: &Shared) -> u64 {
+    shared.counters.requests.get()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uwsgi_peers_are_checked_against_allow_from() {
+        let allowed = vec![AllowedPeer::Ip("127.0.0.1".parse().unwrap())];
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let other: SocketAddr = "10.0.0.1:5000".parse().unwrap();
+        assert!(peer_allowed(&Addr::Tcp(local), &allowed));
+        assert!(peer_allowed(&Addr::Tcp(mapped), &allowed));
+        assert!(!peer_allowed(&Addr::Tcp(other), &allowed));
+        assert!(peer_allowed(&Addr::Tcp(other), &[AllowedPeer::Any]));
+    }
+
+    #[test]
+    fn connection_close_from_the_handler_is_seen() {
+        assert!(wants_close(&Response::ok().header("Connection", "Close")));
+        assert!(!wants_close(&Response::ok()));
+    }
+}

@@ -1,0 +1,288 @@
+//! A worker process: one thread, one coroutine runtime, every configured listener.
+//!
+//! The worker accepts on each listener from an acceptor coroutine that first takes a *core*
+//! (a permit of the `async` semaphore): when all cores are busy the acceptors park on the
+//! semaphore, the listeners are no longer polled, and the kernel's backlog holds new
+//! connections (never a spin). Each accepted connection runs on its own coroutine
+//! ([`conn`]), which speaks the listener's protocol ([`http`] or [`uwsgi`]) and calls the app.
+//!
+//! The loop turns the runtime and, between turns, looks at the signal flags: TERM drains
+//! (stop accepting, close idle keep-alive connections, let requests in flight finish within
+//! `worker-reload-mercy`), INT and QUIT exit at once, HUP is ignored.
+//!
+//! It must not know about other workers or the master's decisions: it serves until told to
+//! stop and returns an exit code.
+
+mod body;
+mod conn;
+mod http;
+mod reqlog;
+mod uwsgi;
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::api::{AppRegistry, Router};
+use crate::config::Config;
+use crate::config::value::AllowedPeer;
+use crate::coro::{self, CancelReason, CoListener, JoinHandle, Runtime, RuntimeConfig, Semaphore};
+use crate::exit;
+use crate::net::listener::{Listener, Protocol};
+use crate::proto::Limits;
+use crate::sys::signal::{Signal, SignalSource};
+
+pub(crate) use conn::ConnTable;
+
+/// Longest the loop sleeps between checks of the signal flags when nothing happens.
+const IDLE_TURN: Duration = Duration::from_millis(500);
+
+/// What a worker needs to serve.
+#[derive(Debug)]
+pub(crate) struct WorkerSpec<'a> {
+    /// 1-based worker id.
+    pub(crate) id: u32,
+    pub(crate) config: &'a Config,
+    pub(crate) listeners: &'a [Listener],
+    pub(crate) apps: &'a AppRegistry,
+}
+
+/// Everything the connection coroutines of one worker share (one thread: `Rc`, `Cell`).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) worker_id: u32,
+    pub(crate) router: Router,
+    pub(crate) limits: Limits,
+    /// `socket-timeout`: idle read/write timeout on client sockets.
+    pub(crate) socket_timeout: Option<Duration>,
+    /// `harakiri`: per-request deadline.
+    pub(crate) harakiri: Option<Duration>,
+    pub(crate) allow_from: Vec<AllowedPeer>,
+    pub(crate) request_log: reqlog::RequestLog,
+    /// Set once the worker drains: connections close after their current request.
+    pub(crate) draining: Cell<bool>,
+    pub(crate) conns: RefCell<ConnTable>,
+    pub(crate) counters: Counters,
+}
+
+/// Per-worker counters (the scoreboard will publish them).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: Cell<u64>,
+    pub(crate) exceptions: Cell<u64>,
+    pub(crate) harakiri: Cell<u64>,
+    pub(crate) disconnects: Cell<u64>,
+    pub(crate) tx_bytes: Cell<u64>,
+}
+
+impl Counters {
+    pub(crate) fn bump(cell: &Cell<u64>) {
+        cell.set(cell.get() + 1);
+    }
+}
+
+/// What the signals received so far ask of the worker.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    #[default]
+    No,
+    /// TERM: drain, then exit.
+    Drain,
+    /// INT or QUIT: exit now.
+    Now,
+}
+
+impl Stop {
+    /// Folds newly received signals into the current decision (never downgrades).
+    fn after(self, signals: &[Signal]) -> Stop {
+        signals.iter().fold(self, |stop, signal| match signal {
+            Signal::Int | Signal::Quit => Stop::Now,
+            Signal::Term if stop == Stop::No => Stop::Drain,
+            _ => stop,
+        })
+    }
+}
+
+/// Runs worker `spec.id` until it is told to stop; returns the process exit code.
+pub(crate) fn run(spec: WorkerSpec<'_>) -> u8 {
+    crate::log::set_role_worker(spec.id);
+    match serve(spec) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("worker failed to start: {e}");
+            exit::WORKER_BOOT
+        }
+    }
+}
+
+fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
+    let config = spec.config;
+    let mut signals = SignalSource::install_worker()?;
+    let mounts: Vec<(String, String)> = config
+        .mounts
+        .iter()
+        .map(|m| (m.prefix.clone(), m.target.clone()))
+        .collect();
+    let router = Router::new(spec.apps, &config.module, &mounts)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let cores = config.async_cores;
+    let mut runtime = Runtime::new(RuntimeConfig {
+        stack_size: config.stack_size,
+        // One coroutine per core, one per acceptor, and as many again for what handlers
+        // spawn themselves (fan-out to upstreams).
+        max_coroutines: cores * 2 + spec.listeners.len(),
+        offload_threads: config.offload_threads,
+    })?;
+    let shared = Rc::new(Shared {
+        worker_id: spec.id,
+        router,
+        limits: Limits {
+            buffer_size: config.buffer_size as usize,
+            limit_post: (config.limit_post > 0).then_some(config.limit_post),
+            ..Limits::default()
+        },
+        socket_timeout: non_zero(config.socket_timeout),
+        harakiri: non_zero(config.harakiri),
+        allow_from: config.uwsgi_allow_from.clone(),
+        request_log: reqlog::RequestLog::from_config(config),
+        draining: Cell::new(false),
+        conns: RefCell::new(ConnTable::default()),
+        counters: Counters::default(),
+    });
+    let permits = Rc::new(Semaphore::new(cores));
+    let mut acceptors = Vec::new();
+    for listener in spec.listeners {
+        let co_listener = CoListener::from_fd(listener.try_clone_fd()?)?;
+        let protocol = listener.protocol();
+        let shared = Rc::clone(&shared);
+        let permits = Rc::clone(&permits);
+        acceptors.push(runtime.spawn(move || accept_loop(co_listener, protocol, shared, permits))?);
+    }
+    log::info!(
+        "worker ready id={} pid={} cores={cores} {}",
+        spec.id,
+        std::process::id(),
+        runtime.stack_summary()
+    );
+
+    // A signal interrupts the poll, so the flags are looked at as soon as one arrives.
+    let mut stop = Stop::No;
+    while stop == Stop::No {
+        runtime.turn(Some(IDLE_TURN))?;
+        stop = stop.after(&signals.drain()?);
+    }
+    if stop == Stop::Now {
+        log::info!("worker exiting now id={}", spec.id);
+        return Ok(exit::OK);
+    }
+    drain(&mut runtime, &shared, acceptors, config.worker_reload_mercy, &mut signals)
+}
+
+/// Stops accepting, closes idle connections and lets the requests in flight finish until
+/// `mercy` runs out; what is left then is dropped (its sockets close).
+fn drain(
+    runtime: &mut Runtime,
+    shared: &Shared,
+    acceptors: Vec<JoinHandle<()>>,
+    mercy: Duration,
+    signals: &mut SignalSource,
+) -> io::Result<u8> {
+    let in_flight = shared.conns.borrow().len();
+    log::info!("worker draining id={} connections={in_flight}", shared.worker_id);
+    shared.draining.set(true);
+    for acceptor in acceptors {
+        acceptor.abort();
+    }
+    for task in shared.conns.borrow().idle_tasks() {
+        coro::cancel(task, CancelReason::Shutdown);
+    }
+    let deadline = Instant::now() + mercy;
+    let mut stop = Stop::Drain;
+    while !shared.conns.borrow().is_empty() && stop != Stop::Now {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        runtime.turn(Some((deadline - now).min(IDLE_TURN)))?;
+        stop = stop.after(&signals.drain()?);
+    }
+    let left = shared.conns.borrow().len();
+    if left > 0 {
+        // Dropping the runtime unwinds what is left: destructors run, sockets close.
+        log::warn!(
+            "worker stops with requests in flight id={} dropped={left} mercy={}s",
+            shared.worker_id,
+            mercy.as_secs()
+        );
+    }
+    log::info!("worker drained id={}", shared.worker_id);
+    Ok(exit::OK)
+}
+
+/// Accepts on one listener while a core is free; each connection runs on its own coroutine
+/// holding the core until it closes.
+fn accept_loop(
+    listener: CoListener,
+    protocol: Protocol,
+    shared: Rc<Shared>,
+    permits: Rc<Semaphore>,
+) {
+    loop {
+        // Parks while every core is busy: the listener is then not polled at all.
+        let Ok(permit) = permits.acquire() else {
+            return; // cancelled: the worker is draining
+        };
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) if is_cancellation(&e) => return,
+            Err(e) => {
+                // EMFILE and friends: back off a little instead of spinning on the error.
+                log::warn!("accept failed: {e}");
+                if coro::sleep(Duration::from_millis(100)).is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if protocol == Protocol::Uwsgi && !conn::peer_allowed(&peer, &shared.allow_from) {
+            log::warn!("uwsgi connection refused peer={peer} (not in uwsgi-allow-from)");
+            continue;
+        }
+        let shared = Rc::clone(&shared);
+        let spawned = coro::try_spawn(move || {
+            let _core = permit;
+            conn::serve_connection(stream, peer, protocol, &shared);
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot start a coroutine for a connection: {e}");
+        }
+    }
+}
+
+fn is_cancellation(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
+    )
+}
+
+fn non_zero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn term_drains_and_int_or_quit_exit_now_whatever_came_before() {
+        assert_eq!(Stop::No.after(&[]), Stop::No);
+        assert_eq!(Stop::No.after(&[Signal::Usr1, Signal::Tstp]), Stop::No);
+        assert_eq!(Stop::No.after(&[Signal::Term]), Stop::Drain);
+        assert_eq!(Stop::No.after(&[Signal::Term, Signal::Int]), Stop::Now);
+        assert_eq!(Stop::Drain.after(&[Signal::Quit]), Stop::Now);
+        assert_eq!(Stop::Now.after(&[Signal::Term]), Stop::Now);
+        assert_eq!(Stop::Drain.after(&[Signal::Term]), Stop::Drain);
+    }
+}
