@@ -13,9 +13,9 @@ use std::iter::Peekable;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::config::options::{self, find_option};
 use crate::api::AppRegistry;
 use crate::config::error::ConfigError;
+use crate::config::options::{self, find_option};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, Sources};
 use crate::exit;
 
@@ -162,9 +162,9 @@ fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
                 _ => return None,
             };
             let name = name.trim();
-            apps.get(name).is_none().then(|| {
-                ConfigError::at(&entry.origin, entry.key, apps.unknown_app(name))
-            })
+            apps.get(name)
+                .is_none()
+                .then(|| ConfigError::at(&entry.origin, entry.key, apps.unknown_app(name)))
         })
         .collect()
 }

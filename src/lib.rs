@@ -17,15 +17,15 @@ pub(crate) mod log;
 pub(crate) mod master;
 pub(crate) mod net;
 pub(crate) mod proto;
-mod server;
 pub(crate) mod scoreboard;
+mod server;
 pub(crate) mod sys;
 pub(crate) mod worker;
 
 use std::process::ExitCode;
 
-pub use server::Server;
 pub use api::{Body, Handler, Request, RequestBuilder, Response, ResponseBody, reason_phrase};
+pub use server::Server;
 
 /// Runs rcontainer with the process's command line and returns the exit code for `main`.
 ///

@@ -37,9 +37,17 @@ pub(crate) fn init() {
             let timestamp = buf.timestamp_millis();
             let pid = std::process::id();
             match ROLE.load(Ordering::Relaxed) {
-                COMMAND => writeln!(buf, "{timestamp} {level} rcontainer[{pid}] {}", record.args()),
+                COMMAND => writeln!(
+                    buf,
+                    "{timestamp} {level} rcontainer[{pid}] {}",
+                    record.args()
+                ),
                 MASTER => writeln!(buf, "{timestamp} {level} master[{pid}] {}", record.args()),
-                id => writeln!(buf, "{timestamp} {level} worker{id}[{pid}] {}", record.args()),
+                id => writeln!(
+                    buf,
+                    "{timestamp} {level} worker{id}[{pid}] {}",
+                    record.args()
+                ),
             }
         });
     // A second init (tests, re-exec) keeps the first logger: that is fine.

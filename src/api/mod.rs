@@ -10,8 +10,8 @@
 //! [`Request`] and consumes a [`Response`].
 
 mod request;
-mod router;
 mod response;
+mod router;
 
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};

@@ -214,7 +214,9 @@ impl RequestBuilder {
 
     /// Adds a CGI/uwsgi variable.
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.request.vars.push((name.to_string(), value.to_string()));
+        self.request
+            .vars
+            .push((name.to_string(), value.to_string()));
         self
     }
 
@@ -247,16 +249,14 @@ fn percent_decode(text: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(hi), Some(lo)) => {
-                        out.push(hi << 4 | lo);
-                        i += 3;
-                        continue;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 3;
+                    continue;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b'+' if plus_is_space => out.push(b' '),
             other => out.push(other),
         }
@@ -301,7 +301,9 @@ mod tests {
 
     #[test]
     fn read_body_refuses_more_than_the_limit() {
-        let mut req = Request::builder("POST", "/").body(&b"0123456789"[..]).build();
+        let mut req = Request::builder("POST", "/")
+            .body(&b"0123456789"[..])
+            .build();
         assert_eq!(
             req.read_body(5).unwrap_err().kind(),
             io::ErrorKind::InvalidData

@@ -186,7 +186,11 @@ mod tests {
     fn error_pages_carry_status_and_reason() {
         let (status, headers, body) = Response::error(404).into_parts();
         assert_eq!(status, 404);
-        assert!(headers.iter().any(|(n, v)| n == "Content-Type" && v.starts_with("text/plain")));
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "Content-Type" && v.starts_with("text/plain"))
+        );
         match body {
             ResponseBody::Bytes(b) => assert_eq!(b, b"404 Not Found\n"),
             other => panic!("unexpected body {other:?}"),

@@ -114,7 +114,10 @@ mod tests {
         let mut registry = AppRegistry::default();
         for name in ["a", "b", "c"] {
             let body = name.to_string();
-            registry.insert(name, Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())));
+            registry.insert(
+                name,
+                Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())),
+            );
         }
         registry
     }
@@ -126,7 +129,10 @@ mod tests {
         let crate::api::ResponseBody::Bytes(bytes) = body else {
             panic!("bytes expected")
         };
-        (String::from_utf8(bytes).unwrap(), route.script_name.to_string())
+        (
+            String::from_utf8(bytes).unwrap(),
+            route.script_name.to_string(),
+        )
     }
 
     #[test]
@@ -140,7 +146,10 @@ mod tests {
         assert_eq!(app_for(&router, "/apix"), ("a".into(), "".into()));
         assert_eq!(app_for(&router, "/api"), ("b".into(), "/api".into()));
         assert_eq!(app_for(&router, "/api/users"), ("b".into(), "/api".into()));
-        assert_eq!(app_for(&router, "/api/v2/x"), ("c".into(), "/api/v2".into()));
+        assert_eq!(
+            app_for(&router, "/api/v2/x"),
+            ("c".into(), "/api/v2".into())
+        );
     }
 
     #[test]
@@ -148,6 +157,10 @@ mod tests {
         let err = Router::new(&registry(), "nope", &[]).unwrap_err();
         assert_eq!(err, "no app named 'nope' (apps: a, b, c)");
         let mounts = vec![("/x".to_string(), "zzz".to_string())];
-        assert!(Router::new(&registry(), "a", &mounts).unwrap_err().contains("'zzz'"));
+        assert!(
+            Router::new(&registry(), "a", &mounts)
+                .unwrap_err()
+                .contains("'zzz'")
+        );
     }
 }

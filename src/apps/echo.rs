@@ -83,7 +83,9 @@ mod tests {
 
     #[test]
     fn binary_bodies_are_counted_not_echoed() {
-        let mut req = Request::builder("POST", "/").body(&[0xff, 0xfe][..]).build();
+        let mut req = Request::builder("POST", "/")
+            .body(&[0xff, 0xfe][..])
+            .build();
         let doc = json_of(echo(&mut req));
         assert_eq!(doc["body_len"], 2);
         assert_eq!(doc["body"], Value::Null);

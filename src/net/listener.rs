@@ -89,8 +89,9 @@ impl Listener {
         unix: UnixOptions,
     ) -> io::Result<Listener> {
         let (fd, local) = match spec {
-            SocketSpec::Tcp { host, port } => bind_tcp(host, *port)
-                .map_err(|e| with_context(e, format!("bind {spec}")))?,
+            SocketSpec::Tcp { host, port } => {
+                bind_tcp(host, *port).map_err(|e| with_context(e, format!("bind {spec}")))?
+            }
             SocketSpec::Unix(path) => bind_unix(path, unix)
                 .map_err(|e| with_context(e, format!("bind {}", path.display())))?,
             SocketSpec::Fd(raw) => {

@@ -320,7 +320,8 @@ fn stream_body(
 /// CR, LF or NUL) becomes a logged 500: a handler must never be able to split a response.
 pub(crate) fn checked(response: Response) -> Response {
     let invalid = response.headers().iter().find(|(name, value)| {
-        !http1::is_valid_field_name(name.as_bytes()) || !http1::is_valid_field_value(value.as_bytes())
+        !http1::response::is_valid_field_name(name.as_bytes())
+            || !http1::response::is_valid_field_value(value.as_bytes())
     });
     match invalid {
         None => response,

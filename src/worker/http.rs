@@ -189,7 +189,12 @@ fn request_from_head<'c>(
         .to_string();
     let headers = head
         .headers()
-        .map(|(name, value)| (name.to_string(), String::from_utf8_lossy(value).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            )
+        })
         .collect();
     let remote_addr = conn.peer_socket_addr();
     Request {

@@ -176,7 +176,13 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         log::info!("worker exiting now id={}", spec.id);
         return Ok(exit::OK);
     }
-    drain(&mut runtime, &shared, acceptors, config.worker_reload_mercy, &mut signals)
+    drain(
+        &mut runtime,
+        &shared,
+        acceptors,
+        config.worker_reload_mercy,
+        &mut signals,
+    )
 }
 
 /// Stops accepting, closes idle connections and lets the requests in flight finish until
@@ -189,7 +195,10 @@ fn drain(
     signals: &mut SignalSource,
 ) -> io::Result<u8> {
     let in_flight = shared.conns.borrow().len();
-    log::info!("worker draining id={} connections={in_flight}", shared.worker_id);
+    log::info!(
+        "worker draining id={} connections={in_flight}",
+        shared.worker_id
+    );
     shared.draining.set(true);
     for acceptor in acceptors {
         acceptor.abort();
@@ -239,9 +248,7 @@ fn accept_loop(
             Err(e) => {
                 // EMFILE and friends: back off a little instead of spinning on the error.
                 log::warn!("accept failed: {e}");
-                if coro::sleep(Duration::from_millis(100)).is_err() {
-                    return;
-                }
+                coro::sleep(Duration::from_millis(100));
                 continue;
             }
         };

@@ -93,7 +93,11 @@ impl RequestLog {
                     .create(true)
                     .append(true)
                     .open(path)
-                    .map_err(|e| log::error!("req-logger file:{path}: {e}; logging requests to the server log"))
+                    .map_err(|e| {
+                        log::error!(
+                            "req-logger file:{path}: {e}; logging requests to the server log"
+                        )
+                    })
                     .ok()
             });
         RequestLog {
@@ -124,8 +128,8 @@ impl RequestLog {
             None => default_line(&record, shared.worker_id, requests),
         };
         match &self.file {
-            Some(mut file) => {
-                let _ = writeln!(file, "{line}");
+            Some(file) => {
+                let _ = writeln!(&*file, "{line}");
             }
             None => log::info!(target: crate::log::REQUEST_TARGET, "{line}"),
         }
@@ -184,11 +188,11 @@ fn value_of(name: &str, r: &RequestRecord, worker: u32) -> Option<String> {
         "core" => r.core.to_string(),
         "proto" => r.protocol.clone(),
         "ltime" | "ctime" => crate::log::ctime(r.at),
-        "epoch" => r
-            .at
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
-            .to_string(),
+        "epoch" => {
+            r.at.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+                .to_string()
+        }
         _ => return None,
     })
 }
@@ -208,7 +212,11 @@ mod tests {
 
     #[test]
     fn log_format_variables_are_expanded_and_unknown_ones_kept() {
-        let line = render_format("%(method) %(uri) %(status) %(size) %(wid) %(core) %(nope) %(", &record(404, 5), 2);
+        let line = render_format(
+            "%(method) %(uri) %(status) %(size) %(wid) %(core) %(nope) %(",
+            &record(404, 5),
+            2,
+        );
         assert_eq!(line, "GET /x?y=1 404 42 2 3 %(nope) %(");
     }
 
@@ -231,7 +239,13 @@ mod tests {
     #[test]
     fn the_default_line_has_the_uwsgi_shape() {
         let line = default_line(&record(200, 7), 1, 9);
-        assert!(line.starts_with(&format!("[pid: {}|worker: 1|req: 9] 127.0.0.1 [", std::process::id())));
-        assert!(line.ends_with("] GET /x?y=1 => generated 42 bytes in 7 msecs (HTTP/1.1 200) core 3"), "{line}");
+        assert!(line.starts_with(&format!(
+            "[pid: {}|worker: 1|req: 9] 127.0.0.1 [",
+            std::process::id()
+        )));
+        assert!(
+            line.ends_with("] GET /x?y=1 => generated 42 bytes in 7 msecs (HTTP/1.1 200) core 3"),
+            "{line}"
+        );
     }
 }

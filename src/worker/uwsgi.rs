@@ -64,7 +64,10 @@ fn refuse(mut conn: Conn, error: ParseError) {
             conn.peer
         ),
         ParseError::UnsupportedModifier(m) => {
-            log::warn!("unsupported uwsgi modifier1={m} peer={}: closing", conn.peer);
+            log::warn!(
+                "unsupported uwsgi modifier1={m} peer={}: closing",
+                conn.peer
+            );
             return;
         }
         ParseError::VarsTooLarge => log::warn!(
@@ -126,7 +129,8 @@ fn serve_request(
         .ok();
     let is_head = method == "HEAD";
     let route = shared.router.route(&path_info);
-    let record_base = RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
+    let record_base =
+        RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
     let (response, outcome) = {
         let headers = headers_from_vars(&vars);
         let mut req = Request {
@@ -167,7 +171,7 @@ fn serve_request(
     .expect("invariant: conn::checked let only valid headers through");
     // Never chunked: a body of unknown length ends when we close.
     let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
-    let send_body = !is_head && http1::status_allows_body(status);
+    let send_body = !is_head && http1::response::status_allows_body(status);
     let sent = conn::write_response(conn, out, body, encoding, send_body)?;
     shared.request_log.log(
         shared,

@@ -118,7 +118,10 @@ http {{
                 );
             }
             if start.elapsed() > DEADLINE {
-                panic!("nginx not listening on {addr} within {DEADLINE:?}\n{}", self.error_log());
+                panic!(
+                    "nginx not listening on {addr} within {DEADLINE:?}\n{}",
+                    self.error_log()
+                );
             }
             thread::sleep(Duration::from_millis(20));
         }
