@@ -135,6 +135,17 @@ impl Conn {
         self
     }
 
+    /// A second handle on the same socket (to write from one thread and read from another).
+    pub(crate) fn try_clone(&self) -> Conn {
+        let stream = match self.reader.get_ref() {
+            Stream::Tcp(s) => Stream::Tcp(s.try_clone().expect("clone tcp stream")),
+            Stream::Unix(s) => Stream::Unix(s.try_clone().expect("clone unix stream")),
+        };
+        Conn {
+            reader: BufReader::new(stream),
+        }
+    }
+
     /// Half-closes the connection (no more request bytes).
     pub(crate) fn shutdown_write(&mut self) {
         let _ = match self.reader.get_ref() {
