@@ -4,6 +4,8 @@
 //! an inline INI in a temp dir and kills what it started; every wait has a deadline.
 
 mod cli;
+mod corpus;
 mod harness;
 mod http;
+mod nginx;
 mod uwsgi;
