@@ -36,6 +36,8 @@ mod limits;
 pub(crate) mod uwsgi;
 mod vars;
 
+#[cfg(test)]
+mod corpus;
 #[cfg(any(fuzzing, test))]
 pub(crate) mod fuzzing;
 
