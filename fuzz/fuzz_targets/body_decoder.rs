@@ -5,7 +5,6 @@
 // build skips the rest of rcontainer (mio, nix, ...) and a stray `use crate::...` in proto
 // fails loudly.
 #[path = "../../src/proto/mod.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod proto;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| proto::fuzzing::body_decoder(data));

@@ -98,7 +98,7 @@ fn render_request(head: &RequestHead, body: &[u8], decoder: &BodyDecoder) -> Str
 fn replay_http(input: &[u8], step: usize) -> (String, Option<ParseError>, usize) {
     let mut rendered = String::new();
     let (mut pos, mut avail) = (0, 0);
-    let mut more = |avail: &mut usize| {
+    let more = |avail: &mut usize| {
         if *avail == input.len() {
             return false;
         }
