@@ -21,6 +21,8 @@
 //!   the handler's CGI view, and [`http1::decide_framing`] + [`http1::write_response_head`] (+
 //!   [`http1::ChunkHeader`]) for the answer. Keep-alive and pipelining follow from the head's
 //!   `keep_alive()` and from the `consumed` counts.
+//! * **any error**: [`http1::write_error_response`] with `err.status()` (on a uwsgi socket, for
+//!   `HttpOnUwsgiSocket` and `UnsupportedModifier`, log and close instead, as uWSGI does).
 //!
 //! `proto` imports nothing else from the crate. The bench and fuzz crates include this directory
 //! with `#[path]`, so a stray `use crate::...` breaks their build on purpose.

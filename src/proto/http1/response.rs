@@ -193,6 +193,22 @@ where
     Ok(())
 }
 
+/// Writes a complete answer for a refused request (a [`crate::proto::ParseError`]'s status),
+/// on either kind of socket: a short `text/plain` body naming the status, `Content-Length`,
+/// and `Connection: close` (after a parse error the stream cannot be trusted to be in sync).
+pub(crate) fn write_error_response(out: &mut Vec<u8>, status: u16) {
+    let mut body = Vec::with_capacity(48);
+    push_decimal(&mut body, u64::from(status));
+    body.push(b' ');
+    body.extend_from_slice(reason_phrase(status).as_bytes());
+    body.push(b'\n');
+    write_status_line(out, status);
+    out.extend_from_slice(b"Content-Type: text/plain\r\n");
+    write_content_length(out, body.len() as u64);
+    out.extend_from_slice(b"Connection: close\r\n\r\n");
+    out.extend_from_slice(&body);
+}
+
 /// Writes `HTTP/1.1 <code> <reason>\r\n`. Always 1.1: a server answers with its own version,
 /// whatever the client's (RFC 9110 §6.2).
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
@@ -457,6 +473,18 @@ mod tests {
         assert!(out.is_empty());
         let bad_name = write_fields(&mut out, [("Bad Name", "v")]);
         assert_eq!(bad_name, Err(InvalidHeader { index: 0 }));
+    }
+
+    #[test]
+    fn error_response_is_complete_and_closes() {
+        let mut out = Vec::new();
+        write_error_response(&mut out, 431);
+        assert_eq!(
+            out,
+            &b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n\
+               Content-Length: 36\r\nConnection: close\r\n\r\n\
+               431 Request Header Fields Too Large\n"[..]
+        );
     }
 
     #[test]
