@@ -11,5 +11,6 @@ pub(crate) use body::{BodyDecoder, BodyFraming, Decoded, MAX_CHUNK_EXTENSION, MA
 pub(crate) use request::{MAX_HEADERS, RequestHead, Version, parse_request_head};
 pub(crate) use response::{
     BodyEncoding, CHUNK_END, CONTINUE_100, ChunkHeader, InvalidHeader, LAST_CHUNK, ResponseContext,
-    ResponseFraming, decide_framing, encode_chunk, reason_phrase, write_response_head,
+    ResponseFraming, decide_framing, encode_chunk, reason_phrase, write_error_response,
+    write_response_head,
 };
