@@ -225,14 +225,9 @@ fn replay_uwsgi(input: &[u8], step: usize) -> Result<(String, usize), ParseError
             None => return Ok((String::new(), input.len())),
         }
     };
-    let length = match &packet {
-        Packet::Request(req) => req.content_length(),
-        Packet::Ping => 0,
-    };
-    let framing = if length == 0 {
-        BodyFraming::Empty
-    } else {
-        BodyFraming::Length(length)
+    let framing = match &packet {
+        Packet::Request(req) => req.body_framing(),
+        Packet::Ping => BodyFraming::Empty,
     };
     let mut decoder = BodyDecoder::new(framing, CORPUS_LIMITS.limit_post);
     let mut body = Vec::new();

@@ -14,7 +14,7 @@
 //!
 //! * **uwsgi socket**: [`uwsgi::parse_packet`] until it returns a packet; a ping is answered with
 //!   [`uwsgi::PONG`]; a request carries its [`Vars`] and a `CONTENT_LENGTH` that frames the body
-//!   (feed a [`http1::BodyDecoder`] built with [`http1::BodyFraming::Length`]); the answer head
+//!   (feed a [`http1::BodyDecoder`] built from `request.body_framing()`); the answer head
 //!   comes from [`uwsgi::write_response_head`] (never chunked), then the connection is closed.
 //! * **HTTP socket**: [`http1::parse_request_head`], then [`http1::BodyDecoder`] for the body
 //!   (after writing [`http1::CONTINUE_100`] when the head asks for it), [`cgi::vars_from_head`] for

@@ -5,6 +5,7 @@
 //! `u16le len + key, u16le len + value` pairs, then `CONTENT_LENGTH` body bytes with no framing.
 //! Pure code over `&[u8]`: no I/O, no logging.
 
+use super::http1::BodyFraming;
 use super::http1::response::{self, InvalidHeader};
 use super::{Limits, ParseError, Vars};
 
@@ -185,6 +186,11 @@ impl Request {
     /// plays no part: nginx has already de-chunked the body and sent its length.
     pub(crate) fn content_length(&self) -> u64 {
         self.content_length
+    }
+
+    /// The body's framing, for a [`super::http1::BodyDecoder`].
+    pub(crate) fn body_framing(&self) -> BodyFraming {
+        BodyFraming::from_length(self.content_length)
     }
 
     /// The URL scheme: a non-empty `UWSGI_SCHEME`, else `REQUEST_SCHEME`, else `https` when

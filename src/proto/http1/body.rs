@@ -28,6 +28,17 @@ pub(crate) enum BodyFraming {
     Chunked,
 }
 
+impl BodyFraming {
+    /// The framing of a body of `len` bytes: [`BodyFraming::Empty`] for 0.
+    pub(crate) fn from_length(len: u64) -> Self {
+        if len == 0 {
+            BodyFraming::Empty
+        } else {
+            BodyFraming::Length(len)
+        }
+    }
+}
+
 /// The outcome of one [`BodyDecoder::decode`] call.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Decoded {

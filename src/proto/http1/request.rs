@@ -337,11 +337,7 @@ fn check_fields(
         if limits.is_body_too_large(len) {
             return Err(ParseError::BodyTooLarge);
         }
-        if len == 0 {
-            BodyFraming::Empty
-        } else {
-            BodyFraming::Length(len)
-        }
+        BodyFraming::from_length(len)
     } else {
         BodyFraming::Empty
     };
