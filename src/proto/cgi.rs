@@ -233,6 +233,39 @@ mod tests {
     }
 
     #[test]
+    fn http_vars_have_the_names_nginx_sends_over_uwsgi() {
+        use crate::proto::uwsgi::{Packet, parse_packet};
+        let wire = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/uwsgi/001-nginx-get.bin"
+        ));
+        let Ok(Some((Packet::Request(req), _))) = parse_packet(wire, &Limits::default()) else {
+            panic!("corpus packet parses");
+        };
+        let from_http = vars(
+            b"GET / HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n",
+            &ConnInfo {
+                remote_addr: "127.0.0.1",
+                remote_port: "51234",
+                server_name: "localhost",
+                server_port: "8080",
+                https: false,
+            },
+        );
+        for (key, value) in req.vars().iter() {
+            if key == b"DOCUMENT_ROOT" {
+                continue; // a file-serving notion nginx has and we do not
+            }
+            assert_eq!(
+                from_http.get(key),
+                Some(value),
+                "{}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+
+    #[test]
     fn malformed_escapes_are_kept() {
         assert_eq!(percent_decode(b"/a%zz%4"), b"/a%zz%4");
         assert_eq!(percent_decode(b"%41%4a"), b"AJ");
