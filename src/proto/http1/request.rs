@@ -1,0 +1,675 @@
+//! HTTP/1.1 request heads: the request line and header fields (via `httparse`), size limits,
+//! and the checks that decide the body framing (RFC 9112 §6) and keep-alive.
+//!
+//! Line endings: CRLF, or a bare LF as `httparse` accepts it (RFC 9112 §2.2 allows a recipient
+//! to); a bare CR is refused. obs-fold lines are refused. No I/O.
+
+use super::body::BodyFraming;
+use super::response::is_tchar;
+use crate::proto::uwsgi::parse_decimal;
+use crate::proto::{Limits, ParseError, Span};
+
+/// The most header fields one head may have; more is 431. A stack array of this many
+/// `httparse::Header`s is used on each parse attempt, so there is no allocation per attempt.
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The HTTP version of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Version {
+    /// HTTP/1.0: close after each response unless `Connection: keep-alive`.
+    Http10,
+    /// HTTP/1.1: persistent unless `Connection: close`.
+    Http11,
+}
+
+impl Version {
+    /// `HTTP/1.0` or `HTTP/1.1`, as in `SERVER_PROTOCOL`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A parsed request head, owned: a copy of the head bytes plus ranges into it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RequestHead {
+    buf: Vec<u8>,
+    method: Span,
+    target: Span,
+    version: Version,
+    headers: Vec<(Span, Span)>,
+    framing: BodyFraming,
+    keep_alive: bool,
+    expects_continue: bool,
+}
+
+impl RequestHead {
+    /// The method token, e.g. `GET` (case-sensitive, as RFC 9110 says).
+    pub(crate) fn method(&self) -> &str {
+        // httparse only returns a method made of token bytes, which are ASCII.
+        std::str::from_utf8(self.method.of(&self.buf)).expect("invariant: method is a token")
+    }
+
+    /// The raw request-target as sent (`REQUEST_URI`), e.g. `/a%20b?x=1`.
+    pub(crate) fn target(&self) -> &str {
+        // httparse hands the target out as a &str it has checked to be UTF-8.
+        std::str::from_utf8(self.target.of(&self.buf)).expect("invariant: httparse checked utf-8")
+    }
+
+    /// The raw path of the target, without the query; for an absolute-form target, without the
+    /// scheme and authority (`/` if it has no path); `*` for `OPTIONS *`; empty for CONNECT.
+    pub(crate) fn path(&self) -> &str {
+        let target = self.target();
+        let without_query = target.split_once('?').map_or(target, |(p, _)| p);
+        if self.method() == "CONNECT" {
+            return "";
+        }
+        match without_query.split_once("://") {
+            Some((_, rest)) if !without_query.starts_with('/') => {
+                rest.find('/').map_or("/", |i| &rest[i..])
+            }
+            _ => without_query,
+        }
+    }
+
+    /// The raw query after the first `?`, empty if none (`QUERY_STRING`).
+    pub(crate) fn query(&self) -> &str {
+        self.target().split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The request's version.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    /// The header fields in wire order; names as sent (case kept), values without the
+    /// surrounding whitespace.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
+        self.headers.iter().map(|&(name, value)| {
+            // httparse only accepts names made of token bytes, which are ASCII.
+            let name = std::str::from_utf8(name.of(&self.buf)).expect("invariant: name is a token");
+            (name, value.of(&self.buf))
+        })
+    }
+
+    /// The value of the first header named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// How the body is framed (already checked against `limit-post` when declared).
+    pub(crate) fn framing(&self) -> BodyFraming {
+        self.framing
+    }
+
+    /// Whether the client allows the connection to stay open after this exchange: HTTP/1.1
+    /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// Whether an HTTP/1.1 client sent `Expect: 100-continue` for a body: the worker writes
+    /// [`super::CONTINUE_100`] before it first reads body bytes from the socket (it may skip it
+    /// if body bytes already arrived). HTTP/1.0 requests never expect it (RFC 9110 §10.1.1);
+    /// other expectations are ignored.
+    pub(crate) fn expects_continue(&self) -> bool {
+        self.expects_continue
+    }
+
+    /// Whether this is a HEAD request.
+    pub(crate) fn is_head(&self) -> bool {
+        self.method() == "HEAD"
+    }
+
+    /// The size of the head on the wire.
+    pub(crate) fn len(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+/// Parses one request head from the start of `buf`.
+///
+/// Returns `Ok(None)` while the head is incomplete, then the head and its length; the body (or
+/// the next pipelined request) starts at `buf[consumed..]`. Only the first `buffer-size` bytes
+/// are ever looked at, so the answer does not depend on how the bytes were split into reads.
+///
+/// # Errors
+/// 431 for a head over `buffer-size` or too many headers; 414 for a target over `max_uri` (or
+/// a request line that does not end within `buffer-size`); 413 for a `Content-Length` over
+/// `limit-post`; 501 for a transfer coding other than chunked; 400 for everything else
+/// malformed, including every smuggling pattern of RFC 9112 §6 and a missing `Host`.
+pub(crate) fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead, usize)>, ParseError> {
+    let window = &buf[..buf.len().min(limits.buffer_size)];
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(window) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) if buf.len() < limits.buffer_size => return Ok(None),
+        Ok(httparse::Status::Partial) => {
+            return Err(if request_line_ended(window) {
+                ParseError::HeadTooLarge
+            } else {
+                ParseError::UriTooLong
+            });
+        }
+        Err(e) => return Err(map_httparse_error(e)),
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Err(ParseError::InvalidRequestLine);
+    };
+    let version = match version {
+        0 => Version::Http10,
+        1 => Version::Http11,
+        _ => return Err(ParseError::UnsupportedVersion),
+    };
+    if target.len() > limits.max_uri {
+        return Err(ParseError::UriTooLong);
+    }
+    check_target(method, target)?;
+
+    let head_bytes = &window[..len];
+    let span = |s: &[u8]| {
+        // Every slice httparse returns points into `head_bytes`.
+        let start = s.as_ptr() as usize - head_bytes.as_ptr() as usize;
+        Span {
+            start,
+            end: start + s.len(),
+        }
+    };
+    let headers: Vec<(Span, Span)> = req
+        .headers
+        .iter()
+        .map(|h| (span(h.name.as_bytes()), span(h.value)))
+        .collect();
+    let checks = check_fields(req.headers, version, limits)?;
+    let head = RequestHead {
+        buf: head_bytes.to_vec(),
+        method: span(method.as_bytes()),
+        target: span(target.as_bytes()),
+        version,
+        headers,
+        framing: checks.framing,
+        keep_alive: checks.keep_alive,
+        expects_continue: checks.expects_continue && checks.framing != BodyFraming::Empty,
+    };
+    Ok(Some((head, len)))
+}
+
+/// Whether the request line (after any leading empty lines) has its line end in `window`.
+fn request_line_ended(window: &[u8]) -> bool {
+    let start = window
+        .iter()
+        .position(|b| !matches!(b, b'\r' | b'\n'))
+        .unwrap_or(window.len());
+    window[start..].contains(&b'\n')
+}
+
+fn map_httparse_error(e: httparse::Error) -> ParseError {
+    match e {
+        httparse::Error::HeaderName => ParseError::InvalidHeaderName,
+        httparse::Error::HeaderValue => ParseError::InvalidHeaderValue,
+        httparse::Error::NewLine => ParseError::InvalidLineEnding,
+        httparse::Error::TooManyHeaders => ParseError::TooManyHeaders,
+        httparse::Error::Version => ParseError::UnsupportedVersion,
+        httparse::Error::Token | httparse::Error::Status => ParseError::InvalidRequestLine,
+    }
+}
+
+/// The request-target forms of RFC 9112 §3.2: origin (`/path`), absolute (`http://h/p`),
+/// authority (`host:port`, CONNECT only) and asterisk (`*`, OPTIONS only).
+fn check_target(method: &str, target: &str) -> Result<(), ParseError> {
+    let ok = if method == "CONNECT" {
+        !target.contains(['/', '?', '#', '@'])
+    } else if target == "*" {
+        method == "OPTIONS"
+    } else if target.starts_with('/') {
+        true
+    } else {
+        is_absolute_form(target)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::InvalidTarget)
+    }
+}
+
+fn is_absolute_form(target: &str) -> bool {
+    let Some((scheme, _)) = target.split_once("://") else {
+        return false;
+    };
+    let mut bytes = scheme.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// What the header fields decide.
+struct FieldChecks {
+    framing: BodyFraming,
+    keep_alive: bool,
+    expects_continue: bool,
+}
+
+fn check_fields(
+    fields: &[httparse::Header<'_>],
+    version: Version,
+    limits: &Limits,
+) -> Result<FieldChecks, ParseError> {
+    let mut hosts = 0usize;
+    let mut content_length: Option<&[u8]> = None;
+    let mut transfer_encoding = false;
+    let mut chunked_last = false;
+    let mut chunked_seen = false;
+    let mut unknown_coding = false;
+    let mut conn_close = false;
+    let mut conn_keep_alive = false;
+    let mut expects_continue = false;
+
+    for field in fields {
+        let name = field.name;
+        let value = field.value;
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            if !is_valid_host(value) {
+                return Err(ParseError::InvalidHost);
+            }
+        } else if name.eq_ignore_ascii_case("content-length") {
+            if content_length.is_some() {
+                return Err(ParseError::DuplicateContentLength);
+            }
+            content_length = Some(value);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            for coding in list_elements(value) {
+                if chunked_seen {
+                    // Anything after chunked (including chunked again) leaves the length
+                    // undeterminable, or applies chunked twice.
+                    return Err(ParseError::InvalidTransferEncoding);
+                }
+                if coding.eq_ignore_ascii_case(b"chunked") {
+                    chunked_seen = true;
+                } else if coding.iter().all(|&b| is_tchar(b)) {
+                    unknown_coding = true;
+                } else {
+                    return Err(ParseError::InvalidTransferEncoding);
+                }
+            }
+            chunked_last = chunked_seen;
+        } else if name.eq_ignore_ascii_case("connection") {
+            for option in list_elements(value) {
+                conn_close |= option.eq_ignore_ascii_case(b"close");
+                conn_keep_alive |= option.eq_ignore_ascii_case(b"keep-alive");
+            }
+        } else if name.eq_ignore_ascii_case("expect") {
+            expects_continue |= trim_ows(value).eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+
+    match (version, hosts) {
+        (_, 2..) => return Err(ParseError::DuplicateHost),
+        (Version::Http11, 0) => return Err(ParseError::MissingHost),
+        _ => {}
+    }
+
+    let framing = if transfer_encoding {
+        if content_length.is_some() {
+            return Err(ParseError::ContentLengthWithTransferEncoding);
+        }
+        if version == Version::Http10 {
+            return Err(ParseError::TransferEncodingOnHttp10);
+        }
+        if !chunked_last {
+            return Err(ParseError::InvalidTransferEncoding);
+        }
+        if unknown_coding {
+            return Err(ParseError::UnsupportedTransferCoding);
+        }
+        BodyFraming::Chunked
+    } else if let Some(value) = content_length {
+        let len = parse_decimal(value).ok_or(ParseError::InvalidContentLength)?;
+        if limits.is_body_too_large(len) {
+            return Err(ParseError::BodyTooLarge);
+        }
+        BodyFraming::from_length(len)
+    } else {
+        BodyFraming::Empty
+    };
+
+    let keep_alive = match version {
+        Version::Http11 => !conn_close,
+        Version::Http10 => conn_keep_alive && !conn_close,
+    };
+    Ok(FieldChecks {
+        framing,
+        keep_alive,
+        expects_continue: expects_continue && version == Version::Http11,
+    })
+}
+
+/// The non-empty elements of a comma-separated list value (RFC 9110 §5.6.1), trimmed.
+fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim_ows)
+        .filter(|e| !e.is_empty())
+}
+
+fn trim_ows(value: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = value.iter().position(|b| !is_ows(b)).unwrap_or(value.len());
+    let end = value
+        .iter()
+        .rposition(|b| !is_ows(b))
+        .map_or(start, |i| i + 1);
+    &value[start..end]
+}
+
+/// A `Host` value made of the bytes a host (reg-name, IPv4, `[IPv6]`) and port can hold
+/// (RFC 3986 §3.2.2). Empty is allowed (RFC 9112 §3.2, for targets without an authority).
+fn is_valid_host(value: &[u8]) -> bool {
+    value
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, ParseError> {
+        parse_request_head(buf, &Limits::default())
+    }
+
+    fn head(buf: &[u8]) -> RequestHead {
+        match parse(buf) {
+            Ok(Some((head, n))) => {
+                assert_eq!(n, head.len());
+                head
+            }
+            other => panic!("not a head: {other:?}"),
+        }
+    }
+
+    fn status(buf: &[u8]) -> u16 {
+        match parse(buf) {
+            Err(e) => e.status(),
+            other => panic!("accepted: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn simple_get_parses_into_parts() {
+        let h = head(b"GET /a/b?x=1&y HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/a/b?x=1&y");
+        assert_eq!(h.path(), "/a/b");
+        assert_eq!(h.query(), "x=1&y");
+        assert_eq!(h.version(), Version::Http11);
+        assert_eq!(h.header("host"), Some(&b"example.com"[..]));
+        assert_eq!(h.headers().count(), 2);
+        assert_eq!(h.framing(), BodyFraming::Empty);
+        assert!(h.keep_alive());
+        assert!(!h.expects_continue());
+    }
+
+    #[test]
+    fn incomplete_head_needs_more_at_every_split() {
+        let wire = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+        let end = wire.len() - 3;
+        for i in 0..end {
+            assert_eq!(parse(&wire[..i]), Ok(None), "prefix {i}");
+        }
+        let (h, n) = parse(wire).expect("valid").expect("complete");
+        assert_eq!(n, end);
+        assert_eq!(h.framing(), BodyFraming::Length(3));
+    }
+
+    #[test]
+    fn pipelined_requests_parse_one_at_a_time() {
+        let wire = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+        let (first, n) = parse(wire).expect("valid").expect("complete");
+        assert_eq!(first.target(), "/1");
+        let (second, m) = parse(&wire[n..]).expect("valid").expect("complete");
+        assert_eq!(second.target(), "/2");
+        assert_eq!(n + m, wire.len());
+    }
+
+    #[test]
+    fn http11_without_host_gets_400() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(ParseError::MissingHost)
+        );
+        assert!(parse(b"GET / HTTP/1.0\r\n\r\n").expect("valid").is_some());
+    }
+
+    #[test]
+    fn two_hosts_get_400() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(ParseError::DuplicateHost)
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n"),
+            Err(ParseError::InvalidHost)
+        );
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_gets_400() {
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            parse(wire),
+            Err(ParseError::ContentLengthWithTransferEncoding)
+        );
+    }
+
+    #[test]
+    fn duplicate_or_bad_content_length_gets_400() {
+        for wire in [
+            &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 4\r\n\r\n",
+        ] {
+            assert_eq!(parse(wire), Err(ParseError::DuplicateContentLength));
+        }
+        for value in [
+            "3, 3",
+            "-1",
+            "+3",
+            "0x10",
+            "",
+            "99999999999999999999",
+            "1 2",
+        ] {
+            let wire = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: {value}\r\n\r\n");
+            assert_eq!(
+                parse(wire.as_bytes()),
+                Err(ParseError::InvalidContentLength),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn transfer_encoding_must_end_in_chunked() {
+        let te = |v: &str| {
+            let wire = format!("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: {v}\r\n\r\n");
+            parse(wire.as_bytes()).map(|r| r.map(|(h, _)| h.framing()))
+        };
+        assert_eq!(te("chunked"), Ok(Some(BodyFraming::Chunked)));
+        assert_eq!(te("Chunked "), Ok(Some(BodyFraming::Chunked)));
+        assert_eq!(te("gzip"), Err(ParseError::InvalidTransferEncoding));
+        assert_eq!(
+            te("chunked, gzip"),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+        assert_eq!(
+            te("chunked, chunked"),
+            Err(ParseError::InvalidTransferEncoding)
+        );
+        assert_eq!(te(""), Err(ParseError::InvalidTransferEncoding));
+        assert_eq!(
+            te("gzip, chunked"),
+            Err(ParseError::UnsupportedTransferCoding)
+        );
+        assert_eq!(te("chunked;x=1"), Err(ParseError::InvalidTransferEncoding));
+        let split = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(split), Err(ParseError::UnsupportedTransferCoding));
+        let split = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n";
+        assert_eq!(parse(split), Err(ParseError::InvalidTransferEncoding));
+    }
+
+    #[test]
+    fn transfer_encoding_on_http10_gets_400() {
+        let wire = b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse(wire), Err(ParseError::TransferEncodingOnHttp10));
+    }
+
+    #[test]
+    fn obs_fold_gets_400() {
+        assert_eq!(
+            status(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"),
+            400
+        );
+    }
+
+    #[test]
+    fn bare_cr_gets_400_and_bare_lf_is_accepted() {
+        assert_eq!(status(b"GET / HTTP/1.1\rHost: a\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n"), 400);
+        let h = head(b"GET / HTTP/1.1\nHost: a\n\n");
+        assert_eq!(h.header("Host"), Some(&b"a"[..]));
+    }
+
+    #[test]
+    fn invalid_header_name_gets_400() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nBad Name: x\r\n\r\n"),
+            Err(ParseError::InvalidHeaderName)
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nX-Y : x\r\n\r\n"),
+            Err(ParseError::InvalidHeaderName)
+        );
+    }
+
+    #[test]
+    fn head_over_buffer_size_gets_431() {
+        let limits = Limits {
+            buffer_size: 64,
+            ..Limits::default()
+        };
+        let wire = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(100)
+        );
+        let err = parse_request_head(wire.as_bytes(), &limits).unwrap_err();
+        assert_eq!(err.status(), 431);
+        // Still incomplete and under the limit: wait.
+        assert_eq!(
+            parse_request_head(&wire.as_bytes()[..63], &limits),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn too_many_headers_gets_431() {
+        let mut wire = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
+        for i in 0..MAX_HEADERS {
+            wire.push_str(&format!("X-{i}: v\r\n"));
+        }
+        wire.push_str("\r\n");
+        assert_eq!(parse(wire.as_bytes()), Err(ParseError::TooManyHeaders));
+    }
+
+    #[test]
+    fn long_uri_gets_414() {
+        let wire = format!("GET /{} HTTP/1.1\r\nHost: a\r\n\r\n", "a".repeat(9000));
+        assert_eq!(parse(wire.as_bytes()), Err(ParseError::UriTooLong));
+        let limits = Limits {
+            buffer_size: 1000,
+            ..Limits::default()
+        };
+        // A request line that never ends within buffer-size is a URI too long, not a head.
+        assert_eq!(
+            parse_request_head(wire.as_bytes(), &limits),
+            Err(ParseError::UriTooLong)
+        );
+    }
+
+    #[test]
+    fn content_length_over_limit_post_gets_413() {
+        let limits = Limits {
+            limit_post: Some(100),
+            ..Limits::default()
+        };
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n";
+        assert_eq!(
+            parse_request_head(wire, &limits),
+            Err(ParseError::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn keep_alive_follows_version_and_connection() {
+        let ka = |wire: &[u8]| head(wire).keep_alive();
+        assert!(ka(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(!ka(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, Close\r\n\r\n"
+        ));
+        assert!(!ka(b"GET / HTTP/1.0\r\n\r\n"));
+        assert!(ka(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    }
+
+    #[test]
+    fn expect_100_continue_is_detected_for_http11_bodies_only() {
+        let h =
+            head(b"PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(h.expects_continue());
+        let h = head(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(!h.expects_continue());
+        let h = head(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n");
+        assert!(!h.expects_continue());
+    }
+
+    #[test]
+    fn target_forms_are_checked() {
+        let h = head(b"GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(h.path(), "/p");
+        assert_eq!(h.query(), "q=1");
+        let h = head(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(h.path(), "/");
+        let h = head(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.path(), "*");
+        assert_eq!(
+            parse(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(ParseError::InvalidTarget)
+        );
+        assert_eq!(
+            parse(b"GET index.html HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Err(ParseError::InvalidTarget)
+        );
+    }
+
+    #[test]
+    fn other_versions_get_400() {
+        assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 400);
+        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 400);
+    }
+
+    #[test]
+    fn leading_empty_lines_are_skipped() {
+        let h = head(b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(h.method(), "GET");
+    }
+}
