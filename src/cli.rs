@@ -113,9 +113,9 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
             }
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::Serve(args) => match load_reporting(args, apps) {
+        Invocation::Serve(args) => match load_reporting(args.clone(), apps) {
             Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
-            Some(loaded) => run_instance(&loaded.config, apps),
+            Some(loaded) => run_instance(loaded.config, &args, apps),
             None => ExitCode::from(exit::CONFIG),
         },
         Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
@@ -169,10 +169,29 @@ fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
         .collect()
 }
 
-/// Runs one instance: master and workers.
-fn run_instance(config: &Config, apps: &AppRegistry) -> ExitCode {
+/// Runs one instance: master and workers. A reload first checks that `args` still load.
+fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCode {
     crate::log::init();
-    crate::master::run(config, apps)
+    let recheck = || {
+        let sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+        let loaded = config::load(&sources).map_err(|failed| {
+            failed
+                .errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        })?;
+        let unknown: Vec<String> = check_app_names(&loaded, apps)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(unknown)
+        }
+    };
+    crate::master::run(config, apps, &recheck)
 }
 
 /// Runs an emperor over `config.emperor`. Not built yet.
@@ -180,9 +199,30 @@ fn run_emperor(_config: &Config) -> ExitCode {
     not_implemented("emperor mode")
 }
 
-/// Sends `request` to the master whose pid is in `pidfile`. Not built yet.
-fn signal_pidfile(request: PidfileRequest, _pidfile: &std::path::Path) -> ExitCode {
-    not_implemented(request.flag())
+/// Sends `request` to the master whose pid is in `pidfile`.
+fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
+    use crate::sys::process::{OsSignal, send_signal};
+    let signal = match request {
+        PidfileRequest::Reload => OsSignal::SIGHUP,
+        PidfileRequest::Stop => OsSignal::SIGINT,
+        PidfileRequest::GracefulStop => OsSignal::SIGTERM,
+        PidfileRequest::ChainReload => OsSignal::SIGURG,
+    };
+    let sent = crate::sys::pidfile::read_running_pid(pidfile)
+        .and_then(|pid| send_signal(pid, signal).map(|()| pid));
+    match sent {
+        Ok(pid) => {
+            eprintln!(
+                "rcontainer: sent {signal} to master pid {pid} ({})",
+                request.flag()
+            );
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => {
+            eprintln!("rcontainer: {}: {e}", request.flag());
+            ExitCode::from(exit::CONFIG)
+        }
+    }
 }
 
 fn not_implemented(mode: &str) -> ExitCode {

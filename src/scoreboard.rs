@@ -25,6 +25,7 @@
 
 use std::fmt;
 use std::io;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
@@ -96,6 +97,8 @@ enum Field {
     RunningTimeUs,
     LastSpawnSecs,
     RespawnCount,
+    /// 1 while the master asks the worker to stop accepting (TSTP / FIFO `p`).
+    PauseRequested,
 }
 const WORKER_WORDS: usize = 16;
 
@@ -119,10 +122,13 @@ const CORE_WORDS: usize = CoreField::Text as usize + TEXT_WORDS;
 const SEQLOCK_TRIES: usize = 1000;
 
 /// The shared table. Create it in the master before forking any worker.
-#[derive(Debug)]
+///
+/// Cloning is cheap and shares the same mappings (a worker's [`WorkerSlot`] owns a clone, so
+/// it can live in `'static` coroutine state).
+#[derive(Debug, Clone)]
 pub(crate) struct Scoreboard {
-    workers: SharedMapping<AtomicU64>,
-    cores: SharedMapping<AtomicU64>,
+    workers: Rc<SharedMapping<AtomicU64>>,
+    cores: Rc<SharedMapping<AtomicU64>>,
     slots: usize,
     cores_per_worker: usize,
 }
@@ -147,8 +153,8 @@ impl Scoreboard {
             .and_then(|rows| rows.checked_mul(CORE_WORDS))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "scoreboard too big"))?;
         Ok(Scoreboard {
-            workers: SharedMapping::new_zeroed(slots * WORKER_WORDS)?,
-            cores: SharedMapping::new_zeroed(core_rows)?,
+            workers: Rc::new(SharedMapping::new_zeroed(slots * WORKER_WORDS)?),
+            cores: Rc::new(SharedMapping::new_zeroed(core_rows)?),
             slots,
             cores_per_worker,
         })
@@ -165,8 +171,11 @@ impl Scoreboard {
     }
 
     /// The handle a worker writes through, or `None` for an id beyond the capacity.
-    pub(crate) fn slot(&self, id: WorkerId) -> Option<WorkerSlot<'_>> {
-        (id.0 >= 1 && id.index() < self.slots).then_some(WorkerSlot { board: self, id })
+    pub(crate) fn slot(&self, id: WorkerId) -> Option<WorkerSlot> {
+        (id.0 >= 1 && id.index() < self.slots).then(|| WorkerSlot {
+            board: self.clone(),
+            id,
+        })
     }
 
     /// Master, right after forking a worker into `id`: records its pid and spawn time, clears the
@@ -213,6 +222,17 @@ impl Scoreboard {
         let row = self.worker_row(id)?;
         set(row, Field::Rss, rss);
         set(row, Field::Vsz, vsz);
+        Some(())
+    }
+
+    /// Master: asks the worker in `id` to stop (`true`) or resume (`false`) accepting. The
+    /// worker looks at it once per loop turn.
+    pub(crate) fn request_pause(&self, id: WorkerId, paused: bool) -> Option<()> {
+        set(
+            self.worker_row(id)?,
+            Field::PauseRequested,
+            u64::from(paused),
+        );
         Some(())
     }
 
@@ -269,13 +289,13 @@ impl Scoreboard {
 
 /// A worker's own view of its slot. All writes come from the worker's loop thread (one writer
 /// per row, which the seqlock relies on).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WorkerSlot<'a> {
-    board: &'a Scoreboard,
+#[derive(Debug, Clone)]
+pub(crate) struct WorkerSlot {
+    board: Scoreboard,
     id: WorkerId,
 }
 
-impl WorkerSlot<'_> {
+impl WorkerSlot {
     /// This slot's id.
     pub(crate) fn id(&self) -> WorkerId {
         self.id
@@ -291,6 +311,11 @@ impl WorkerSlot<'_> {
     /// by a handler shows up as a stale heartbeat.
     pub(crate) fn heartbeat(&self) {
         set(self.row(), Field::HeartbeatMs, clock::monotonic_ms());
+    }
+
+    /// Whether the master asks this worker to stop accepting for now.
+    pub(crate) fn pause_requested(&self) -> bool {
+        get(self.row(), Field::PauseRequested) != 0
     }
 
     /// Sets the status (`Accepting` on reaching the accept loop, `Draining` on TERM, ...).

@@ -76,6 +76,8 @@ pub(crate) struct Listener {
     fd: OwnedFd,
     protocol: Protocol,
     local: LocalAddr,
+    /// The configuration's text for it (`127.0.0.1:0`), kept across re-execs.
+    spec_text: String,
 }
 
 impl Listener {
@@ -96,7 +98,7 @@ impl Listener {
                 .map_err(|e| with_context(e, format!("bind {}", path.display())))?,
             SocketSpec::Fd(raw) => {
                 return fd::adopt_fd(*raw)
-                    .and_then(|fd| Listener::adopt(fd, protocol))
+                    .and_then(|fd| Listener::adopt(fd, spec, protocol))
                     .map_err(|e| with_context(e, format!("adopt fd://{raw}")));
             }
         };
@@ -105,12 +107,17 @@ impl Listener {
             fd,
             protocol,
             local,
+            spec_text: spec.to_string(),
         })
     }
 
     /// Takes over an inherited listening socket (`fd://N`, systemd `LISTEN_FDS`, a re-exec'd
     /// master).
-    pub(crate) fn adopt(fd: OwnedFd, protocol: Protocol) -> io::Result<Listener> {
+    pub(crate) fn adopt(
+        fd: OwnedFd,
+        spec: &SocketSpec,
+        protocol: Protocol,
+    ) -> io::Result<Listener> {
         if !socket::getsockopt(&fd, sockopt::AcceptConn).map_err(io::Error::from)? {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -123,6 +130,7 @@ impl Listener {
             fd,
             protocol,
             local,
+            spec_text: spec.to_string(),
         })
     }
 
@@ -137,6 +145,17 @@ impl Listener {
     /// `uwsgi://127.0.0.1:3031` or `http:///run/app.sock`, as the ready line prints it.
     pub(crate) fn url(&self) -> String {
         format!("{}://{}", self.protocol.scheme(), self.local)
+    }
+
+    /// The name under which a listener for `spec` speaking `protocol` is handed over to the
+    /// next master image, so it is matched to the same configuration line there.
+    pub(crate) fn name_for(spec: &SocketSpec, protocol: Protocol) -> String {
+        format!("{} {spec}", protocol.scheme())
+    }
+
+    /// This listener's hand-over name (see [`Listener::name_for`]).
+    pub(crate) fn handover_name(&self) -> String {
+        format!("{} {}", self.protocol.scheme(), self.spec_text)
     }
 
     /// A second handle to the same socket (for a worker's event loop).
@@ -298,7 +317,9 @@ mod tests {
     fn an_inherited_listening_fd_is_adopted_with_its_address() {
         let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std_listener.local_addr().unwrap();
-        let listener = Listener::adopt(OwnedFd::from(std_listener), Protocol::Uwsgi).unwrap();
+        let spec = SocketSpec::Fd(3);
+        let listener =
+            Listener::adopt(OwnedFd::from(std_listener), &spec, Protocol::Uwsgi).unwrap();
         assert_eq!(listener.local_addr(), &LocalAddr::Tcp(addr));
     }
 }

@@ -23,7 +23,7 @@ pub(crate) const NOTIFY_SOCKET_ENV: &str = "NOTIFY_SOCKET";
 /// notifier.ready(&format!("serving on {sockets}"))?;   // when every worker accepts
 /// notifier.reloading()?;                               // before the re-exec; ready() after
 /// ```
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Notifier {
     target: Option<SocketAddr>,
 }

@@ -198,6 +198,24 @@ pub(crate) fn current_pid() -> Pid {
     nix::unistd::getpid()
 }
 
+/// Sets an environment variable of this process (the master's `env = K=V`, inherited by
+/// every worker it forks).
+pub(crate) fn set_env(key: &str, value: &str) {
+    ensure_single_threaded()
+        .expect("invariant: the environment is only changed while single-threaded");
+    // SAFETY: the process is single-threaded (checked above), so no other thread can read the
+    // environment while it changes.
+    unsafe { std::env::set_var(key, value) };
+}
+
+/// Removes an environment variable of this process (a hand-over variable once read).
+pub(crate) fn remove_env(key: &str) {
+    ensure_single_threaded()
+        .expect("invariant: the environment is only changed while single-threaded");
+    // SAFETY: as in `set_env`: single-threaded, checked.
+    unsafe { std::env::remove_var(key) };
+}
+
 /// Replaces the running program with a fresh copy of the executable, keeping the pid (so
 /// systemd's MAINPID, the pidfile and the workers' parent stay valid). Returns only on failure.
 ///

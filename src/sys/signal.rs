@@ -52,11 +52,13 @@ pub(crate) enum Signal {
     Tstp,
     /// Master: a child exited; reap.
     Chld,
+    /// Master: chain reload (`--chain-reload PIDFILE`; uWSGI gives the master no use for it).
+    Urg,
 }
 
 impl Signal {
     /// Every signal the master catches, in a fixed order.
-    pub(crate) const MASTER: [Signal; 10] = [
+    pub(crate) const MASTER: [Signal; 11] = [
         Signal::Hup,
         Signal::Term,
         Signal::Int,
@@ -67,6 +69,7 @@ impl Signal {
         Signal::Ttou,
         Signal::Tstp,
         Signal::Chld,
+        Signal::Urg,
     ];
     /// Every signal a worker catches.
     pub(crate) const WORKER: [Signal; 6] = [
@@ -91,6 +94,7 @@ impl Signal {
             Signal::Ttou => OsSignal::SIGTTOU,
             Signal::Tstp => OsSignal::SIGTSTP,
             Signal::Chld => OsSignal::SIGCHLD,
+            Signal::Urg => OsSignal::SIGURG,
         }
     }
 
@@ -160,8 +164,8 @@ pub(crate) struct SignalSource {
 }
 
 impl SignalSource {
-    /// Installs the master's handlers: HUP, TERM, INT, QUIT, USR1, USR2, TTIN, TTOU, TSTP and
-    /// CHLD are recorded; WINCH and PIPE are ignored.
+    /// Installs the master's handlers: HUP, TERM, INT, QUIT, USR1, USR2, TTIN, TTOU, TSTP, CHLD
+    /// and URG are recorded; WINCH and PIPE are ignored.
     pub(crate) fn install_master() -> io::Result<SignalSource> {
         SignalSource::install(Role::Master)
     }

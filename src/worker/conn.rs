@@ -218,7 +218,7 @@ pub(crate) fn call_app(
     Counters::bump(&shared.counters.requests);
     match (result, cancelled) {
         (_, Some(CancelReason::Deadline)) => {
-            Counters::bump(&shared.counters.harakiri);
+            shared.count_harakiri();
             log::warn!(
                 "harakiri: request cancelled after {}s method={} uri={}",
                 shared.harakiri.map_or(0, |d| d.as_secs()),
@@ -229,7 +229,7 @@ pub(crate) fn call_app(
         }
         (Ok(response), _) => (response, AppOutcome::Answered),
         (Err(error), _) => {
-            Counters::bump(&shared.counters.exceptions);
+            shared.count_exception();
             log::error!(
                 "handler panicked method={} uri={}: {}",
                 req.method(),

@@ -113,6 +113,7 @@ fn serve_request(
     );
     let route = shared.router.route(head_path(&vars));
     let record_base = RequestRecord::begin(&head_summary(&head), &remote_addr, guard.core());
+    shared.begin_request(guard.core(), head.method(), head.target());
     let (response, outcome) = {
         let mut req = request_from_head(&head, vars, route.script_name, conn, &mut body_state);
         req.worker_id = shared.worker_id;
@@ -150,7 +151,13 @@ fn serve_request(
         &framing,
     )
     .expect("invariant: conn::checked let only valid headers through");
-    let sent = conn::write_response(conn, out, body, framing.encoding, framing.send_body)?;
+    let sent = conn::write_response(conn, out, body, framing.encoding, framing.send_body);
+    shared.end_request(
+        guard.core(),
+        *sent.as_ref().unwrap_or(&0),
+        started.elapsed(),
+    );
+    let sent = sent?;
     shared.request_log.log(
         shared,
         record_base.finish(status, sent, started.elapsed(), head.version().as_str()),

@@ -31,6 +31,7 @@ use crate::coro::{self, CancelReason, CoListener, JoinHandle, Runtime, RuntimeCo
 use crate::exit;
 use crate::net::listener::{Listener, Protocol};
 use crate::proto::Limits;
+use crate::scoreboard::{WorkerSlot, WorkerStatus};
 use crate::sys::signal::{Signal, SignalSource};
 
 pub(crate) use conn::ConnTable;
@@ -46,6 +47,8 @@ pub(crate) struct WorkerSpec<'a> {
     pub(crate) config: &'a Config,
     pub(crate) listeners: &'a [Listener],
     pub(crate) apps: &'a AppRegistry,
+    /// This worker's scoreboard slot (absent when run without a master, in tests).
+    pub(crate) slot: Option<WorkerSlot>,
 }
 
 /// Everything the connection coroutines of one worker share (one thread: `Rc`, `Cell`).
@@ -64,6 +67,38 @@ pub(crate) struct Shared {
     pub(crate) draining: Cell<bool>,
     pub(crate) conns: RefCell<ConnTable>,
     pub(crate) counters: Counters,
+    pub(crate) slot: Option<WorkerSlot>,
+}
+
+impl Shared {
+    /// Publishes that `core` started `method uri` (stats, USR2, the watchdog's report).
+    pub(crate) fn begin_request(&self, core: usize, method: &str, uri: &str) {
+        if let Some(slot) = &self.slot {
+            slot.begin_request(core, method, uri);
+        }
+    }
+
+    /// Publishes that `core` finished a request of `tx` bytes in `duration`.
+    pub(crate) fn end_request(&self, core: usize, tx: u64, duration: Duration) {
+        Counters::add(&self.counters.tx_bytes, tx);
+        if let Some(slot) = &self.slot {
+            slot.end_request(core, tx, duration);
+        }
+    }
+
+    pub(crate) fn count_exception(&self) {
+        Counters::bump(&self.counters.exceptions);
+        if let Some(slot) = &self.slot {
+            slot.count_exception();
+        }
+    }
+
+    pub(crate) fn count_harakiri(&self) {
+        Counters::bump(&self.counters.harakiri);
+        if let Some(slot) = &self.slot {
+            slot.count_harakiri();
+        }
+    }
 }
 
 /// Per-worker counters (the scoreboard will publish them).
@@ -78,7 +113,11 @@ pub(crate) struct Counters {
 
 impl Counters {
     pub(crate) fn bump(cell: &Cell<u64>) {
-        cell.set(cell.get() + 1);
+        Counters::add(cell, 1);
+    }
+
+    pub(crate) fn add(cell: &Cell<u64>, n: u64) {
+        cell.set(cell.get() + n);
     }
 }
 
@@ -149,15 +188,14 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         draining: Cell::new(false),
         conns: RefCell::new(ConnTable::default()),
         counters: Counters::default(),
+        slot: spec.slot.clone(),
     });
     let permits = Rc::new(Semaphore::new(cores));
-    let mut acceptors = Vec::new();
-    for listener in spec.listeners {
-        let co_listener = CoListener::from_fd(listener.try_clone_fd()?)?;
-        let protocol = listener.protocol();
-        let shared = Rc::clone(&shared);
-        let permits = Rc::clone(&permits);
-        acceptors.push(runtime.spawn(move || accept_loop(co_listener, protocol, shared, permits))?);
+    let mut acceptors = start_acceptors(&runtime, spec.listeners, &shared, &permits)?;
+    let slot = spec.slot.clone();
+    if let Some(slot) = &slot {
+        slot.heartbeat();
+        slot.set_status(WorkerStatus::Accepting);
     }
     log::info!(
         "worker ready id={} pid={} cores={cores} {}",
@@ -168,9 +206,26 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
 
     // A signal interrupts the poll, so the flags are looked at as soon as one arrives.
     let mut stop = Stop::No;
+    let mut paused = false;
     while stop == Stop::No {
         runtime.turn(Some(IDLE_TURN))?;
         stop = stop.after(&signals.drain()?);
+        let Some(slot) = &slot else {
+            continue;
+        };
+        slot.heartbeat();
+        if slot.pause_requested() != paused {
+            paused = !paused;
+            if paused {
+                acceptors.drain(..).for_each(|a| a.abort());
+                slot.set_status(WorkerStatus::Paused);
+                log::info!("worker paused id={}", spec.id);
+            } else {
+                acceptors = start_acceptors(&runtime, spec.listeners, &shared, &permits)?;
+                slot.set_status(WorkerStatus::Accepting);
+                log::info!("worker resumed id={}", spec.id);
+            }
+        }
     }
     if stop == Stop::Now {
         log::info!("worker exiting now id={}", spec.id);
@@ -215,6 +270,9 @@ fn drain(
         }
         runtime.turn(Some((deadline - now).min(IDLE_TURN)))?;
         stop = stop.after(&signals.drain()?);
+        if let Some(slot) = &shared.slot {
+            slot.heartbeat();
+        }
     }
     let left = shared.conns.borrow().len();
     if left > 0 {
@@ -227,6 +285,25 @@ fn drain(
     }
     log::info!("worker drained id={}", shared.worker_id);
     Ok(exit::OK)
+}
+
+/// One acceptor coroutine per listener.
+fn start_acceptors(
+    runtime: &Runtime,
+    listeners: &[Listener],
+    shared: &Rc<Shared>,
+    permits: &Rc<Semaphore>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    listeners
+        .iter()
+        .map(|listener| {
+            let co_listener = CoListener::from_fd(listener.try_clone_fd()?)?;
+            let protocol = listener.protocol();
+            let shared = Rc::clone(shared);
+            let permits = Rc::clone(permits);
+            runtime.spawn(move || accept_loop(co_listener, protocol, shared, permits))
+        })
+        .collect()
 }
 
 /// Accepts on one listener while a core is free; each connection runs on its own coroutine

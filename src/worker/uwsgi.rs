@@ -131,6 +131,7 @@ fn serve_request(
     let route = shared.router.route(&path_info);
     let record_base =
         RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
+    shared.begin_request(guard.core(), &method, &uri);
     let (response, outcome) = {
         let headers = headers_from_vars(&vars);
         let mut req = Request {
@@ -172,7 +173,13 @@ fn serve_request(
     // Never chunked: a body of unknown length ends when we close.
     let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
     let send_body = !is_head && http1::response::status_allows_body(status);
-    let sent = conn::write_response(conn, out, body, encoding, send_body)?;
+    let sent = conn::write_response(conn, out, body, encoding, send_body);
+    shared.end_request(
+        guard.core(),
+        *sent.as_ref().unwrap_or(&0),
+        started.elapsed(),
+    );
+    let sent = sent?;
     shared.request_log.log(
         shared,
         record_base.finish(status, sent, started.elapsed(), &protocol),

@@ -13,7 +13,9 @@ const CORPUS_INI: &str = "[rcontainer]\nhttp-socket = 127.0.0.1:0\nsocket = 127.
                           module = echo\nbuffer-size = 16384\nlimit-post = 1048576\n";
 
 fn corpus_dir(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel)
 }
 
 /// `(name, bytes, sibling text)` for every `*.{ext}` file with a `.{sibling}` next to it.
@@ -65,13 +67,20 @@ fn every_invalid_http_request_gets_its_status_or_a_close_and_the_worker_lives() 
     let cases = cases("http/invalid", "http", "status");
     assert!(cases.len() >= 20, "corpus too small: {}", cases.len());
     for (name, bytes, expected) in cases {
-        let expected: u16 = expected.split_whitespace().next().and_then(|s| s.parse().ok())
+        let expected: u16 = expected
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{name}: bad .status file"));
         match first_status(&http, &bytes) {
             Some(status) => assert_eq!(status, expected, "{name}"),
             None => {} // a closed connection is an acceptable refusal
         }
-        assert_eq!(http_get(&http, "/").status, 200, "worker still serves after {name}");
+        assert_eq!(
+            http_get(&http, "/").status,
+            200,
+            "worker still serves after {name}"
+        );
     }
 }
 
@@ -107,7 +116,10 @@ fn every_valid_http_stream_gets_one_200_per_request() {
             }
         }
         if !keep_alive_last {
-            assert!(conn.is_closed_by_peer(), "{name}: closed after a non-keep-alive request");
+            assert!(
+                conn.is_closed_by_peer(),
+                "{name}: closed after a non-keep-alive request"
+            );
         }
     }
 }

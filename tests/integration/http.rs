@@ -60,7 +60,10 @@ fn echo_reads_bodies_framed_by_length_and_by_chunks() {
     );
     assert_eq!(by_length.status, 200);
     let doc = json(&by_length.body);
-    assert_eq!((doc["body_len"].as_u64(), doc["body"].as_str()), (Some(11), Some("hello world")));
+    assert_eq!(
+        (doc["body_len"].as_u64(), doc["body"].as_str()),
+        (Some(11), Some("hello world"))
+    );
 
     let chunked = http_request(
         target,
@@ -85,8 +88,15 @@ fn pipelined_keep_alive_requests_are_answered_in_order_on_one_connection() {
         .map(|_| {
             let r = conn.read_response();
             assert_eq!(r.status, 200);
-            assert_eq!(r.header("connection"), None, "keep-alive is the 1.1 default");
-            json(&r.body)["path"].as_str().unwrap_or_default().to_string()
+            assert_eq!(
+                r.header("connection"),
+                None,
+                "keep-alive is the 1.1 default"
+            );
+            json(&r.body)["path"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
         })
         .collect();
     assert_eq!(paths, ["/first", "/second", "/third"]);
@@ -201,7 +211,10 @@ fn a_hundred_concurrent_sleeps_run_at_once_on_one_worker() {
             thread::spawn(move || http_get(&target, "/?ms=1000").status)
         })
         .collect();
-    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().expect("client")).collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
     eprintln!("100 concurrent 1 s sleeps took {:?}", started.elapsed());
     assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
 }
@@ -255,7 +268,11 @@ fn term_lets_the_request_in_flight_finish_then_the_worker_exits_0() {
 
 #[test]
 fn a_client_that_disconnects_mid_response_is_logged_and_the_worker_goes_on() {
-    let server = Instance::start("disconnect", "[rcontainer]\nhttp-socket = 127.0.0.1:0\n", &[]);
+    let server = Instance::start(
+        "disconnect",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\n",
+        &[],
+    );
     let target = http(&server).clone();
     {
         let mut conn = target.connect();

@@ -50,7 +50,10 @@ fn requests_and_responses_of_every_shape_cross_nginx_intact() {
     let front = &nginx.target;
 
     let doc = json(&http_get(front, "/api/items?id=7").body);
-    assert_eq!((doc["path"].as_str(), doc["query"].as_str()), (Some("/api/items"), Some("id=7")));
+    assert_eq!(
+        (doc["path"].as_str(), doc["query"].as_str()),
+        (Some("/api/items"), Some("id=7"))
+    );
     assert_eq!(doc["vars"]["REQUEST_SCHEME"], "http");
 
     let mib: Vec<u8> = (0..1 << 20).map(|i| b'a' + (i % 26) as u8).collect();
@@ -71,9 +74,14 @@ fn requests_and_responses_of_every_shape_cross_nginx_intact() {
     assert_eq!(json(&response.body)["body_len"], 100 * 1024);
 
     let cookie = "k".repeat(32 * 1024);
-    let raw = format!("GET /cookie HTTP/1.1\r\nHost: test\r\nCookie: c={cookie}\r\nConnection: close\r\n\r\n");
+    let raw = format!(
+        "GET /cookie HTTP/1.1\r\nHost: test\r\nCookie: c={cookie}\r\nConnection: close\r\n\r\n"
+    );
     let doc = json(&http_request(front, raw.as_bytes()).body);
-    assert_eq!(doc["headers"]["cookie"].as_str().map(str::len), Some(32 * 1024 + 2));
+    assert_eq!(
+        doc["headers"]["cookie"].as_str().map(str::len),
+        Some(32 * 1024 + 2)
+    );
 
     let mut conn = front.connect();
     conn.send(b"HEAD /hello HTTP/1.1\r\nHost: test\r\n\r\n");
@@ -102,7 +110,10 @@ fn two_hundred_concurrent_sleeps_through_nginx_all_succeed_on_one_worker() {
             thread::spawn(move || http_get(&front, "/sleep?ms=500").status)
         })
         .collect();
-    let statuses: Vec<u16> = clients.into_iter().map(|c| c.join().expect("client")).collect();
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
     let failures = statuses.iter().filter(|&&s| s != 200).count();
     assert_eq!(failures, 0, "statuses: {statuses:?}\n{}", nginx.error_log());
     let log = nginx.error_log();

@@ -20,12 +20,20 @@ fn json(body: &[u8]) -> Value {
 
 #[test]
 fn an_nginx_packet_with_empty_content_vars_gets_a_raw_http_200() {
-    let server = Instance::start("uwsgi-tcp", "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = echo\n", &[]);
+    let server = Instance::start(
+        "uwsgi-tcp",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = echo\n",
+        &[],
+    );
     let vars = nginx_vars("GET", "/hello/world?x=1", b"");
     let response = uwsgi_request(uwsgi(&server), &vars, b"");
     assert_eq!(response.version, "HTTP/1.1");
     assert_eq!(response.status, 200);
-    assert_eq!(response.header("transfer-encoding"), None, "never chunked on uwsgi");
+    assert_eq!(
+        response.header("transfer-encoding"),
+        None,
+        "never chunked on uwsgi"
+    );
     let doc = json(&response.body);
     assert_eq!(doc["method"], "GET");
     assert_eq!(doc["path"], "/hello/world");
@@ -37,7 +45,11 @@ fn an_nginx_packet_with_empty_content_vars_gets_a_raw_http_200() {
 
 #[test]
 fn a_body_follows_the_vars_and_is_read_by_content_length() {
-    let server = Instance::start("uwsgi-body", "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = echo\n", &[]);
+    let server = Instance::start(
+        "uwsgi-body",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = echo\n",
+        &[],
+    );
     let body = b"name=rcontainer&kind=container";
     let vars = nginx_vars("POST", "/form", body);
     let doc = json(&uwsgi_request(uwsgi(&server), &vars, body).body);
@@ -113,7 +125,10 @@ fn an_unread_body_is_drained_so_the_answer_arrives() {
     };
     let response = conn.read_response();
     writer.join().expect("writer thread");
-    assert_eq!((response.status, response.text().as_str()), (200, "Hello World"));
+    assert_eq!(
+        (response.status, response.text().as_str()),
+        (200, "Hello World")
+    );
 }
 
 #[test]
