@@ -203,6 +203,13 @@ impl Scoreboard {
         Some(())
     }
 
+    /// Master, right after the fork: the new worker's pid ([`Scoreboard::record_spawn`] ran
+    /// before the fork, so the child's first writes cannot be overwritten).
+    pub(crate) fn set_pid(&self, id: WorkerId, pid: i32) -> Option<()> {
+        set(self.worker_row(id)?, Field::Pid, u64::from(pid.unsigned_abs()));
+        Some(())
+    }
+
     /// Master, when a worker's exit is reaped: pid 0, status `Dead` (or `Free` when the slot is
     /// retired for good, e.g. after TTOU).
     pub(crate) fn record_exit(&self, id: WorkerId, retired: bool) -> Option<()> {
