@@ -206,7 +206,11 @@ impl Scoreboard {
     /// Master, right after the fork: the new worker's pid ([`Scoreboard::record_spawn`] ran
     /// before the fork, so the child's first writes cannot be overwritten).
     pub(crate) fn set_pid(&self, id: WorkerId, pid: i32) -> Option<()> {
-        set(self.worker_row(id)?, Field::Pid, u64::from(pid.unsigned_abs()));
+        set(
+            self.worker_row(id)?,
+            Field::Pid,
+            u64::from(pid.unsigned_abs()),
+        );
         Some(())
     }
 

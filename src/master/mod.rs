@@ -355,11 +355,13 @@ impl<'a> Master<'a> {
     /// Forks a worker into `slot`. In the child this never returns.
     fn spawn_worker(&mut self, slot: WorkerId, replaces: Option<Pid>) -> io::Result<Pid> {
         let master_pid = process::current_pid();
+        // The slot is reset before the fork: the child may report `Accepting` before the
+        // parent runs again, and that must not be overwritten.
+        self.scoreboard.record_spawn(slot, 0, clock::unix_now());
+        self.scoreboard.request_pause(slot, self.paused);
         match process::fork()? {
             Forked::Parent(pid) => {
-                self.scoreboard
-                    .record_spawn(slot, pid.as_raw(), clock::unix_now());
-                self.scoreboard.request_pause(slot, self.paused);
+                self.scoreboard.set_pid(slot, pid.as_raw());
                 let max_requests = (self.config.max_requests > 0).then(|| {
                     self.config.max_requests + self.jitter.below(self.config.max_requests_delta)
                 });
