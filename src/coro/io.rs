@@ -91,16 +91,26 @@ fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io:
         Some(at) => {
             let left = at.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "operation timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "operation timed out",
+                ));
             }
             // Round up so we never wake before the deadline.
             i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
         }
     };
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events, revents: 0 };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd for an fd borrowed for the duration of the call.
     match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
-        0 => Err(io::Error::new(io::ErrorKind::TimedOut, "operation timed out")),
+        0 => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "operation timed out",
+        )),
         n if n > 0 => Ok(()),
         _ => match io::Error::last_os_error() {
             e if e.kind() == io::ErrorKind::Interrupted => Ok(()),
@@ -124,7 +134,10 @@ pub struct CoStream {
 
 impl fmt::Debug for CoStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CoStream").field("fd", &self.as_raw_fd()).field("peer", &self.peer_addr().ok()).finish()
+        f.debug_struct("CoStream")
+            .field("fd", &self.as_raw_fd())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
     }
 }
 
@@ -134,7 +147,12 @@ impl CoStream {
             Some(rt) => Some(rt.register_io(&mut sock)?),
             None => None,
         };
-        Ok(CoStream { sock, token, read_timeout: None, write_timeout: None })
+        Ok(CoStream {
+            sock,
+            token,
+            read_timeout: None,
+            write_timeout: None,
+        })
     }
 
     /// Adopts a connected std TCP stream (made non-blocking).
@@ -169,7 +187,12 @@ impl CoStream {
     pub fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             match self.write(buf)? {
-                0 => return Err(io::Error::new(io::ErrorKind::WriteZero, "failed to write whole buffer")),
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write whole buffer",
+                    ));
+                }
                 n => buf = &buf[n..],
             }
         }
@@ -367,7 +390,9 @@ pub struct CoListener {
 
 impl fmt::Debug for CoListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CoListener").field("addr", &self.local_addr().ok()).finish()
+        f.debug_struct("CoListener")
+            .field("addr", &self.local_addr().ok())
+            .finish()
     }
 }
 
@@ -392,7 +417,10 @@ impl CoListener {
             }
             other => Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!("fd {} is not a TCP or unix listener ({other:?})", fd.as_raw_fd()),
+                format!(
+                    "fd {} is not a TCP or unix listener ({other:?})",
+                    fd.as_raw_fd()
+                ),
             )),
         }
     }
@@ -420,9 +448,9 @@ impl CoListener {
                 Ok((sock, addr)) => return Ok((CoStream::new(sock)?, addr)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     match (sched::in_coroutine(), self.token) {
-                        (Some(rt), Some(token)) => {
-                            rt.wait_io(token, Dir::Read, None).map_err(|e| e.into_io())?
-                        }
+                        (Some(rt), Some(token)) => rt
+                            .wait_io(token, Dir::Read, None)
+                            .map_err(|e| e.into_io())?,
                         _ => wait_blocking(self.as_fd(), Dir::Read, None)?,
                     }
                 }
@@ -476,7 +504,8 @@ impl TcpStream {
     where
         A: ToSocketAddrs + Send + 'static,
     {
-        let addrs: Vec<SocketAddr> = offload(move || addr.to_socket_addrs().map(Iterator::collect))??;
+        let addrs: Vec<SocketAddr> =
+            offload(move || addr.to_socket_addrs().map(Iterator::collect))??;
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
         for a in addrs {
             match connect_tcp(a, None) {
@@ -496,7 +525,10 @@ impl TcpStream {
 fn connect_tcp(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<CoStream> {
     if sched::in_coroutine().is_none() {
         let s = match deadline {
-            Some(at) => std::net::TcpStream::connect_timeout(&addr, at.saturating_duration_since(Instant::now()))?,
+            Some(at) => std::net::TcpStream::connect_timeout(
+                &addr,
+                at.saturating_duration_since(Instant::now()),
+            )?,
             None => std::net::TcpStream::connect(addr)?,
         };
         return CoStream::from_std_tcp(s);

@@ -46,7 +46,12 @@ impl Offload {
     pub(crate) fn new(max_threads: usize, waker: mio::Waker) -> Offload {
         Offload {
             shared: Arc::new(Shared {
-                queue: Mutex::new(Queue { jobs: VecDeque::new(), idle: 0, threads: 0, closed: false }),
+                queue: Mutex::new(Queue {
+                    jobs: VecDeque::new(),
+                    idle: 0,
+                    threads: 0,
+                    closed: false,
+                }),
                 work: Condvar::new(),
                 done: Mutex::new(Vec::new()),
                 waker,
@@ -122,8 +127,12 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let Some(rt) = sched::in_coroutine() else { return Ok(f()) };
-    let waiter = rt.next_waiter().expect("invariant: a running coroutine has a task");
+    let Some(rt) = sched::in_coroutine() else {
+        return Ok(f());
+    };
+    let waiter = rt
+        .next_waiter()
+        .expect("invariant: a running coroutine has a task");
     let result = Arc::new(Mutex::new(None));
     let out = result.clone();
     let shared = rt.offload.shared.clone();
@@ -138,6 +147,8 @@ where
     match lock(&result).take() {
         Some(Ok(value)) => Ok(value),
         Some(Err(payload)) => panic::resume_unwind(payload),
-        None => Err(io::Error::other("invariant broken: offload woke without a result")),
+        None => Err(io::Error::other(
+            "invariant broken: offload woke without a result",
+        )),
     }
 }

@@ -91,9 +91,10 @@ impl CancelReason {
     /// The error a fallible park returns for this reason.
     pub fn to_io_error(self) -> io::Error {
         match self {
-            CancelReason::Deadline => {
-                io::Error::new(io::ErrorKind::TimedOut, "request deadline (harakiri) passed")
-            }
+            CancelReason::Deadline => io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request deadline (harakiri) passed",
+            ),
             CancelReason::Shutdown => {
                 io::Error::new(io::ErrorKind::ConnectionAborted, "worker is shutting down")
             }
@@ -219,7 +220,9 @@ impl Core {
     }
 
     fn task(&mut self, id: TaskId) -> Option<&mut Task> {
-        self.tasks.get_mut(id.index as usize).filter(|t| t.generation == id.generation)
+        self.tasks
+            .get_mut(id.index as usize)
+            .filter(|t| t.generation == id.generation)
     }
 
     fn generation(&mut self) -> u32 {
@@ -229,7 +232,11 @@ impl Core {
 
     fn push_timer(&mut self, at: Instant, kind: TimerKind) -> u64 {
         self.next_seq += 1;
-        self.timers.push(Reverse(Timer { at, seq: self.next_seq, kind }));
+        self.timers.push(Reverse(Timer {
+            at,
+            seq: self.next_seq,
+            kind,
+        }));
         self.next_seq
     }
 
@@ -238,7 +245,9 @@ impl Core {
         let Some(task) = self.tasks.get_mut(w.id.index as usize) else {
             return false;
         };
-        if task.generation != w.id.generation || task.state != State::Parked || task.epoch != w.epoch
+        if task.generation != w.id.generation
+            || task.state != State::Parked
+            || task.epoch != w.epoch
         {
             return false;
         }
@@ -256,14 +265,19 @@ impl Core {
         task.cancel = Some(reason);
         task.cancel_delivered = false;
         if task.state == State::Parked {
-            let w = Waiter { id, epoch: task.epoch };
+            let w = Waiter {
+                id,
+                epoch: task.epoch,
+            };
             self.wake(w, Wake::Cancel);
         }
     }
 
     fn fire_timers(&mut self, now: Instant) {
         while self.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-            let Some(Reverse(timer)) = self.timers.pop() else { break };
+            let Some(Reverse(timer)) = self.timers.pop() else {
+                break;
+            };
             match timer.kind {
                 TimerKind::Park(w) => {
                     self.wake(w, Wake::Deadline);
@@ -285,9 +299,9 @@ impl Core {
                         && task.state == State::Parked
                         && task.epoch == w.epoch
                 }),
-                TimerKind::Cancel(id, _) => tasks
-                    .get(id.index as usize)
-                    .is_some_and(|task| task.generation == id.generation && task.cancel_timer == t.seq),
+                TimerKind::Cancel(id, _) => tasks.get(id.index as usize).is_some_and(|task| {
+                    task.generation == id.generation && task.cancel_timer == t.seq
+                }),
             });
             self.stale_timers = 0;
         }
@@ -296,7 +310,11 @@ impl Core {
     fn dispatch_io(&mut self, token: Token, readable: bool, writable: bool) {
         let index = token.0 & 0xffff_ffff;
         let generation = (token.0 >> 32) as u32;
-        let Some(slot) = self.io.get_mut(index).filter(|s| s.generation == generation) else {
+        let Some(slot) = self
+            .io
+            .get_mut(index)
+            .filter(|s| s.generation == generation)
+        else {
             return;
         };
         let reader = if readable { slot.reader.take() } else { None };
@@ -442,7 +460,10 @@ impl Runtime {
             next_scope: Cell::new(0),
         });
         RUNTIME.with(|r| r.set(&*inner));
-        Ok(Runtime { inner, _altstack: altstack })
+        Ok(Runtime {
+            inner,
+            _altstack: altstack,
+        })
     }
 
     /// Starts `f` on a new coroutine; it first runs at the next [`turn`](Self::turn). Fails with
@@ -569,7 +590,10 @@ impl Inner {
         let Some(stack) = self.pool.take()? else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
-                format!("all {} coroutines are in use (the `async` limit)", self.pool.capacity()),
+                format!(
+                    "all {} coroutines are in use (the `async` limit)",
+                    self.pool.capacity()
+                ),
             ));
         };
         let (slot, completion) = task::join_slot();
@@ -591,7 +615,10 @@ impl Inner {
             scopes: Vec::new(),
             label: Box::default(),
         });
-        let id = TaskId { index: index as u32, generation };
+        let id = TaskId {
+            index: index as u32,
+            generation,
+        };
         core.ready.push_back((id, Wake::Event));
         Ok(JoinHandle::new(id, slot))
     }
@@ -614,9 +641,14 @@ impl Inner {
     fn run_task(&self, id: TaskId, wake: Wake) {
         let (mut co, yielder) = {
             let mut core = self.core.borrow_mut();
-            let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else { return };
+            let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else {
+                return;
+            };
             task.state = State::Running;
-            let co = task.co.take().expect("invariant: a queued task owns its coroutine");
+            let co = task
+                .co
+                .take()
+                .expect("invariant: a queued task owns its coroutine");
             fault::set_label(task.label.as_bytes());
             (co, task.yielder)
         };
@@ -682,7 +714,10 @@ impl Inner {
             let core = self.core.borrow();
             core.tasks
                 .iter()
-                .map(|(i, t)| TaskId { index: i as u32, generation: t.generation })
+                .map(|(i, t)| TaskId {
+                    index: i as u32,
+                    generation: t.generation,
+                })
                 .collect()
         };
         for &id in &ids {
@@ -719,8 +754,13 @@ impl Inner {
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
-        let Some(id) = self.current.get() else { return false };
-        self.core.borrow_mut().task(id).is_some_and(|t| t.cancel.is_some())
+        let Some(id) = self.current.get() else {
+            return false;
+        };
+        self.core
+            .borrow_mut()
+            .task(id)
+            .is_some_and(|t| t.cancel.is_some())
     }
 
     pub(crate) fn set_label(&self, label: &str) {
@@ -775,7 +815,10 @@ impl Inner {
         fallible: bool,
         register: impl FnOnce(&mut Core, Waiter),
     ) -> Result<(), ParkError> {
-        let id = self.current.get().expect("invariant: park is called by a coroutine");
+        let id = self
+            .current
+            .get()
+            .expect("invariant: park is called by a coroutine");
         if self.aborting.get() == Some(id) {
             // Its stack is being unwound: switching out makes corosensei re-raise the unwind.
             self.suspend();
@@ -784,7 +827,9 @@ impl Inner {
         {
             let mut core = self.core.borrow_mut();
             let core = &mut *core;
-            let task = core.task(id).expect("invariant: the running task is in the slab");
+            let task = core
+                .task(id)
+                .expect("invariant: the running task is in the slab");
             if let Some(reason) = task.cancel {
                 if fallible && !task.cancel_delivered {
                     task.cancel_delivered = true;
@@ -800,7 +845,10 @@ impl Inner {
             }
             task.epoch = task.epoch.wrapping_add(1);
             task.state = State::Parked;
-            let w = Waiter { id, epoch: task.epoch };
+            let w = Waiter {
+                id,
+                epoch: task.epoch,
+            };
             let at = match (deadline, scope_deadline) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -815,7 +863,9 @@ impl Inner {
             Wake::Event => Ok(()),
             Wake::Deadline => {
                 let mut core = self.core.borrow_mut();
-                let task = core.task(id).expect("invariant: the running task is in the slab");
+                let task = core
+                    .task(id)
+                    .expect("invariant: the running task is in the slab");
                 let now = Instant::now();
                 if task.scopes.iter().any(|s| s.1 <= now) {
                     unwind_expired_scope(&task.scopes);
@@ -824,7 +874,9 @@ impl Inner {
             }
             Wake::Cancel => {
                 let mut core = self.core.borrow_mut();
-                let task = core.task(id).expect("invariant: the running task is in the slab");
+                let task = core
+                    .task(id)
+                    .expect("invariant: the running task is in the slab");
                 let reason = task.cancel.unwrap_or(CancelReason::Shutdown);
                 if !fallible {
                     panic::resume_unwind(Box::new(CancelUnwind(reason)));
@@ -838,7 +890,10 @@ impl Inner {
     /// Lets the other ready coroutines run, then continues. Unwinds if cancelled or if an
     /// enclosing `timeout` expired.
     pub(crate) fn yield_now(&self) {
-        let id = self.current.get().expect("invariant: yield_now is called by a coroutine");
+        let id = self
+            .current
+            .get()
+            .expect("invariant: yield_now is called by a coroutine");
         if self.aborting.get() == Some(id) {
             self.suspend();
             return;
@@ -846,7 +901,9 @@ impl Inner {
         {
             let mut core = self.core.borrow_mut();
             let core = &mut *core;
-            let task = core.task(id).expect("invariant: the running task is in the slab");
+            let task = core
+                .task(id)
+                .expect("invariant: the running task is in the slab");
             if let Some(reason) = task.cancel {
                 panic::resume_unwind(Box::new(CancelUnwind(reason)));
             }
@@ -871,9 +928,15 @@ impl Inner {
     pub(crate) fn register_io(&self, source: &mut impl Source) -> io::Result<Token> {
         let mut core = self.core.borrow_mut();
         let generation = core.generation();
-        let index = core.io.insert(IoSlot { reader: None, writer: None, generation });
+        let index = core.io.insert(IoSlot {
+            reader: None,
+            writer: None,
+            generation,
+        });
         let token = Token(((generation as usize) << 32) | index);
-        if let Err(e) = self.registry.register(source, token, Interest::READABLE | Interest::WRITABLE)
+        if let Err(e) =
+            self.registry
+                .register(source, token, Interest::READABLE | Interest::WRITABLE)
         {
             core.io.remove(index);
             return Err(e);
@@ -885,7 +948,11 @@ impl Inner {
         let _ = self.registry.deregister(source);
         let mut core = self.core.borrow_mut();
         let index = token.0 & 0xffff_ffff;
-        if core.io.get(index).is_some_and(|s| s.generation == (token.0 >> 32) as u32) {
+        if core
+            .io
+            .get(index)
+            .is_some_and(|s| s.generation == (token.0 >> 32) as u32)
+        {
             core.io.remove(index);
         }
     }

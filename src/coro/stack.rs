@@ -195,7 +195,9 @@ mod tests {
     #[test]
     fn only_cold_stacks_are_trimmed() {
         let pool = StackPool::new(KEEP_WARM + 3, 64 * 1024).expect("pool");
-        let all: Vec<_> = (0..KEEP_WARM + 3).map(|_| pool.take().expect("take").expect("slot")).collect();
+        let all: Vec<_> = (0..KEEP_WARM + 3)
+            .map(|_| pool.take().expect("take").expect("slot"))
+            .collect();
         drop(all);
         assert_eq!(pool.trim(), 3);
         assert_eq!(pool.trim(), 0, "already clean");

@@ -25,7 +25,8 @@ fn wait_until(
 ) -> io::Result<()> {
     while !ready() {
         if let Some(rt) = sched::in_coroutine() {
-            rt.park(deadline, true, |_, w| register(w)).map_err(|e| e.into_io())?;
+            rt.park(deadline, true, |_, w| register(w))
+                .map_err(|e| e.into_io())?;
         } else if let Some(rt) = sched::runtime() {
             let mut timed_out = false;
             rt.turn_until(|| {
@@ -33,10 +34,16 @@ fn wait_until(
                 timed_out || ready()
             })?;
             if timed_out && !ready() {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "operation timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "operation timed out",
+                ));
             }
         } else {
-            return Err(io::Error::new(io::ErrorKind::WouldBlock, "no coroutine runtime on this thread"));
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "no coroutine runtime on this thread",
+            ));
         }
     }
     Ok(())
@@ -109,7 +116,9 @@ impl<T> fmt::Debug for Sender<T> {
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver").field("queued", &self.0.borrow().queue.len()).finish()
+        f.debug_struct("Receiver")
+            .field("queued", &self.0.borrow().queue.len())
+            .finish()
     }
 }
 
@@ -141,7 +150,11 @@ impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
         let mut chan = self.0.borrow_mut();
         chan.senders -= 1;
-        let waiter = if chan.senders == 0 { chan.receiver.take() } else { None };
+        let waiter = if chan.senders == 0 {
+            chan.receiver.take()
+        } else {
+            None
+        };
         drop(chan);
         if let (Some(w), Some(rt)) = (waiter, sched::runtime()) {
             rt.wake(w);
@@ -204,7 +217,9 @@ pub struct Semaphore(Rc<RefCell<Sem>>);
 
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Semaphore").field("available", &self.available()).finish()
+        f.debug_struct("Semaphore")
+            .field("available", &self.available())
+            .finish()
     }
 }
 
@@ -220,7 +235,10 @@ impl fmt::Debug for Permit {
 impl Semaphore {
     /// A semaphore with `permits` permits.
     pub fn new(permits: usize) -> Semaphore {
-        Semaphore(Rc::new(RefCell::new(Sem { permits, waiters: VecDeque::new() })))
+        Semaphore(Rc::new(RefCell::new(Sem {
+            permits,
+            waiters: VecDeque::new(),
+        })))
     }
 
     /// Takes a permit, parking until one is free (waiters are woken in arrival order, but a
@@ -231,7 +249,11 @@ impl Semaphore {
             if let Some(p) = self.try_acquire() {
                 return Ok(p);
             }
-            wait_until(None, || sem.borrow().permits > 0, |w| sem.borrow_mut().waiters.push_back(w))?;
+            wait_until(
+                None,
+                || sem.borrow().permits > 0,
+                |w| sem.borrow_mut().waiters.push_back(w),
+            )?;
         }
     }
 
@@ -268,7 +290,9 @@ pub struct Mutex<T> {
 
 impl<T> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Mutex").field("locked", &(self.sem.available() == 0)).finish()
+        f.debug_struct("Mutex")
+            .field("locked", &(self.sem.available() == 0))
+            .finish()
     }
 }
 
@@ -288,19 +312,28 @@ impl<T> fmt::Debug for MutexGuard<'_, T> {
 impl<T> Mutex<T> {
     /// A new, unlocked mutex.
     pub fn new(value: T) -> Mutex<T> {
-        Mutex { value: RefCell::new(value), sem: Semaphore::new(1) }
+        Mutex {
+            value: RefCell::new(value),
+            sem: Semaphore::new(1),
+        }
     }
 
     /// Locks, parking while another coroutine holds the lock.
     pub fn lock(&self) -> io::Result<MutexGuard<'_, T>> {
         let permit = self.sem.acquire()?;
-        Ok(MutexGuard { value: self.value.borrow_mut(), _permit: permit })
+        Ok(MutexGuard {
+            value: self.value.borrow_mut(),
+            _permit: permit,
+        })
     }
 
     /// Locks if nobody holds the lock.
     pub fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
         let permit = self.sem.try_acquire()?;
-        Some(MutexGuard { value: self.value.borrow_mut(), _permit: permit })
+        Some(MutexGuard {
+            value: self.value.borrow_mut(),
+            _permit: permit,
+        })
     }
 
     /// The value, when the mutex is no longer shared.

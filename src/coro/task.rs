@@ -55,7 +55,11 @@ impl JoinError {
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            JoinError::Panic(_) => write!(f, "Panic({:?})", self.message().unwrap_or("<non-string payload>")),
+            JoinError::Panic(_) => write!(
+                f,
+                "Panic({:?})",
+                self.message().unwrap_or("<non-string payload>")
+            ),
             JoinError::Cancelled(r) => write!(f, "Cancelled({r:?})"),
             JoinError::Aborted => write!(f, "Aborted"),
             JoinError::Io(e) => write!(f, "Io({e:?})"),
@@ -67,7 +71,11 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JoinError::Panic(_) => {
-                write!(f, "coroutine panicked: {}", self.message().unwrap_or("<non-string payload>"))
+                write!(
+                    f,
+                    "coroutine panicked: {}",
+                    self.message().unwrap_or("<non-string payload>")
+                )
             }
             JoinError::Cancelled(r) => write!(f, "coroutine cancelled: {r:?}"),
             JoinError::Aborted => write!(f, "coroutine was dropped before it finished"),
@@ -101,7 +109,10 @@ impl<T> Drop for Completion<T> {
 }
 
 pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
-    let slot = Rc::new(JoinSlot { result: RefCell::new(None), waiter: Cell::new(None) });
+    let slot = Rc::new(JoinSlot {
+        result: RefCell::new(None),
+        waiter: Cell::new(None),
+    });
     (slot.clone(), Completion(slot))
 }
 
@@ -131,7 +142,10 @@ pub struct JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle").field("id", &self.id).field("finished", &self.is_finished()).finish()
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id)
+            .field("finished", &self.is_finished())
+            .finish()
     }
 }
 
@@ -162,7 +176,8 @@ impl<T> JoinHandle<T> {
                 rt.park(None, true, |_, w| slot.waiter.set(Some(w)))
                     .map_err(|e| JoinError::Io(e.into_io()))?;
             } else if let Some(rt) = sched::runtime() {
-                rt.turn_until(|| self.is_finished()).map_err(JoinError::Io)?;
+                rt.turn_until(|| self.is_finished())
+                    .map_err(JoinError::Io)?;
             } else {
                 return Err(JoinError::Aborted); // its runtime is gone, and the coroutine with it
             }
@@ -212,7 +227,10 @@ where
     T: 'static,
 {
     let Some(rt) = sched::runtime() else {
-        return Err(io::Error::new(io::ErrorKind::NotFound, "no coroutine runtime on this thread"));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no coroutine runtime on this thread",
+        ));
     };
     rt.spawn(f)
 }

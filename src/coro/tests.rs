@@ -10,8 +10,12 @@ use std::time::{Duration, Instant};
 use super::*;
 
 fn runtime(max: usize) -> Runtime {
-    Runtime::new(RuntimeConfig { stack_size: 64 * 1024, max_coroutines: max, offload_threads: 2 })
-        .expect("runtime")
+    Runtime::new(RuntimeConfig {
+        stack_size: 64 * 1024,
+        max_coroutines: max,
+        offload_threads: 2,
+    })
+    .expect("runtime")
 }
 
 /// Counts drops, to prove destructors ran.
@@ -31,7 +35,9 @@ fn thousands_of_sleepers_wake_in_deadline_order() {
     let base = Instant::now() + Duration::from_millis(100);
     let mut seed = 12345u64;
     for _ in 0..3000 {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let ms = (seed >> 33) % 200;
         let woke = woke.clone();
         rt.spawn(move || {
@@ -47,12 +53,15 @@ fn thousands_of_sleepers_wake_in_deadline_order() {
     }
     let woke = woke.borrow();
     assert_eq!(woke.len(), 3000);
-    assert!(woke.windows(2).all(|w| w[0] <= w[1]), "sleepers woke out of deadline order");
+    assert!(
+        woke.windows(2).all(|w| w[0] <= w[1]),
+        "sleepers woke out of deadline order"
+    );
 }
 
 #[test]
 fn a_reader_parks_while_another_coroutine_runs() {
-    let mut rt = runtime(4);
+    let rt = runtime(4);
     let (a, b) = UnixStream::pair().expect("pair");
     let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
     let log_r = log.clone();
@@ -73,7 +82,10 @@ fn a_reader_parks_while_another_coroutine_runs() {
     })
     .expect("spawn");
     assert_eq!(&reader.join().expect("join"), b"hello");
-    assert_eq!(*log.borrow(), ["reader waits", "writer runs", "reader got data"]);
+    assert_eq!(
+        *log.borrow(),
+        ["reader waits", "writer runs", "reader got data"]
+    );
 }
 
 #[test]
@@ -93,7 +105,7 @@ fn join_returns_the_value_and_propagates_a_panic() {
 
 #[test]
 fn a_panicking_coroutine_does_not_stop_the_others() {
-    let mut rt = runtime(8);
+    let rt = runtime(8);
     let done = Rc::new(Cell::new(false));
     let d = done.clone();
     let bad = rt.spawn(|| panic!("handler bug")).expect("spawn");
@@ -126,7 +138,11 @@ fn timeout_cancels_and_destructors_run() {
         .expect("block_on");
     assert_eq!(r, Err(Elapsed));
     assert_eq!(after, Ok("quick"));
-    assert_eq!(drops.get(), 1, "the guard inside the timed-out closure was dropped");
+    assert_eq!(
+        drops.get(),
+        1,
+        "the guard inside the timed-out closure was dropped"
+    );
 }
 
 #[test]
@@ -136,18 +152,23 @@ fn nested_timeouts_end_at_the_scope_that_expired() {
         .block_on(|| {
             let mut inner_result = None;
             let outer = timeout(Duration::from_millis(10), || {
-                inner_result = Some(timeout(Duration::from_secs(10), || sleep(Duration::from_secs(10))));
+                inner_result = Some(timeout(Duration::from_secs(10), || {
+                    sleep(Duration::from_secs(10))
+                }));
             });
             (outer, inner_result)
         })
         .expect("block_on");
     assert_eq!(outer, Err(Elapsed));
-    assert!(inner_ran_out.is_none(), "the inner scope was unwound by the outer deadline");
+    assert!(
+        inner_ran_out.is_none(),
+        "the inner scope was unwound by the outer deadline"
+    );
 }
 
 #[test]
 fn offload_runs_on_another_thread_and_wakes_the_right_coroutine() {
-    let mut rt = runtime(8);
+    let rt = runtime(8);
     let loop_thread = std::thread::current().id();
     let handles: Vec<_> = (0..4u64)
         .map(|i| {
@@ -194,9 +215,12 @@ fn connect_to_a_closed_port_fails_cleanly() {
 #[test]
 fn connect_accept_and_echo_between_coroutines() {
     let mut rt = runtime(8);
-    let listener = CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .expect("listener");
-    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else { panic!("tcp") };
+    let listener =
+        CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .expect("listener");
+    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else {
+        panic!("tcp")
+    };
     let server = rt
         .spawn(move || {
             let (conn, peer) = listener.accept().expect("accept");
@@ -222,16 +246,23 @@ fn connect_accept_and_echo_between_coroutines() {
 
 #[test]
 fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_written() {
-    let mut rt = runtime(4);
+    let rt = runtime(4);
     let (server_end, mut client_end) = UnixStream::pair().expect("pair");
     let handler = rt
         .spawn(move || {
-            cancel_at(Some(Instant::now() + Duration::from_millis(10)), CancelReason::Deadline);
+            cancel_at(
+                Some(Instant::now() + Duration::from_millis(10)),
+                CancelReason::Deadline,
+            );
             let mut buf = [0u8; 16];
-            let err = server_end.read(&mut buf).expect_err("nothing arrives before the deadline");
+            let err = server_end
+                .read(&mut buf)
+                .expect_err("nothing arrives before the deadline");
             assert_eq!(err.kind(), io::ErrorKind::TimedOut);
             assert_eq!(take_cancel(), Some(CancelReason::Deadline));
-            server_end.write_all(b"504").expect("the connection code can still answer");
+            server_end
+                .write_all(b"504")
+                .expect("the connection code can still answer");
         })
         .expect("spawn");
     handler.join().expect("handler");
@@ -251,7 +282,10 @@ fn a_cancelled_coroutine_that_parks_again_is_unwound() {
             let _guard = DropCounter(d);
             let mut buf = [0u8; 1];
             let first = a.read(&mut buf);
-            assert_eq!(first.expect_err("cancelled").kind(), io::ErrorKind::ConnectionAborted);
+            assert_eq!(
+                first.expect_err("cancelled").kind(),
+                io::ErrorKind::ConnectionAborted
+            );
             sleep(Duration::from_secs(10)); // ignores the error: unwound here
             unreachable!("a cancelled coroutine cannot sleep");
         })
@@ -303,7 +337,11 @@ fn dropping_the_runtime_unwinds_every_coroutine() {
         rt.spawn(move || drop(never_started)).expect("spawn");
     }
     assert_eq!(drops.get(), 10);
-    assert_eq!(Rc::strong_count(&drops), 1, "the never-started closure was dropped too");
+    assert_eq!(
+        Rc::strong_count(&drops),
+        1,
+        "the never-started closure was dropped too"
+    );
 }
 
 #[test]
@@ -312,7 +350,9 @@ fn drain_waits_for_coroutines_then_drops_the_rest() {
     let quick = rt.spawn(|| sleep(Duration::from_millis(5))).expect("spawn");
     let slow = rt.spawn(|| sleep(Duration::from_secs(30))).expect("spawn");
     let mut turns = 0;
-    let dropped = rt.drain(Instant::now() + Duration::from_millis(50), || turns += 1).expect("drain");
+    let dropped = rt
+        .drain(Instant::now() + Duration::from_millis(50), || turns += 1)
+        .expect("drain");
     assert_eq!(dropped, 1);
     assert!(turns > 0, "the per-turn hook ran");
     quick.join().expect("quick finished");
@@ -331,10 +371,13 @@ fn spawning_beyond_the_limit_fails_instead_of_mapping_more() {
 
 #[test]
 fn a_semaphore_limits_accepts_to_free_cores() {
-    let mut rt = runtime(16);
-    let listener = CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .expect("listener");
-    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else { panic!("tcp") };
+    let rt = runtime(16);
+    let listener =
+        CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .expect("listener");
+    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else {
+        panic!("tcp")
+    };
     let cores = Semaphore::new(2);
     let busy = Rc::new(Cell::new(0usize));
     let peak = Rc::new(Cell::new(0usize));
@@ -419,7 +462,8 @@ fn outside_a_coroutine_calls_fall_back_to_blocking() {
     });
     let mut c = TcpStream::connect(addr).expect("blocking connect");
     let mut buf = Vec::new();
-    c.read_to_end(&mut buf).expect("blocking read through poll(2)");
+    c.read_to_end(&mut buf)
+        .expect("blocking read through poll(2)");
     assert_eq!(buf, b"hi");
     server.join().expect("server");
 }
@@ -433,7 +477,10 @@ fn a_second_runtime_on_one_thread_is_refused() {
 
 #[test]
 fn stack_size_below_the_minimum_is_refused() {
-    let cfg = RuntimeConfig { stack_size: 16 * 1024, ..RuntimeConfig::default() };
+    let cfg = RuntimeConfig {
+        stack_size: 16 * 1024,
+        ..RuntimeConfig::default()
+    };
     let err = Runtime::new(cfg).expect_err("too small");
     assert!(err.to_string().contains("64 KiB"), "{err}");
 }
@@ -467,7 +514,12 @@ fn overflow_child() {
 fn a_stack_overflow_is_reported_and_the_worker_exits() {
     let exe = std::env::current_exe().expect("test binary");
     let mut child = std::process::Command::new(exe)
-        .args(["--exact", "coro::tests::overflow_child", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "coro::tests::overflow_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(OVERFLOW_CHILD, "1")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -485,72 +537,21 @@ fn a_stack_overflow_is_reported_and_the_worker_exits() {
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
-    assert_eq!(status.code(), Some(crate::sys::fault::OVERFLOW_EXIT_CODE), "stderr: {stderr}");
-    assert!(stderr.contains("coroutine stack overflow"), "stderr: {stderr}");
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(
+        status.code(),
+        Some(crate::sys::fault::OVERFLOW_EXIT_CODE),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("coroutine stack overflow"),
+        "stderr: {stderr}"
+    );
     assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
     assert!(stderr.contains("`stack-size`"), "stderr: {stderr}");
-}
-
-/// Selects the crashing path when this test binary is re-run as a child.
-const OVERFLOW_CHILD: &str = "RCONTAINER_TEST_OVERFLOW_CHILD";
-
-#[inline(never)]
-fn recurse(depth: u64) -> u64 {
-    let frame = std::hint::black_box([depth as u8; 4096]);
-    if depth == u64::MAX {
-        return 0;
-    }
-    recurse(depth + 1) + u64::from(frame[100])
-}
-
-#[test]
-fn overflow_child() {
-    if std::env::var_os(OVERFLOW_CHILD).is_none() {
-        return; // only does something when run by `a_stack_overflow_is_reported_and_the_worker_exits`
-    }
-    let mut rt = runtime(2);
-    let _ = rt.block_on(|| {
-        set_label("GET /deep");
-        recurse(0)
-    });
-    unreachable!("the overflow must end the process");
-}
-
-#[test]
-fn a_stack_overflow_is_reported_and_the_worker_exits() {
-    let exe = std::env::current_exe().expect("test binary");
-    let mut child = std::process::Command::new(exe)
-        .args(["--exact", "coro::tests::overflow_child", "--nocapture", "--test-threads=1"])
-        .env(OVERFLOW_CHILD, "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn child");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the overflowing child hung");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("read stderr");
-    assert_eq!(status.code(), Some(crate::sys::fault::OVERFLOW_EXIT_CODE), "stderr: {stderr}");
-    assert!(stderr.contains("coroutine stack overflow"), "stderr: {stderr}");
-    assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
-    assert!(stderr.contains("`stack-size`"), "stderr: {stderr}");
-}
-
-#[test]
-fn zz_debug_simple() {
-    let mut rt = runtime(4);
-    let r = rt.block_on(|| 5);
-    eprintln!("block_on plain {r:?}");
-    let r = rt.block_on(|| { let c = spawn(|| 1); eprintln!("spawned child"); let r = c.join(); eprintln!("joined {r:?}"); r });
-    eprintln!("nested {r:?}");
 }

@@ -69,8 +69,12 @@ impl From<Elapsed> for std::io::Error {
 /// assert!(r.is_err());
 /// ```
 pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
-    let Some(rt) = sched::in_coroutine() else { return Ok(f()) };
-    let Some(scope) = rt.push_scope(Instant::now() + dur) else { return Ok(f()) };
+    let Some(rt) = sched::in_coroutine() else {
+        return Ok(f());
+    };
+    let Some(scope) = rt.push_scope(Instant::now() + dur) else {
+        return Ok(f());
+    };
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     rt.pop_scope(scope);
     match outcome {

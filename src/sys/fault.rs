@@ -81,7 +81,10 @@ pub(crate) fn register_stacks(
     install_handler()?;
     for (index, r) in REGIONS.iter().enumerate() {
         // Claim the entry with a placeholder, fill it, then publish the real start.
-        if r.start.compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+        if r.start
+            .compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
             r.end.store(start + len, Ordering::Relaxed);
             r.slot.store(slot, Ordering::Relaxed);
             r.guard.store(guard, Ordering::Relaxed);
@@ -89,7 +92,9 @@ pub(crate) fn register_stacks(
             return Ok(RegionGuard { index });
         }
     }
-    Err(io::Error::other("too many coroutine runtimes in one process (64)"))
+    Err(io::Error::other(
+        "too many coroutine runtimes in one process (64)",
+    ))
 }
 
 fn install_handler() -> io::Result<()> {
@@ -202,7 +207,10 @@ impl Line {
 }
 
 fn report_overflow(usable: usize) {
-    let mut line = Line { buf: [0; 512], len: 0 };
+    let mut line = Line {
+        buf: [0; 512],
+        len: 0,
+    };
     line.push(b"rcontainer: worker ");
     // SAFETY: getpid is async-signal-safe.
     line.push_num(unsafe { libc::getpid() } as usize);
@@ -252,7 +260,11 @@ pub(crate) fn ensure_altstack() -> io::Result<Option<AltStack>> {
     if base == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
-    let stack = libc::stack_t { ss_sp: base, ss_flags: 0, ss_size: ALTSTACK_SIZE };
+    let stack = libc::stack_t {
+        ss_sp: base,
+        ss_flags: 0,
+        ss_size: ALTSTACK_SIZE,
+    };
     // SAFETY: `stack` describes memory we own for as long as the returned AltStack lives.
     if unsafe { libc::sigaltstack(&stack, ptr::null_mut()) } != 0 {
         let err = io::Error::last_os_error();
@@ -260,12 +272,19 @@ pub(crate) fn ensure_altstack() -> io::Result<Option<AltStack>> {
         unsafe { libc::munmap(base, ALTSTACK_SIZE) };
         return Err(err);
     }
-    Ok(Some(AltStack { base, len: ALTSTACK_SIZE }))
+    Ok(Some(AltStack {
+        base,
+        len: ALTSTACK_SIZE,
+    }))
 }
 
 impl Drop for AltStack {
     fn drop(&mut self) {
-        let disable = libc::stack_t { ss_sp: ptr::null_mut(), ss_flags: libc::SS_DISABLE, ss_size: 0 };
+        let disable = libc::stack_t {
+            ss_sp: ptr::null_mut(),
+            ss_flags: libc::SS_DISABLE,
+            ss_size: 0,
+        };
         // SAFETY: disabling the alternate stack before unmapping it; this runs on the thread
         // that installed it (the runtime is !Send).
         unsafe {
@@ -294,7 +313,10 @@ mod tests {
 
     #[test]
     fn numbers_format_without_allocating() {
-        let mut line = Line { buf: [0; 512], len: 0 };
+        let mut line = Line {
+            buf: [0; 512],
+            len: 0,
+        };
         line.push_num(0);
         line.push(b" ");
         line.push_num(262_144);

@@ -51,7 +51,10 @@ pub(crate) fn page_size() -> usize {
     *PAGE.get_or_init(|| {
         // SAFETY: sysconf has no memory-safety preconditions.
         let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        usize::try_from(n).ok().filter(|n| n.is_power_of_two()).unwrap_or(4096)
+        usize::try_from(n)
+            .ok()
+            .filter(|n| n.is_power_of_two())
+            .unwrap_or(4096)
     })
 }
 
@@ -96,7 +99,10 @@ pub(crate) fn max_map_count() -> io::Result<usize> {
 
 /// Number of mappings the process has now (lines of `/proc/self/maps`).
 pub(crate) fn map_count() -> io::Result<usize> {
-    Ok(std::fs::read("/proc/self/maps")?.iter().filter(|&&b| b == b'\n').count())
+    Ok(std::fs::read("/proc/self/maps")?
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count())
 }
 
 /// One reservation of `slots` stack slots. Unmapped on drop: every stack carved from it must be
@@ -120,7 +126,10 @@ impl Reservation {
         let (usable, guard) = (round(usable.max(page)), round(guard.max(page)));
         let slot_size = usable + guard;
         let len = slot_size.checked_mul(slots.max(1)).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "stack reservation size overflows")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "stack reservation size overflows",
+            )
         })?;
         let mode = guard_mode();
         let prot = match mode {
@@ -128,7 +137,13 @@ impl Reservation {
             GuardMode::Mprotect => libc::PROT_NONE,
         };
         let base = map_anonymous(len, prot)?;
-        Ok(Reservation { base, len, slot_size, guard, mode })
+        Ok(Reservation {
+            base,
+            len,
+            slot_size,
+            guard,
+            mode,
+        })
     }
 
     /// Makes slot `i` usable: installs its guard or opens its stack part. Done once per slot.
@@ -146,7 +161,11 @@ impl Reservation {
                 ),
             }
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// Gives the pages of slot `i`'s usable part back to the kernel (`MADV_DONTNEED`). The slot
@@ -162,12 +181,19 @@ impl Reservation {
                 libc::MADV_DONTNEED,
             )
         };
-        if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
     }
 
     /// `(lowest address including the guard, highest address)` of slot `i`.
     pub(crate) fn slot_range(&self, i: usize) -> (usize, usize) {
-        assert!(i < self.slots(), "invariant: stack slot index within the reservation");
+        assert!(
+            i < self.slots(),
+            "invariant: stack slot index within the reservation"
+        );
         let lo = self.base as usize + i * self.slot_size;
         (lo, lo + self.slot_size)
     }
