@@ -1,2 +1,67 @@
-//! The coroutine runtime.
+//! The coroutine runtime: a hand-rolled `mio` event loop running stackful coroutines
+//! (`corosensei`), one per in-flight request, so handlers written in blocking style run
+//! concurrently on one worker thread (the gevent model). Its public face is [`crate::rt`].
+//!
+//! | file | owns |
+//! |---|---|
+//! | `sched.rs` | `Runtime`: task slab, ready queue, timer heap, I/O waiters, park/wake, the loop turn |
+//! | `task.rs` | `spawn`/`JoinHandle`, each coroutine's root (panics caught there), cancellation API |
+//! | `time.rs` | `sleep`, `yield_now`, `timeout` |
+//! | `io.rs` | `CoStream`, `CoListener`, `TcpStream::connect`, `UnixStream` |
+//! | `sync.rs` | `channel`, `Semaphore`, `Mutex` |
+//! | `offload.rs` | the offload thread pool and `offload(f)` |
+//! | `stack.rs` | the stack pool (slots of one reservation, guard pages) |
+//!
+//! It must not know about requests, protocols or configuration: the worker passes numbers in
+//! (`RuntimeConfig`) and labels (`rt::set_label`). Raw memory and signal handling live in
+//! `crate::sys::{stack, fault}`.
+//!
+//! # Rules for handler authors
+//!
+//! A worker runs every request of its `async` cores on **one thread**. While a handler runs,
+//! nothing else on that worker does, until the handler *parks*: reads or writes a
+//! [`rt::CoStream`](crate::rt::CoStream), `rt::sleep`s, `join`s, `recv`s, `lock`s an
+//! `rt::Mutex`, `offload`s. So:
+//!
+//! - **Do not block the thread.** These stall every request of the worker:
+//!   `std::net` sockets (use `rt::TcpStream::connect`, `rt::UnixStream`), `std::thread::sleep`
+//!   (use `rt::sleep`), `std::fs` and other blocking syscalls, `ToSocketAddrs` (DNS; use
+//!   `rt::TcpStream::connect`, which resolves through `offload`), blocking HTTP clients,
+//!   `Command::output`, and any C library that blocks. Wrap such calls in `rt::offload(|| ...)`,
+//!   which runs them on a thread pool while the coroutine parks.
+//! - **Do not hold a `std::sync::Mutex` (or a `RefCell` borrow, or a `thread_local!` `with`
+//!   scope) across a park.** Another coroutine of the same thread taking it deadlocks or panics
+//!   the worker, and cancelling the holder poisons it. Use `rt::Mutex`, which parks.
+//! - **Break up long CPU work** with `rt::yield_now()`, or `offload` it: a loop that never
+//!   parks starves every other request (and cannot be cancelled by `timeout`).
+//! - **Thread-locals are shared by every coroutine of the worker.** Keep per-request state in
+//!   the request, not in a `thread_local!`.
+//! - **Stacks are finite** (`stack-size`, default 256 KiB). Deep recursion or big arrays on
+//!   the stack overflow it; the worker then logs the request and exits (it is respawned).
+//!   Put large buffers on the heap (`Vec`).
+//! - **Cancellation unwinds.** When a request is cancelled (deadline, shutdown) or a
+//!   `timeout` expires, the handler's frames are unwound like a panic: destructors run. A
+//!   `catch_unwind` in a handler must re-raise what it did not expect (`rt::catch_panic` does).
+
 #![allow(unsafe_code)]
+
+mod io;
+mod offload;
+mod sched;
+mod stack;
+mod sync;
+mod task;
+mod time;
+
+pub use io::{Addr, CoListener, CoStream, TcpStream, UnixStream};
+pub use offload::offload;
+pub use sched::{CancelReason, DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig, TaskId};
+pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
+pub use task::{
+    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, set_label, spawn,
+    take_cancel, try_spawn,
+};
+pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
+
+#[cfg(test)]
+mod tests;

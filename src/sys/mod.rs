@@ -1,7 +1,9 @@
 //! The only place (besides `coro`) with unsafe code: thin libc wrappers.
 #![allow(unsafe_code)]
+
 pub(crate) mod clock;
 pub(crate) mod daemon;
+pub(crate) mod fault;
 pub(crate) mod fd;
 pub(crate) mod fifo;
 pub(crate) mod memory;
@@ -14,5 +16,6 @@ pub(crate) mod rerun;
 pub(crate) mod rlimit;
 pub(crate) mod shm;
 pub(crate) mod signal;
+pub(crate) mod stack;
 #[cfg(test)]
 pub(crate) mod tempdir;

@@ -1,0 +1,574 @@
+//! Blocking-style sockets for coroutines: [`CoStream`] (TCP or unix), [`CoListener`], and the
+//! connect helpers [`TcpStream`] and [`UnixStream`].
+//!
+//! The protocol (STYLE.md 5): try the syscall on the non-blocking fd; on `WouldBlock` park on
+//! (fd token, direction, deadline) and retry when woken; `Interrupted` is retried; a passed
+//! deadline is `TimedOut`. Each fd is registered once with mio, edge-triggered, for both
+//! directions, so one coroutine may read while another writes. Outside a coroutine (or on a
+//! thread without a runtime) the same calls wait with `poll(2)`: plain blocking behaviour.
+//! This module must not block the thread inside a coroutine.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use mio::event::Source;
+use mio::{Interest, Registry, Token};
+use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage};
+
+use super::offload::offload;
+use super::sched::{self, Dir};
+
+/// The address of a peer or of a listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Addr {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A unix socket, with its path when it has one (clients usually have none).
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Addr::Tcp(a) => write!(f, "{a}"),
+            Addr::Unix(Some(p)) => write!(f, "unix:{}", p.display()),
+            Addr::Unix(None) => f.write_str("unix"),
+        }
+    }
+}
+
+fn unix_addr(a: &std::os::unix::net::SocketAddr) -> Addr {
+    Addr::Unix(a.as_pathname().map(Path::to_path_buf))
+}
+
+enum Sock {
+    Tcp(mio::net::TcpStream),
+    Unix(mio::net::UnixStream),
+}
+
+impl Source for Sock {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.register(r, t, i),
+            Sock::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.reregister(r, t, i),
+            Sock::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Sock::Tcp(s) => s.deregister(r),
+            Sock::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+impl AsFd for Sock {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Sock::Tcp(s) => s.as_fd(),
+            Sock::Unix(s) => s.as_fd(),
+        }
+    }
+}
+
+/// Waits for `fd` with `poll(2)`: the fallback outside coroutines.
+fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+    let events = match dir {
+        Dir::Read => libc::POLLIN,
+        Dir::Write => libc::POLLOUT,
+    };
+    let timeout_ms = match deadline {
+        None => -1,
+        Some(at) => {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "operation timed out",
+                ));
+            }
+            // Round up so we never wake before the deadline.
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        }
+    };
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd for an fd borrowed for the duration of the call.
+    match unsafe { libc::poll(&mut pfd, 1, timeout_ms) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "operation timed out",
+        )),
+        n if n > 0 => Ok(()),
+        _ => match io::Error::last_os_error() {
+            e if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            e => Err(e),
+        },
+    }
+}
+
+/// A connected stream socket (TCP or unix) whose `read`/`write` park the calling coroutine
+/// instead of blocking the worker. Implements `std::io::Read` and `Write` (also for `&CoStream`,
+/// so one coroutine can read while another writes).
+///
+/// Timeouts ([`set_read_timeout`](Self::set_read_timeout)) apply per operation: a `read` that
+/// waits longer fails with `TimedOut`.
+pub struct CoStream {
+    sock: Sock,
+    token: Option<Token>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+}
+
+impl fmt::Debug for CoStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoStream")
+            .field("fd", &self.as_raw_fd())
+            .field("peer", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl CoStream {
+    fn new(mut sock: Sock) -> io::Result<CoStream> {
+        let token = match sched::runtime() {
+            Some(rt) => Some(rt.register_io(&mut sock)?),
+            None => None,
+        };
+        Ok(CoStream {
+            sock,
+            token,
+            read_timeout: None,
+            write_timeout: None,
+        })
+    }
+
+    /// Adopts a connected std TCP stream (made non-blocking).
+    pub fn from_std_tcp(s: std::net::TcpStream) -> io::Result<CoStream> {
+        s.set_nonblocking(true)?;
+        CoStream::new(Sock::Tcp(mio::net::TcpStream::from_std(s)))
+    }
+
+    /// Adopts a connected std unix stream (made non-blocking).
+    pub fn from_std_unix(s: std::os::unix::net::UnixStream) -> io::Result<CoStream> {
+        s.set_nonblocking(true)?;
+        CoStream::new(Sock::Unix(mio::net::UnixStream::from_std(s)))
+    }
+
+    /// Reads into `buf`, parking until data (or end of stream) arrives. `Ok(0)` is end of stream.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io(Dir::Read, self.read_timeout, |s| match s {
+            Sock::Tcp(s) => (&*s).read(buf),
+            Sock::Unix(s) => (&*s).read(buf),
+        })
+    }
+
+    /// Writes some of `buf`, parking while the socket buffer is full.
+    pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io(Dir::Write, self.write_timeout, |s| match s {
+            Sock::Tcp(s) => (&*s).write(buf),
+            Sock::Unix(s) => (&*s).write(buf),
+        })
+    }
+
+    /// Writes all of `buf` (each wait bounded by the write timeout).
+    pub fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf)? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "failed to write whole buffer",
+                    ));
+                }
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Nothing is buffered here: always `Ok`.
+    pub fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Shuts down the read, write or both halves (`Shutdown::Write` sends FIN after the data).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match &self.sock {
+            Sock::Tcp(s) => s.shutdown(how),
+            Sock::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// Limits how long one `read` may wait (`None`: no limit).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.read_timeout = timeout;
+    }
+
+    /// Limits how long one `write` may wait (`None`: no limit).
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.write_timeout = timeout;
+    }
+
+    /// The current read timeout.
+    pub fn read_timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+
+    /// The current write timeout.
+    pub fn write_timeout(&self) -> Option<Duration> {
+        self.write_timeout
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<Addr> {
+        match &self.sock {
+            Sock::Tcp(s) => s.peer_addr().map(Addr::Tcp),
+            Sock::Unix(s) => s.peer_addr().map(|a| unix_addr(&a)),
+        }
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match &self.sock {
+            Sock::Tcp(s) => s.local_addr().map(Addr::Tcp),
+            Sock::Unix(s) => s.local_addr().map(|a| unix_addr(&a)),
+        }
+    }
+
+    /// Sets `TCP_NODELAY` (no effect on unix sockets).
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        match &self.sock {
+            Sock::Tcp(s) => s.set_nodelay(on),
+            Sock::Unix(_) => Ok(()),
+        }
+    }
+
+    /// The pending socket error (`SO_ERROR`), if any.
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match &self.sock {
+            Sock::Tcp(s) => s.take_error(),
+            Sock::Unix(s) => s.take_error(),
+        }
+    }
+
+    fn io<R>(
+        &self,
+        dir: Dir,
+        timeout: Option<Duration>,
+        mut op: impl FnMut(&Sock) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let mut deadline = None;
+        loop {
+            match op(&self.sock) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let at = *deadline.get_or_insert_with(|| timeout.map(|d| Instant::now() + d));
+                    self.wait(dir, at)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                result => return result,
+            }
+        }
+    }
+
+    fn wait(&self, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+        match (sched::in_coroutine(), self.token) {
+            (Some(rt), Some(token)) => rt.wait_io(token, dir, deadline).map_err(|e| e.into_io()),
+            _ => wait_blocking(self.sock.as_fd(), dir, deadline),
+        }
+    }
+}
+
+impl Drop for CoStream {
+    fn drop(&mut self) {
+        if let (Some(token), Some(rt)) = (self.token, sched::runtime()) {
+            rt.deregister_io(&mut self.sock, token);
+        }
+    }
+}
+
+impl AsFd for CoStream {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+}
+
+impl AsRawFd for CoStream {
+    fn as_raw_fd(&self) -> RawFd {
+        self.sock.as_fd().as_raw_fd()
+    }
+}
+
+impl Read for CoStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        CoStream::read(self, buf)
+    }
+}
+
+impl Write for CoStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        CoStream::write(self, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Read for &CoStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        CoStream::read(self, buf)
+    }
+}
+
+impl Write for &CoStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        CoStream::write(self, buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Lsn {
+    Tcp(mio::net::TcpListener),
+    Unix(mio::net::UnixListener),
+}
+
+impl Source for Lsn {
+    fn register(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Lsn::Tcp(s) => s.register(r, t, i),
+            Lsn::Unix(s) => s.register(r, t, i),
+        }
+    }
+    fn reregister(&mut self, r: &Registry, t: Token, i: Interest) -> io::Result<()> {
+        match self {
+            Lsn::Tcp(s) => s.reregister(r, t, i),
+            Lsn::Unix(s) => s.reregister(r, t, i),
+        }
+    }
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        match self {
+            Lsn::Tcp(s) => s.deregister(r),
+            Lsn::Unix(s) => s.deregister(r),
+        }
+    }
+}
+
+/// A listening socket (TCP or unix) whose `accept` parks the calling coroutine.
+///
+/// The worker's accept loop takes a slot before accepting, so a worker with every `async` core
+/// busy does not accept (and does not poll the listener: edge-triggered readiness just waits):
+///
+/// ```no_run
+/// # use rcontainer::rt::{self, CoListener, Semaphore};
+/// # fn serve(_: rt::CoStream) {}
+/// # fn acceptor(listener: CoListener, cores: Semaphore) -> std::io::Result<()> {
+/// loop {
+///     let permit = cores.acquire()?;          // parks while all cores are busy
+///     let (conn, _peer) = listener.accept()?; // parks until a client connects
+///     rt::spawn(move || { let _permit = permit; serve(conn) });
+/// }
+/// # }
+/// ```
+pub struct CoListener {
+    lsn: Lsn,
+    token: Option<Token>,
+}
+
+impl fmt::Debug for CoListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CoListener")
+            .field("addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+impl CoListener {
+    fn new(mut lsn: Lsn) -> io::Result<CoListener> {
+        let token = match sched::runtime() {
+            Some(rt) => Some(rt.register_io(&mut lsn)?),
+            None => None,
+        };
+        Ok(CoListener { lsn, token })
+    }
+
+    /// Adopts a bound, listening socket fd (as inherited from the master), TCP or unix.
+    pub fn from_fd(fd: OwnedFd) -> io::Result<CoListener> {
+        let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
+        match addr.family() {
+            Some(AddressFamily::Inet | AddressFamily::Inet6) => {
+                CoListener::from_std_tcp(std::net::TcpListener::from(fd))
+            }
+            Some(AddressFamily::Unix) => {
+                CoListener::from_std_unix(std::os::unix::net::UnixListener::from(fd))
+            }
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "fd {} is not a TCP or unix listener ({other:?})",
+                    fd.as_raw_fd()
+                ),
+            )),
+        }
+    }
+
+    /// Adopts a std TCP listener (made non-blocking).
+    pub fn from_std_tcp(l: std::net::TcpListener) -> io::Result<CoListener> {
+        l.set_nonblocking(true)?;
+        CoListener::new(Lsn::Tcp(mio::net::TcpListener::from_std(l)))
+    }
+
+    /// Adopts a std unix listener (made non-blocking).
+    pub fn from_std_unix(l: std::os::unix::net::UnixListener) -> io::Result<CoListener> {
+        l.set_nonblocking(true)?;
+        CoListener::new(Lsn::Unix(mio::net::UnixListener::from_std(l)))
+    }
+
+    /// Accepts one connection, parking until a client arrives.
+    pub fn accept(&self) -> io::Result<(CoStream, Addr)> {
+        loop {
+            let accepted = match &self.lsn {
+                Lsn::Tcp(l) => l.accept().map(|(s, a)| (Sock::Tcp(s), Addr::Tcp(a))),
+                Lsn::Unix(l) => l.accept().map(|(s, a)| (Sock::Unix(s), unix_addr(&a))),
+            };
+            match accepted {
+                Ok((sock, addr)) => return Ok((CoStream::new(sock)?, addr)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    match (sched::in_coroutine(), self.token) {
+                        (Some(rt), Some(token)) => rt
+                            .wait_io(token, Dir::Read, None)
+                            .map_err(|e| e.into_io())?,
+                        _ => wait_blocking(self.as_fd(), Dir::Read, None)?,
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<Addr> {
+        match &self.lsn {
+            Lsn::Tcp(l) => l.local_addr().map(Addr::Tcp),
+            Lsn::Unix(l) => l.local_addr().map(|a| unix_addr(&a)),
+        }
+    }
+}
+
+impl Drop for CoListener {
+    fn drop(&mut self) {
+        if let (Some(token), Some(rt)) = (self.token, sched::runtime()) {
+            rt.deregister_io(&mut self.lsn, token);
+        }
+    }
+}
+
+impl AsFd for CoListener {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.lsn {
+            Lsn::Tcp(l) => l.as_fd(),
+            Lsn::Unix(l) => l.as_fd(),
+        }
+    }
+}
+
+/// Connects TCP [`CoStream`]s (a namespace: it has no values).
+#[derive(Debug)]
+pub enum TcpStream {}
+
+impl TcpStream {
+    /// Resolves `addr` (DNS through [`offload`], so the worker never blocks in `getaddrinfo`)
+    /// and connects to the first address that accepts, parking meanwhile.
+    ///
+    /// ```no_run
+    /// # use rcontainer::rt;
+    /// let conn = rt::TcpStream::connect("example.com:80")?;
+    /// conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn connect<A>(addr: A) -> io::Result<CoStream>
+    where
+        A: ToSocketAddrs + Send + 'static,
+    {
+        let addrs: Vec<SocketAddr> =
+            offload(move || addr.to_socket_addrs().map(Iterator::collect))??;
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+        for a in addrs {
+            match connect_tcp(a, None) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Connects to `addr`, failing with `TimedOut` after `timeout`.
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<CoStream> {
+        connect_tcp(*addr, Some(Instant::now() + timeout))
+    }
+}
+
+fn connect_tcp(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<CoStream> {
+    if sched::in_coroutine().is_none() {
+        let s = match deadline {
+            Some(at) => std::net::TcpStream::connect_timeout(
+                &addr,
+                at.saturating_duration_since(Instant::now()),
+            )?,
+            None => std::net::TcpStream::connect(addr)?,
+        };
+        return CoStream::from_std_tcp(s);
+    }
+    // Non-blocking connect: the socket becomes writable when the handshake ends either way.
+    let stream = CoStream::new(Sock::Tcp(mio::net::TcpStream::connect(addr)?))?;
+    loop {
+        stream.wait(Dir::Write, deadline)?;
+        if let Some(e) = stream.take_error()? {
+            return Err(e);
+        }
+        match stream.peer_addr() {
+            Ok(_) => return Ok(stream),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue, // spurious wake
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects unix [`CoStream`]s (a namespace: it has no values).
+#[derive(Debug)]
+pub enum UnixStream {}
+
+impl UnixStream {
+    /// Connects to the unix socket at `path`.
+    pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<CoStream> {
+        if sched::in_coroutine().is_none() {
+            return CoStream::from_std_unix(std::os::unix::net::UnixStream::connect(path)?);
+        }
+        let stream = CoStream::new(Sock::Unix(mio::net::UnixStream::connect(path)?))?;
+        stream.wait(Dir::Write, None)?;
+        match stream.take_error()? {
+            Some(e) => Err(e),
+            None => Ok(stream),
+        }
+    }
+
+    /// A connected pair of unix stream sockets.
+    pub fn pair() -> io::Result<(CoStream, CoStream)> {
+        let (a, b) = std::os::unix::net::UnixStream::pair()?;
+        Ok((CoStream::from_std_unix(a)?, CoStream::from_std_unix(b)?))
+    }
+}

@@ -1,0 +1,1062 @@
+//! The scheduler: one [`Runtime`] per worker thread owning the `mio::Poll`, the task slab, the
+//! ready queue, the timer heap, the I/O waiter slab, the stack pool and the offload pool.
+//!
+//! How a coroutine waits ("park"): it records who may wake it (a [`Waiter`]: task id + park
+//! epoch) in whatever it waits on (an I/O slot, a timer, a channel...), marks itself parked and
+//! switches back to the scheduler. Whoever wakes it pushes it on the ready queue with a
+//! [`Wake`] reason, which becomes the return value of its switch. Stale waiters (the task woke
+//! for another reason, finished, or its slot was reused) are rejected by the epoch and
+//! generation checks, so nothing needs unregistering eagerly.
+//!
+//! Rules this module keeps: the `RefCell`s of the runtime are borrowed only between switches,
+//! never across one; a coroutine is never dropped while a borrow is held (its destructors run
+//! runtime code); panics of coroutine bodies are caught at their root (`task.rs`) and never
+//! unwind through `turn`. This module must not do I/O other than `poll`, and never blocks
+//! except in `poll`.
+
+use std::cell::{Cell, RefCell};
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::panic;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+use mio::event::Source;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+
+use super::offload::Offload;
+use super::stack::{PooledStack, StackPool};
+use super::task::{self, JoinError, JoinHandle};
+use crate::sys::fault::{self, AltStack};
+use crate::sys::stack as sys_stack;
+
+/// A coroutine of this runtime: resumed with why it woke, yields nothing (what it waits for is
+/// recorded before it switches), returns nothing (results go through its join slot).
+pub(crate) type Co = Coroutine<Wake, (), (), PooledStack>;
+pub(crate) type Y = Yielder<Wake, ()>;
+
+/// The token of the offload pool's `mio::Waker`.
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Coroutines resumed per turn before the loop polls for I/O again (bounds I/O latency when
+/// many coroutines keep yielding; the poll is then non-blocking).
+const BUDGET: usize = 256;
+/// How often idle stacks beyond the warm set give their memory back.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// Smallest `stack-size` accepted: a panic with a symbolised backtrace alone needs ~24 KiB.
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// Default `stack-size` (256 KiB): RSS only grows with the pages a handler touches.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Identifies one coroutine of a runtime; never reused for another coroutine (a generation
+/// counter tells slots apart).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct TaskId {
+    index: u32,
+    generation: u32,
+}
+
+/// Who to wake: a task, and which of its parks (so a late wake-up for an earlier park is ignored).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Waiter {
+    id: TaskId,
+    epoch: u32,
+}
+
+/// Why a parked coroutine was resumed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Wake {
+    /// What it waited for may have happened: it re-checks (spurious wake-ups are allowed).
+    Event,
+    /// Its park deadline passed.
+    Deadline,
+    /// It was cancelled (see [`CancelReason`]).
+    Cancel,
+}
+
+/// Why a coroutine is cancelled. Its current (or next) fallible park returns the matching
+/// [`io::Error`]; a later park, or an infallible one (`sleep`, `yield_now`), unwinds it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CancelReason {
+    /// A per-request deadline (`harakiri`) passed: parks fail with `ErrorKind::TimedOut`.
+    Deadline,
+    /// The worker is shutting down: parks fail with `ErrorKind::ConnectionAborted`.
+    /// (Not `Interrupted`: std's `read_exact`/`write_all` retry that kind forever.)
+    Shutdown,
+}
+
+impl CancelReason {
+    /// The error a fallible park returns for this reason.
+    pub fn to_io_error(self) -> io::Error {
+        match self {
+            CancelReason::Deadline => io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request deadline (harakiri) passed",
+            ),
+            CancelReason::Shutdown => {
+                io::Error::new(io::ErrorKind::ConnectionAborted, "worker is shutting down")
+            }
+        }
+    }
+}
+
+/// Why a park returned without its event.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ParkError {
+    TimedOut,
+    Cancelled(CancelReason),
+}
+
+impl ParkError {
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            ParkError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "operation timed out"),
+            ParkError::Cancelled(reason) => reason.to_io_error(),
+        }
+    }
+}
+
+/// Unwind payload of a cancelled coroutine whose park cannot return an error.
+pub(crate) struct CancelUnwind(pub(crate) CancelReason);
+/// Unwind payload that ends the `timeout` scope with this id.
+pub(crate) struct TimeoutUnwind(pub(crate) u64);
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Queued,
+    Running,
+    Parked,
+}
+
+struct Task {
+    /// `None` only while it runs (the scheduler holds it then).
+    co: Option<Co>,
+    /// Its `Yielder` (on its own stack); null until its first run.
+    yielder: *const Y,
+    generation: u32,
+    epoch: u32,
+    state: State,
+    /// A timer entry exists for the current park (so an early wake leaves a stale entry).
+    has_timer: bool,
+    cancel: Option<CancelReason>,
+    /// The cancellation error was already returned once; the next park unwinds.
+    cancel_delivered: bool,
+    /// Sequence number of the armed cancel-deadline timer (0: none).
+    cancel_timer: u64,
+    /// Enclosing `timeout` scopes, outermost first: (scope id, deadline).
+    scopes: Vec<(u64, Instant)>,
+    /// What it is doing, for the stack-overflow report; empty if unnamed.
+    label: Box<str>,
+}
+
+struct Timer {
+    at: Instant,
+    seq: u64,
+    kind: TimerKind,
+}
+
+enum TimerKind {
+    /// Wake a parked task with `Wake::Deadline`.
+    Park(Waiter),
+    /// Cancel a task (a per-request deadline), if this is still its armed cancel timer.
+    Cancel(TaskId, CancelReason),
+}
+
+impl PartialEq for Timer {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl Eq for Timer {}
+impl PartialOrd for Timer {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Timer {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// One registered fd: who waits to read, who waits to write.
+pub(crate) struct IoSlot {
+    reader: Option<Waiter>,
+    writer: Option<Waiter>,
+    generation: u32,
+}
+
+/// Direction of an I/O wait.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// The mutable state of the scheduler, borrowed only between switches.
+pub(crate) struct Core {
+    tasks: Slab<Task>,
+    ready: VecDeque<(TaskId, Wake)>,
+    timers: BinaryHeap<Reverse<Timer>>,
+    stale_timers: usize,
+    io: Slab<IoSlot>,
+    next_generation: u32,
+    next_seq: u64,
+}
+
+impl Core {
+    fn new(capacity: usize) -> Core {
+        Core {
+            tasks: Slab::with_capacity(capacity),
+            ready: VecDeque::with_capacity(capacity),
+            timers: BinaryHeap::new(),
+            stale_timers: 0,
+            io: Slab::new(),
+            next_generation: 0,
+            next_seq: 0,
+        }
+    }
+
+    fn task(&mut self, id: TaskId) -> Option<&mut Task> {
+        self.tasks
+            .get_mut(id.index as usize)
+            .filter(|t| t.generation == id.generation)
+    }
+
+    fn generation(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation
+    }
+
+    fn push_timer(&mut self, at: Instant, kind: TimerKind) -> u64 {
+        self.next_seq += 1;
+        self.timers.push(Reverse(Timer {
+            at,
+            seq: self.next_seq,
+            kind,
+        }));
+        self.next_seq
+    }
+
+    /// Makes a parked task runnable if `w` is its current park. Returns whether it was woken.
+    pub(crate) fn wake(&mut self, w: Waiter, how: Wake) -> bool {
+        let Some(task) = self.tasks.get_mut(w.id.index as usize) else {
+            return false;
+        };
+        if task.generation != w.id.generation
+            || task.state != State::Parked
+            || task.epoch != w.epoch
+        {
+            return false;
+        }
+        if task.has_timer && how != Wake::Deadline {
+            self.stale_timers += 1;
+        }
+        task.has_timer = false;
+        task.state = State::Queued;
+        self.ready.push_back((w.id, how));
+        true
+    }
+
+    fn cancel(&mut self, id: TaskId, reason: CancelReason) {
+        let Some(task) = self.task(id) else { return };
+        task.cancel = Some(reason);
+        task.cancel_delivered = false;
+        if task.state == State::Parked {
+            let w = Waiter {
+                id,
+                epoch: task.epoch,
+            };
+            self.wake(w, Wake::Cancel);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
+        while self.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
+            let Some(Reverse(timer)) = self.timers.pop() else {
+                break;
+            };
+            match timer.kind {
+                TimerKind::Park(w) => {
+                    self.wake(w, Wake::Deadline);
+                }
+                TimerKind::Cancel(id, reason) => {
+                    if self.task(id).is_some_and(|t| t.cancel_timer == timer.seq) {
+                        self.cancel(id, reason);
+                    }
+                }
+            }
+        }
+        // Lazy deletion: entries of parks that woke early stay until they expire; rebuild the
+        // heap when they are the majority so it stays O(live timers).
+        if self.stale_timers > 1024 && self.stale_timers * 2 > self.timers.len() {
+            let tasks = &self.tasks;
+            self.timers.retain(|Reverse(t)| match &t.kind {
+                TimerKind::Park(w) => tasks.get(w.id.index as usize).is_some_and(|task| {
+                    task.generation == w.id.generation
+                        && task.state == State::Parked
+                        && task.epoch == w.epoch
+                }),
+                TimerKind::Cancel(id, _) => tasks.get(id.index as usize).is_some_and(|task| {
+                    task.generation == id.generation && task.cancel_timer == t.seq
+                }),
+            });
+            self.stale_timers = 0;
+        }
+    }
+
+    fn dispatch_io(&mut self, token: Token, readable: bool, writable: bool) {
+        let index = token.0 & 0xffff_ffff;
+        let generation = (token.0 >> 32) as u32;
+        let Some(slot) = self
+            .io
+            .get_mut(index)
+            .filter(|s| s.generation == generation)
+        else {
+            return;
+        };
+        let reader = if readable { slot.reader.take() } else { None };
+        let writer = if writable { slot.writer.take() } else { None };
+        for w in [reader, writer].into_iter().flatten() {
+            self.wake(w, Wake::Event);
+        }
+    }
+}
+
+thread_local! {
+    /// The runtime of this thread (set by `Runtime::new`, cleared by its drop).
+    static RUNTIME: Cell<*const Inner> = const { Cell::new(ptr::null()) };
+}
+
+/// The runtime of the current thread, if one exists.
+pub(crate) fn runtime() -> Option<&'static Inner> {
+    let p = RUNTIME.with(Cell::get);
+    // SAFETY: the pointer is set by `Runtime::new` to its boxed `Inner` and cleared by
+    // `Runtime::drop` after every coroutine is gone; `Inner` is !Send so it is only reached from
+    // its own thread. Callers use the reference within the current call only (they never
+    // store it), and the `Runtime` cannot be dropped during such a call on this thread.
+    unsafe { p.as_ref() }
+}
+
+/// The runtime, if the caller is a coroutine of it.
+pub(crate) fn in_coroutine() -> Option<&'static Inner> {
+    runtime().filter(|rt| rt.current.get().is_some())
+}
+
+/// Everything a runtime owns. Reached by coroutines through the thread-local pointer.
+pub(crate) struct Inner {
+    core: RefCell<Core>,
+    poll: RefCell<Poll>,
+    events: RefCell<Events>,
+    registry: mio::Registry,
+    pool: StackPool,
+    pub(crate) offload: Offload,
+    /// The running (or being-dropped) task.
+    current: Cell<Option<TaskId>>,
+    /// The `Yielder` of the running task.
+    yielder: Cell<*const Y>,
+    /// The task whose stack is being unwound because it was dropped.
+    aborting: Cell<Option<TaskId>>,
+    in_turn: Cell<bool>,
+    last_trim: Cell<Instant>,
+    next_scope: Cell<u64>,
+}
+
+/// Settings fixed when a worker creates its runtime (after fork).
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Usable bytes of each coroutine stack (`stack-size`), at least [`MIN_STACK_SIZE`].
+    pub stack_size: usize,
+    /// Most coroutines alive at once (`async`, plus any the worker needs for listeners).
+    pub max_coroutines: usize,
+    /// Threads of the offload pool (`offload-threads`); started lazily, at least 1.
+    pub offload_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            stack_size: DEFAULT_STACK_SIZE,
+            max_coroutines: 100,
+            offload_threads: 4,
+        }
+    }
+}
+
+/// The coroutine runtime of one worker thread. Create it after `fork`; at most one per thread.
+///
+/// The worker drives it with [`Runtime::turn`] and does its own per-turn work (heartbeat,
+/// signal flags) in between:
+///
+/// ```no_run
+/// use rcontainer::rt::{self, Runtime, RuntimeConfig};
+/// use std::time::Duration;
+/// # fn main() -> std::io::Result<()> {
+/// let mut runtime = Runtime::new(RuntimeConfig::default())?;
+/// runtime.spawn(|| rt::sleep(Duration::from_millis(10)))?;
+/// while runtime.live() > 0 {
+///     runtime.turn(Some(Duration::from_secs(1)))?;
+///     // heartbeat, check signal flags...
+/// }
+/// # Ok(()) }
+/// ```
+pub struct Runtime {
+    inner: Box<Inner>,
+    _altstack: Option<AltStack>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("live", &self.live())
+            .field("pool", &self.inner.pool)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Creates the runtime of the current thread: reserves the stacks, installs the
+    /// stack-overflow handler, opens the poller. Fails if the thread already has a runtime, if
+    /// the stack size is below 64 KiB, or if `max_coroutines` stacks would not fit under
+    /// `vm.max_map_count`.
+    pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
+        if runtime().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "this thread already has a coroutine runtime",
+            ));
+        }
+        if config.stack_size < MIN_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "stack-size {} KiB is below the minimum of {} KiB",
+                    config.stack_size / 1024,
+                    MIN_STACK_SIZE / 1024
+                ),
+            ));
+        }
+        let capacity = config.max_coroutines.max(1);
+        check_map_count(capacity)?;
+        let pool = StackPool::new(capacity, config.stack_size)?;
+        let altstack = fault::ensure_altstack()?;
+        let poll = Poll::new()?;
+        let registry = poll.registry().try_clone()?;
+        let waker = Waker::new(&registry, WAKER_TOKEN)?;
+        let inner = Box::new(Inner {
+            core: RefCell::new(Core::new(capacity)),
+            poll: RefCell::new(poll),
+            events: RefCell::new(Events::with_capacity(1024)),
+            registry,
+            pool,
+            offload: Offload::new(config.offload_threads.max(1), waker),
+            current: Cell::new(None),
+            yielder: Cell::new(ptr::null()),
+            aborting: Cell::new(None),
+            in_turn: Cell::new(false),
+            last_trim: Cell::new(Instant::now()),
+            next_scope: Cell::new(0),
+        });
+        RUNTIME.with(|r| r.set(&*inner));
+        Ok(Runtime {
+            inner,
+            _altstack: altstack,
+        })
+    }
+
+    /// Starts `f` on a new coroutine; it first runs at the next [`turn`](Self::turn). Fails with
+    /// `WouldBlock` when `max_coroutines` are alive.
+    pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.inner.spawn(f)
+    }
+
+    /// Runs `f` on a coroutine and turns the loop until it finishes (other coroutines run
+    /// meanwhile). For tests, tools and simple programs; a worker uses `turn`.
+    pub fn block_on<F, T>(&mut self, f: F) -> Result<T, JoinError>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.spawn(f).map_err(JoinError::Io)?.join()
+    }
+
+    /// One loop iteration: polls for I/O (waiting, if no coroutine is ready, at most until the
+    /// next timer or `max_wait`; `None`: no limit beyond timers), wakes the coroutines whose
+    /// events or deadlines arrived, then runs the ready ones (up to a budget of 256 resumes).
+    /// Never called from a coroutine.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        self.inner.turn(max_wait)
+    }
+
+    /// Coroutines alive (running, ready or parked).
+    pub fn live(&self) -> usize {
+        self.inner.core.borrow().tasks.len()
+    }
+
+    /// How many more coroutines can be spawned now.
+    pub fn free_slots(&self) -> usize {
+        self.inner.pool.capacity() - self.live()
+    }
+
+    /// Usable bytes of each coroutine stack.
+    pub fn stack_size(&self) -> usize {
+        self.inner.pool.stack_size()
+    }
+
+    /// One line for the worker's boot log: stack count, size, guard and how guards are made.
+    pub fn stack_summary(&self) -> String {
+        let pool = &self.inner.pool;
+        let guards = match pool.guard_mode() {
+            sys_stack::GuardMode::Madvise => "madvise guards, one mapping for all stacks",
+            sys_stack::GuardMode::Mprotect => "mprotect guards, 2 mappings per stack",
+        };
+        format!(
+            "{} coroutine stacks of {} KiB + {} KiB guard ({guards})",
+            pool.capacity(),
+            pool.stack_size() / 1024,
+            super::stack::GUARD_BYTES / 1024
+        )
+    }
+
+    /// Cancels a coroutine: its current or next park fails with `reason`'s error.
+    pub fn cancel(&self, id: TaskId, reason: CancelReason) {
+        self.inner.cancel(id, reason);
+    }
+
+    /// Drops a coroutine now, unwinding its stack (destructors run, sockets close). Its joiner
+    /// gets [`JoinError::Aborted`].
+    pub fn abort(&self, id: TaskId) {
+        self.inner.abort(id);
+    }
+
+    /// Graceful drain: turns the loop until no coroutine is alive or `deadline` passes (calling
+    /// `on_turn` after each turn, e.g. for the heartbeat), then drops the ones left. Stop
+    /// accepting first (abort the acceptors). Returns how many were dropped.
+    pub fn drain(&mut self, deadline: Instant, mut on_turn: impl FnMut()) -> io::Result<usize> {
+        while self.live() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.turn(Some((deadline - now).min(Duration::from_secs(1))))?;
+            on_turn();
+        }
+        Ok(self.inner.abort_all())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.inner.abort_all();
+        self.inner.offload.close();
+        RUNTIME.with(|r| r.set(ptr::null()));
+    }
+}
+
+/// With `mprotect` guards each stack costs 2 kernel mappings: refuse up front rather than fail
+/// (or crash malloc) at the 32,766th coroutine.
+fn check_map_count(capacity: usize) -> io::Result<()> {
+    let per_slot = sys_stack::guard_mode().vmas_per_slot();
+    if per_slot == 0 {
+        return Ok(());
+    }
+    let (Ok(limit), Ok(now)) = (sys_stack::max_map_count(), sys_stack::map_count()) else {
+        return Ok(()); // no /proc: nothing to check against
+    };
+    let needed = now + capacity * per_slot + 1024;
+    if needed > limit {
+        return Err(io::Error::other(format!(
+            "async = {capacity} coroutines need {} memory mappings (each stack and its guard \
+             page), but vm.max_map_count is {limit} and the process already uses {now}: lower \
+             `async` or raise the limit (sysctl -w vm.max_map_count={needed})",
+            capacity * per_slot
+        )));
+    }
+    Ok(())
+}
+
+impl Inner {
+    pub(crate) fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        let Some(stack) = self.pool.take()? else {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "all {} coroutines are in use (the `async` limit)",
+                    self.pool.capacity()
+                ),
+            ));
+        };
+        let (slot, completion) = task::join_slot();
+        let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| {
+            task::run_root(y, f, completion);
+        });
+        let mut core = self.core.borrow_mut();
+        let generation = core.generation();
+        let index = core.tasks.insert(Task {
+            co: Some(co),
+            yielder: ptr::null(),
+            generation,
+            epoch: 0,
+            state: State::Queued,
+            has_timer: false,
+            cancel: None,
+            cancel_delivered: false,
+            cancel_timer: 0,
+            scopes: Vec::new(),
+            label: Box::default(),
+        });
+        let id = TaskId {
+            index: index as u32,
+            generation,
+        };
+        core.ready.push_back((id, Wake::Event));
+        Ok(JoinHandle::new(id, slot))
+    }
+
+    /// Called by a coroutine's root before anything else.
+    pub(crate) fn set_yielder(&self, y: &Y) {
+        self.yielder.set(y);
+    }
+
+    pub(crate) fn current(&self) -> Option<TaskId> {
+        self.current.get()
+    }
+
+    /// Whether the current task is being unwound because it was dropped (corosensei's forced
+    /// unwind: its private payload must never be swallowed by a `catch_unwind`).
+    pub(crate) fn is_aborting(&self) -> bool {
+        self.current.get().is_some() && self.aborting.get() == self.current.get()
+    }
+
+    fn run_task(&self, id: TaskId, wake: Wake) {
+        let (mut co, yielder) = {
+            let mut core = self.core.borrow_mut();
+            let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else {
+                return;
+            };
+            task.state = State::Running;
+            let co = task
+                .co
+                .take()
+                .expect("invariant: a queued task owns its coroutine");
+            fault::set_label(task.label.as_bytes());
+            (co, task.yielder)
+        };
+        self.current.set(Some(id));
+        self.yielder.set(yielder);
+        let result = co.resume(wake);
+        self.current.set(None);
+        fault::clear_label();
+        match result {
+            CoroutineResult::Yield(()) => {
+                let mut core = self.core.borrow_mut();
+                if let Some(task) = core.task(id) {
+                    task.co = Some(co);
+                    task.yielder = self.yielder.get();
+                    return;
+                }
+                drop(core);
+                self.drop_coroutine(id, co, self.yielder.get());
+            }
+            CoroutineResult::Return(()) => {
+                let removed = self.core.borrow_mut().tasks.try_remove(id.index as usize);
+                drop(removed);
+                drop(co.into_stack()); // back to the pool
+            }
+        }
+    }
+
+    /// Drops a coroutine outside any borrow, as the current task, so code running during its
+    /// unwind (destructors) sees the right task and cannot park for real.
+    fn drop_coroutine(&self, id: TaskId, co: Co, yielder: *const Y) {
+        let saved = (self.current.get(), self.yielder.get(), self.aborting.get());
+        self.current.set(Some(id));
+        self.yielder.set(yielder);
+        self.aborting.set(Some(id));
+        drop(co);
+        self.current.set(saved.0);
+        self.yielder.set(saved.1);
+        self.aborting.set(saved.2);
+    }
+
+    pub(crate) fn abort(&self, id: TaskId) {
+        if self.current.get() == Some(id) {
+            self.cancel(id, CancelReason::Shutdown); // a task cannot drop its own stack
+            return;
+        }
+        let taken = {
+            let mut core = self.core.borrow_mut();
+            match core.task(id) {
+                Some(task) if task.state != State::Running => {
+                    let task = core.tasks.remove(id.index as usize);
+                    task.co.map(|co| (co, task.yielder))
+                }
+                _ => None,
+            }
+        };
+        if let Some((co, yielder)) = taken {
+            self.drop_coroutine(id, co, yielder);
+        }
+    }
+
+    fn abort_all(&self) -> usize {
+        let ids: Vec<TaskId> = {
+            let core = self.core.borrow();
+            core.tasks
+                .iter()
+                .map(|(i, t)| TaskId {
+                    index: i as u32,
+                    generation: t.generation,
+                })
+                .collect()
+        };
+        for &id in &ids {
+            self.abort(id);
+        }
+        ids.len()
+    }
+
+    pub(crate) fn cancel(&self, id: TaskId, reason: CancelReason) {
+        self.core.borrow_mut().cancel(id, reason);
+    }
+
+    /// Arms (or with `None` disarms) a deadline at which the current task is cancelled.
+    pub(crate) fn set_cancel_deadline(&self, at: Option<(Instant, CancelReason)>) {
+        let Some(id) = self.current.get() else { return };
+        let mut core = self.core.borrow_mut();
+        let seq = match at {
+            Some((at, reason)) => core.push_timer(at, TimerKind::Cancel(id, reason)),
+            None => 0,
+        };
+        if let Some(task) = core.task(id) {
+            task.cancel_timer = seq;
+        }
+    }
+
+    /// Clears the current task's cancellation and returns its reason (so the connection code
+    /// can still write a 504).
+    pub(crate) fn take_cancel(&self) -> Option<CancelReason> {
+        let id = self.current.get()?;
+        let mut core = self.core.borrow_mut();
+        let task = core.task(id)?;
+        task.cancel_delivered = false;
+        task.cancel.take()
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        let Some(id) = self.current.get() else {
+            return false;
+        };
+        self.core
+            .borrow_mut()
+            .task(id)
+            .is_some_and(|t| t.cancel.is_some())
+    }
+
+    pub(crate) fn set_label(&self, label: &str) {
+        let Some(id) = self.current.get() else { return };
+        let mut core = self.core.borrow_mut();
+        if let Some(task) = core.task(id) {
+            task.label = label.into();
+            fault::set_label(task.label.as_bytes());
+        }
+    }
+
+    /// Opens a `timeout` scope ending at `at` for the current task; returns its id.
+    pub(crate) fn push_scope(&self, at: Instant) -> Option<u64> {
+        let id = self.current.get()?;
+        let scope = self.next_scope.get() + 1;
+        self.next_scope.set(scope);
+        self.core.borrow_mut().task(id)?.scopes.push((scope, at));
+        Some(scope)
+    }
+
+    pub(crate) fn pop_scope(&self, scope: u64) {
+        let Some(id) = self.current.get() else { return };
+        if let Some(task) = self.core.borrow_mut().task(id) {
+            task.scopes.retain(|s| s.0 != scope);
+        }
+    }
+
+    /// The waiter the current task's next park will use (for registrations that must happen
+    /// before parking and may fail, like submitting an offload job).
+    pub(crate) fn next_waiter(&self) -> Option<Waiter> {
+        let id = self.current.get()?;
+        let epoch = self.core.borrow_mut().task(id)?.epoch.wrapping_add(1);
+        Some(Waiter { id, epoch })
+    }
+
+    fn suspend(&self) -> Wake {
+        let y = self.yielder.get();
+        // SAFETY: `yielder` is the running coroutine's `Yielder`, which lives on that
+        // coroutine's stack for as long as the coroutine exists. The scheduler sets it before
+        // each resume (from the task) and the root sets it on the first; only the running
+        // coroutine calls `suspend`, through `park`/`yield_now`.
+        unsafe { &*y }.suspend(())
+    }
+
+    /// Parks the current coroutine until woken, its `deadline` passes or it is cancelled.
+    /// `register` records the waiter where the awaited event will find it. A `fallible` park
+    /// reports cancellation as an error once; otherwise (and the next time) the coroutine
+    /// unwinds with a cancellation payload. An expired enclosing `timeout` scope always unwinds.
+    pub(crate) fn park(
+        &self,
+        deadline: Option<Instant>,
+        fallible: bool,
+        register: impl FnOnce(&mut Core, Waiter),
+    ) -> Result<(), ParkError> {
+        let id = self
+            .current
+            .get()
+            .expect("invariant: park is called by a coroutine");
+        if self.aborting.get() == Some(id) {
+            // Its stack is being unwound: switching out makes corosensei re-raise the unwind.
+            self.suspend();
+            return Err(ParkError::Cancelled(CancelReason::Shutdown));
+        }
+        {
+            let mut core = self.core.borrow_mut();
+            let core = &mut *core;
+            let task = core
+                .task(id)
+                .expect("invariant: the running task is in the slab");
+            if let Some(reason) = task.cancel {
+                if fallible && !task.cancel_delivered {
+                    task.cancel_delivered = true;
+                    return Err(ParkError::Cancelled(reason));
+                }
+                panic::resume_unwind(Box::new(CancelUnwind(reason)));
+            }
+            let scope_deadline = task.scopes.iter().map(|s| s.1).min();
+            if let Some(at) = scope_deadline
+                && at <= Instant::now()
+            {
+                unwind_expired_scope(&task.scopes);
+            }
+            task.epoch = task.epoch.wrapping_add(1);
+            task.state = State::Parked;
+            let w = Waiter {
+                id,
+                epoch: task.epoch,
+            };
+            let at = match (deadline, scope_deadline) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            task.has_timer = at.is_some();
+            if let Some(at) = at {
+                core.push_timer(at, TimerKind::Park(w));
+            }
+            register(core, w);
+        }
+        match self.suspend() {
+            Wake::Event => Ok(()),
+            Wake::Deadline => {
+                let mut core = self.core.borrow_mut();
+                let task = core
+                    .task(id)
+                    .expect("invariant: the running task is in the slab");
+                let now = Instant::now();
+                if task.scopes.iter().any(|s| s.1 <= now) {
+                    unwind_expired_scope(&task.scopes);
+                }
+                Err(ParkError::TimedOut)
+            }
+            Wake::Cancel => {
+                let mut core = self.core.borrow_mut();
+                let task = core
+                    .task(id)
+                    .expect("invariant: the running task is in the slab");
+                let reason = task.cancel.unwrap_or(CancelReason::Shutdown);
+                if !fallible {
+                    panic::resume_unwind(Box::new(CancelUnwind(reason)));
+                }
+                task.cancel_delivered = true;
+                Err(ParkError::Cancelled(reason))
+            }
+        }
+    }
+
+    /// Lets the other ready coroutines run, then continues. Unwinds if cancelled or if an
+    /// enclosing `timeout` expired.
+    pub(crate) fn yield_now(&self) {
+        let id = self
+            .current
+            .get()
+            .expect("invariant: yield_now is called by a coroutine");
+        if self.aborting.get() == Some(id) {
+            self.suspend();
+            return;
+        }
+        {
+            let mut core = self.core.borrow_mut();
+            let core = &mut *core;
+            let task = core
+                .task(id)
+                .expect("invariant: the running task is in the slab");
+            if let Some(reason) = task.cancel {
+                panic::resume_unwind(Box::new(CancelUnwind(reason)));
+            }
+            if !task.scopes.is_empty() {
+                let now = Instant::now();
+                if task.scopes.iter().any(|s| s.1 <= now) {
+                    unwind_expired_scope(&task.scopes);
+                }
+            }
+            task.state = State::Queued;
+            core.ready.push_back((id, Wake::Event));
+        }
+        self.suspend();
+    }
+
+    /// Wakes `w` (from a primitive such as a channel or a semaphore). Returns whether it was
+    /// still waiting.
+    pub(crate) fn wake(&self, w: Waiter) -> bool {
+        self.core.borrow_mut().wake(w, Wake::Event)
+    }
+
+    pub(crate) fn register_io(&self, source: &mut impl Source) -> io::Result<Token> {
+        let mut core = self.core.borrow_mut();
+        let generation = core.generation();
+        let index = core.io.insert(IoSlot {
+            reader: None,
+            writer: None,
+            generation,
+        });
+        let token = Token(((generation as usize) << 32) | index);
+        if let Err(e) =
+            self.registry
+                .register(source, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            core.io.remove(index);
+            return Err(e);
+        }
+        Ok(token)
+    }
+
+    pub(crate) fn deregister_io(&self, source: &mut impl Source, token: Token) {
+        let _ = self.registry.deregister(source);
+        let mut core = self.core.borrow_mut();
+        let index = token.0 & 0xffff_ffff;
+        if core
+            .io
+            .get(index)
+            .is_some_and(|s| s.generation == (token.0 >> 32) as u32)
+        {
+            core.io.remove(index);
+        }
+    }
+
+    /// Parks the current coroutine until `token`'s fd may be ready in direction `dir`.
+    pub(crate) fn wait_io(
+        &self,
+        token: Token,
+        dir: Dir,
+        deadline: Option<Instant>,
+    ) -> Result<(), ParkError> {
+        self.park(deadline, true, |core, w| {
+            if let Some(slot) = core.io.get_mut(token.0 & 0xffff_ffff) {
+                match dir {
+                    Dir::Read => slot.reader = Some(w),
+                    Dir::Write => slot.writer = Some(w),
+                }
+            }
+        })
+    }
+
+    /// Turns the loop from outside any coroutine until `done()` (for joins and receives made
+    /// from the root context). Panics if called from inside a turn.
+    pub(crate) fn turn_until(&self, mut done: impl FnMut() -> bool) -> io::Result<()> {
+        while !done() {
+            self.turn(None)?;
+        }
+        Ok(())
+    }
+
+    fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
+        assert!(
+            !self.in_turn.get() && self.current.get().is_none(),
+            "the runtime loop was re-entered (turn/join from inside the scheduler)"
+        );
+        self.in_turn.set(true);
+        let result = self.turn_inner(max_wait);
+        self.in_turn.set(false);
+        result
+    }
+
+    /// Poll (without blocking if coroutines are ready), fire due timers, then run the ready
+    /// coroutines. Running last means a caller checking a condition after `turn` sees the
+    /// effect of everything that became ready.
+    fn turn_inner(&self, max_wait: Option<Duration>) -> io::Result<()> {
+        let timeout = {
+            let core = self.core.borrow();
+            if !core.ready.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                let until_timer = core
+                    .timers
+                    .peek()
+                    .map(|Reverse(t)| t.at.saturating_duration_since(Instant::now()));
+                match (until_timer, max_wait) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+        };
+        self.poll_events(timeout)?;
+        let now = Instant::now();
+        self.core.borrow_mut().fire_timers(now);
+        for _ in 0..BUDGET {
+            let next = self.core.borrow_mut().ready.pop_front();
+            let Some((id, wake)) = next else { break };
+            self.run_task(id, wake);
+        }
+        if now.duration_since(self.last_trim.get()) >= TRIM_EVERY {
+            self.pool.trim();
+            self.last_trim.set(now);
+        }
+        Ok(())
+    }
+
+    fn poll_events(&self, timeout: Option<Duration>) -> io::Result<()> {
+        let mut events = self.events.borrow_mut();
+        match self.poll.borrow_mut().poll(&mut events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let mut core = self.core.borrow_mut();
+        for event in events.iter() {
+            if event.token() == WAKER_TOKEN {
+                for w in self.offload.take_done() {
+                    core.wake(w, Wake::Event);
+                }
+                continue;
+            }
+            let failed = event.is_error();
+            core.dispatch_io(
+                event.token(),
+                failed || event.is_readable() || event.is_read_closed(),
+                failed || event.is_writable() || event.is_write_closed(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Unwinds to the outermost expired `timeout` scope (inner scopes re-raise what is not theirs).
+fn unwind_expired_scope(scopes: &[(u64, Instant)]) -> ! {
+    let now = Instant::now();
+    let scope = scopes.iter().find(|s| s.1 <= now).map_or(0, |s| s.0);
+    panic::resume_unwind(Box::new(TimeoutUnwind(scope)))
+}

@@ -1,0 +1,292 @@
+//! Handler-facing task API: `spawn` and [`JoinHandle`], the root of every coroutine (where
+//! panics are caught and reported), `catch_panic`, and cancellation of the current task.
+//!
+//! Owns the join slot shared by a coroutine and its handle. Must not touch scheduler internals
+//! beyond the `Inner` methods (`sched.rs` owns the task table).
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io;
+use std::panic::{self, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::sched::{self, CancelReason, CancelUnwind, TaskId, TimeoutUnwind, Waiter, Y};
+
+/// Why [`JoinHandle::join`] (or [`catch_panic`]) did not return a value.
+pub enum JoinError {
+    /// The coroutine panicked; the payload is what `panic!` was given (see [`JoinError::message`]).
+    Panic(Box<dyn Any + Send + 'static>),
+    /// The coroutine was cancelled and unwound (see [`CancelReason`]).
+    Cancelled(CancelReason),
+    /// The coroutine was dropped (aborted, or the runtime shut down) before it finished.
+    Aborted,
+    /// The join itself failed: the joining coroutine was cancelled or timed out, or the
+    /// coroutine could not be started.
+    Io(io::Error),
+}
+
+impl JoinError {
+    /// Whether the coroutine panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self, JoinError::Panic(_))
+    }
+
+    /// The panic message, when the payload is a string (as with `panic!("...")`).
+    pub fn message(&self) -> Option<&str> {
+        match self {
+            JoinError::Panic(p) => p
+                .downcast_ref::<&'static str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str)),
+            _ => None,
+        }
+    }
+
+    fn from_payload(payload: Box<dyn Any + Send>) -> JoinError {
+        match payload.downcast::<CancelUnwind>() {
+            Ok(c) => JoinError::Cancelled(c.0),
+            Err(payload) => JoinError::Panic(payload),
+        }
+    }
+}
+
+impl fmt::Debug for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panic(_) => write!(
+                f,
+                "Panic({:?})",
+                self.message().unwrap_or("<non-string payload>")
+            ),
+            JoinError::Cancelled(r) => write!(f, "Cancelled({r:?})"),
+            JoinError::Aborted => write!(f, "Aborted"),
+            JoinError::Io(e) => write!(f, "Io({e:?})"),
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Panic(_) => {
+                write!(
+                    f,
+                    "coroutine panicked: {}",
+                    self.message().unwrap_or("<non-string payload>")
+                )
+            }
+            JoinError::Cancelled(r) => write!(f, "coroutine cancelled: {r:?}"),
+            JoinError::Aborted => write!(f, "coroutine was dropped before it finished"),
+            JoinError::Io(e) => write!(f, "join failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+pub(crate) struct JoinSlot<T> {
+    result: RefCell<Option<Result<T, JoinError>>>,
+    waiter: Cell<Option<Waiter>>,
+}
+
+/// The coroutine's end of the join slot. Dropped at the end of the root, during an unwind, or
+/// with the never-started closure: in every case the joiner is told and woken.
+pub(crate) struct Completion<T>(Rc<JoinSlot<T>>);
+
+impl<T> Drop for Completion<T> {
+    fn drop(&mut self) {
+        let mut result = self.0.result.borrow_mut();
+        if result.is_none() {
+            *result = Some(Err(JoinError::Aborted));
+        }
+        drop(result);
+        if let (Some(w), Some(rt)) = (self.0.waiter.take(), sched::runtime()) {
+            rt.wake(w);
+        }
+    }
+}
+
+pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
+    let slot = Rc::new(JoinSlot {
+        result: RefCell::new(None),
+        waiter: Cell::new(None),
+    });
+    (slot.clone(), Completion(slot))
+}
+
+/// The body of every coroutine: runs `f`, catches its panic or cancellation and reports the
+/// outcome to the join slot. The forced unwind of a dropped coroutine is passed through.
+pub(crate) fn run_root<F, T>(y: &Y, f: F, completion: Completion<T>)
+where
+    F: FnOnce() -> T,
+{
+    let rt = sched::runtime().expect("invariant: coroutines run inside their runtime");
+    rt.set_yielder(y);
+    let outcome = panic::catch_unwind(AssertUnwindSafe(f));
+    let result = match outcome {
+        Ok(value) => Ok(value),
+        Err(payload) if rt.is_aborting() => panic::resume_unwind(payload),
+        Err(payload) => Err(JoinError::from_payload(payload)),
+    };
+    *completion.0.result.borrow_mut() = Some(result);
+    drop(completion);
+}
+
+/// Owns a spawned coroutine's outcome. Dropping it detaches the coroutine (it runs on).
+pub struct JoinHandle<T> {
+    id: TaskId,
+    slot: Rc<JoinSlot<T>>,
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id)
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}
+
+impl<T> JoinHandle<T> {
+    pub(crate) fn new(id: TaskId, slot: Rc<JoinSlot<T>>) -> Self {
+        JoinHandle { id, slot }
+    }
+
+    /// The coroutine's id (for [`cancel`] or `Runtime::cancel`).
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Whether the coroutine has finished (returned, panicked or been dropped).
+    pub fn is_finished(&self) -> bool {
+        self.slot.result.borrow().is_some()
+    }
+
+    /// Waits for the coroutine and returns its value, or [`JoinError::Panic`] with its panic.
+    /// From a coroutine this parks; from the worker's root context it turns the loop.
+    pub fn join(self) -> Result<T, JoinError> {
+        loop {
+            if let Some(result) = self.slot.result.borrow_mut().take() {
+                return result;
+            }
+            if let Some(rt) = sched::in_coroutine() {
+                let slot = &self.slot;
+                rt.park(None, true, |_, w| slot.waiter.set(Some(w)))
+                    .map_err(|e| JoinError::Io(e.into_io()))?;
+            } else if let Some(rt) = sched::runtime() {
+                rt.turn_until(|| self.is_finished())
+                    .map_err(JoinError::Io)?;
+            } else {
+                return Err(JoinError::Aborted); // its runtime is gone, and the coroutine with it
+            }
+        }
+    }
+
+    /// Cancels the coroutine (see [`CancelReason`]).
+    pub fn cancel(&self, reason: CancelReason) {
+        cancel(self.id, reason);
+    }
+
+    /// Drops the coroutine now, unwinding its stack; `join` then returns [`JoinError::Aborted`].
+    pub fn abort(&self) {
+        if let Some(rt) = sched::runtime() {
+            rt.abort(self.id);
+        }
+    }
+}
+
+/// Starts `f` on a new coroutine of this thread's runtime and returns its handle.
+///
+/// # Panics
+/// If the thread has no runtime or all `async` coroutines are in use (use [`try_spawn`] to
+/// handle that).
+///
+/// ```no_run
+/// # use rcontainer::rt;
+/// let child = rt::spawn(|| 6 * 7);
+/// assert_eq!(child.join().unwrap(), 42);
+/// ```
+pub fn spawn<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    match try_spawn(f) {
+        Ok(handle) => handle,
+        Err(e) => panic!("rt::spawn: {e}"),
+    }
+}
+
+/// Like [`spawn`], but fails (`WouldBlock`) when all coroutines are in use, or (`NotFound`) when
+/// the thread has no runtime.
+pub fn try_spawn<F, T>(f: F) -> io::Result<JoinHandle<T>>
+where
+    F: FnOnce() -> T + 'static,
+    T: 'static,
+{
+    let Some(rt) = sched::runtime() else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no coroutine runtime on this thread",
+        ));
+    };
+    rt.spawn(f)
+}
+
+/// Runs `f`, catching a panic or a cancellation unwind as a [`JoinError`] (the connection code
+/// turns them into a 500 or a 504). Unwinds that must reach someone else pass through: an
+/// expired enclosing [`timeout`](super::time::timeout) and the unwind of a dropped coroutine.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, JoinError> {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(value) => Ok(value),
+        Err(payload) => {
+            let aborting = sched::runtime().is_some_and(|rt| rt.is_aborting());
+            if aborting || payload.is::<TimeoutUnwind>() {
+                panic::resume_unwind(payload);
+            }
+            Err(JoinError::from_payload(payload))
+        }
+    }
+}
+
+/// The id of the running coroutine, or `None` outside coroutines.
+pub fn current() -> Option<TaskId> {
+    sched::runtime().and_then(|rt| rt.current())
+}
+
+/// Cancels coroutine `id` of this thread's runtime: its current or next fallible park fails with
+/// `reason`'s error (`TimedOut` for a deadline), a later park unwinds it.
+pub fn cancel(id: TaskId, reason: CancelReason) {
+    if let Some(rt) = sched::runtime() {
+        rt.cancel(id, reason);
+    }
+}
+
+/// Arms a deadline at which the current coroutine is cancelled with `reason` (the per-request
+/// `harakiri`); `None` disarms it. No effect outside coroutines.
+pub fn cancel_at(deadline: Option<Instant>, reason: CancelReason) {
+    if let Some(rt) = sched::in_coroutine() {
+        rt.set_cancel_deadline(deadline.map(|at| (at, reason)));
+    }
+}
+
+/// Clears the current coroutine's cancellation and returns why it was cancelled, so the
+/// connection code can still answer (504) after the handler gave up.
+pub fn take_cancel() -> Option<CancelReason> {
+    sched::in_coroutine().and_then(|rt| rt.take_cancel())
+}
+
+/// Whether the current coroutine has been cancelled.
+pub fn is_cancelled() -> bool {
+    sched::in_coroutine().is_some_and(|rt| rt.is_cancelled())
+}
+
+/// Names what the current coroutine is doing (e.g. `"GET /search"`); the stack-overflow report
+/// quotes it.
+pub fn set_label(label: &str) {
+    if let Some(rt) = sched::in_coroutine() {
+        rt.set_label(label);
+    }
+}

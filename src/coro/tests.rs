@@ -1,0 +1,557 @@
+//! Runtime tests with real sockets, real threads and, for the stack overflow, a child process.
+//! Each test builds its own runtime on its own test thread. No timing assertions beyond "this
+//! happened before that".
+
+use std::cell::{Cell, RefCell};
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn runtime(max: usize) -> Runtime {
+    Runtime::new(RuntimeConfig {
+        stack_size: 64 * 1024,
+        max_coroutines: max,
+        offload_threads: 2,
+    })
+    .expect("runtime")
+}
+
+/// Counts drops, to prove destructors ran.
+struct DropCounter(Rc<Cell<usize>>);
+
+impl Drop for DropCounter {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() + 1);
+    }
+}
+
+#[test]
+fn thousands_of_sleepers_wake_in_deadline_order() {
+    let mut rt = runtime(3000);
+    let woke: Rc<RefCell<Vec<Instant>>> = Rc::default();
+    // Every coroutine starts (and parks) well before the first deadline.
+    let base = Instant::now() + Duration::from_millis(100);
+    let mut seed = 12345u64;
+    for _ in 0..3000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let ms = (seed >> 33) % 200;
+        let woke = woke.clone();
+        rt.spawn(move || {
+            let deadline = base + Duration::from_millis(ms);
+            sleep_until(deadline);
+            assert!(Instant::now() >= deadline, "woke early");
+            woke.borrow_mut().push(deadline);
+        })
+        .expect("spawn");
+    }
+    while rt.live() > 0 {
+        rt.turn(None).expect("turn");
+    }
+    let woke = woke.borrow();
+    assert_eq!(woke.len(), 3000);
+    assert!(
+        woke.windows(2).all(|w| w[0] <= w[1]),
+        "sleepers woke out of deadline order"
+    );
+}
+
+#[test]
+fn a_reader_parks_while_another_coroutine_runs() {
+    let rt = runtime(4);
+    let (a, b) = UnixStream::pair().expect("pair");
+    let log: Rc<RefCell<Vec<&'static str>>> = Rc::default();
+    let log_r = log.clone();
+    let reader = rt
+        .spawn(move || {
+            log_r.borrow_mut().push("reader waits");
+            let mut buf = [0u8; 5];
+            (&a).read_exact(&mut buf).expect("read");
+            log_r.borrow_mut().push("reader got data");
+            buf
+        })
+        .expect("spawn");
+    let log_w = log.clone();
+    rt.spawn(move || {
+        log_w.borrow_mut().push("writer runs");
+        sleep(Duration::from_millis(5));
+        b.write_all(b"hello").expect("write");
+    })
+    .expect("spawn");
+    assert_eq!(&reader.join().expect("join"), b"hello");
+    assert_eq!(
+        *log.borrow(),
+        ["reader waits", "writer runs", "reader got data"]
+    );
+}
+
+#[test]
+fn join_returns_the_value_and_propagates_a_panic() {
+    let mut rt = runtime(8);
+    let outcome = rt.block_on(|| {
+        let ok = spawn(|| 6 * 7);
+        let bad = spawn(|| -> u32 { panic!("boom in child") });
+        (ok.join(), bad.join())
+    });
+    let (ok, bad) = outcome.expect("parent");
+    assert_eq!(ok.expect("child value"), 42);
+    let err = bad.expect_err("child panicked");
+    assert!(err.is_panic());
+    assert_eq!(err.message(), Some("boom in child"));
+}
+
+#[test]
+fn a_panicking_coroutine_does_not_stop_the_others() {
+    let rt = runtime(8);
+    let done = Rc::new(Cell::new(false));
+    let d = done.clone();
+    let bad = rt.spawn(|| panic!("handler bug")).expect("spawn");
+    let good = rt
+        .spawn(move || {
+            sleep(Duration::from_millis(2));
+            d.set(true);
+        })
+        .expect("spawn");
+    assert!(bad.join().expect_err("panicked").is_panic());
+    good.join().expect("good one finished");
+    assert!(done.get());
+}
+
+#[test]
+fn timeout_cancels_and_destructors_run() {
+    let mut rt = runtime(4);
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let (r, after) = rt
+        .block_on(move || {
+            let r = timeout(Duration::from_millis(10), || {
+                let _guard = DropCounter(d.clone());
+                sleep(Duration::from_secs(10));
+                "finished"
+            });
+            let quick = timeout(Duration::from_secs(10), || "quick");
+            (r, quick)
+        })
+        .expect("block_on");
+    assert_eq!(r, Err(Elapsed));
+    assert_eq!(after, Ok("quick"));
+    assert_eq!(
+        drops.get(),
+        1,
+        "the guard inside the timed-out closure was dropped"
+    );
+}
+
+#[test]
+fn nested_timeouts_end_at_the_scope_that_expired() {
+    let mut rt = runtime(4);
+    let (outer, inner_ran_out) = rt
+        .block_on(|| {
+            let mut inner_result = None;
+            let outer = timeout(Duration::from_millis(10), || {
+                inner_result = Some(timeout(Duration::from_secs(10), || {
+                    sleep(Duration::from_secs(10))
+                }));
+            });
+            (outer, inner_result)
+        })
+        .expect("block_on");
+    assert_eq!(outer, Err(Elapsed));
+    assert!(
+        inner_ran_out.is_none(),
+        "the inner scope was unwound by the outer deadline"
+    );
+}
+
+#[test]
+fn offload_runs_on_another_thread_and_wakes_the_right_coroutine() {
+    let rt = runtime(8);
+    let loop_thread = std::thread::current().id();
+    let handles: Vec<_> = (0..4u64)
+        .map(|i| {
+            rt.spawn(move || {
+                offload(move || {
+                    std::thread::sleep(Duration::from_millis(20 - 5 * i));
+                    (i, std::thread::current().id())
+                })
+                .expect("offload")
+            })
+            .expect("spawn")
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let (got, thread) = h.join().expect("join");
+        assert_eq!(got, i as u64, "each coroutine got its own job's result");
+        assert_ne!(thread, loop_thread);
+    }
+}
+
+#[test]
+fn offload_reraises_the_jobs_panic_in_the_coroutine() {
+    let mut rt = runtime(2);
+    let err = rt
+        .block_on(|| offload(|| -> u8 { panic!("job failed") }))
+        .expect_err("panic propagates");
+    assert_eq!(err.message(), Some("job failed"));
+}
+
+#[test]
+fn connect_to_a_closed_port_fails_cleanly() {
+    let mut rt = runtime(2);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let err = rt
+        .block_on(move || TcpStream::connect(("127.0.0.1", port)).map(|_| ()))
+        .expect("coroutine")
+        .expect_err("nothing listens there");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn connect_accept_and_echo_between_coroutines() {
+    let mut rt = runtime(8);
+    let listener =
+        CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .expect("listener");
+    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else {
+        panic!("tcp")
+    };
+    let server = rt
+        .spawn(move || {
+            let (conn, peer) = listener.accept().expect("accept");
+            assert!(matches!(peer, Addr::Tcp(_)));
+            let mut buf = [0u8; 4];
+            (&conn).read_exact(&mut buf).expect("read");
+            conn.write_all(&buf).expect("echo");
+            conn.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        })
+        .expect("spawn");
+    let reply = rt
+        .block_on(move || {
+            let mut conn = TcpStream::connect(addr).expect("connect");
+            conn.write_all(b"ping").expect("write");
+            let mut reply = Vec::new();
+            conn.read_to_end(&mut reply).expect("read");
+            reply
+        })
+        .expect("client");
+    server.join().expect("server");
+    assert_eq!(reply, b"ping");
+}
+
+#[test]
+fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_written() {
+    let rt = runtime(4);
+    let (server_end, mut client_end) = UnixStream::pair().expect("pair");
+    let handler = rt
+        .spawn(move || {
+            cancel_at(
+                Some(Instant::now() + Duration::from_millis(10)),
+                CancelReason::Deadline,
+            );
+            let mut buf = [0u8; 16];
+            let err = server_end
+                .read(&mut buf)
+                .expect_err("nothing arrives before the deadline");
+            assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+            assert_eq!(take_cancel(), Some(CancelReason::Deadline));
+            server_end
+                .write_all(b"504")
+                .expect("the connection code can still answer");
+        })
+        .expect("spawn");
+    handler.join().expect("handler");
+    let mut answer = [0u8; 3];
+    client_end.read_exact(&mut answer).expect("read");
+    assert_eq!(&answer, b"504");
+}
+
+#[test]
+fn a_cancelled_coroutine_that_parks_again_is_unwound() {
+    let mut rt = runtime(4);
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let (a, _b) = UnixStream::pair().expect("pair");
+    let h = rt
+        .spawn(move || {
+            let _guard = DropCounter(d);
+            let mut buf = [0u8; 1];
+            let first = a.read(&mut buf);
+            assert_eq!(
+                first.expect_err("cancelled").kind(),
+                io::ErrorKind::ConnectionAborted
+            );
+            sleep(Duration::from_secs(10)); // ignores the error: unwound here
+            unreachable!("a cancelled coroutine cannot sleep");
+        })
+        .expect("spawn");
+    rt.turn(Some(Duration::ZERO)).expect("turn"); // it parks on the read
+    rt.cancel(h.id(), CancelReason::Shutdown);
+    match h.join() {
+        Err(JoinError::Cancelled(CancelReason::Shutdown)) => {}
+        other => panic!("expected a cancellation, got {other:?}"),
+    }
+    assert_eq!(drops.get(), 1);
+}
+
+#[test]
+fn abort_unwinds_a_parked_coroutine() {
+    let mut rt = runtime(4);
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let h = rt
+        .spawn(move || {
+            let _guard = DropCounter(d);
+            // A handler-level catch must not swallow the unwind of a dropped coroutine.
+            let r = catch_panic(|| sleep(Duration::from_secs(10)));
+            unreachable!("the forced unwind passed through catch_panic: {r:?}");
+        })
+        .expect("spawn");
+    rt.turn(Some(Duration::ZERO)).expect("turn");
+    rt.abort(h.id());
+    assert!(matches!(h.join(), Err(JoinError::Aborted)));
+    assert_eq!(drops.get(), 1);
+    assert_eq!(rt.live(), 0);
+}
+
+#[test]
+fn dropping_the_runtime_unwinds_every_coroutine() {
+    let drops = Rc::new(Cell::new(0));
+    {
+        let mut rt = runtime(16);
+        for _ in 0..10 {
+            let d = drops.clone();
+            rt.spawn(move || {
+                let _guard = DropCounter(d);
+                sleep(Duration::from_secs(10));
+            })
+            .expect("spawn");
+        }
+        let never_started = drops.clone();
+        rt.turn(Some(Duration::ZERO)).expect("turn");
+        rt.spawn(move || drop(never_started)).expect("spawn");
+    }
+    assert_eq!(drops.get(), 10);
+    assert_eq!(
+        Rc::strong_count(&drops),
+        1,
+        "the never-started closure was dropped too"
+    );
+}
+
+#[test]
+fn drain_waits_for_coroutines_then_drops_the_rest() {
+    let mut rt = runtime(4);
+    let quick = rt.spawn(|| sleep(Duration::from_millis(5))).expect("spawn");
+    let slow = rt.spawn(|| sleep(Duration::from_secs(30))).expect("spawn");
+    let mut turns = 0;
+    let dropped = rt
+        .drain(Instant::now() + Duration::from_millis(50), || turns += 1)
+        .expect("drain");
+    assert_eq!(dropped, 1);
+    assert!(turns > 0, "the per-turn hook ran");
+    quick.join().expect("quick finished");
+    assert!(matches!(slow.join(), Err(JoinError::Aborted)));
+}
+
+#[test]
+fn spawning_beyond_the_limit_fails_instead_of_mapping_more() {
+    let rt = runtime(2);
+    let _a = rt.spawn(|| ()).expect("1");
+    let _b = rt.spawn(|| ()).expect("2");
+    let err = rt.spawn(|| ()).expect_err("limit");
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    assert_eq!(rt.free_slots(), 0);
+}
+
+#[test]
+fn a_semaphore_limits_accepts_to_free_cores() {
+    let rt = runtime(16);
+    let listener =
+        CoListener::from_std_tcp(std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .expect("listener");
+    let Addr::Tcp(addr) = listener.local_addr().expect("addr") else {
+        panic!("tcp")
+    };
+    let cores = Semaphore::new(2);
+    let busy = Rc::new(Cell::new(0usize));
+    let peak = Rc::new(Cell::new(0usize));
+    let (busy2, peak2) = (busy.clone(), peak.clone());
+    let acceptor = rt
+        .spawn(move || {
+            for _ in 0..6 {
+                let permit = cores.acquire().expect("permit");
+                let (conn, _) = listener.accept().expect("accept");
+                let (busy, peak) = (busy2.clone(), peak2.clone());
+                spawn(move || {
+                    let _permit = permit;
+                    busy.set(busy.get() + 1);
+                    peak.set(peak.get().max(busy.get()));
+                    sleep(Duration::from_millis(5));
+                    conn.write_all(b"ok").expect("write");
+                    busy.set(busy.get() - 1);
+                });
+            }
+        })
+        .expect("spawn");
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            rt.spawn(move || {
+                let mut c = TcpStream::connect(addr).expect("connect");
+                let mut buf = Vec::new();
+                c.read_to_end(&mut buf).expect("read");
+                buf
+            })
+            .expect("spawn")
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().expect("client"), b"ok");
+    }
+    acceptor.join().expect("acceptor");
+    assert_eq!(peak.get(), 2, "never more requests in flight than permits");
+}
+
+#[test]
+fn channel_and_mutex_park_instead_of_blocking() {
+    let mut rt = runtime(8);
+    let total = rt
+        .block_on(|| {
+            let (tx, rx) = channel();
+            let shared = Rc::new(Mutex::new(Vec::new()));
+            for i in 0..3 {
+                let (tx, shared) = (tx.clone(), shared.clone());
+                spawn(move || {
+                    let mut guard = shared.lock().expect("lock");
+                    sleep(Duration::from_millis(1)); // held across a park: others wait
+                    guard.push(i);
+                    drop(guard);
+                    tx.send(i).expect("send");
+                });
+            }
+            drop(tx);
+            let mut sum = 0;
+            while let Ok(v) = rx.recv() {
+                sum += v;
+            }
+            assert_eq!(shared.lock().expect("lock").len(), 3);
+            sum
+        })
+        .expect("block_on");
+    assert_eq!(total, 3);
+}
+
+#[test]
+fn outside_a_coroutine_calls_fall_back_to_blocking() {
+    // No runtime on this thread at all.
+    let start = Instant::now();
+    sleep(Duration::from_millis(2));
+    assert!(start.elapsed() >= Duration::from_millis(2));
+    assert_eq!(offload(|| 5).expect("inline"), 5);
+    assert_eq!(timeout(Duration::from_secs(1), || 1), Ok(1));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().expect("accept");
+        s.write_all(b"hi").expect("write");
+    });
+    let mut c = TcpStream::connect(addr).expect("blocking connect");
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf)
+        .expect("blocking read through poll(2)");
+    assert_eq!(buf, b"hi");
+    server.join().expect("server");
+}
+
+#[test]
+fn a_second_runtime_on_one_thread_is_refused() {
+    let _rt = runtime(1);
+    let err = Runtime::new(RuntimeConfig::default()).expect_err("one per thread");
+    assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+}
+
+#[test]
+fn stack_size_below_the_minimum_is_refused() {
+    let cfg = RuntimeConfig {
+        stack_size: 16 * 1024,
+        ..RuntimeConfig::default()
+    };
+    let err = Runtime::new(cfg).expect_err("too small");
+    assert!(err.to_string().contains("64 KiB"), "{err}");
+}
+
+/// Selects the crashing path when this test binary is re-run as a child.
+const OVERFLOW_CHILD: &str = "RCONTAINER_TEST_OVERFLOW_CHILD";
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 4096]);
+    if depth == u64::MAX {
+        return 0;
+    }
+    recurse(depth + 1) + u64::from(frame[100])
+}
+
+#[test]
+fn overflow_child() {
+    if std::env::var_os(OVERFLOW_CHILD).is_none() {
+        return; // only does something when run by `a_stack_overflow_is_reported_and_the_worker_exits`
+    }
+    let mut rt = runtime(2);
+    let _ = rt.block_on(|| {
+        set_label("GET /deep");
+        recurse(0)
+    });
+    unreachable!("the overflow must end the process");
+}
+
+#[test]
+fn a_stack_overflow_is_reported_and_the_worker_exits() {
+    let exe = std::env::current_exe().expect("test binary");
+    let mut child = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "coro::tests::overflow_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(OVERFLOW_CHILD, "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn child");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the overflowing child hung");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    assert_eq!(
+        status.code(),
+        Some(crate::sys::fault::OVERFLOW_EXIT_CODE),
+        "stderr: {stderr}"
+    );
+    assert!(
+        stderr.contains("coroutine stack overflow"),
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
+    assert!(stderr.contains("`stack-size`"), "stderr: {stderr}");
+}
