@@ -25,7 +25,7 @@
 
 use std::fmt;
 use std::io;
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 use std::time::Duration;
 
@@ -127,8 +127,8 @@ const SEQLOCK_TRIES: usize = 1000;
 /// it can live in `'static` coroutine state).
 #[derive(Debug, Clone)]
 pub(crate) struct Scoreboard {
-    workers: Rc<SharedMapping<AtomicU64>>,
-    cores: Rc<SharedMapping<AtomicU64>>,
+    workers: Arc<SharedMapping<AtomicU64>>,
+    cores: Arc<SharedMapping<AtomicU64>>,
     slots: usize,
     cores_per_worker: usize,
 }
@@ -153,8 +153,8 @@ impl Scoreboard {
             .and_then(|rows| rows.checked_mul(CORE_WORDS))
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "scoreboard too big"))?;
         Ok(Scoreboard {
-            workers: Rc::new(SharedMapping::new_zeroed(slots * WORKER_WORDS)?),
-            cores: Rc::new(SharedMapping::new_zeroed(core_rows)?),
+            workers: Arc::new(SharedMapping::new_zeroed(slots * WORKER_WORDS)?),
+            cores: Arc::new(SharedMapping::new_zeroed(core_rows)?),
             slots,
             cores_per_worker,
         })
