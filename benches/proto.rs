@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 // `proto` is a leaf module (it imports nothing else from the crate), so the bench compiles it
 // on its own rather than widening the library's public API.
 #[path = "../src/proto/mod.rs"]
+#[allow(dead_code, unused_imports)] // the binary uses a part of the module
 mod proto;
 
 use proto::Limits;

@@ -21,8 +21,6 @@
 //! a worker killed in the middle of a write leaves the row marked busy and readers give up after
 //! a bounded number of tries instead of spinning.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -165,11 +163,6 @@ impl Scoreboard {
         (1..=self.slots).map(|n| WorkerId(u16::try_from(n).expect("invariant: slots <= u16::MAX")))
     }
 
-    /// Cores per worker (the `async` value it was created with).
-    pub(crate) fn cores_per_worker(&self) -> usize {
-        self.cores_per_worker
-    }
-
     /// The handle a worker writes through, or `None` for an id beyond the capacity.
     pub(crate) fn slot(&self, id: WorkerId) -> Option<WorkerSlot> {
         (id.0 >= 1 && id.index() < self.slots).then(|| WorkerSlot {
@@ -307,11 +300,6 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    /// This slot's id.
-    pub(crate) fn id(&self) -> WorkerId {
-        self.id
-    }
-
     fn row(&self) -> &[AtomicU64] {
         self.board
             .worker_row(self.id)

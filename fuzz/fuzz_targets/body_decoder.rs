@@ -5,6 +5,7 @@
 // build skips the rest of rcontainer (mio, nix, ...) and a stray `use crate::...` in proto
 // fails loudly.
 #[path = "../../src/proto/mod.rs"]
+#[allow(dead_code, unused_imports)] // the binary uses a part of the module
 mod proto;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| proto::fuzzing::body_decoder(data));

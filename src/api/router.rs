@@ -80,7 +80,7 @@ impl Router {
             routes.retain(|(p, _)| *p != prefix);
             routes.push((prefix, lookup(app)?));
         }
-        routes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Ok(Router { mounts: routes })
     }
 

@@ -940,7 +940,7 @@ impl<'a> Master<'a> {
 /// Daemonizes (or points the output at `logto`) before anything else is set up.
 fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -> io::Result<()> {
     if let Some(logfile) = &config.daemonize {
-        if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if Notifier::from_env().is_ok_and(|n| n.is_enabled()) {
             log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
         } else {
             *daemon = Some(daemon::daemonize(logfile).map_err(|e| {

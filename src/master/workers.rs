@@ -90,10 +90,6 @@ impl WorkerTable {
         self.workers.is_empty()
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.workers.len()
-    }
-
     /// Workers the master counts on to serve (booting or accepting).
     pub(crate) fn serving(&self) -> usize {
         self.workers.iter().filter(|w| w.state.is_serving()).count()

@@ -36,15 +36,6 @@ impl Protocol {
             Protocol::Http => "http",
         }
     }
-
-    /// Parses [`Protocol::scheme`] back.
-    pub(crate) fn from_scheme(scheme: &str) -> Option<Protocol> {
-        match scheme {
-            "uwsgi" => Some(Protocol::Uwsgi),
-            "http" => Some(Protocol::Http),
-            _ => None,
-        }
-    }
 }
 
 /// The address a listener is bound to.

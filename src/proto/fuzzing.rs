@@ -8,8 +8,9 @@
 #![cfg_attr(not(fuzzing), allow(unreachable_pub))]
 
 use super::cgi::{ConnInfo, vars_from_head};
+use super::http1::request::Version;
 use super::http1::{
-    BodyDecoder, BodyFraming, ResponseContext, Version, decide_framing, parse_request_head,
+    BodyDecoder, BodyFraming, ResponseContext, decide_framing, parse_request_head,
     write_response_head,
 };
 use super::uwsgi::{self, Modifier1, Packet};

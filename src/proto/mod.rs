@@ -29,7 +29,6 @@
 
 // The worker is the caller; until it is wired in (issue 4), only tests use parts of this
 // module. Remove this line once the worker calls it.
-#![allow(dead_code, unused_imports)]
 
 pub(crate) mod cgi;
 mod error;

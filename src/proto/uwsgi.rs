@@ -138,6 +138,7 @@ impl PacketHeader {
         }
     }
 
+    #[cfg(any(test, fuzzing))]
     /// The 4 wire bytes, exactly as nginx writes them.
     pub(crate) fn encode(self) -> [u8; HEADER_LEN] {
         let [lo, hi] = self.datasize.to_le_bytes();
@@ -172,16 +173,13 @@ impl Request {
         &self.vars
     }
 
-    /// Takes the vars out.
-    pub(crate) fn into_vars(self) -> Vars {
-        self.vars
-    }
-
+    #[cfg(any(test, fuzzing))]
     /// The header's modifier2 (0 from nginx).
     pub(crate) fn modifier2(&self) -> u8 {
         self.modifier2
     }
 
+    #[cfg(any(test, fuzzing))]
     /// The body length from `CONTENT_LENGTH` (empty or absent = 0). `HTTP_TRANSFER_ENCODING`
     /// plays no part: nginx has already de-chunked the body and sent its length.
     pub(crate) fn content_length(&self) -> u64 {
@@ -321,6 +319,7 @@ pub(crate) fn parse_decimal(digits: &[u8]) -> Option<u64> {
     })
 }
 
+#[cfg(any(test, fuzzing))]
 /// Builds a packet from a modifier pair and vars: the inverse of [`parse_packet`] (tests, the
 /// integration harness, the fuzz round trip). `None` if a key, a value or the whole block does
 /// not fit its u16 length.

@@ -59,14 +59,10 @@ impl Vars {
             .map(|&(k, v)| (k.of(&self.buf), v.of(&self.buf)))
     }
 
+    #[cfg(test)]
     /// The number of variables.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    /// Whether there are no variables.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 

@@ -4,8 +4,6 @@
 //! one clock for every process on a boot (unlike `Instant`, whose value cannot be stored), and
 //! does not jump when the wall clock is set. Wall-clock time is only for display (stats).
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time since boot on `CLOCK_MONOTONIC` (comparable across processes on the same boot).

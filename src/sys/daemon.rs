@@ -8,8 +8,6 @@
 //! Choices: the working directory is kept (relative paths in the INI keep their meaning; `chdir`
 //! exists for those who want `/`), and so is the umask (`umask` is a separate option).
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -110,13 +108,6 @@ fn wait_for_report(pipe: &OwnedFd) -> u8 {
 pub(crate) fn redirect_output(logfile: &Path) -> io::Result<()> {
     let log = open_log(logfile)?;
     redirect_stdout_stderr(&log)
-}
-
-/// stdin from `/dev/null` (a daemon must never read the terminal).
-pub(crate) fn redirect_stdin_to_null() -> io::Result<()> {
-    let devnull = File::open("/dev/null")?;
-    nix::unistd::dup2_stdin(&devnull)?;
-    Ok(())
 }
 
 fn redirect_stdout_stderr(log: &impl AsFd) -> io::Result<()> {

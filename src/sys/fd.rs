@@ -8,8 +8,6 @@
 //! Ownership rule: an inherited descriptor is owned by nobody in the new image until
 //! [`adopt_inherited_fds`] turns it into an `OwnedFd`; that function runs at most once per image.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
@@ -60,6 +58,7 @@ pub(crate) fn set_nonblocking(fd: impl AsFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
 /// Tells whether `FD_CLOEXEC` is set.
 pub(crate) fn is_cloexec(fd: impl AsFd) -> io::Result<bool> {
     let flags = FdFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFD)?);

@@ -10,8 +10,6 @@
 //! there is nothing to re-open or re-register. Writers may come and go; several letters in one
 //! write (`echo +++s`) arrive in order.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;

@@ -4,8 +4,6 @@
 //! `reload-on-rss` and the stats `rss`/`vsz` fields (bytes). It must not decide anything about
 //! the numbers.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::io;
 
 use nix::unistd::{SysconfVar, sysconf};

@@ -5,8 +5,6 @@
 //! When the variable is unset every call is a no-op. It must not decide *when* to notify: the
 //! master does (ready once every worker accepts, reloading before a re-exec, ...).
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -66,11 +64,13 @@ impl Notifier {
         self.send("STOPPING=1")
     }
 
+    #[cfg(test)]
     /// `STATUS=<text>` for `systemctl status` (newlines become spaces).
     pub(crate) fn status(&self, text: &str) -> io::Result<()> {
         self.send(&format!("STATUS={}", one_line(text)))
     }
 
+    #[cfg(test)]
     /// `WATCHDOG=1`: the keep-alive ping when the unit sets `WatchdogSec=`.
     pub(crate) fn watchdog(&self) -> io::Result<()> {
         self.send("WATCHDOG=1")

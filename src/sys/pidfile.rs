@@ -4,8 +4,6 @@
 //! can print them as they are (`pidfile /run/app.pid: no such file`). It must not decide what to
 //! do with a pid (signal it, wait for it): that is the caller's.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;

@@ -5,8 +5,6 @@
 //! is gone the others can no longer be changed). It must not decide when to drop (the master
 //! does it after binding sockets and writing the pidfile) nor log.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::ffi::CString;
 use std::io;
 use std::path::Path;

@@ -5,8 +5,6 @@
 //! not this module's. It must not log inside a forked child before the caller is ready, nor
 //! touch the scoreboard or the config.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
@@ -102,6 +100,7 @@ impl ExitStatus {
         }
     }
 
+    #[cfg(test)]
     /// The exit code, if the process exited rather than being killed.
     pub(crate) fn code(self) -> Option<i32> {
         match self {

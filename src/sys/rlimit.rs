@@ -3,8 +3,6 @@
 //! Owns `RLIMIT_NOFILE`. Every accepted connection costs a descriptor in a worker, and the
 //! common soft default (1024) is far below `async` x a few. It must not change any other limit.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::io;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};

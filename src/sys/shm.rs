@@ -8,8 +8,6 @@
 //! The mapping does not survive `exec`: after a re-exec the master builds a new one, and
 //! children forked earlier keep the old one (only they still map it).
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::io;
 use std::num::NonZeroUsize;
 use std::ptr::NonNull;

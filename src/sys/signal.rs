@@ -12,8 +12,6 @@
 //! Exactly one source is installed per process at a time (the master's, or after a fork the
 //! worker's). Signal numbers below are the Linux ones.
 
-#![allow(dead_code)] // API for the master (issue 5): remove once it is wired in.
-
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -18,7 +18,7 @@ use crate::api::{Handler, Request, Response, ResponseBody};
 use crate::config::value::AllowedPeer;
 use crate::coro::{self, Addr, CancelReason, CoStream, TaskId};
 use crate::net::listener::Protocol;
-use crate::proto::http1::{self, BodyEncoding, CHUNK_END, LAST_CHUNK};
+use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
@@ -284,6 +284,7 @@ fn stream_body(
 ) -> io::Result<u64> {
     let mut reader = reader.take(len.unwrap_or(u64::MAX));
     let mut chunk = vec![0u8; STREAM_CHUNK];
+    let mut framed = Vec::new();
     let mut sent = 0u64;
     loop {
         let n = match reader.read(&mut chunk) {
@@ -293,9 +294,8 @@ fn stream_body(
             Err(e) => return Err(e),
         };
         if encoding == BodyEncoding::Chunked {
-            let mut framed = format!("{n:x}\r\n").into_bytes();
-            framed.extend_from_slice(&chunk[..n]);
-            framed.extend_from_slice(CHUNK_END);
+            framed.clear();
+            http1::encode_chunk(&mut framed, &chunk[..n]);
             conn.send(&framed)?;
         } else {
             conn.send(&chunk[..n])?;
@@ -351,11 +351,6 @@ pub(crate) fn wants_close(response: &Response) -> bool {
 pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) {
     Counters::bump(&shared.counters.disconnects);
     log::info!("client gone mid-response peer={} error={error}", conn.peer);
-}
-
-/// Current request count, for the request log.
-pub(crate) fn request_count(shared: &Shared) -> u64 {
-    shared.counters.requests.get()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, AppOutcome, Conn, ConnGuard};
 use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
-use crate::proto::http1::{BodyDecoder, BodyEncoding, BodyFraming};
+use crate::proto::http1::{BodyDecoder, BodyEncoding};
 use crate::proto::uwsgi::{self, Packet};
 use crate::proto::{ParseError, Vars, http1};
 
@@ -95,11 +95,8 @@ fn serve_request(
     guard: &ConnGuard<'_>,
 ) -> io::Result<()> {
     let started = Instant::now();
-    let framing = match request.content_length() {
-        0 => BodyFraming::Empty,
-        n => BodyFraming::Length(n),
-    };
-    let mut body_state = BodyState::new(BodyDecoder::new(framing, shared.limits.limit_post), false);
+    let decoder = BodyDecoder::new(request.body_framing(), shared.limits.limit_post);
+    let mut body_state = BodyState::new(decoder, false);
     let scheme = request.scheme().to_string();
     let vars = vars_to_strings(request.vars());
     let var = |name: &str| {

@@ -72,9 +72,9 @@ fn every_invalid_http_request_gets_its_status_or_a_close_and_the_worker_lives() 
             .next()
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("{name}: bad .status file"));
-        match first_status(&http, &bytes) {
-            Some(status) => assert_eq!(status, expected, "{name}"),
-            None => {} // a closed connection is an acceptable refusal
+        // A closed connection (no status) is an acceptable refusal too.
+        if let Some(status) = first_status(&http, &bytes) {
+            assert_eq!(status, expected, "{name}");
         }
         assert_eq!(
             http_get(&http, "/").status,
@@ -92,8 +92,7 @@ fn every_valid_http_stream_gets_one_200_per_request() {
         let requests = expect.lines().filter(|l| l.trim() == "request").count();
         let keep_alive_last = expect
             .lines()
-            .filter(|l| l.starts_with("keep-alive "))
-            .last()
+            .rfind(|l| l.starts_with("keep-alive "))
             .is_some_and(|l| l.ends_with("yes"));
         let mut conn = http.connect();
         conn.send(&bytes);

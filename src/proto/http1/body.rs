@@ -164,6 +164,7 @@ impl BodyDecoder {
         }
     }
 
+    #[cfg(any(test, fuzzing))]
     /// The trailer fields of a finished chunked body (empty otherwise), names as sent.
     pub(crate) fn trailers(&self) -> Vec<(&str, &[u8])> {
         let Kind::Chunked(c) = &self.kind else {

@@ -7,10 +7,9 @@ pub(crate) mod body;
 pub(crate) mod request;
 pub(crate) mod response;
 
-pub(crate) use body::{BodyDecoder, BodyFraming, Decoded, MAX_CHUNK_EXTENSION, MAX_TRAILER_BYTES};
-pub(crate) use request::{MAX_HEADERS, RequestHead, Version, parse_request_head};
+pub(crate) use body::{BodyDecoder, BodyFraming};
+pub(crate) use request::{RequestHead, parse_request_head};
 pub(crate) use response::{
-    BodyEncoding, CHUNK_END, CONTINUE_100, ChunkHeader, InvalidHeader, LAST_CHUNK, ResponseContext,
-    ResponseFraming, decide_framing, encode_chunk, reason_phrase, write_error_response,
-    write_response_head,
+    BodyEncoding, CONTINUE_100, LAST_CHUNK, ResponseContext, decide_framing, encode_chunk,
+    reason_phrase, write_error_response, write_response_head,
 };
