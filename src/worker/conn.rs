@@ -127,7 +127,7 @@ impl<'s> ConnGuard<'s> {
     fn register(shared: &'s Shared) -> ConnGuard<'s> {
         let key = shared.conns.borrow_mut().entries.insert(ConnEntry {
             task: coro::current(),
-            idle: true,
+            idle: false,
         });
         ConnGuard { shared, key }
     }

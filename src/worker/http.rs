@@ -18,9 +18,12 @@ const MAX_DRAIN: u64 = 1 << 20;
 
 /// Serves requests on `conn` until the client closes, an error, or the worker drains.
 pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
+    // A new connection is busy until its first request is answered: a client that just
+    // connected has a request on its way, and a drain must not drop it.
+    let mut first = true;
     loop {
-        guard.set_idle(true);
-        let head = match read_head(&mut conn, shared) {
+        guard.set_idle(!first);
+        let head = match read_head(&mut conn, shared, first) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(Refused(status)) => {
@@ -33,6 +36,7 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
             }
         };
         guard.set_idle(false);
+        first = false;
         match serve_request(&mut conn, head, shared, guard) {
             Ok(true) => continue,
             Ok(false) => {
@@ -51,8 +55,13 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
 struct Refused(u16);
 
 /// Reads until a whole head is buffered. `Ok(None)`: the client closed or went idle past
-/// `socket-timeout` between requests (or the worker is draining), nothing to answer.
-fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Refused> {
+/// `socket-timeout` between requests (or the worker is draining and this is not the
+/// connection's `first` request), nothing to answer.
+fn read_head(
+    conn: &mut Conn,
+    shared: &Shared,
+    first: bool,
+) -> Result<Option<RequestHead>, Refused> {
     loop {
         match http1::parse_request_head(&conn.buf, &shared.limits) {
             Ok(Some((head, consumed))) => {
@@ -65,7 +74,7 @@ fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Re
                 return Err(Refused(error.status()));
             }
         }
-        if shared.draining.get() && conn.buf.is_empty() {
+        if shared.draining.get() && !first && conn.buf.is_empty() {
             return Ok(None);
         }
         match conn.fill() {

@@ -7,5 +7,6 @@ mod cli;
 mod corpus;
 mod harness;
 mod http;
+mod master;
 mod nginx;
 mod uwsgi;

@@ -1,0 +1,374 @@
+//! The master as an operator meets it: several workers, respawn, signals, reloads without a
+//! refused request, recycling, the watchdog, pidfile commands, daemonizing, touch files.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::client::{Proto, http_get};
+use crate::harness::{DEADLINE, Instance, Scratch, Signal, Target, run_cli};
+
+fn http(instance: &Instance) -> Target {
+    instance
+        .sockets
+        .iter()
+        .find(|t| t.proto == Proto::Http)
+        .expect("an http socket")
+        .clone()
+}
+
+/// The stats JSON from the instance's `stats = %dstats.sock`.
+fn stats(instance: &Instance) -> Value {
+    let mut stream = UnixStream::connect(instance.scratch.path().join("stats.sock"))
+        .expect("connect to the stats socket");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read stats");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
+}
+
+fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
+    stats(instance)["workers"]
+        .as_array()
+        .expect("workers array")
+        .iter()
+        .filter_map(|w| w["pid"].as_u64())
+        .filter(|&pid| pid != 0)
+        .collect()
+}
+
+/// Waits until `check` holds (polling), failing the test after [`DEADLINE`].
+fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never happened: {what}\n{}",
+            instance.logs()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ini(extra: &str) -> String {
+    format!(
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nstats = %dstats.sock\nmodule = echo\nmount = /sleep=sleep\n{extra}"
+    )
+}
+
+/// Sends requests from a thread until stopped; returns how many failed.
+struct Load {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl Load {
+    fn start(target: Target) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let (mut ok, mut failures) = (0, Vec::new());
+            while !flag.load(Ordering::Relaxed) {
+                let raw = b"GET /load HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+                match target
+                    .try_connect()
+                    .and_then(|mut c| c.send(raw).try_read_response(false))
+                {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => failures.push(format!("status {}", r.status)),
+                    Err(e) => failures.push(e.to_string()),
+                }
+            }
+            (ok, failures)
+        });
+        Load { stop, handle }
+    }
+
+    fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().expect("load thread")
+    }
+}
+
+#[test]
+fn processes_workers_are_forked_and_a_killed_one_is_respawned() {
+    let mut server = Instance::start("respawn", &ini("processes = 2\n"), &[]);
+    let pids = worker_pids(&server);
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let victim = *pids.iter().next().expect("a worker");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim as i32), Signal::SIGKILL)
+        .expect("kill a worker");
+    server.wait_for_log(&format!(
+        "worker died id=1 pid={victim} cause=signal:KILL action=respawn"
+    ));
+    eventually("a new worker replaces the killed one", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 2 && !now.contains(&victim)
+    });
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+    let doc = stats(&server);
+    assert_eq!(doc["pid"].as_u64(), Some(u64::from(server.pid())));
+    assert!(
+        doc["workers"][0]["cores"]
+            .as_array()
+            .is_some_and(|c| c.len() == 100)
+    );
+}
+
+#[test]
+fn sighup_replaces_every_worker_pid_keeps_the_master_pid_and_refuses_no_request() {
+    let mut server = Instance::start("sighup", &ini("processes = 2\n"), &[]);
+    let before = worker_pids(&server);
+    let load = Load::start(http(&server));
+    thread::sleep(Duration::from_millis(200));
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("old workers gone", &server, || {
+        worker_pids(&server).is_disjoint(&before)
+    });
+    thread::sleep(Duration::from_millis(200));
+    let (ok, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        ok + failures.len()
+    );
+    assert!(ok > 0);
+    let doc = stats(&server);
+    assert_eq!(
+        doc["pid"].as_u64(),
+        Some(u64::from(server.pid())),
+        "same master pid"
+    );
+    assert_eq!(worker_pids(&server).len(), 2);
+}
+
+#[test]
+fn a_reload_with_a_broken_config_keeps_the_old_one_running() {
+    let mut server = Instance::start("bad-reload", &ini(""), &[]);
+    let target = http(&server);
+    server
+        .scratch
+        .write("app.ini", "[rcontainer]\nprcesses = 2\n");
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log("reload refused");
+    assert_eq!(http_get(&target, "/").status, 200);
+}
+
+#[test]
+fn fifo_chain_reload_replaces_workers_one_at_a_time() {
+    let mut server = Instance::start("chain", &ini("processes = 2\nmaster-fifo = %dfifo\n"), &[]);
+    let before = worker_pids(&server);
+    let load = Load::start(http(&server));
+    fs::write(server.scratch.path().join("fifo"), "c\n").expect("write to the fifo");
+    server.wait_for_log("chain reload of 2 workers");
+    eventually("every worker replaced", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 2 && now.is_disjoint(&before)
+    });
+    let (_, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+}
+
+#[test]
+fn ttin_and_ttou_add_and_remove_a_worker() {
+    let mut server = Instance::start("ttin", &ini("processes = 1\n"), &[]);
+    server.signal(Signal::SIGTTIN);
+    eventually("two workers", &server, || worker_pids(&server).len() == 2);
+    server.signal(Signal::SIGTTOU);
+    eventually("back to one worker", &server, || {
+        worker_pids(&server).len() == 1
+    });
+    server.wait_for_log("removing a worker: target=1");
+}
+
+#[test]
+fn sigterm_drains_the_request_in_flight_removes_the_pidfile_and_exits_0() {
+    let mut server = Instance::start("term", &ini("processes = 2\npidfile = %dapp.pid\n"), &[]);
+    let pidfile = server.scratch.path().join("app.pid");
+    let pid: u32 = fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+    assert_eq!(pid, server.pid());
+    let target = http(&server);
+    let slow = thread::spawn(move || http_get(&target, "/sleep?ms=1500").status);
+    thread::sleep(Duration::from_millis(300));
+    server.signal(Signal::SIGTERM);
+    assert_eq!(slow.join().expect("client"), 200);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    assert!(!pidfile.exists(), "pidfile removed on exit");
+}
+
+#[test]
+fn sigint_stops_at_once() {
+    let mut server = Instance::start("int", &ini(""), &[]);
+    server.signal(Signal::SIGINT);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    server.wait_for_log("immediate shutdown");
+}
+
+#[test]
+fn a_worker_that_cannot_boot_stops_the_master_with_code_3_not_a_hot_loop() {
+    // A million cores of 64 MiB stacks cannot be reserved: every worker fails at boot.
+    let mut server = Instance::spawn(
+        "boot-failure",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nasync = 1000000\nstack-size = 65536\n",
+        &[],
+    );
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(3), "{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("giving up"), "{logs}");
+    assert!(
+        logs.matches("worker failed to start").count() <= 5,
+        "{logs}"
+    );
+}
+
+#[test]
+fn max_requests_recycles_workers_without_failing_requests() {
+    let mut server = Instance::start("recycle", &ini("processes = 1\nmax-requests = 5\n"), &[]);
+    let first = worker_pids(&server);
+    let target = http(&server);
+    for i in 0..20 {
+        assert_eq!(http_get(&target, "/").status, 200, "request {i}");
+    }
+    server.wait_for_log("recycling worker");
+    eventually("a new worker", &server, || {
+        worker_pids(&server).is_disjoint(&first)
+    });
+}
+
+#[test]
+fn the_watchdog_aborts_a_worker_whose_loop_is_blocked_and_respawns_it() {
+    let mut server = Instance::start("watchdog", &ini("worker-watchdog = 1\n"), &[]);
+    let target = http(&server);
+    let before = worker_pids(&server);
+    let blocked = thread::spawn({
+        let target = target.clone();
+        move || {
+            target.try_connect().and_then(|mut c| {
+                c.send(b"GET /sleep?ms=20000&block=1 HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .try_read_response(false)
+            })
+        }
+    });
+    server.wait_for_log("blocked its event loop");
+    server.wait_for_log("cause=signal:ABRT");
+    assert!(
+        blocked.join().expect("client").is_err(),
+        "the blocked request is cut"
+    );
+    eventually("a fresh worker", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 1 && now.is_disjoint(&before)
+    });
+    assert_eq!(http_get(&target, "/").status, 200);
+}
+
+#[test]
+fn touching_the_reload_file_reloads_gracefully() {
+    let mut server = Instance::start("touch", &ini("touch-reload = %dreload.touch\n"), &[]);
+    let before = worker_pids(&server);
+    thread::sleep(Duration::from_millis(1100)); // let the master take the file's first look
+    server.scratch.write("reload.touch", "now");
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("workers replaced", &server, || {
+        worker_pids(&server).is_disjoint(&before)
+    });
+}
+
+#[test]
+fn pidfile_commands_reload_and_stop_the_master() {
+    let mut server = Instance::start("pidfile-cmds", &ini("pidfile = %dapp.pid\n"), &[]);
+    let pidfile = server.scratch.path().join("app.pid");
+    let pidfile_arg = pidfile.to_str().expect("utf-8 path").to_string();
+    let out = run_cli(server.scratch.path(), &["--reload", &pidfile_arg]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    server.wait_for_log_count("rcontainer ready", 2);
+    let out = run_cli(server.scratch.path(), &["--graceful-stop", &pidfile_arg]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(server.wait_exit().code(), Some(0));
+    let missing = run_cli(server.scratch.path(), &["--stop", &pidfile_arg]);
+    assert_eq!(missing.code(), Some(1));
+    assert!(missing.stderr.contains("app.pid"), "{}", missing.stderr);
+}
+
+#[test]
+fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
+    let scratch = Scratch::new("daemonize");
+    let dir = scratch.path().display().to_string();
+    scratch.write(
+        "app.ini",
+        &format!(
+            "[rcontainer]\nhttp-socket = 127.0.0.1:0\ndaemonize = {dir}/app.log\npidfile = {dir}/app.pid\n"
+        ),
+    );
+    let out = run_cli(scratch.path(), &["--ini", "app.ini"]);
+    assert_eq!(
+        out.code(),
+        Some(0),
+        "the command returns once the daemon is ready: {}",
+        out.stderr
+    );
+    let pidfile = scratch.path().join("app.pid");
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .expect("pidfile")
+        .trim()
+        .parse()
+        .expect("pid");
+    let log = fs::read_to_string(scratch.path().join("app.log")).expect("log file");
+    assert!(log.contains("rcontainer ready"), "{log}");
+    let stop = run_cli(scratch.path(), &["--stop", pidfile.to_str().expect("path")]);
+    assert_eq!(stop.code(), Some(0), "{}", stop.stderr);
+    let start = Instant::now();
+    while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
+        if start.elapsed() > DEADLINE {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), Signal::SIGKILL);
+            panic!("the daemon did not stop");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn usr1_reopens_a_log_file_moved_away_by_logrotate() {
+    // The log goes to the file, not to the harness: wait for the ready line there.
+    let server = Instance::spawn("logreopen", &ini("logto = %dapp.log\n"), &[]);
+    let log = server.scratch.path().join("app.log");
+    let rotated = server.scratch.path().join("app.log.1");
+    eventually("the log file has the ready line", &server, || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("rcontainer ready"))
+    });
+    fs::rename(&log, &rotated).expect("rotate");
+    server.signal(Signal::SIGUSR1);
+    eventually("a new log file with the stats line", &server, || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("stats workers="))
+    });
+}
+
+#[test]
+fn the_fifo_pauses_and_resumes_accepting() {
+    let mut server = Instance::start("pause", &ini("master-fifo = %dfifo\n"), &[]);
+    let fifo = server.scratch.path().join("fifo");
+    fs::write(&fifo, "p").expect("fifo");
+    eventually("paused in stats", &server, || {
+        stats(&server)["workers"][0]["status"] == "pause"
+    });
+    fs::write(&fifo, "p").expect("fifo");
+    eventually("accepting again", &server, || {
+        stats(&server)["workers"][0]["accepting"] == 1
+    });
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+    server.wait_for_log("resumed accepting");
+}
