@@ -86,11 +86,12 @@ pids+=($!)
 uwsgi_port=$(free_port)
 cat >"$work/hello.py" <<'PY'
 def application(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "11")])
     return [b"Hello World"]
 PY
-uwsgi --plugin python3 --http-socket "127.0.0.1:$uwsgi_port" --wsgi-file "$work/hello.py" \
-  --master --processes 1 --disable-logging --http-keepalive >"$work/uwsgi.log" 2>&1 &
+# http11-socket keeps connections alive (wrk's default) when the app sends Content-Length.
+uwsgi --plugin python3 --http11-socket "127.0.0.1:$uwsgi_port" --wsgi-file "$work/hello.py" \
+  --master --processes 1 --disable-logging >"$work/uwsgi.log" 2>&1 &
 pids+=($!)
 
 wait_port "$nginx_port"; wait_port "$rc_port"; wait_port "$uwsgi_port"
