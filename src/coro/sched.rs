@@ -219,6 +219,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn task(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks
             .get_mut(id.index as usize)
@@ -241,6 +242,7 @@ impl Core {
     }
 
     /// Makes a parked task runnable if `w` is its current park. Returns whether it was woken.
+    #[inline]
     pub(crate) fn wake(&mut self, w: Waiter, how: Wake) -> bool {
         let Some(task) = self.tasks.get_mut(w.id.index as usize) else {
             return false;
@@ -331,6 +333,7 @@ thread_local! {
 }
 
 /// The runtime of the current thread, if one exists.
+#[inline]
 pub(crate) fn runtime() -> Option<&'static Inner> {
     let p = RUNTIME.with(Cell::get);
     // SAFETY: the pointer is set by `Runtime::new` to its boxed `Inner` and cleared by
@@ -341,6 +344,7 @@ pub(crate) fn runtime() -> Option<&'static Inner> {
 }
 
 /// The runtime, if the caller is a coroutine of it.
+#[inline]
 pub(crate) fn in_coroutine() -> Option<&'static Inner> {
     runtime().filter(|rt| rt.current.get().is_some())
 }
@@ -638,32 +642,41 @@ impl Inner {
         self.current.get().is_some() && self.aborting.get() == self.current.get()
     }
 
-    fn run_task(&self, id: TaskId, wake: Wake) {
-        let (mut co, yielder) = {
+    /// Resumes the next ready coroutine until it parks or finishes. Returns false when the
+    /// ready queue is empty.
+    #[inline]
+    fn run_next(&self) -> bool {
+        let (id, wake, mut co, yielder) = {
             let mut core = self.core.borrow_mut();
+            let Some((id, wake)) = core.ready.pop_front() else {
+                return false;
+            };
             let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else {
-                return;
+                return true; // dropped since it was queued
             };
             task.state = State::Running;
             let co = task
                 .co
                 .take()
                 .expect("invariant: a queued task owns its coroutine");
-            fault::set_label(task.label.as_bytes());
-            (co, task.yielder)
+            if !task.label.is_empty() {
+                fault::set_label(task.label.as_bytes());
+            }
+            (id, wake, co, task.yielder)
         };
         self.current.set(Some(id));
         self.yielder.set(yielder);
         let result = co.resume(wake);
         self.current.set(None);
-        fault::clear_label();
+        fault::clear_label(); // also covers a label set while it ran
+
         match result {
             CoroutineResult::Yield(()) => {
                 let mut core = self.core.borrow_mut();
                 if let Some(task) = core.task(id) {
                     task.co = Some(co);
                     task.yielder = self.yielder.get();
-                    return;
+                    return true;
                 }
                 drop(core);
                 self.drop_coroutine(id, co, self.yielder.get());
@@ -674,6 +687,7 @@ impl Inner {
                 drop(co.into_stack()); // back to the pool
             }
         }
+        true
     }
 
     /// Drops a coroutine outside any borrow, as the current task, so code running during its
@@ -796,6 +810,7 @@ impl Inner {
         Some(Waiter { id, epoch })
     }
 
+    #[inline]
     fn suspend(&self) -> Wake {
         let y = self.yielder.get();
         // SAFETY: `yielder` is the running coroutine's `Yielder`, which lives on that
@@ -809,6 +824,7 @@ impl Inner {
     /// `register` records the waiter where the awaited event will find it. A `fallible` park
     /// reports cancellation as an error once; otherwise (and the next time) the coroutine
     /// unwinds with a cancellation payload. An expired enclosing `timeout` scope always unwinds.
+    #[inline]
     pub(crate) fn park(
         &self,
         deadline: Option<Instant>,
@@ -889,6 +905,7 @@ impl Inner {
 
     /// Lets the other ready coroutines run, then continues. Unwinds if cancelled or if an
     /// enclosing `timeout` expired.
+    #[inline]
     pub(crate) fn yield_now(&self) {
         let id = self
             .current
@@ -921,6 +938,7 @@ impl Inner {
 
     /// Wakes `w` (from a primitive such as a channel or a semaphore). Returns whether it was
     /// still waiting.
+    #[inline]
     pub(crate) fn wake(&self, w: Waiter) -> bool {
         self.core.borrow_mut().wake(w, Wake::Event)
     }
@@ -958,6 +976,7 @@ impl Inner {
     }
 
     /// Parks the current coroutine until `token`'s fd may be ready in direction `dir`.
+    #[inline]
     pub(crate) fn wait_io(
         &self,
         token: Token,
@@ -1017,9 +1036,9 @@ impl Inner {
         let now = Instant::now();
         self.core.borrow_mut().fire_timers(now);
         for _ in 0..BUDGET {
-            let next = self.core.borrow_mut().ready.pop_front();
-            let Some((id, wake)) = next else { break };
-            self.run_task(id, wake);
+            if !self.run_next() {
+                break;
+            }
         }
         if now.duration_since(self.last_trim.get()) >= TRIM_EVERY {
             self.pool.trim();

@@ -23,12 +23,11 @@ const KEEP_WARM: usize = 64;
 
 struct Slots {
     reservation: Reservation,
-    /// Free slot indices; the top (end) is the most recently used, hence warmest, stack.
-    free: RefCell<Vec<u32>>,
+    /// Free slots as (index, may hold resident pages); the top (end) is the most recently
+    /// used, hence warmest, stack. Trimming clears the flag in place.
+    free: RefCell<Vec<(u32, bool)>>,
     /// Slots `0..prepared` have had their guard made.
     prepared: Cell<usize>,
-    /// Whether a slot may hold resident pages (it ran since it was last trimmed).
-    dirty: RefCell<Vec<bool>>,
     _region: RegionGuard,
 }
 
@@ -63,7 +62,6 @@ impl StackPool {
             slots: Rc::new(Slots {
                 free: RefCell::new(Vec::with_capacity(capacity)),
                 prepared: Cell::new(0),
-                dirty: RefCell::new(vec![false; capacity]),
                 reservation,
                 _region: region,
             }),
@@ -71,10 +69,11 @@ impl StackPool {
     }
 
     /// A stack, or `None` when all `capacity` are in use.
+    #[inline]
     pub(crate) fn take(&self) -> io::Result<Option<PooledStack>> {
         let s = &self.slots;
         let slot = match s.free.borrow_mut().pop() {
-            Some(slot) => slot as usize,
+            Some((slot, _)) => slot as usize,
             None => {
                 let next = s.prepared.get();
                 if next >= s.reservation.slots() {
@@ -85,7 +84,6 @@ impl StackPool {
                 next
             }
         };
-        s.dirty.borrow_mut()[slot] = true;
         let (lo, hi) = s.reservation.slot_range(slot);
         Ok(Some(PooledStack {
             pool: self.slots.clone(),
@@ -99,14 +97,12 @@ impl StackPool {
     /// stacks were trimmed.
     pub(crate) fn trim(&self) -> usize {
         let s = &self.slots;
-        let free = s.free.borrow();
+        let mut free = s.free.borrow_mut();
         let cold = free.len().saturating_sub(KEEP_WARM);
-        let mut dirty = s.dirty.borrow_mut();
         let mut trimmed = 0;
-        for &slot in &free[..cold] {
-            let slot = slot as usize;
-            if dirty[slot] && s.reservation.release_slot(slot).is_ok() {
-                dirty[slot] = false;
+        for (slot, dirty) in &mut free[..cold] {
+            if *dirty && s.reservation.release_slot(*slot as usize).is_ok() {
+                *dirty = false;
                 trimmed += 1;
             }
         }
@@ -141,8 +137,9 @@ pub(crate) struct PooledStack {
 }
 
 impl Drop for PooledStack {
+    #[inline]
     fn drop(&mut self) {
-        self.pool.free.borrow_mut().push(self.slot);
+        self.pool.free.borrow_mut().push((self.slot, true));
     }
 }
 

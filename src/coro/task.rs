@@ -96,6 +96,7 @@ pub(crate) struct JoinSlot<T> {
 pub(crate) struct Completion<T>(Rc<JoinSlot<T>>);
 
 impl<T> Drop for Completion<T> {
+    #[inline]
     fn drop(&mut self) {
         let mut result = self.0.result.borrow_mut();
         if result.is_none() {
@@ -108,6 +109,7 @@ impl<T> Drop for Completion<T> {
     }
 }
 
+#[inline]
 pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
     let slot = Rc::new(JoinSlot {
         result: RefCell::new(None),
@@ -118,6 +120,7 @@ pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
 
 /// The body of every coroutine: runs `f`, catches its panic or cancellation and reports the
 /// outcome to the join slot. The forced unwind of a dropped coroutine is passed through.
+#[inline]
 pub(crate) fn run_root<F, T>(y: &Y, f: F, completion: Completion<T>)
 where
     F: FnOnce() -> T,

@@ -30,6 +30,7 @@ pub fn sleep_until(deadline: Instant) {
 
 /// Lets every other ready coroutine run once, then continues. Call it inside long CPU loops.
 /// Outside a coroutine it is `std::thread::yield_now`.
+#[inline]
 pub fn yield_now() {
     match sched::in_coroutine() {
         Some(rt) => rt.yield_now(),
