@@ -187,6 +187,9 @@ fn maps() -> usize {
 /// Touches `bytes` of stack, then parks.
 #[inline(never)]
 fn touch_then(bytes: usize, park: &dyn Fn()) {
+    if bytes == 0 {
+        return park();
+    }
     let frame = black_box([1u8; 1024]);
     if bytes > 1024 {
         touch_then(bytes - 1024, park);
@@ -200,6 +203,10 @@ fn touch_then(bytes: usize, park: &dyn Fn()) {
 fn rss() {
     const N: usize = 10_000;
     let which = std::env::args().nth(2).unwrap_or_default();
+    let touch: usize = std::env::args()
+        .nth(3)
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     if which == "raw" {
         let before = status("VmRSS:");
         let maps_before = maps();
@@ -207,8 +214,8 @@ fn rss() {
             .map(|_| {
                 let mut co = Coroutine::with_stack(
                     DefaultStack::new(256 * 1024).expect("stack"),
-                    |y, ()| {
-                        touch_then(4096, &|| {
+                    move |y, ()| {
+                        touch_then(touch, &|| {
                             y.suspend(());
                         });
                     },
@@ -227,7 +234,7 @@ fn rss() {
         let before = status("VmRSS:");
         let maps_before = maps();
         for _ in 0..N {
-            rt.spawn(|| touch_then(4096, &|| rt::sleep(Duration::from_secs(3600))))
+            rt.spawn(move || touch_then(touch, &|| rt::sleep(Duration::from_secs(3600))))
                 .expect("spawn");
         }
         rt.turn(Some(Duration::ZERO)).expect("turn");
@@ -245,9 +252,9 @@ fn rss() {
         println!("{kib} {}", (maps() - maps_before) as f64 / N as f64);
         std::process::exit(0); // skip unwinding 10,000 stacks
     }
-    let run = |arg: &str| -> (f64, f64) {
+    let run = |arg: &str, touch: usize| -> (f64, f64) {
         let out = std::process::Command::new(std::env::current_exe().expect("exe"))
-            .args(["rss", arg])
+            .args(["rss", arg, &touch.to_string()])
             .output()
             .expect("child");
         let text = String::from_utf8_lossy(&out.stdout);
@@ -256,20 +263,26 @@ fn rss() {
             .map(|v| v.parse::<f64>().expect("number"));
         (it.next().expect("rss"), it.next().expect("maps"))
     };
-    let (ours, our_maps) = run("ours");
-    let (raw, raw_maps) = run("raw");
-    report(
-        "RSS per parked coroutine (4 KiB touched)",
-        ours,
-        raw,
-        "raw corosensei DefaultStack(256K)",
-        "KiB",
-        "<= 12 KiB",
-    );
-    println!(
-        "{:<44} {our_maps:>9.4} maps   | {:<34} {raw_maps:>9.4} maps",
-        "  kernel mappings per coroutine", ""
-    );
+    for (touch, label) in [
+        (0, "plain sleeper"),
+        (3072, "3x1 KiB frames, ~4 KiB stack"),
+        (4096, "4x1 KiB frames, ~5 KiB stack"),
+    ] {
+        let (ours, our_maps) = run("ours", touch);
+        let (raw, raw_maps) = run("raw", touch);
+        report(
+            &format!("RSS/coroutine, 10k parked, {label}"),
+            ours,
+            raw,
+            "raw corosensei DefaultStack(256K)",
+            "KiB",
+            "<= 12 KiB",
+        );
+        println!(
+            "{:<44} {our_maps:>9.4} maps   | {:<34} {raw_maps:>9.4} maps",
+            "  kernel mappings per coroutine", ""
+        );
+    }
 }
 
 /// 20,000 concurrent sleepers in one runtime with the default stack size.

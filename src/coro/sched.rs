@@ -557,7 +557,12 @@ impl Runtime {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
-        self.inner.abort_all();
+        // Destructors running during the unwinds may spawn; a few rounds catch those.
+        for _ in 0..4 {
+            if self.inner.abort_all() == 0 {
+                break;
+            }
+        }
         self.inner.offload.close();
         RUNTIME.with(|r| r.set(ptr::null()));
     }
@@ -573,16 +578,24 @@ fn check_map_count(capacity: usize) -> io::Result<()> {
     let (Ok(limit), Ok(now)) = (sys_stack::max_map_count(), sys_stack::map_count()) else {
         return Ok(()); // no /proc: nothing to check against
     };
+    match map_budget_error(capacity, per_slot, limit, now) {
+        Some(message) => Err(io::Error::other(message)),
+        None => Ok(()),
+    }
+}
+
+/// Why `capacity` stacks of `per_slot` mappings each do not fit under `limit` when the process
+/// already has `now` mappings (keeping 1024 spare for malloc and libraries), if they do not.
+fn map_budget_error(capacity: usize, per_slot: usize, limit: usize, now: usize) -> Option<String> {
     let needed = now + capacity * per_slot + 1024;
-    if needed > limit {
-        return Err(io::Error::other(format!(
+    (needed > limit).then(|| {
+        format!(
             "async = {capacity} coroutines need {} memory mappings (each stack and its guard \
              page), but vm.max_map_count is {limit} and the process already uses {now}: lower \
              `async` or raise the limit (sysctl -w vm.max_map_count={needed})",
             capacity * per_slot
-        )));
-    }
-    Ok(())
+        )
+    })
 }
 
 impl Inner {
@@ -1008,9 +1021,15 @@ impl Inner {
             "the runtime loop was re-entered (turn/join from inside the scheduler)"
         );
         self.in_turn.set(true);
-        let result = self.turn_inner(max_wait);
-        self.in_turn.set(false);
-        result
+        // Reset even if a panic escapes (it would be a runtime bug, but keep the flag honest).
+        struct Reset<'a>(&'a Cell<bool>);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _reset = Reset(&self.in_turn);
+        self.turn_inner(max_wait)
     }
 
     /// Poll (without blocking if coroutines are ready), fire due timers, then run the ready
@@ -1078,4 +1097,45 @@ fn unwind_expired_scope(scopes: &[(u64, Instant)]) -> ! {
     let now = Instant::now();
     let scope = scopes.iter().find(|s| s.1 <= now).map_or(0, |s| s.0);
     panic::resume_unwind(Box::new(TimeoutUnwind(scope)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_budget_refuses_what_would_not_fit() {
+        assert_eq!(
+            map_budget_error(20_000, 0, 65_530, 100),
+            None,
+            "madvise guards need none"
+        );
+        assert_eq!(map_budget_error(20_000, 2, 65_530, 100), None);
+        let err = map_budget_error(40_000, 2, 65_530, 100).expect("too many");
+        assert!(err.contains("async = 40000"), "{err}");
+        assert!(err.contains("vm.max_map_count is 65530"), "{err}");
+        assert!(err.contains("sysctl -w vm.max_map_count=81124"), "{err}");
+    }
+
+    #[test]
+    fn timers_order_by_deadline_then_arrival() {
+        let at = Instant::now();
+        let t = |at, seq| Timer {
+            at,
+            seq,
+            kind: TimerKind::Cancel(
+                TaskId {
+                    index: 0,
+                    generation: 0,
+                },
+                CancelReason::Deadline,
+            ),
+        };
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse(t(at + Duration::from_millis(2), 1)));
+        heap.push(Reverse(t(at, 3)));
+        heap.push(Reverse(t(at, 2)));
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(t)| t.seq)).collect();
+        assert_eq!(order, [2, 3, 1]);
+    }
 }
