@@ -159,8 +159,28 @@ fn spawn() {
         start.elapsed().as_nanos() as f64 / (BATCH * BATCHES) as f64
     });
     report(
-        "spawn + complete (pooled stack)",
+        "spawn + complete, JoinHandle dropped",
         ours,
+        reference,
+        "raw corosensei pooled create+run",
+        "ns",
+        "<= 150 ns",
+    );
+    let detached = measure(|| {
+        let start = Instant::now();
+        for _ in 0..BATCHES {
+            for _ in 0..BATCH {
+                rt.spawn_detached(|| black_box(())).expect("spawn");
+            }
+            while rt.live() > 0 {
+                rt.turn(None).expect("turn");
+            }
+        }
+        start.elapsed().as_nanos() as f64 / (BATCH * BATCHES) as f64
+    });
+    report(
+        "spawn_detached + complete (worker's path)",
+        detached,
         reference,
         "raw corosensei pooled create+run",
         "ns",

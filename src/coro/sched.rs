@@ -480,6 +480,16 @@ impl Runtime {
         self.inner.spawn(f)
     }
 
+    /// Starts `f` on a new coroutine without a join handle (cheaper: no allocation). For the
+    /// worker's per-connection coroutines, which report their own outcome (wrap the handler
+    /// in [`catch_panic`](crate::rt::catch_panic)). Fails with `WouldBlock` at the limit.
+    pub fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.inner.spawn_detached(f)
+    }
+
     /// Runs `f` on a coroutine and turns the loop until it finishes (other coroutines run
     /// meanwhile). For tests, tools and simple programs; a worker uses `turn`.
     pub fn block_on<F, T>(&mut self, f: F) -> Result<T, JoinError>
@@ -604,6 +614,22 @@ impl Inner {
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
+        let (slot, completion) = task::join_slot();
+        let id = self.spawn_root(move |y| task::run_root(y, f, Some(completion)))?;
+        Ok(JoinHandle::new(id, slot))
+    }
+
+    /// Spawns without a join slot (no allocation): for the worker's connection coroutines,
+    /// which report their own outcome. A panic is still caught at the root (and printed by the
+    /// panic hook).
+    pub(crate) fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.spawn_root(move |y| task::run_root::<F, ()>(y, f, None))
+    }
+
+    fn spawn_root(&self, root: impl FnOnce(&Y) + 'static) -> io::Result<TaskId> {
         let Some(stack) = self.pool.take()? else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -613,10 +639,7 @@ impl Inner {
                 ),
             ));
         };
-        let (slot, completion) = task::join_slot();
-        let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| {
-            task::run_root(y, f, completion);
-        });
+        let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| root(y));
         let mut core = self.core.borrow_mut();
         let generation = core.generation();
         let index = core.tasks.insert(Task {
@@ -637,7 +660,7 @@ impl Inner {
             generation,
         };
         core.ready.push_back((id, Wake::Event));
-        Ok(JoinHandle::new(id, slot))
+        Ok(id)
     }
 
     /// Called by a coroutine's root before anything else.

@@ -104,6 +104,24 @@ fn join_returns_the_value_and_propagates_a_panic() {
 }
 
 #[test]
+fn a_detached_coroutine_runs_and_its_panic_stays_inside_it() {
+    let mut rt = runtime(4);
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    rt.spawn_detached(move || r.set(r.get() + 1))
+        .expect("spawn");
+    rt.spawn_detached(|| panic!("detached handler bug"))
+        .expect("spawn");
+    let r = ran.clone();
+    rt.spawn_detached(move || r.set(r.get() + 1))
+        .expect("spawn");
+    while rt.live() > 0 {
+        rt.turn(None).expect("turn");
+    }
+    assert_eq!(ran.get(), 2);
+}
+
+#[test]
 fn a_panicking_coroutine_does_not_stop_the_others() {
     let rt = runtime(8);
     let done = Rc::new(Cell::new(false));
