@@ -59,7 +59,7 @@ pub use sched::{CancelReason, DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, Runti
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{
     JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, set_label, spawn,
-    take_cancel, try_spawn,
+    spawn_detached, take_cancel, try_spawn,
 };
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
 
