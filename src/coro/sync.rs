@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::sched::{self, Waiter};
+use super::time::deadline_after;
 
 /// Waits (parking, or turning the loop from the root context) until `ready()` holds.
 /// `register` records the waiter that the event will wake.
@@ -174,7 +175,7 @@ impl<T> Receiver<T> {
 
     /// Like [`recv`](Self::recv), failing with `TimedOut` after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> io::Result<T> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(Some(deadline_after(timeout)))
     }
 
     /// Takes the next value if one is queued.

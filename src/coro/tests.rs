@@ -164,6 +164,15 @@ fn timeout_cancels_and_destructors_run() {
 }
 
 #[test]
+fn a_timeout_of_duration_max_means_forever() {
+    let mut rt = runtime(2);
+    let r = rt
+        .block_on(|| timeout(Duration::MAX, || 7))
+        .expect("block_on");
+    assert_eq!(r, Ok(7));
+}
+
+#[test]
 fn nested_timeouts_end_at_the_scope_that_expired() {
     let mut rt = runtime(4);
     let (outer, inner_ran_out) = rt
