@@ -43,18 +43,54 @@ impl Default for RuntimeConfig {
 /// The coroutine runtime of one worker thread. Create it after `fork`; at most one per thread.
 ///
 /// The worker drives it with [`Runtime::turn`] and does its own per-turn work (heartbeat,
-/// signal flags) in between:
+/// signal flags) in between. A whole worker, in outline:
 ///
 /// ```no_run
-/// use rcontainer::rt::{self, Runtime, RuntimeConfig};
-/// use std::time::Duration;
-/// # fn main() -> std::io::Result<()> {
-/// let mut runtime = Runtime::new(RuntimeConfig::default())?;
-/// runtime.spawn(|| rt::sleep(Duration::from_millis(10)))?;
-/// while runtime.live() > 0 {
-///     runtime.turn(Some(Duration::from_secs(1)))?;
-///     // heartbeat, check signal flags...
+/// use rcontainer::rt::{self, CancelReason, CoListener, CoStream, Runtime, RuntimeConfig, Semaphore};
+/// use std::os::fd::OwnedFd;
+/// use std::time::{Duration, Instant};
+///
+/// fn serve(conn: CoStream, harakiri: Duration) {
+///     rt::set_label("GET /path"); // once the request line is parsed
+///     rt::cancel_at(Some(Instant::now() + harakiri), CancelReason::Deadline);
+///     let outcome = rt::catch_panic(|| { /* handler(&mut request) -> io::Result<..> */ });
+///     rt::cancel_at(None, CancelReason::Deadline);
+///     let _status = match (outcome, rt::take_cancel()) {
+///         (_, Some(_)) => 504,   // deadline passed: the handler was told (TimedOut) or unwound
+///         (Err(_), None) => 500, // the handler panicked
+///         (Ok(()), None) => 200,
+///     };
+///     let _ = conn.write_all(b"HTTP/1.1 ...");
 /// }
+///
+/// # fn worker(listener_fds: Vec<OwnedFd>, cores: usize, stop: impl Fn() -> bool) -> std::io::Result<()> {
+/// let mut runtime = Runtime::new(RuntimeConfig {
+///     stack_size: 256 * 1024,
+///     max_coroutines: cores + listener_fds.len(), // requests + one acceptor per listener
+///     offload_threads: 4,
+/// })?;
+/// let free_cores = Semaphore::new(cores);
+/// let mut acceptors = Vec::new();
+/// for fd in listener_fds {
+///     let listener = CoListener::from_fd(fd)?;
+///     let free_cores = free_cores.clone();
+///     acceptors.push(runtime.spawn_detached(move || loop {
+///         let Ok(permit) = free_cores.acquire() else { return }; // parks while all are busy
+///         let Ok((conn, _peer)) = listener.accept() else { continue };
+///         let _ = rt::spawn_detached(move || {
+///             let _permit = permit; // the core is free again when the request ends
+///             serve(conn, Duration::from_secs(60));
+///         });
+///     })?);
+/// }
+/// while !stop() {
+///     runtime.turn(Some(Duration::from_secs(1)))?;
+///     // scoreboard heartbeat here
+/// }
+/// for id in acceptors {
+///     runtime.abort(id); // stop accepting
+/// }
+/// runtime.drain(Instant::now() + Duration::from_secs(60), || { /* heartbeat */ })?;
 /// # Ok(()) }
 /// ```
 pub struct Runtime {

@@ -299,6 +299,46 @@ fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_writte
 }
 
 #[test]
+fn a_handler_sleeping_past_its_deadline_is_unwound_and_the_connection_answers_504() {
+    let mut rt = runtime(4);
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let (server_end, mut client_end) = UnixStream::pair().expect("pair");
+    rt.spawn_detached(move || {
+        cancel_at(
+            Some(Instant::now() + Duration::from_millis(5)),
+            CancelReason::Deadline,
+        );
+        let outcome = catch_panic(|| {
+            let _request_state = DropCounter(d);
+            sleep(Duration::from_secs(10)); // infallible park: unwound at the deadline
+        });
+        assert!(matches!(
+            outcome,
+            Err(JoinError::Cancelled(CancelReason::Deadline))
+        ));
+        let status: &[u8] = if take_cancel().is_some() {
+            b"504"
+        } else {
+            b"200"
+        };
+        server_end.write_all(status).expect("answer");
+    })
+    .expect("spawn");
+    while rt.live() > 0 {
+        rt.turn(None).expect("turn");
+    }
+    let mut answer = [0u8; 3];
+    client_end.read_exact(&mut answer).expect("read");
+    assert_eq!(&answer, b"504");
+    assert_eq!(
+        drops.get(),
+        1,
+        "the handler's state was dropped by the unwind"
+    );
+}
+
+#[test]
 fn a_cancelled_coroutine_that_parks_again_is_unwound() {
     let mut rt = runtime(4);
     let drops = Rc::new(Cell::new(0));
