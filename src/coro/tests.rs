@@ -272,6 +272,94 @@ fn connect_accept_and_echo_between_coroutines() {
 }
 
 #[test]
+fn listeners_adopted_from_raw_fds_accept_tcp_and_unix() {
+    let mut rt = runtime(8);
+    let dir = std::env::temp_dir().join(format!("rcontainer-coro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("listener.sock");
+    let _ = std::fs::remove_file(&path);
+    let unix_fd: std::os::fd::OwnedFd = std::os::unix::net::UnixListener::bind(&path)
+        .expect("bind unix")
+        .into();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let tcp_addr = tcp.local_addr().expect("addr");
+    let tcp_fd: std::os::fd::OwnedFd = tcp.into();
+    let unix_listener = CoListener::from_fd(unix_fd).expect("unix listener");
+    let tcp_listener = CoListener::from_fd(tcp_fd).expect("tcp listener");
+    assert!(matches!(
+        unix_listener.local_addr(),
+        Ok(Addr::Unix(Some(_)))
+    ));
+    for listener in [unix_listener, tcp_listener] {
+        rt.spawn_detached(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            conn.write_all(b"hi").expect("write");
+        })
+        .expect("spawn");
+    }
+    let p = path.clone();
+    let got = rt
+        .block_on(move || {
+            let mut out = Vec::new();
+            for mut conn in [
+                UnixStream::connect(&p).expect("unix"),
+                TcpStream::connect(tcp_addr).expect("tcp"),
+            ] {
+                let mut buf = Vec::new();
+                conn.read_to_end(&mut buf).expect("read");
+                out.push(buf);
+            }
+            out
+        })
+        .expect("client");
+    assert_eq!(got, [b"hi".to_vec(), b"hi".to_vec()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_writer_parks_on_a_full_socket_until_the_reader_drains_it() {
+    let mut rt = runtime(4);
+    let (a, b) = UnixStream::pair().expect("pair");
+    const TOTAL: usize = 4 * 1024 * 1024; // far more than a socket buffer
+    let writer = rt
+        .spawn(move || {
+            let chunk = vec![7u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < TOTAL {
+                a.write_all(&chunk).expect("write");
+                sent += chunk.len();
+            }
+        })
+        .expect("spawn");
+    let reader = rt
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while got < TOTAL {
+                got += b.read(&mut buf).expect("read");
+            }
+            got
+        })
+        .expect("spawn");
+    writer.join().expect("writer");
+    assert_eq!(reader.join().expect("reader"), TOTAL);
+}
+
+#[test]
+fn a_read_timeout_fails_with_timed_out() {
+    let mut rt = runtime(2);
+    let (mut a, _b) = UnixStream::pair().expect("pair");
+    let err = rt
+        .block_on(move || {
+            a.set_read_timeout(Some(Duration::from_millis(5)));
+            a.read(&mut [0u8; 1]).map(|_| ())
+        })
+        .expect("coroutine")
+        .expect_err("nothing to read");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+}
+
+#[test]
 fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_written() {
     let rt = runtime(4);
     let (server_end, mut client_end) = UnixStream::pair().expect("pair");
