@@ -318,7 +318,7 @@ fn listeners_adopted_from_raw_fds_accept_tcp_and_unix() {
 
 #[test]
 fn a_writer_parks_on_a_full_socket_until_the_reader_drains_it() {
-    let mut rt = runtime(4);
+    let rt = runtime(4);
     let (a, b) = UnixStream::pair().expect("pair");
     const TOTAL: usize = 4 * 1024 * 1024; // far more than a socket buffer
     let writer = rt
