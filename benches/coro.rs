@@ -30,7 +30,7 @@ fn measure(mut f: impl FnMut() -> f64) -> f64 {
 
 fn report(what: &str, ours: f64, reference: f64, reference_name: &str, unit: &str, target: &str) {
     println!(
-        "{what:<44} {ours:>9.1} {unit:<6} | {reference_name:<34} {reference:>9.1} {unit:<6} | ratio {:>5.2}x | target {target}",
+        "{what:<50} {ours:>9.1} {unit:<6} | {reference_name:<34} {reference:>9.1} {unit:<6} | ratio {:>5.2}x | target {target}",
         ours / reference
     );
 }
@@ -299,7 +299,7 @@ fn rss() {
             "<= 12 KiB",
         );
         println!(
-            "{:<44} {our_maps:>9.4} maps   | {:<34} {raw_maps:>9.4} maps",
+            "{:<50} {our_maps:>9.4} maps   | {:<34} {raw_maps:>9.4} maps",
             "  kernel mappings per coroutine", ""
         );
     }
@@ -330,7 +330,7 @@ fn many() {
         rt.turn(None).expect("turn");
     }
     println!(
-        "{:<44} {parked:>9} alive  | {} ; {rss:.1} KiB RSS each; maps {maps_before} -> {maps_now} (max_map_count {}); all woke in {:?}",
+        "{:<50} {parked:>9} alive  | {} ; {rss:.1} KiB RSS each; maps {maps_before} -> {maps_now} (max_map_count {}); all woke in {:?}",
         "20,000 concurrent sleepers, 256 KiB stacks",
         rt.stack_summary(),
         std::fs::read_to_string("/proc/sys/vm/max_map_count")

@@ -93,14 +93,17 @@ impl StackPool {
         }))
     }
 
-    /// Returns the pages of idle stacks beyond the warm set to the kernel. Returns how many
-    /// stacks were trimmed.
-    pub(crate) fn trim(&self) -> usize {
+    /// Returns the pages of up to `max` idle stacks beyond the warm set to the kernel (about
+    /// 5 µs each, so the caller bounds the work per loop turn). Returns how many were trimmed.
+    pub(crate) fn trim(&self, max: usize) -> usize {
         let s = &self.slots;
         let mut free = s.free.borrow_mut();
         let cold = free.len().saturating_sub(KEEP_WARM);
         let mut trimmed = 0;
         for (slot, dirty) in &mut free[..cold] {
+            if trimmed == max {
+                break;
+            }
             if *dirty && s.reservation.release_slot(*slot as usize).is_ok() {
                 *dirty = false;
                 trimmed += 1;
@@ -196,7 +199,8 @@ mod tests {
             .map(|_| pool.take().expect("take").expect("slot"))
             .collect();
         drop(all);
-        assert_eq!(pool.trim(), 3);
-        assert_eq!(pool.trim(), 0, "already clean");
+        assert_eq!(pool.trim(2), 2, "bounded");
+        assert_eq!(pool.trim(10), 1);
+        assert_eq!(pool.trim(10), 0, "already clean");
     }
 }
