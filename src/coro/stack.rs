@@ -22,13 +22,14 @@ pub(crate) const GUARD_BYTES: usize = 64 * 1024;
 const KEEP_WARM: usize = 64;
 
 struct Slots {
+    /// Declared first so the fault handler forgets the range before it is unmapped.
+    _region: RegionGuard,
     reservation: Reservation,
     /// Free slots as (index, may hold resident pages); the top (end) is the most recently
     /// used, hence warmest, stack. Trimming clears the flag in place.
     free: RefCell<Vec<(u32, bool)>>,
     /// Slots `0..prepared` have had their guard made.
     prepared: Cell<usize>,
-    _region: RegionGuard,
 }
 
 /// A pool of `capacity` stacks of one size. Cheap to clone (shared by reference count: stacks
