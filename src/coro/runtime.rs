@@ -76,7 +76,10 @@ impl Default for RuntimeConfig {
 ///     let free_cores = free_cores.clone();
 ///     acceptors.push(runtime.spawn_detached(move || loop {
 ///         let Ok(permit) = free_cores.acquire() else { return }; // parks while all are busy
-///         let Ok((conn, _peer)) = listener.accept() else { continue };
+///         let (conn, _peer) = match listener.accept() {
+///             Ok(accepted) => accepted,
+///             Err(_) => { rt::sleep(Duration::from_millis(100)); continue } // EMFILE: no spin
+///         };
 ///         let _ = rt::spawn_detached(move || {
 ///             let _permit = permit; // the core is free again when the request ends
 ///             serve(conn, Duration::from_secs(60));
