@@ -210,7 +210,7 @@ impl<T> JoinHandle<T> {
 /// ```no_run
 /// # use rcontainer::rt;
 /// let child = rt::spawn(|| 6 * 7);
-/// assert_eq!(child.join().unwrap(), 42);
+/// assert_eq!(child.join().expect("child"), 42);
 /// ```
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
