@@ -125,7 +125,8 @@ fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io:
 /// so one coroutine can read while another writes).
 ///
 /// Timeouts ([`set_read_timeout`](Self::set_read_timeout)) apply per operation: a `read` that
-/// waits longer fails with `TimedOut`.
+/// waits longer fails with `TimedOut`. At most one coroutine may wait to read and one to write
+/// at a time (a second reader would take the first one's place and leave it parked).
 pub struct CoStream {
     sock: Sock,
     token: Option<Token>,
