@@ -21,6 +21,7 @@ use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage};
 
 use super::offload::offload;
 use super::sched::{self, Dir};
+use super::time::deadline_after;
 
 /// The address of a peer or of a listener.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -124,7 +125,8 @@ fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io:
 /// so one coroutine can read while another writes).
 ///
 /// Timeouts ([`set_read_timeout`](Self::set_read_timeout)) apply per operation: a `read` that
-/// waits longer fails with `TimedOut`.
+/// waits longer fails with `TimedOut`. At most one coroutine may wait to read and one to write
+/// at a time (a second reader would take the first one's place and leave it parked).
 pub struct CoStream {
     sock: Sock,
     token: Option<Token>,
@@ -274,7 +276,7 @@ impl CoStream {
         loop {
             match op(&self.sock) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    let at = *deadline.get_or_insert_with(|| timeout.map(|d| Instant::now() + d));
+                    let at = *deadline.get_or_insert_with(|| timeout.map(deadline_after));
                     self.wait(dir, at)?;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -518,7 +520,7 @@ impl TcpStream {
 
     /// Connects to `addr`, failing with `TimedOut` after `timeout`.
     pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<CoStream> {
-        connect_tcp(*addr, Some(Instant::now() + timeout))
+        connect_tcp(*addr, Some(deadline_after(timeout)))
     }
 }
 

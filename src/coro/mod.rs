@@ -4,7 +4,8 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `sched.rs` | `Runtime`: task slab, ready queue, timer heap, I/O waiters, park/wake, the loop turn |
+//! | `runtime.rs` | `Runtime`, `RuntimeConfig`: creation after fork, start-up checks, drain |
+//! | `sched.rs` | the scheduler: task slab, ready queue, timer heap, I/O waiters, park/wake, the loop turn |
 //! | `task.rs` | `spawn`/`JoinHandle`, each coroutine's root (panics caught there), cancellation API |
 //! | `time.rs` | `sleep`, `yield_now`, `timeout` |
 //! | `io.rs` | `CoStream`, `CoListener`, `TcpStream::connect`, `UnixStream` |
@@ -47,6 +48,7 @@
 
 mod io;
 mod offload;
+mod runtime;
 mod sched;
 mod stack;
 mod sync;
@@ -55,11 +57,12 @@ mod time;
 
 pub use io::{Addr, CoListener, CoStream, TcpStream, UnixStream};
 pub use offload::offload;
-pub use sched::{CancelReason, DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig, TaskId};
+pub use runtime::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig};
+pub use sched::{CancelReason, TaskId};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{
     JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, set_label, spawn,
-    take_cancel, try_spawn,
+    spawn_detached, take_cancel, try_spawn,
 };
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
 

@@ -1,5 +1,6 @@
-//! The scheduler: one [`Runtime`] per worker thread owning the `mio::Poll`, the task slab, the
-//! ready queue, the timer heap, the I/O waiter slab, the stack pool and the offload pool.
+//! The scheduler of one worker thread (`Inner`, wrapped by `runtime::Runtime`): it owns the
+//! `mio::Poll`, the task slab, the ready queue, the timer heap, the I/O waiter slab, the stack
+//! pool and the offload pool.
 //!
 //! How a coroutine waits ("park"): it records who may wake it (a [`Waiter`]: task id + park
 //! epoch) in whatever it waits on (an I/O slot, a timer, a channel...), marks itself parked and
@@ -29,9 +30,8 @@ use slab::Slab;
 
 use super::offload::Offload;
 use super::stack::{PooledStack, StackPool};
-use super::task::{self, JoinError, JoinHandle};
-use crate::sys::fault::{self, AltStack};
-use crate::sys::stack as sys_stack;
+use super::task::{self, JoinHandle};
+use crate::sys::fault;
 
 /// A coroutine of this runtime: resumed with why it woke, yields nothing (what it waits for is
 /// recorded before it switches), returns nothing (results go through its join slot).
@@ -43,12 +43,10 @@ const WAKER_TOKEN: Token = Token(usize::MAX);
 /// Coroutines resumed per turn before the loop polls for I/O again (bounds I/O latency when
 /// many coroutines keep yielding; the poll is then non-blocking).
 const BUDGET: usize = 256;
-/// How often idle stacks beyond the warm set give their memory back.
+/// How often idle stacks beyond the warm set give their memory back, and how many at most
+/// each time (~5 µs each: at most ~1.3 ms of loop time per second).
 const TRIM_EVERY: Duration = Duration::from_secs(1);
-/// Smallest `stack-size` accepted: a panic with a symbolised backtrace alone needs ~24 KiB.
-pub const MIN_STACK_SIZE: usize = 64 * 1024;
-/// Default `stack-size` (256 KiB): RSS only grows with the pages a handler touches.
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+const TRIM_MAX: usize = 256;
 
 /// Identifies one coroutine of a runtime; never reused for another coroutine (a generation
 /// counter tells slots apart).
@@ -219,6 +217,7 @@ impl Core {
         }
     }
 
+    #[inline]
     fn task(&mut self, id: TaskId) -> Option<&mut Task> {
         self.tasks
             .get_mut(id.index as usize)
@@ -241,6 +240,7 @@ impl Core {
     }
 
     /// Makes a parked task runnable if `w` is its current park. Returns whether it was woken.
+    #[inline]
     pub(crate) fn wake(&mut self, w: Waiter, how: Wake) -> bool {
         let Some(task) = self.tasks.get_mut(w.id.index as usize) else {
             return false;
@@ -331,6 +331,7 @@ thread_local! {
 }
 
 /// The runtime of the current thread, if one exists.
+#[inline]
 pub(crate) fn runtime() -> Option<&'static Inner> {
     let p = RUNTIME.with(Cell::get);
     // SAFETY: the pointer is set by `Runtime::new` to its boxed `Inner` and cleared by
@@ -341,6 +342,7 @@ pub(crate) fn runtime() -> Option<&'static Inner> {
 }
 
 /// The runtime, if the caller is a coroutine of it.
+#[inline]
 pub(crate) fn in_coroutine() -> Option<&'static Inner> {
     runtime().filter(|rt| rt.current.get().is_some())
 }
@@ -364,94 +366,19 @@ pub(crate) struct Inner {
     next_scope: Cell<u64>,
 }
 
-/// Settings fixed when a worker creates its runtime (after fork).
-#[derive(Clone, Debug)]
-pub struct RuntimeConfig {
-    /// Usable bytes of each coroutine stack (`stack-size`), at least [`MIN_STACK_SIZE`].
-    pub stack_size: usize,
-    /// Most coroutines alive at once (`async`, plus any the worker needs for listeners).
-    pub max_coroutines: usize,
-    /// Threads of the offload pool (`offload-threads`); started lazily, at least 1.
-    pub offload_threads: usize,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        RuntimeConfig {
-            stack_size: DEFAULT_STACK_SIZE,
-            max_coroutines: 100,
-            offload_threads: 4,
-        }
-    }
-}
-
-/// The coroutine runtime of one worker thread. Create it after `fork`; at most one per thread.
-///
-/// The worker drives it with [`Runtime::turn`] and does its own per-turn work (heartbeat,
-/// signal flags) in between:
-///
-/// ```no_run
-/// use rcontainer::rt::{self, Runtime, RuntimeConfig};
-/// use std::time::Duration;
-/// # fn main() -> std::io::Result<()> {
-/// let mut runtime = Runtime::new(RuntimeConfig::default())?;
-/// runtime.spawn(|| rt::sleep(Duration::from_millis(10)))?;
-/// while runtime.live() > 0 {
-///     runtime.turn(Some(Duration::from_secs(1)))?;
-///     // heartbeat, check signal flags...
-/// }
-/// # Ok(()) }
-/// ```
-pub struct Runtime {
-    inner: Box<Inner>,
-    _altstack: Option<AltStack>,
-}
-
-impl std::fmt::Debug for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
-            .field("live", &self.live())
-            .field("pool", &self.inner.pool)
-            .finish()
-    }
-}
-
-impl Runtime {
-    /// Creates the runtime of the current thread: reserves the stacks, installs the
-    /// stack-overflow handler, opens the poller. Fails if the thread already has a runtime, if
-    /// the stack size is below 64 KiB, or if `max_coroutines` stacks would not fit under
-    /// `vm.max_map_count`.
-    pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
-        if runtime().is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "this thread already has a coroutine runtime",
-            ));
-        }
-        if config.stack_size < MIN_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "stack-size {} KiB is below the minimum of {} KiB",
-                    config.stack_size / 1024,
-                    MIN_STACK_SIZE / 1024
-                ),
-            ));
-        }
-        let capacity = config.max_coroutines.max(1);
-        check_map_count(capacity)?;
-        let pool = StackPool::new(capacity, config.stack_size)?;
-        let altstack = fault::ensure_altstack()?;
+impl Inner {
+    /// Creates the runtime state around `pool` and makes it this thread's runtime.
+    pub(super) fn install(pool: StackPool, offload_threads: usize) -> io::Result<Box<Inner>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(&registry, WAKER_TOKEN)?;
         let inner = Box::new(Inner {
-            core: RefCell::new(Core::new(capacity)),
+            core: RefCell::new(Core::new(pool.capacity())),
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(1024)),
             registry,
             pool,
-            offload: Offload::new(config.offload_threads.max(1), waker),
+            offload: Offload::new(offload_threads.max(1), waker),
             current: Cell::new(None),
             yielder: Cell::new(ptr::null()),
             aborting: Cell::new(None),
@@ -460,133 +387,50 @@ impl Runtime {
             next_scope: Cell::new(0),
         });
         RUNTIME.with(|r| r.set(&*inner));
-        Ok(Runtime {
-            inner,
-            _altstack: altstack,
-        })
+        Ok(inner)
     }
 
-    /// Starts `f` on a new coroutine; it first runs at the next [`turn`](Self::turn). Fails with
-    /// `WouldBlock` when `max_coroutines` are alive.
-    pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
-    where
-        F: FnOnce() -> T + 'static,
-        T: 'static,
-    {
-        self.inner.spawn(f)
-    }
-
-    /// Runs `f` on a coroutine and turns the loop until it finishes (other coroutines run
-    /// meanwhile). For tests, tools and simple programs; a worker uses `turn`.
-    pub fn block_on<F, T>(&mut self, f: F) -> Result<T, JoinError>
-    where
-        F: FnOnce() -> T + 'static,
-        T: 'static,
-    {
-        self.spawn(f).map_err(JoinError::Io)?.join()
-    }
-
-    /// One loop iteration: polls for I/O (waiting, if no coroutine is ready, at most until the
-    /// next timer or `max_wait`; `None`: no limit beyond timers), wakes the coroutines whose
-    /// events or deadlines arrived, then runs the ready ones (up to a budget of 256 resumes).
-    /// Never called from a coroutine.
-    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
-        self.inner.turn(max_wait)
-    }
-
-    /// Coroutines alive (running, ready or parked).
-    pub fn live(&self) -> usize {
-        self.inner.core.borrow().tasks.len()
-    }
-
-    /// How many more coroutines can be spawned now.
-    pub fn free_slots(&self) -> usize {
-        self.inner.pool.capacity() - self.live()
-    }
-
-    /// Usable bytes of each coroutine stack.
-    pub fn stack_size(&self) -> usize {
-        self.inner.pool.stack_size()
-    }
-
-    /// One line for the worker's boot log: stack count, size, guard and how guards are made.
-    pub fn stack_summary(&self) -> String {
-        let pool = &self.inner.pool;
-        let guards = match pool.guard_mode() {
-            sys_stack::GuardMode::Madvise => "madvise guards, one mapping for all stacks",
-            sys_stack::GuardMode::Mprotect => "mprotect guards, 2 mappings per stack",
-        };
-        format!(
-            "{} coroutine stacks of {} KiB + {} KiB guard ({guards})",
-            pool.capacity(),
-            pool.stack_size() / 1024,
-            super::stack::GUARD_BYTES / 1024
-        )
-    }
-
-    /// Cancels a coroutine: its current or next park fails with `reason`'s error.
-    pub fn cancel(&self, id: TaskId, reason: CancelReason) {
-        self.inner.cancel(id, reason);
-    }
-
-    /// Drops a coroutine now, unwinding its stack (destructors run, sockets close). Its joiner
-    /// gets [`JoinError::Aborted`].
-    pub fn abort(&self, id: TaskId) {
-        self.inner.abort(id);
-    }
-
-    /// Graceful drain: turns the loop until no coroutine is alive or `deadline` passes (calling
-    /// `on_turn` after each turn, e.g. for the heartbeat), then drops the ones left. Stop
-    /// accepting first (abort the acceptors). Returns how many were dropped.
-    pub fn drain(&mut self, deadline: Instant, mut on_turn: impl FnMut()) -> io::Result<usize> {
-        while self.live() > 0 {
-            let now = Instant::now();
-            if now >= deadline {
+    /// Drops every coroutine, stops the offload threads and stops being this thread's runtime.
+    pub(super) fn uninstall(&self) {
+        // Destructors running during the unwinds may spawn; a few rounds catch those.
+        for _ in 0..4 {
+            if self.abort_all() == 0 {
                 break;
             }
-            self.turn(Some((deadline - now).min(Duration::from_secs(1))))?;
-            on_turn();
         }
-        Ok(self.inner.abort_all())
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.inner.abort_all();
-        self.inner.offload.close();
+        self.offload.close();
         RUNTIME.with(|r| r.set(ptr::null()));
     }
-}
 
-/// With `mprotect` guards each stack costs 2 kernel mappings: refuse up front rather than fail
-/// (or crash malloc) at the 32,766th coroutine.
-fn check_map_count(capacity: usize) -> io::Result<()> {
-    let per_slot = sys_stack::guard_mode().vmas_per_slot();
-    if per_slot == 0 {
-        return Ok(());
+    pub(super) fn live(&self) -> usize {
+        self.core.borrow().tasks.len()
     }
-    let (Ok(limit), Ok(now)) = (sys_stack::max_map_count(), sys_stack::map_count()) else {
-        return Ok(()); // no /proc: nothing to check against
-    };
-    let needed = now + capacity * per_slot + 1024;
-    if needed > limit {
-        return Err(io::Error::other(format!(
-            "async = {capacity} coroutines need {} memory mappings (each stack and its guard \
-             page), but vm.max_map_count is {limit} and the process already uses {now}: lower \
-             `async` or raise the limit (sysctl -w vm.max_map_count={needed})",
-            capacity * per_slot
-        )));
-    }
-    Ok(())
-}
 
-impl Inner {
+    pub(super) fn pool(&self) -> &StackPool {
+        &self.pool
+    }
+
     pub(crate) fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
+        let (slot, completion) = task::join_slot();
+        let id = self.spawn_root(move |y| task::run_root(y, f, Some(completion)))?;
+        Ok(JoinHandle::new(id, slot))
+    }
+
+    /// Spawns without a join slot (no allocation): for the worker's connection coroutines,
+    /// which report their own outcome. A panic is still caught at the root (and printed by the
+    /// panic hook).
+    pub(crate) fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.spawn_root(move |y| task::run_root::<F, ()>(y, f, None))
+    }
+
+    fn spawn_root(&self, root: impl FnOnce(&Y) + 'static) -> io::Result<TaskId> {
         let Some(stack) = self.pool.take()? else {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -596,10 +440,7 @@ impl Inner {
                 ),
             ));
         };
-        let (slot, completion) = task::join_slot();
-        let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| {
-            task::run_root(y, f, completion);
-        });
+        let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| root(y));
         let mut core = self.core.borrow_mut();
         let generation = core.generation();
         let index = core.tasks.insert(Task {
@@ -620,7 +461,7 @@ impl Inner {
             generation,
         };
         core.ready.push_back((id, Wake::Event));
-        Ok(JoinHandle::new(id, slot))
+        Ok(id)
     }
 
     /// Called by a coroutine's root before anything else.
@@ -638,32 +479,41 @@ impl Inner {
         self.current.get().is_some() && self.aborting.get() == self.current.get()
     }
 
-    fn run_task(&self, id: TaskId, wake: Wake) {
-        let (mut co, yielder) = {
+    /// Resumes the next ready coroutine until it parks or finishes. Returns false when the
+    /// ready queue is empty.
+    #[inline]
+    fn run_next(&self) -> bool {
+        let (id, wake, mut co, yielder) = {
             let mut core = self.core.borrow_mut();
+            let Some((id, wake)) = core.ready.pop_front() else {
+                return false;
+            };
             let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else {
-                return;
+                return true; // dropped since it was queued
             };
             task.state = State::Running;
             let co = task
                 .co
                 .take()
                 .expect("invariant: a queued task owns its coroutine");
-            fault::set_label(task.label.as_bytes());
-            (co, task.yielder)
+            if !task.label.is_empty() {
+                fault::set_label(task.label.as_bytes());
+            }
+            (id, wake, co, task.yielder)
         };
         self.current.set(Some(id));
         self.yielder.set(yielder);
         let result = co.resume(wake);
         self.current.set(None);
-        fault::clear_label();
+        fault::clear_label(); // also covers a label set while it ran
+
         match result {
             CoroutineResult::Yield(()) => {
                 let mut core = self.core.borrow_mut();
                 if let Some(task) = core.task(id) {
                     task.co = Some(co);
                     task.yielder = self.yielder.get();
-                    return;
+                    return true;
                 }
                 drop(core);
                 self.drop_coroutine(id, co, self.yielder.get());
@@ -674,6 +524,7 @@ impl Inner {
                 drop(co.into_stack()); // back to the pool
             }
         }
+        true
     }
 
     /// Drops a coroutine outside any borrow, as the current task, so code running during its
@@ -709,7 +560,7 @@ impl Inner {
         }
     }
 
-    fn abort_all(&self) -> usize {
+    pub(super) fn abort_all(&self) -> usize {
         let ids: Vec<TaskId> = {
             let core = self.core.borrow();
             core.tasks
@@ -796,6 +647,7 @@ impl Inner {
         Some(Waiter { id, epoch })
     }
 
+    #[inline]
     fn suspend(&self) -> Wake {
         let y = self.yielder.get();
         // SAFETY: `yielder` is the running coroutine's `Yielder`, which lives on that
@@ -809,6 +661,7 @@ impl Inner {
     /// `register` records the waiter where the awaited event will find it. A `fallible` park
     /// reports cancellation as an error once; otherwise (and the next time) the coroutine
     /// unwinds with a cancellation payload. An expired enclosing `timeout` scope always unwinds.
+    #[inline]
     pub(crate) fn park(
         &self,
         deadline: Option<Instant>,
@@ -889,6 +742,7 @@ impl Inner {
 
     /// Lets the other ready coroutines run, then continues. Unwinds if cancelled or if an
     /// enclosing `timeout` expired.
+    #[inline]
     pub(crate) fn yield_now(&self) {
         let id = self
             .current
@@ -921,6 +775,7 @@ impl Inner {
 
     /// Wakes `w` (from a primitive such as a channel or a semaphore). Returns whether it was
     /// still waiting.
+    #[inline]
     pub(crate) fn wake(&self, w: Waiter) -> bool {
         self.core.borrow_mut().wake(w, Wake::Event)
     }
@@ -958,6 +813,7 @@ impl Inner {
     }
 
     /// Parks the current coroutine until `token`'s fd may be ready in direction `dir`.
+    #[inline]
     pub(crate) fn wait_io(
         &self,
         token: Token,
@@ -983,15 +839,21 @@ impl Inner {
         Ok(())
     }
 
-    fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
+    pub(super) fn turn(&self, max_wait: Option<Duration>) -> io::Result<()> {
         assert!(
             !self.in_turn.get() && self.current.get().is_none(),
             "the runtime loop was re-entered (turn/join from inside the scheduler)"
         );
         self.in_turn.set(true);
-        let result = self.turn_inner(max_wait);
-        self.in_turn.set(false);
-        result
+        // Reset even if a panic escapes (it would be a runtime bug, but keep the flag honest).
+        struct Reset<'a>(&'a Cell<bool>);
+        impl Drop for Reset<'_> {
+            fn drop(&mut self) {
+                self.0.set(false);
+            }
+        }
+        let _reset = Reset(&self.in_turn);
+        self.turn_inner(max_wait)
     }
 
     /// Poll (without blocking if coroutines are ready), fire due timers, then run the ready
@@ -1017,12 +879,12 @@ impl Inner {
         let now = Instant::now();
         self.core.borrow_mut().fire_timers(now);
         for _ in 0..BUDGET {
-            let next = self.core.borrow_mut().ready.pop_front();
-            let Some((id, wake)) = next else { break };
-            self.run_task(id, wake);
+            if !self.run_next() {
+                break;
+            }
         }
         if now.duration_since(self.last_trim.get()) >= TRIM_EVERY {
-            self.pool.trim();
+            self.pool.trim(TRIM_MAX);
             self.last_trim.set(now);
         }
         Ok(())
@@ -1059,4 +921,31 @@ fn unwind_expired_scope(scopes: &[(u64, Instant)]) -> ! {
     let now = Instant::now();
     let scope = scopes.iter().find(|s| s.1 <= now).map_or(0, |s| s.0);
     panic::resume_unwind(Box::new(TimeoutUnwind(scope)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timers_order_by_deadline_then_arrival() {
+        let at = Instant::now();
+        let t = |at, seq| Timer {
+            at,
+            seq,
+            kind: TimerKind::Cancel(
+                TaskId {
+                    index: 0,
+                    generation: 0,
+                },
+                CancelReason::Deadline,
+            ),
+        };
+        let mut heap = BinaryHeap::new();
+        heap.push(Reverse(t(at + Duration::from_millis(2), 1)));
+        heap.push(Reverse(t(at, 3)));
+        heap.push(Reverse(t(at, 2)));
+        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(t)| t.seq)).collect();
+        assert_eq!(order, [2, 3, 1]);
+    }
 }

@@ -22,14 +22,14 @@ pub(crate) const GUARD_BYTES: usize = 64 * 1024;
 const KEEP_WARM: usize = 64;
 
 struct Slots {
+    /// Declared first so the fault handler forgets the range before it is unmapped.
+    _region: RegionGuard,
     reservation: Reservation,
-    /// Free slot indices; the top (end) is the most recently used, hence warmest, stack.
-    free: RefCell<Vec<u32>>,
+    /// Free slots as (index, may hold resident pages); the top (end) is the most recently
+    /// used, hence warmest, stack. Trimming clears the flag in place.
+    free: RefCell<Vec<(u32, bool)>>,
     /// Slots `0..prepared` have had their guard made.
     prepared: Cell<usize>,
-    /// Whether a slot may hold resident pages (it ran since it was last trimmed).
-    dirty: RefCell<Vec<bool>>,
-    _region: RegionGuard,
 }
 
 /// A pool of `capacity` stacks of one size. Cheap to clone (shared by reference count: stacks
@@ -63,7 +63,6 @@ impl StackPool {
             slots: Rc::new(Slots {
                 free: RefCell::new(Vec::with_capacity(capacity)),
                 prepared: Cell::new(0),
-                dirty: RefCell::new(vec![false; capacity]),
                 reservation,
                 _region: region,
             }),
@@ -71,10 +70,11 @@ impl StackPool {
     }
 
     /// A stack, or `None` when all `capacity` are in use.
+    #[inline]
     pub(crate) fn take(&self) -> io::Result<Option<PooledStack>> {
         let s = &self.slots;
         let slot = match s.free.borrow_mut().pop() {
-            Some(slot) => slot as usize,
+            Some((slot, _)) => slot as usize,
             None => {
                 let next = s.prepared.get();
                 if next >= s.reservation.slots() {
@@ -85,7 +85,6 @@ impl StackPool {
                 next
             }
         };
-        s.dirty.borrow_mut()[slot] = true;
         let (lo, hi) = s.reservation.slot_range(slot);
         Ok(Some(PooledStack {
             pool: self.slots.clone(),
@@ -95,18 +94,19 @@ impl StackPool {
         }))
     }
 
-    /// Returns the pages of idle stacks beyond the warm set to the kernel. Returns how many
-    /// stacks were trimmed.
-    pub(crate) fn trim(&self) -> usize {
+    /// Returns the pages of up to `max` idle stacks beyond the warm set to the kernel (about
+    /// 5 µs each, so the caller bounds the work per loop turn). Returns how many were trimmed.
+    pub(crate) fn trim(&self, max: usize) -> usize {
         let s = &self.slots;
-        let free = s.free.borrow();
+        let mut free = s.free.borrow_mut();
         let cold = free.len().saturating_sub(KEEP_WARM);
-        let mut dirty = s.dirty.borrow_mut();
         let mut trimmed = 0;
-        for &slot in &free[..cold] {
-            let slot = slot as usize;
-            if dirty[slot] && s.reservation.release_slot(slot).is_ok() {
-                dirty[slot] = false;
+        for (slot, dirty) in &mut free[..cold] {
+            if trimmed == max {
+                break;
+            }
+            if *dirty && s.reservation.release_slot(*slot as usize).is_ok() {
+                *dirty = false;
                 trimmed += 1;
             }
         }
@@ -141,8 +141,9 @@ pub(crate) struct PooledStack {
 }
 
 impl Drop for PooledStack {
+    #[inline]
     fn drop(&mut self) {
-        self.pool.free.borrow_mut().push(self.slot);
+        self.pool.free.borrow_mut().push((self.slot, true));
     }
 }
 
@@ -199,7 +200,8 @@ mod tests {
             .map(|_| pool.take().expect("take").expect("slot"))
             .collect();
         drop(all);
-        assert_eq!(pool.trim(), 3);
-        assert_eq!(pool.trim(), 0, "already clean");
+        assert_eq!(pool.trim(2), 2, "bounded");
+        assert_eq!(pool.trim(10), 1);
+        assert_eq!(pool.trim(10), 0, "already clean");
     }
 }

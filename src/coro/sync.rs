@@ -15,9 +15,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::sched::{self, Waiter};
+use super::time::deadline_after;
 
 /// Waits (parking, or turning the loop from the root context) until `ready()` holds.
 /// `register` records the waiter that the event will wake.
+#[inline]
 fn wait_until(
     deadline: Option<Instant>,
     mut ready: impl FnMut() -> bool,
@@ -124,6 +126,7 @@ impl<T> fmt::Debug for Receiver<T> {
 
 impl<T> Sender<T> {
     /// Queues `value` and wakes the receiver. Never parks.
+    #[inline]
     pub fn send(&self, value: T) -> Result<(), SendError<T>> {
         let mut chan = self.0.borrow_mut();
         if !chan.receiver_alive {
@@ -165,13 +168,14 @@ impl<T> Drop for Sender<T> {
 impl<T> Receiver<T> {
     /// Takes the next value, parking until one is sent. Fails with `BrokenPipe` once every
     /// sender is gone and the queue is empty.
+    #[inline]
     pub fn recv(&self) -> io::Result<T> {
         self.recv_deadline(None)
     }
 
     /// Like [`recv`](Self::recv), failing with `TimedOut` after `timeout`.
     pub fn recv_timeout(&self, timeout: Duration) -> io::Result<T> {
-        self.recv_deadline(Some(Instant::now() + timeout))
+        self.recv_deadline(Some(deadline_after(timeout)))
     }
 
     /// Takes the next value if one is queued.
@@ -179,6 +183,7 @@ impl<T> Receiver<T> {
         self.0.borrow_mut().queue.pop_front()
     }
 
+    #[inline]
     fn recv_deadline(&self, deadline: Option<Instant>) -> io::Result<T> {
         let chan = &self.0;
         wait_until(

@@ -96,6 +96,7 @@ pub(crate) struct JoinSlot<T> {
 pub(crate) struct Completion<T>(Rc<JoinSlot<T>>);
 
 impl<T> Drop for Completion<T> {
+    #[inline]
     fn drop(&mut self) {
         let mut result = self.0.result.borrow_mut();
         if result.is_none() {
@@ -108,6 +109,7 @@ impl<T> Drop for Completion<T> {
     }
 }
 
+#[inline]
 pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
     let slot = Rc::new(JoinSlot {
         result: RefCell::new(None),
@@ -118,7 +120,8 @@ pub(crate) fn join_slot<T>() -> (Rc<JoinSlot<T>>, Completion<T>) {
 
 /// The body of every coroutine: runs `f`, catches its panic or cancellation and reports the
 /// outcome to the join slot. The forced unwind of a dropped coroutine is passed through.
-pub(crate) fn run_root<F, T>(y: &Y, f: F, completion: Completion<T>)
+#[inline]
+pub(crate) fn run_root<F, T>(y: &Y, f: F, completion: Option<Completion<T>>)
 where
     F: FnOnce() -> T,
 {
@@ -130,8 +133,9 @@ where
         Err(payload) if rt.is_aborting() => panic::resume_unwind(payload),
         Err(payload) => Err(JoinError::from_payload(payload)),
     };
-    *completion.0.result.borrow_mut() = Some(result);
-    drop(completion);
+    if let Some(completion) = completion {
+        *completion.0.result.borrow_mut() = Some(result);
+    }
 }
 
 /// Owns a spawned coroutine's outcome. Dropping it detaches the coroutine (it runs on).
@@ -206,7 +210,7 @@ impl<T> JoinHandle<T> {
 /// ```no_run
 /// # use rcontainer::rt;
 /// let child = rt::spawn(|| 6 * 7);
-/// assert_eq!(child.join().unwrap(), 42);
+/// assert_eq!(child.join().expect("child"), 42);
 /// ```
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
@@ -217,6 +221,21 @@ where
         Ok(handle) => handle,
         Err(e) => panic!("rt::spawn: {e}"),
     }
+}
+
+/// Starts `f` on a new coroutine without a join handle (no allocation); see
+/// `Runtime::spawn_detached`. Fails like [`try_spawn`].
+pub fn spawn_detached<F>(f: F) -> io::Result<TaskId>
+where
+    F: FnOnce() + 'static,
+{
+    let Some(rt) = sched::runtime() else {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no coroutine runtime on this thread",
+        ));
+    };
+    rt.spawn_detached(f)
 }
 
 /// Like [`spawn`], but fails (`WouldBlock`) when all coroutines are in use, or (`NotFound`) when

@@ -104,6 +104,24 @@ fn join_returns_the_value_and_propagates_a_panic() {
 }
 
 #[test]
+fn a_detached_coroutine_runs_and_its_panic_stays_inside_it() {
+    let mut rt = runtime(4);
+    let ran = Rc::new(Cell::new(0));
+    let r = ran.clone();
+    rt.spawn_detached(move || r.set(r.get() + 1))
+        .expect("spawn");
+    rt.spawn_detached(|| panic!("detached handler bug"))
+        .expect("spawn");
+    let r = ran.clone();
+    rt.spawn_detached(move || r.set(r.get() + 1))
+        .expect("spawn");
+    while rt.live() > 0 {
+        rt.turn(None).expect("turn");
+    }
+    assert_eq!(ran.get(), 2);
+}
+
+#[test]
 fn a_panicking_coroutine_does_not_stop_the_others() {
     let rt = runtime(8);
     let done = Rc::new(Cell::new(false));
@@ -143,6 +161,15 @@ fn timeout_cancels_and_destructors_run() {
         1,
         "the guard inside the timed-out closure was dropped"
     );
+}
+
+#[test]
+fn a_timeout_of_duration_max_means_forever() {
+    let mut rt = runtime(2);
+    let r = rt
+        .block_on(|| timeout(Duration::MAX, || 7))
+        .expect("block_on");
+    assert_eq!(r, Ok(7));
 }
 
 #[test]
@@ -245,6 +272,94 @@ fn connect_accept_and_echo_between_coroutines() {
 }
 
 #[test]
+fn listeners_adopted_from_raw_fds_accept_tcp_and_unix() {
+    let mut rt = runtime(8);
+    let dir = std::env::temp_dir().join(format!("rcontainer-coro-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let path = dir.join("listener.sock");
+    let _ = std::fs::remove_file(&path);
+    let unix_fd: std::os::fd::OwnedFd = std::os::unix::net::UnixListener::bind(&path)
+        .expect("bind unix")
+        .into();
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let tcp_addr = tcp.local_addr().expect("addr");
+    let tcp_fd: std::os::fd::OwnedFd = tcp.into();
+    let unix_listener = CoListener::from_fd(unix_fd).expect("unix listener");
+    let tcp_listener = CoListener::from_fd(tcp_fd).expect("tcp listener");
+    assert!(matches!(
+        unix_listener.local_addr(),
+        Ok(Addr::Unix(Some(_)))
+    ));
+    for listener in [unix_listener, tcp_listener] {
+        rt.spawn_detached(move || {
+            let (conn, _) = listener.accept().expect("accept");
+            conn.write_all(b"hi").expect("write");
+        })
+        .expect("spawn");
+    }
+    let p = path.clone();
+    let got = rt
+        .block_on(move || {
+            let mut out = Vec::new();
+            for mut conn in [
+                UnixStream::connect(&p).expect("unix"),
+                TcpStream::connect(tcp_addr).expect("tcp"),
+            ] {
+                let mut buf = Vec::new();
+                conn.read_to_end(&mut buf).expect("read");
+                out.push(buf);
+            }
+            out
+        })
+        .expect("client");
+    assert_eq!(got, [b"hi".to_vec(), b"hi".to_vec()]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_writer_parks_on_a_full_socket_until_the_reader_drains_it() {
+    let rt = runtime(4);
+    let (a, b) = UnixStream::pair().expect("pair");
+    const TOTAL: usize = 4 * 1024 * 1024; // far more than a socket buffer
+    let writer = rt
+        .spawn(move || {
+            let chunk = vec![7u8; 64 * 1024];
+            let mut sent = 0;
+            while sent < TOTAL {
+                a.write_all(&chunk).expect("write");
+                sent += chunk.len();
+            }
+        })
+        .expect("spawn");
+    let reader = rt
+        .spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            while got < TOTAL {
+                got += b.read(&mut buf).expect("read");
+            }
+            got
+        })
+        .expect("spawn");
+    writer.join().expect("writer");
+    assert_eq!(reader.join().expect("reader"), TOTAL);
+}
+
+#[test]
+fn a_read_timeout_fails_with_timed_out() {
+    let mut rt = runtime(2);
+    let (mut a, _b) = UnixStream::pair().expect("pair");
+    let err = rt
+        .block_on(move || {
+            a.set_read_timeout(Some(Duration::from_millis(5)));
+            a.read(&mut [0u8; 1]).map(|_| ())
+        })
+        .expect("coroutine")
+        .expect_err("nothing to read");
+    assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+}
+
+#[test]
 fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_written() {
     let rt = runtime(4);
     let (server_end, mut client_end) = UnixStream::pair().expect("pair");
@@ -269,6 +384,46 @@ fn cancellation_returns_timed_out_at_the_park_and_the_answer_can_still_be_writte
     let mut answer = [0u8; 3];
     client_end.read_exact(&mut answer).expect("read");
     assert_eq!(&answer, b"504");
+}
+
+#[test]
+fn a_handler_sleeping_past_its_deadline_is_unwound_and_the_connection_answers_504() {
+    let mut rt = runtime(4);
+    let drops = Rc::new(Cell::new(0));
+    let d = drops.clone();
+    let (server_end, mut client_end) = UnixStream::pair().expect("pair");
+    rt.spawn_detached(move || {
+        cancel_at(
+            Some(Instant::now() + Duration::from_millis(5)),
+            CancelReason::Deadline,
+        );
+        let outcome = catch_panic(|| {
+            let _request_state = DropCounter(d);
+            sleep(Duration::from_secs(10)); // infallible park: unwound at the deadline
+        });
+        assert!(matches!(
+            outcome,
+            Err(JoinError::Cancelled(CancelReason::Deadline))
+        ));
+        let status: &[u8] = if take_cancel().is_some() {
+            b"504"
+        } else {
+            b"200"
+        };
+        server_end.write_all(status).expect("answer");
+    })
+    .expect("spawn");
+    while rt.live() > 0 {
+        rt.turn(None).expect("turn");
+    }
+    let mut answer = [0u8; 3];
+    client_end.read_exact(&mut answer).expect("read");
+    assert_eq!(&answer, b"504");
+    assert_eq!(
+        drops.get(),
+        1,
+        "the handler's state was dropped by the unwind"
+    );
 }
 
 #[test]
@@ -503,6 +658,7 @@ fn overflow_child() {
         return; // only does something when run by `a_stack_overflow_is_reported_and_the_worker_exits`
     }
     let mut rt = runtime(2);
+    eprintln!("{}", rt.stack_summary());
     let _ = rt.block_on(|| {
         set_label("GET /deep");
         recurse(0)
@@ -512,8 +668,23 @@ fn overflow_child() {
 
 #[test]
 fn a_stack_overflow_is_reported_and_the_worker_exits() {
+    let stderr = run_overflow_child(false);
+    assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
+}
+
+#[test]
+fn a_stack_overflow_is_reported_with_mprotect_guards_too() {
+    // The layout used on kernels without MADV_GUARD_INSTALL (before 6.13).
+    let stderr = run_overflow_child(true);
+    assert!(stderr.contains("mprotect guards"), "stderr: {stderr}");
+}
+
+/// Re-runs this test binary as a child that overflows a coroutine stack; returns its stderr
+/// after checking the report and the exit status. Never hangs: the child is killed after 60 s.
+fn run_overflow_child(mprotect_guards: bool) -> String {
     let exe = std::env::current_exe().expect("test binary");
-    let mut child = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    command
         .args([
             "--exact",
             "coro::tests::overflow_child",
@@ -522,9 +693,11 @@ fn a_stack_overflow_is_reported_and_the_worker_exits() {
         ])
         .env(OVERFLOW_CHILD, "1")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn child");
+        .stderr(std::process::Stdio::piped());
+    if mprotect_guards {
+        command.env("RCONTAINER_TEST_MPROTECT_GUARDS", "1");
+    }
+    let mut child = command.spawn().expect("spawn child");
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -552,6 +725,6 @@ fn a_stack_overflow_is_reported_and_the_worker_exits() {
         stderr.contains("coroutine stack overflow"),
         "stderr: {stderr}"
     );
-    assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
     assert!(stderr.contains("`stack-size`"), "stderr: {stderr}");
+    stderr
 }

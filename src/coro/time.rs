@@ -9,10 +9,18 @@ use std::time::{Duration, Instant};
 
 use super::sched::{self, TimeoutUnwind};
 
+/// `now + dur`, saturating far in the future instead of panicking on overflow
+/// (`Duration::MAX` means "forever").
+pub(crate) fn deadline_after(dur: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(dur)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// Parks the current coroutine for `dur` (other coroutines run meanwhile). Outside a coroutine
 /// it is `std::thread::sleep`. A cancelled coroutine unwinds here instead of sleeping.
 pub fn sleep(dur: Duration) {
-    sleep_until(Instant::now() + dur);
+    sleep_until(deadline_after(dur));
 }
 
 /// Parks the current coroutine until `deadline`. See [`sleep`].
@@ -30,6 +38,7 @@ pub fn sleep_until(deadline: Instant) {
 
 /// Lets every other ready coroutine run once, then continues. Call it inside long CPU loops.
 /// Outside a coroutine it is `std::thread::yield_now`.
+#[inline]
 pub fn yield_now() {
     match sched::in_coroutine() {
         Some(rt) => rt.yield_now(),
@@ -72,7 +81,7 @@ pub fn timeout<T>(dur: Duration, f: impl FnOnce() -> T) -> Result<T, Elapsed> {
     let Some(rt) = sched::in_coroutine() else {
         return Ok(f());
     };
-    let Some(scope) = rt.push_scope(Instant::now() + dur) else {
+    let Some(scope) = rt.push_scope(deadline_after(dur)) else {
         return Ok(f());
     };
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));

@@ -62,6 +62,11 @@ pub(crate) fn page_size() -> usize {
 pub(crate) fn guard_mode() -> GuardMode {
     static MODE: OnceLock<GuardMode> = OnceLock::new();
     *MODE.get_or_init(|| {
+        // Lets a test child process exercise the fallback used on kernels before 6.13.
+        #[cfg(test)]
+        if std::env::var_os("RCONTAINER_TEST_MPROTECT_GUARDS").is_some() {
+            return GuardMode::Mprotect;
+        }
         let page = page_size();
         let Ok(map) = map_anonymous(2 * page, libc::PROT_READ | libc::PROT_WRITE) else {
             return GuardMode::Mprotect;

@@ -1,0 +1,294 @@
+//! The worker's handle on its coroutine runtime: [`RuntimeConfig`], [`Runtime`] (create after
+//! fork, drive with `turn`, drain, drop), and the start-up checks (stack size, the kernel's
+//! mapping limit).
+//!
+//! Owns nothing but the boxed scheduler state (`sched::Inner`) and this thread's alternate
+//! signal stack; all scheduling is in `sched.rs`. Never used from inside a coroutine.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::sched::{self, CancelReason, Inner, TaskId};
+use super::stack::StackPool;
+use super::task::{JoinError, JoinHandle};
+use crate::sys::fault::{self, AltStack};
+use crate::sys::stack as sys_stack;
+
+/// Smallest `stack-size` accepted: a panic with a symbolised backtrace alone needs ~24 KiB.
+pub const MIN_STACK_SIZE: usize = 64 * 1024;
+/// Default `stack-size` (256 KiB): RSS only grows with the pages a handler touches.
+pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// Settings fixed when a worker creates its runtime (after fork).
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Usable bytes of each coroutine stack (`stack-size`), at least [`MIN_STACK_SIZE`].
+    pub stack_size: usize,
+    /// Most coroutines alive at once (`async`, plus any the worker needs for listeners).
+    pub max_coroutines: usize,
+    /// Threads of the offload pool (`offload-threads`); started lazily, at least 1.
+    pub offload_threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            stack_size: DEFAULT_STACK_SIZE,
+            max_coroutines: 100,
+            offload_threads: 4,
+        }
+    }
+}
+
+/// The coroutine runtime of one worker thread. Create it after `fork`; at most one per thread.
+///
+/// The worker drives it with [`Runtime::turn`] and does its own per-turn work (heartbeat,
+/// signal flags) in between. A whole worker, in outline:
+///
+/// ```no_run
+/// use rcontainer::rt::{self, CancelReason, CoListener, CoStream, Runtime, RuntimeConfig, Semaphore};
+/// use std::os::fd::OwnedFd;
+/// use std::time::{Duration, Instant};
+///
+/// fn serve(conn: CoStream, harakiri: Duration) {
+///     rt::set_label("GET /path"); // once the request line is parsed
+///     rt::cancel_at(Some(Instant::now() + harakiri), CancelReason::Deadline);
+///     let outcome = rt::catch_panic(|| { /* handler(&mut request) -> io::Result<..> */ });
+///     rt::cancel_at(None, CancelReason::Deadline);
+///     let _status = match (outcome, rt::take_cancel()) {
+///         (_, Some(_)) => 504,   // deadline passed: the handler was told (TimedOut) or unwound
+///         (Err(_), None) => 500, // the handler panicked
+///         (Ok(()), None) => 200,
+///     };
+///     let _ = conn.write_all(b"HTTP/1.1 ...");
+/// }
+///
+/// # fn worker(listener_fds: Vec<OwnedFd>, cores: usize, stop: impl Fn() -> bool) -> std::io::Result<()> {
+/// let mut runtime = Runtime::new(RuntimeConfig {
+///     stack_size: 256 * 1024,
+///     max_coroutines: cores + listener_fds.len(), // requests + one acceptor per listener
+///     offload_threads: 4,
+/// })?;
+/// let free_cores = Semaphore::new(cores);
+/// let mut acceptors = Vec::new();
+/// for fd in listener_fds {
+///     let listener = CoListener::from_fd(fd)?;
+///     let free_cores = free_cores.clone();
+///     acceptors.push(runtime.spawn_detached(move || loop {
+///         let Ok(permit) = free_cores.acquire() else { return }; // parks while all are busy
+///         let (conn, _peer) = match listener.accept() {
+///             Ok(accepted) => accepted,
+///             Err(_) => { rt::sleep(Duration::from_millis(100)); continue } // EMFILE: no spin
+///         };
+///         let _ = rt::spawn_detached(move || {
+///             let _permit = permit; // the core is free again when the request ends
+///             serve(conn, Duration::from_secs(60));
+///         });
+///     })?);
+/// }
+/// while !stop() {
+///     runtime.turn(Some(Duration::from_secs(1)))?;
+///     // scoreboard heartbeat here
+/// }
+/// for id in acceptors {
+///     runtime.abort(id); // stop accepting
+/// }
+/// runtime.drain(Instant::now() + Duration::from_secs(60), || { /* heartbeat */ })?;
+/// # Ok(()) }
+/// ```
+pub struct Runtime {
+    inner: Box<Inner>,
+    _altstack: Option<AltStack>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("live", &self.live())
+            .field("pool", self.inner.pool())
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Creates the runtime of the current thread: reserves the stacks, installs the
+    /// stack-overflow handler, opens the poller. Fails if the thread already has a runtime, if
+    /// the stack size is below 64 KiB, or if `max_coroutines` stacks would not fit under
+    /// `vm.max_map_count`.
+    pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
+        if sched::runtime().is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "this thread already has a coroutine runtime",
+            ));
+        }
+        if config.stack_size < MIN_STACK_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "stack-size {} KiB is below the minimum of {} KiB",
+                    config.stack_size / 1024,
+                    MIN_STACK_SIZE / 1024
+                ),
+            ));
+        }
+        let capacity = config.max_coroutines.max(1);
+        check_map_count(capacity)?;
+        let pool = StackPool::new(capacity, config.stack_size)?;
+        let altstack = fault::ensure_altstack()?;
+        let inner = Inner::install(pool, config.offload_threads)?;
+        Ok(Runtime {
+            inner,
+            _altstack: altstack,
+        })
+    }
+
+    /// Starts `f` on a new coroutine; it first runs at the next [`turn`](Self::turn). Fails with
+    /// `WouldBlock` when `max_coroutines` are alive.
+    pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.inner.spawn(f)
+    }
+
+    /// Starts `f` on a new coroutine without a join handle (cheaper: no allocation). For the
+    /// worker's per-connection coroutines, which report their own outcome (wrap the handler
+    /// in [`catch_panic`](crate::rt::catch_panic)). Fails with `WouldBlock` at the limit.
+    pub fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
+    where
+        F: FnOnce() + 'static,
+    {
+        self.inner.spawn_detached(f)
+    }
+
+    /// Runs `f` on a coroutine and turns the loop until it finishes (other coroutines run
+    /// meanwhile). For tests, tools and simple programs; a worker uses `turn`.
+    pub fn block_on<F, T>(&mut self, f: F) -> Result<T, JoinError>
+    where
+        F: FnOnce() -> T + 'static,
+        T: 'static,
+    {
+        self.spawn(f).map_err(JoinError::Io)?.join()
+    }
+
+    /// One loop iteration: polls for I/O (waiting, if no coroutine is ready, at most until the
+    /// next timer or `max_wait`; `None`: no limit beyond timers), wakes the coroutines whose
+    /// events or deadlines arrived, then runs the ready ones (up to a budget of 256 resumes).
+    /// Never called from a coroutine.
+    pub fn turn(&mut self, max_wait: Option<Duration>) -> io::Result<()> {
+        self.inner.turn(max_wait)
+    }
+
+    /// Coroutines alive (running, ready or parked).
+    pub fn live(&self) -> usize {
+        self.inner.live()
+    }
+
+    /// How many more coroutines can be spawned now.
+    pub fn free_slots(&self) -> usize {
+        self.inner.pool().capacity() - self.live()
+    }
+
+    /// Usable bytes of each coroutine stack.
+    pub fn stack_size(&self) -> usize {
+        self.inner.pool().stack_size()
+    }
+
+    /// One line for the worker's boot log: stack count, size, guard and how guards are made.
+    pub fn stack_summary(&self) -> String {
+        let pool = self.inner.pool();
+        let guards = match pool.guard_mode() {
+            sys_stack::GuardMode::Madvise => "madvise guards, one mapping for all stacks",
+            sys_stack::GuardMode::Mprotect => "mprotect guards, 2 mappings per stack",
+        };
+        format!(
+            "{} coroutine stacks of {} KiB + {} KiB guard ({guards})",
+            pool.capacity(),
+            pool.stack_size() / 1024,
+            super::stack::GUARD_BYTES / 1024
+        )
+    }
+
+    /// Cancels a coroutine: its current or next park fails with `reason`'s error.
+    pub fn cancel(&self, id: TaskId, reason: CancelReason) {
+        self.inner.cancel(id, reason);
+    }
+
+    /// Drops a coroutine now, unwinding its stack (destructors run, sockets close). Its joiner
+    /// gets [`JoinError::Aborted`].
+    pub fn abort(&self, id: TaskId) {
+        self.inner.abort(id);
+    }
+
+    /// Graceful drain: turns the loop until no coroutine is alive or `deadline` passes (calling
+    /// `on_turn` after each turn, e.g. for the heartbeat), then drops the ones left. Stop
+    /// accepting first (abort the acceptors). Returns how many were dropped.
+    pub fn drain(&mut self, deadline: Instant, mut on_turn: impl FnMut()) -> io::Result<usize> {
+        while self.live() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            self.turn(Some((deadline - now).min(Duration::from_secs(1))))?;
+            on_turn();
+        }
+        Ok(self.inner.abort_all())
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.inner.uninstall();
+    }
+}
+
+/// With `mprotect` guards each stack costs 2 kernel mappings: refuse up front rather than fail
+/// (or crash malloc) at the 32,766th coroutine.
+fn check_map_count(capacity: usize) -> io::Result<()> {
+    let per_slot = sys_stack::guard_mode().vmas_per_slot();
+    if per_slot == 0 {
+        return Ok(());
+    }
+    let (Ok(limit), Ok(now)) = (sys_stack::max_map_count(), sys_stack::map_count()) else {
+        return Ok(()); // no /proc: nothing to check against
+    };
+    match map_budget_error(capacity, per_slot, limit, now) {
+        Some(message) => Err(io::Error::other(message)),
+        None => Ok(()),
+    }
+}
+
+/// Why `capacity` stacks of `per_slot` mappings each do not fit under `limit` when the process
+/// already has `now` mappings (keeping 1024 spare for malloc and libraries), if they do not.
+fn map_budget_error(capacity: usize, per_slot: usize, limit: usize, now: usize) -> Option<String> {
+    let needed = now + capacity * per_slot + 1024;
+    (needed > limit).then(|| {
+        format!(
+            "async = {capacity} coroutines need {} memory mappings (each stack and its guard \
+             page), but vm.max_map_count is {limit} and the process already uses {now}: lower \
+             `async` or raise the limit (sysctl -w vm.max_map_count={needed})",
+            capacity * per_slot
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_map_budget_refuses_what_would_not_fit() {
+        assert_eq!(
+            map_budget_error(20_000, 0, 65_530, 100),
+            None,
+            "madvise guards need none"
+        );
+        assert_eq!(map_budget_error(20_000, 2, 65_530, 100), None);
+        let err = map_budget_error(40_000, 2, 65_530, 100).expect("too many");
+        assert!(err.contains("async = 40000"), "{err}");
+        assert!(err.contains("vm.max_map_count is 65530"), "{err}");
+        assert!(err.contains("sysctl -w vm.max_map_count=81124"), "{err}");
+    }
+}
