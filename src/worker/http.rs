@@ -23,7 +23,7 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
     let mut first = true;
     loop {
         guard.set_idle(!first);
-        let head = match read_head(&mut conn, shared, first) {
+        let head = match read_head(&mut conn, shared) {
             Ok(Some(head)) => head,
             Ok(None) => return,
             Err(Refused(status)) => {
@@ -54,14 +54,10 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
 /// A request refused before the app saw it, with the status to answer.
 struct Refused(u16);
 
-/// Reads until a whole head is buffered. `Ok(None)`: the client closed or went idle past
-/// `socket-timeout` between requests (or the worker is draining and this is not the
-/// connection's `first` request), nothing to answer.
-fn read_head(
-    conn: &mut Conn,
-    shared: &Shared,
-    first: bool,
-) -> Result<Option<RequestHead>, Refused> {
+/// Reads until a whole head is buffered. `Ok(None)`: the client closed, or went idle past
+/// `socket-timeout` between requests, or a drain closed the idle connection: nothing to
+/// answer.
+fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Refused> {
     loop {
         match http1::parse_request_head(&conn.buf, &shared.limits) {
             Ok(Some((head, consumed))) => {
@@ -73,9 +69,6 @@ fn read_head(
                 log_refused(conn, error);
                 return Err(Refused(error.status()));
             }
-        }
-        if shared.draining.get() && !first && conn.buf.is_empty() {
-            return Ok(None);
         }
         match conn.fill() {
             Ok(0) => return Ok(None),

@@ -38,6 +38,8 @@ pub(crate) use conn::ConnTable;
 
 /// Longest the loop sleeps between checks of the signal flags when nothing happens.
 const IDLE_TURN: Duration = Duration::from_millis(500);
+/// While draining: how long an idle keep-alive connection may still bring a request.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
 
 /// What a worker needs to serve.
 #[derive(Debug)]
@@ -258,17 +260,27 @@ fn drain(
     for acceptor in acceptors {
         acceptor.abort();
     }
-    for task in shared.conns.borrow().idle_tasks() {
-        coro::cancel(task, CancelReason::Shutdown);
-    }
-    let deadline = Instant::now() + mercy;
+    let start = Instant::now();
+    let deadline = start + mercy;
+    // Keep-alive connections get a moment to send the request they may have on the way (it
+    // is answered with `Connection: close`); closing them at once would race with it and the
+    // client would see a reset. Idle ones are closed after that.
+    let idle_deadline = start + IDLE_GRACE.min(mercy);
+    let mut idle_closed = false;
     let mut stop = Stop::Drain;
     while !shared.conns.borrow().is_empty() && stop != Stop::Now {
         let now = Instant::now();
         if now >= deadline {
             break;
         }
-        runtime.turn(Some((deadline - now).min(IDLE_TURN)))?;
+        if !idle_closed && now >= idle_deadline {
+            for task in shared.conns.borrow().idle_tasks() {
+                coro::cancel(task, CancelReason::Shutdown);
+            }
+            idle_closed = true;
+        }
+        let next = if idle_closed { deadline } else { idle_deadline };
+        runtime.turn(Some((next - now).min(IDLE_TURN)))?;
         stop = stop.after(&signals.drain()?);
         if let Some(slot) = &shared.slot {
             slot.heartbeat();
@@ -334,7 +346,7 @@ fn accept_loop(
             continue;
         }
         let shared = Rc::clone(&shared);
-        let spawned = coro::try_spawn(move || {
+        let spawned = coro::spawn_detached(move || {
             let _core = permit;
             conn::serve_connection(stream, peer, protocol, &shared);
         });

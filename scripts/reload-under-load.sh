@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Zero-downtime check under load: wrk drives HTTP traffic at one rcontainer instance while this
+# script issues 10 graceful reloads (HUP), 10 chain reloads (FIFO `c`) and 5 touch-reloads. It
+# prints what wrk saw: requests, errors (socket errors and non-2xx answers) and the worst latency.
+#
+#   scripts/reload-under-load.sh [CONNECTIONS] [PROCESSES]
+#
+# Everything runs on 127.0.0.1 and is bounded in time; every process started is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+conns=${1:-50}
+processes=${2:-2}
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" != 0 ]; then echo "needs wrk (apt-get install wrk)" >&2; exit 1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+fi
+
+cargo build --release --quiet
+work=$(mktemp -d /tmp/rcontainer-reload.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+cat >"$work/app.ini" <<INI
+[rcontainer]
+http-socket = 127.0.0.1:$port
+processes = $processes
+async = 200
+module = hello
+master-fifo = $work/fifo
+touch-reload = $work/reload.touch
+pidfile = $work/app.pid
+disable-logging = true
+INI
+target/release/rcontainer --ini "$work/app.ini" >"$work/rc.log" 2>&1 &
+master=$!
+pids+=("$master")
+
+ready_lines() { grep -c "rcontainer ready" "$work/rc.log" || true; }
+wait_ready() { # wait until the ready line count reaches $1 (at most 20 s)
+  for _ in $(seq 200); do
+    [ "$(ready_lines)" -ge "$1" ] && return 0
+    sleep 0.1
+  done
+  echo "instance not ready (wanted $1 ready lines):" >&2
+  tail -20 "$work/rc.log" >&2
+  exit 1
+}
+wait_ready 1
+
+duration=60
+wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt" 2>&1 &
+wrk_pid=$!
+pids+=("$wrk_pid")
+sleep 2
+
+expected=1
+for i in $(seq 10); do
+  kill -HUP "$master"
+  expected=$((expected + 1)); wait_ready "$expected"; sleep 0.5
+done
+chain_done() { grep -c "chain reload of" "$work/rc.log" || true; }
+for i in $(seq 10); do
+  printf c >"$work/fifo"
+  sleep 1.5
+done
+for i in $(seq 5); do
+  sleep 1.1 # the master looks at touch files once a second
+  touch "$work/reload.touch"
+  expected=$((expected + 1)); wait_ready "$expected"; sleep 0.5
+done
+echo "reloads issued: 10 HUP, 10 chain ($(chain_done) logged), 5 touch; master pid $master unchanged: $(cat "$work/app.pid")"
+
+wait "$wrk_pid" || true
+cat "$work/wrk.txt"
+requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+errors=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$work/wrk.txt")
+non2xx=$(awk '/Non-2xx/ {print $5}' "$work/wrk.txt")
+worst=$(awk '/Latency/ && !/Distribution/ {print $4; exit}' "$work/wrk.txt")
+echo
+echo "summary: requests=$requests socket_errors=${errors:-0} non_2xx=${non2xx:-0} worst_latency=$worst"
+kill -TERM "$master"
