@@ -56,6 +56,9 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The environment variable listing the previous image's worker pids across a re-exec.
 const OLD_WORKERS_ENV: &str = "RCONTAINER_OLD_WORKERS";
 
+/// The hand-over name of the stats listener across a re-exec.
+const STATS_FD_NAME: &str = "stats";
+
 const SIGNALS: Token = Token(0);
 const FIFO: Token = Token(1);
 const STATS: Token = Token(2);
@@ -135,8 +138,9 @@ impl<'a> Master<'a> {
         daemon: &mut Option<DaemonReady>,
     ) -> io::Result<Master<'a>> {
         let start_dir = std::env::current_dir()?;
-        let inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())?;
+        let mut inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())?;
         let reexec = inherited.iter().any(|f| f.origin == fd::FdOrigin::Reexec);
+        let inherited_stats = take_named(&mut inherited, STATS_FD_NAME);
         if !reexec {
             set_up_output(&config, daemon)?;
         }
@@ -164,7 +168,6 @@ impl<'a> Master<'a> {
                 io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display()))
             })?;
         }
-        drop_privileges(&config)?;
         let scoreboard = Scoreboard::new(
             Scoreboard::capacity_for(config.processes),
             config.async_cores,
@@ -184,7 +187,10 @@ impl<'a> Master<'a> {
         };
         let stats = match &config.stats {
             Some(spec) => {
-                let mut listener = StatsListener::bind(spec)?;
+                let mut listener = match inherited_stats {
+                    Some(fd) => StatsListener::adopt(fd, spec)?,
+                    None => StatsListener::bind(spec)?,
+                };
                 poll.registry()
                     .register(&mut listener, STATS, Interest::READABLE)?;
                 log::info!("stats server on {}", listener.describe());
@@ -192,6 +198,8 @@ impl<'a> Master<'a> {
             }
             None => None,
         };
+        // Everything that may need root is open now: sockets, pidfile, FIFO, stats.
+        drop_privileges(&config)?;
         let now = Instant::now();
         let mut master = Master {
             touch: TouchFiles::from_config(&config),
@@ -489,15 +497,19 @@ impl<'a> Master<'a> {
             }
         }
         let names: Vec<String> = self.listeners.iter().map(Listener::handover_name).collect();
-        let fds: Vec<(i32, &str)> = self
+        let mut fds: Vec<(i32, &str)> = self
             .listeners
             .iter()
             .zip(&names)
             .map(|(l, name)| (l.as_raw_fd(), name.as_str()))
             .collect();
-        for listener in &self.listeners {
-            if let Err(e) = fd::set_cloexec(listener, false) {
-                log::error!("reload aborted: cannot hand over {}: {e}", listener.url());
+        // The stats socket too: a monitor polling it never sees a refused connection.
+        if let Some(stats) = &self.stats {
+            fds.push((stats.as_raw_fd(), STATS_FD_NAME));
+        }
+        for &(raw, name) in &fds {
+            if let Err(e) = fd::set_cloexec_raw(raw, false) {
+                log::error!("reload aborted: cannot hand over {name}: {e}");
                 return;
             }
         }
@@ -509,8 +521,8 @@ impl<'a> Master<'a> {
         let _ = std::env::set_current_dir(&self.start_dir);
         let error = process::exec_self(&argv, env);
         log::error!("reload failed: exec: {error}; still running the old master");
-        for listener in &self.listeners {
-            let _ = fd::set_cloexec(listener, true);
+        for &(raw, _) in &fds {
+            let _ = fd::set_cloexec_raw(raw, true);
         }
         if let Some(dir) = &self.config.chdir {
             let _ = privilege::change_dir(dir);
@@ -736,9 +748,11 @@ impl<'a> Master<'a> {
         }
         let urls: Vec<String> = self.listeners.iter().map(Listener::url).collect();
         log::info!(
-            "rcontainer ready pid={} sockets={}",
+            "rcontainer ready pid={} sockets={} version={} build={}",
             std::process::id(),
-            urls.join(",")
+            urls.join(","),
+            env!("CARGO_PKG_VERSION"),
+            process::binary_identity()
         );
         let _ = self
             .notifier
@@ -998,6 +1012,14 @@ fn bind_listeners(config: &Config, inherited: Vec<InheritedFd>) -> io::Result<Ve
     }
     // Sockets a previous image had but this configuration no longer lists are closed here.
     Ok(listeners)
+}
+
+/// Removes the inherited fd named `name` from `inherited` and returns it.
+fn take_named(inherited: &mut Vec<InheritedFd>, name: &str) -> Option<OwnedFd> {
+    let index = inherited
+        .iter()
+        .position(|f| f.name.as_deref() == Some(name))?;
+    Some(inherited.remove(index).fd)
 }
 
 /// Drops to `uid`/`gid` once the sockets are bound; warns when workers would run as root.

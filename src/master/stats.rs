@@ -9,6 +9,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::Duration;
 
@@ -67,6 +68,23 @@ impl StatsListener {
         }
     }
 
+    /// Takes over the stats socket of the previous master image.
+    pub(crate) fn adopt(fd: OwnedFd, spec: &SocketSpec) -> io::Result<StatsListener> {
+        if matches!(spec, SocketSpec::Unix(_)) {
+            let listener = UnixListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(StatsListener::Unix(mio::net::UnixListener::from_std(
+                listener,
+            )))
+        } else {
+            let listener = TcpListener::from(fd);
+            listener.set_nonblocking(true)?;
+            Ok(StatsListener::Tcp(mio::net::TcpListener::from_std(
+                listener,
+            )))
+        }
+    }
+
     /// The address it is bound to, for the log.
     pub(crate) fn describe(&self) -> String {
         match self {
@@ -103,6 +121,15 @@ impl StatsListener {
             if let Err(e) = answer(&mut *stream, http, body) {
                 log::info!("stats client went away: {e}");
             }
+        }
+    }
+}
+
+impl AsRawFd for StatsListener {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            StatsListener::Tcp(l) => l.as_raw_fd(),
+            StatsListener::Unix(l) => l.as_raw_fd(),
         }
     }
 }

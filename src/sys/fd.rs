@@ -10,7 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -34,6 +34,14 @@ const SD_LISTEN_FDS_START: RawFd = 3;
 
 /// Sets or clears `FD_CLOEXEC`. Listening sockets must have it cleared just before
 /// [`crate::sys::process::exec_self`]; everything else should keep it set.
+/// [`set_cloexec`] for a descriptor known by number (owned elsewhere in the process).
+pub(crate) fn set_cloexec_raw(raw: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: the caller passes a descriptor it owns for the duration of this call (a
+    // listener of the master); `fcntl` does not keep the borrow.
+    let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+    set_cloexec(fd, on)
+}
+
 pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
     let flags = FdFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFD)?);
     let wanted = if on {

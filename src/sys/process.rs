@@ -240,6 +240,27 @@ where
     command.exec()
 }
 
+/// A short identity of the running binary file (device, inode, size, modification time of
+/// `/proc/self/exe`): it changes when a new binary is installed and the master re-executes,
+/// so logs show which build is serving.
+pub(crate) fn binary_identity() -> String {
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata("/proc/self/exe") else {
+        return "unknown".to_string();
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec(),
+    )
+        .hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
 /// The executable to run on re-exec.
 ///
 /// `/proc/self/exe` always names the image *this* process was started from; when that file was

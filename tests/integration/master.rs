@@ -327,8 +327,26 @@ fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
         .trim()
         .parse()
         .expect("pid");
-    let log = fs::read_to_string(scratch.path().join("app.log")).expect("log file");
-    assert!(log.contains("rcontainer ready"), "{log}");
+    let log_path = scratch.path().join("app.log");
+    let log = fs::read_to_string(&log_path).expect("log file");
+    let ready = log
+        .lines()
+        .find(|l| l.contains("rcontainer ready"))
+        .expect("ready line in the log");
+    let target = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sockets="))
+        .and_then(Target::parse)
+        .expect("socket in the ready line");
+    assert_eq!(http_get(&target, "/daemonized").status, 200);
+    let start = Instant::now();
+    while !fs::read_to_string(&log_path).is_ok_and(|l| l.contains("GET /daemonized")) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "no request line in the log file"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
     let stop = run_cli(scratch.path(), &["--stop", pidfile.to_str().expect("path")]);
     assert_eq!(stop.code(), Some(0), "{}", stop.stderr);
     let start = Instant::now();
@@ -339,6 +357,10 @@ fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
         }
         thread::sleep(Duration::from_millis(20));
     }
+    assert!(
+        !pidfile.exists(),
+        "the pidfile is removed when the master stops"
+    );
 }
 
 #[test]
@@ -371,4 +393,172 @@ fn the_fifo_pauses_and_resumes_accepting() {
     });
     assert_eq!(http_get(&http(&server), "/").status, 200);
     server.wait_for_log("resumed accepting");
+}
+
+#[test]
+fn a_replaced_binary_is_what_runs_after_a_touch_reload() {
+    let bin_dir = Scratch::new("replaced-binary-bin");
+    let program = bin_dir.path().join("rcontainer");
+    fs::copy(Instance::binary(), &program).expect("copy the binary");
+    let mut server = Instance::start_program(
+        &program,
+        "replaced-binary",
+        &ini("touch-reload = %dreload.touch\n"),
+    );
+    let build_of = |line: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix("build="))
+            .expect("build= in the ready line")
+            .to_string()
+    };
+    let before = build_of(&server.wait_for_log("rcontainer ready"));
+    // Install a "new release" the way package managers do: write aside, rename over.
+    let staged = bin_dir.path().join("rcontainer.new");
+    fs::copy(Instance::binary(), &staged).expect("stage the new binary");
+    fs::rename(&staged, &program).expect("install the new binary");
+    thread::sleep(Duration::from_millis(1100));
+    server.scratch.write("reload.touch", "go");
+    let after = build_of(&server.wait_for_log_count("rcontainer ready", 2));
+    assert_ne!(before, after, "the re-executed master runs the new file");
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn sigterm_with_fifty_slow_requests_in_flight_completes_them_all_then_exits_0() {
+    let mut server = Instance::start("term-fifty", &ini("processes = 2\n"), &[]);
+    let target = http(&server);
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let target = target.clone();
+            thread::spawn(move || http_get(&target, "/sleep?ms=2000").status)
+        })
+        .collect();
+    eventually("fifty requests in flight", &server, || {
+        stats(&server)["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .flat_map(|w| w["cores"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["in_request"] == 1)
+            .count()
+            == 50
+    });
+    server.signal(Signal::SIGTERM);
+    let statuses: Vec<u16> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn max_requests_20_with_3_workers_replaces_every_worker_over_200_requests() {
+    let mut server = Instance::start(
+        "recycle-three",
+        &ini("processes = 3\nmax-requests = 20\n"),
+        &[],
+    );
+    let original = worker_pids(&server);
+    assert_eq!(original.len(), 3);
+    let target = http(&server);
+    let mut failures = 0;
+    for _ in 0..200 {
+        // New connections spread over the workers the kernel wakes.
+        if http_get(&target, "/").status != 200 {
+            failures += 1;
+        }
+    }
+    assert_eq!(failures, 0);
+    eventually("every original worker replaced", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 3 && now.is_disjoint(&original)
+    });
+    server.wait_for_log("reason=max-requests");
+}
+
+#[test]
+fn systemd_notify_gets_ready_and_stopping() {
+    use std::os::unix::net::UnixDatagram;
+    let scratch = Scratch::new("notify-socket");
+    let socket_path = scratch.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let notify_socket = socket_path.to_str().expect("utf-8 path");
+    let mut server =
+        Instance::spawn_with_env("notify", &ini(""), &[("NOTIFY_SOCKET", notify_socket)]);
+    let mut messages = String::new();
+    let receive_until = |wanted: &str, messages: &mut String| {
+        let mut buf = [0u8; 4096];
+        while !messages.contains(wanted) {
+            let n = socket
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {wanted}: {e}"));
+            messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+            messages.push('\n');
+        }
+    };
+    receive_until("READY=1", &mut messages);
+    server.signal(Signal::SIGTERM);
+    receive_until("STOPPING=1", &mut messages);
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn uid_and_gid_drop_privileges_after_binding() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to drop privileges");
+        return;
+    }
+    let server = Instance::start("uid", &ini("uid = nobody\ngid = nogroup\n"), &[]);
+    let doc = stats(&server);
+    assert_eq!(doc["uid"], 65534);
+    for pid in worker_pids(&server) {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("worker status");
+        let uid_line = status
+            .lines()
+            .find(|l| l.starts_with("Uid:"))
+            .expect("Uid line");
+        assert!(
+            uid_line.split_whitespace().skip(1).all(|id| id == "65534"),
+            "{uid_line}"
+        );
+    }
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn fifo_workers_reload_and_brutal_reload_replace_every_worker() {
+    let mut server = Instance::start(
+        "fifo-reloads",
+        &ini("processes = 2\nmaster-fifo = %dfifo\n"),
+        &[],
+    );
+    let fifo = server.scratch.path().join("fifo");
+    let first = worker_pids(&server);
+    let load = Load::start(http(&server));
+    fs::write(&fifo, "w").expect("fifo");
+    server.wait_for_log("reloading workers count=2");
+    eventually("workers reloaded", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 2 && now.is_disjoint(&first)
+    });
+    let (_, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "a graceful workers reload drops nothing: {failures:?}"
+    );
+
+    let second = worker_pids(&server);
+    fs::write(&fifo, "R").expect("fifo");
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("brutally reloaded", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 2 && now.is_disjoint(&second)
+    });
+    assert_eq!(
+        stats(&server)["pid"].as_u64(),
+        Some(u64::from(server.pid()))
+    );
+    assert_eq!(http_get(&http(&server), "/").status, 200);
 }

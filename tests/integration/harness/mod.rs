@@ -79,7 +79,12 @@ impl Drop for Scratch {
 /// A command for the real binary, with no `RCONTAINER_*` variables leaking in from the
 /// environment the tests run in.
 fn rcontainer_command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(BIN);
+    program_command(Path::new(BIN), dir, args)
+}
+
+/// Like [`rcontainer_command`] for another copy of the binary.
+fn program_command(program: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(program);
     cmd.args(args).current_dir(dir).stdin(Stdio::null());
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("RCONTAINER_") {
@@ -156,6 +161,34 @@ impl Instance {
 
     /// Like [`Instance::start`] but does not wait for anything.
     pub(crate) fn spawn(name: &str, ini: &str, extra_args: &[&str]) -> Instance {
+        Instance::spawn_program(Path::new(BIN), name, ini, extra_args, &[])
+    }
+
+    /// Like [`Instance::spawn`] with extra environment variables.
+    pub(crate) fn spawn_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
+        Instance::spawn_program(Path::new(BIN), name, ini, &[], env)
+    }
+
+    /// The path of the binary the tests run.
+    pub(crate) fn binary() -> &'static Path {
+        Path::new(BIN)
+    }
+
+    /// Like [`Instance::start`], running `program` (a copy of the binary) instead.
+    pub(crate) fn start_program(program: &Path, name: &str, ini: &str) -> Instance {
+        let mut instance = Instance::spawn_program(program, name, ini, &[], &[]);
+        let line = instance.wait_for_log("rcontainer ready");
+        instance.sockets = parse_ready_sockets(&line);
+        instance
+    }
+
+    fn spawn_program(
+        program: &Path,
+        name: &str,
+        ini: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Instance {
         let scratch = Scratch::new(name);
         // Tests refer to the scratch dir as %d in their INI text.
         scratch.write("app.ini", ini);
@@ -163,7 +196,8 @@ impl Instance {
         let stderr = scratch.path().join("stderr.log");
         let mut args = vec!["--ini", "app.ini"];
         args.extend_from_slice(extra_args);
-        let child = rcontainer_command(scratch.path(), &args)
+        let child = program_command(program, scratch.path(), &args)
+            .envs(env.iter().copied())
             .stdout(fs::File::create(&stdout).expect("create stdout file"))
             .stderr(fs::File::create(&stderr).expect("create stderr file"))
             .process_group(0)
