@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
+use super::reqlog::RecordStart;
 use super::{Counters, Shared};
 use crate::api::{Handler, Request, Response, ResponseBody};
 use crate::config::value::AllowedPeer;
@@ -239,6 +240,43 @@ pub(crate) fn call_app(
             (Response::error(500), AppOutcome::Panicked)
         }
     }
+}
+
+/// A response ready for the wire: its head already encoded for the protocol.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) head: Vec<u8>,
+    pub(crate) body: ResponseBody,
+    pub(crate) encoding: BodyEncoding,
+    pub(crate) send_body: bool,
+}
+
+/// Sends `answer` and accounts for the request whatever happens: the scoreboard (the core is
+/// free again), the counters and, once it went out, the request log.
+pub(crate) fn send_answer(
+    conn: &mut Conn,
+    shared: &Shared,
+    guard: &ConnGuard<'_>,
+    answer: Answer,
+    record: RecordStart,
+    started: Instant,
+) -> io::Result<()> {
+    let status = answer.status;
+    let sent = write_response(
+        conn,
+        answer.head,
+        answer.body,
+        answer.encoding,
+        answer.send_body,
+    );
+    let elapsed = started.elapsed();
+    shared.end_request(guard.core(), *sent.as_ref().unwrap_or(&0), elapsed);
+    let sent = sent?;
+    shared
+        .request_log
+        .log(shared, record.finish(status, sent, elapsed));
+    Ok(())
 }
 
 /// Writes `head` and then `body` with `encoding`; returns the bytes written in all.

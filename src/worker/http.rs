@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, AppOutcome, Conn, ConnGuard};
+use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
 use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
 use crate::proto::cgi::{self, ConnInfo};
@@ -153,17 +153,15 @@ fn serve_request(
         &framing,
     )
     .expect("invariant: conn::checked let only valid headers through");
-    let sent = conn::write_response(conn, out, body, framing.encoding, framing.send_body);
-    shared.end_request(
-        guard.core(),
-        *sent.as_ref().unwrap_or(&0),
-        started.elapsed(),
-    );
-    let sent = sent?;
-    shared.request_log.log(
-        shared,
-        record_base.finish(status, sent, started.elapsed(), head.version().as_str()),
-    );
+    let answer = Answer {
+        status,
+        head: out,
+        body,
+        encoding: framing.encoding,
+        send_body: framing.send_body,
+    };
+    let record = record_base.with_protocol(head.version().as_str());
+    conn::send_answer(conn, shared, guard, answer, record, started)?;
     Ok(framing.keep_alive)
 }
 

@@ -34,6 +34,7 @@ pub(crate) struct RecordStart {
     uri: String,
     addr: String,
     core: usize,
+    protocol: String,
     at: SystemTime,
 }
 
@@ -44,19 +45,20 @@ impl RequestRecord {
             uri: uri.clone(),
             addr: addr.to_string(),
             core,
+            protocol: String::new(),
             at: SystemTime::now(),
         }
     }
 }
 
 impl RecordStart {
-    pub(crate) fn finish(
-        self,
-        status: u16,
-        size: u64,
-        elapsed: Duration,
-        protocol: &str,
-    ) -> RequestRecord {
+    /// The protocol version the answer uses (`HTTP/1.1`).
+    pub(crate) fn with_protocol(mut self, protocol: &str) -> RecordStart {
+        self.protocol = protocol.to_string();
+        self
+    }
+
+    pub(crate) fn finish(self, status: u16, size: u64, elapsed: Duration) -> RequestRecord {
         RequestRecord {
             method: self.method,
             uri: self.uri,
@@ -65,7 +67,7 @@ impl RecordStart {
             status,
             size,
             elapsed,
-            protocol: protocol.to_string(),
+            protocol: self.protocol,
             at: self.at,
         }
     }
@@ -202,12 +204,9 @@ mod tests {
     use super::*;
 
     fn record(status: u16, ms: u64) -> RequestRecord {
-        RequestRecord::begin(&("GET".into(), "/x?y=1".into()), "127.0.0.1", 3).finish(
-            status,
-            42,
-            Duration::from_millis(ms),
-            "HTTP/1.1",
-        )
+        RequestRecord::begin(&("GET".into(), "/x?y=1".into()), "127.0.0.1", 3)
+            .with_protocol("HTTP/1.1")
+            .finish(status, 42, Duration::from_millis(ms))
     }
 
     #[test]

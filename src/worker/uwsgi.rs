@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, AppOutcome, Conn, ConnGuard};
+use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
 use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
 use crate::proto::http1::{BodyDecoder, BodyEncoding};
@@ -170,18 +170,15 @@ fn serve_request(
     // Never chunked: a body of unknown length ends when we close.
     let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
     let send_body = !is_head && http1::response::status_allows_body(status);
-    let sent = conn::write_response(conn, out, body, encoding, send_body);
-    shared.end_request(
-        guard.core(),
-        *sent.as_ref().unwrap_or(&0),
-        started.elapsed(),
-    );
-    let sent = sent?;
-    shared.request_log.log(
-        shared,
-        record_base.finish(status, sent, started.elapsed(), &protocol),
-    );
-    Ok(())
+    let answer = Answer {
+        status,
+        head: out,
+        body,
+        encoding,
+        send_body,
+    };
+    let record = record_base.with_protocol(&protocol);
+    conn::send_answer(conn, shared, guard, answer, record, started)
 }
 
 /// The vars as strings (bytes that are not UTF-8 are replaced, as the handler API is text).

@@ -37,15 +37,6 @@ fn cases(rel: &str, ext: &str, sibling: &str) -> Vec<(String, Vec<u8>, String)> 
     cases
 }
 
-fn target(instance: &Instance, proto: Proto) -> Target {
-    instance
-        .sockets
-        .iter()
-        .find(|t| t.proto == proto)
-        .expect("listener of that protocol")
-        .clone()
-}
-
 /// Sends `bytes` and returns the status of the answer, or `None` if the server closed
 /// without one.
 fn first_status(target: &Target, bytes: &[u8]) -> Option<u16> {
@@ -63,7 +54,7 @@ fn status_of(target: &Target, bytes: &[u8], head: bool) -> Option<u16> {
 #[test]
 fn every_invalid_http_request_gets_its_status_or_a_close_and_the_worker_lives() {
     let server = Instance::start("corpus-http-invalid", CORPUS_INI, &[]);
-    let http = target(&server, Proto::Http);
+    let http = server.target(Proto::Http);
     let cases = cases("http/invalid", "http", "status");
     assert!(cases.len() >= 20, "corpus too small: {}", cases.len());
     for (name, bytes, expected) in cases {
@@ -87,7 +78,7 @@ fn every_invalid_http_request_gets_its_status_or_a_close_and_the_worker_lives() 
 #[test]
 fn every_valid_http_stream_gets_one_200_per_request() {
     let server = Instance::start("corpus-http-valid", CORPUS_INI, &[]);
-    let http = target(&server, Proto::Http);
+    let http = server.target(Proto::Http);
     for (name, bytes, expect) in cases("http/valid", "http", "expect") {
         let requests = expect.lines().filter(|l| l.trim() == "request").count();
         let keep_alive_last = expect
@@ -126,7 +117,7 @@ fn every_valid_http_stream_gets_one_200_per_request() {
 #[test]
 fn every_uwsgi_packet_gets_200_its_status_or_a_close() {
     let server = Instance::start("corpus-uwsgi", CORPUS_INI, &[]);
-    let uwsgi = target(&server, Proto::Uwsgi);
+    let uwsgi = server.target(Proto::Uwsgi);
     for (name, bytes, expect) in cases("uwsgi", "bin", "expect") {
         if expect.starts_with("packet ping") {
             let mut conn = uwsgi.connect();
@@ -146,5 +137,5 @@ fn every_uwsgi_packet_gets_200_its_status_or_a_close() {
             (Some(status), expected) => assert_eq!(status.to_string(), expected, "{name}"),
         }
     }
-    assert_eq!(http_get(&target(&server, Proto::Http), "/").status, 200);
+    assert_eq!(http_get(&server.target(Proto::Http), "/").status, 200);
 }

@@ -4,10 +4,8 @@ use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::client::{Proto, http_get, http_request};
-use crate::harness::{Instance, Signal, Target};
+use crate::harness::{Instance, Signal, Target, json};
 
 fn echo_server(name: &str, extra: &str) -> Instance {
     Instance::start(
@@ -17,23 +15,14 @@ fn echo_server(name: &str, extra: &str) -> Instance {
     )
 }
 
-fn http(instance: &Instance) -> &Target {
-    instance
-        .sockets
-        .iter()
-        .find(|t| t.proto == Proto::Http)
-        .expect("an http socket in the ready line")
-}
-
-fn json(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+fn http(instance: &Instance) -> Target {
+    instance.target(Proto::Http)
 }
 
 #[test]
 fn echo_describes_a_get_with_a_query() {
     let server = echo_server("echo-get", "");
-    let response = http_get(http(&server), "/some/path?a=1&b=two");
+    let response = http_get(&http(&server), "/some/path?a=1&b=two");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/json"));
     let doc = json(&response.body);
@@ -53,7 +42,7 @@ fn echo_describes_a_get_with_a_query() {
 #[test]
 fn echo_reads_bodies_framed_by_length_and_by_chunks() {
     let server = echo_server("echo-post", "");
-    let target = http(&server);
+    let target = &http(&server);
     let by_length = http_request(
         target,
         b"POST /form HTTP/1.1\r\nHost: t\r\nContent-Length: 11\r\nConnection: close\r\n\r\nhello world",
@@ -111,7 +100,7 @@ fn pipelined_keep_alive_requests_are_answered_in_order_on_one_connection() {
 #[test]
 fn http10_requests_are_answered_and_closed_unless_keep_alive_is_asked() {
     let server = echo_server("http10", "");
-    let target = http(&server);
+    let target = &http(&server);
     let mut conn = target.connect();
     conn.send(b"GET /old HTTP/1.0\r\n\r\n");
     let r = conn.read_response();
@@ -130,7 +119,7 @@ fn http10_requests_are_answered_and_closed_unless_keep_alive_is_asked() {
 #[test]
 fn hello_answers_hello_world_and_large_bodies_intact() {
     let server = Instance::start("hello", "[rcontainer]\nhttp-socket = 127.0.0.1:0\n", &[]);
-    let target = http(&server);
+    let target = &http(&server);
     let r = http_get(target, "/");
     assert_eq!((r.status, r.text().as_str()), (200, "Hello World"));
     let big = http_get(target, "/?bytes=3000000");
@@ -171,7 +160,7 @@ fn a_panicking_handler_costs_one_500_and_the_worker_keeps_serving() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nmount = /boom=panic\n",
         &[],
     );
-    let target = http(&server);
+    let target = &http(&server);
     let pid_before = server.pid();
     for _ in 0..3 {
         assert_eq!(http_get(target, "/boom/now").status, 500);
@@ -189,7 +178,7 @@ fn mounts_route_by_prefix_and_strip_it_from_the_path() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nmount = /api=echo\n",
         &[],
     );
-    let target = http(&server);
+    let target = &http(&server);
     let doc = json(&http_get(target, "/api/users?id=3").body);
     assert_eq!(doc["path"], "/users");
     assert_eq!(doc["uri"], "/api/users?id=3");
@@ -203,7 +192,7 @@ fn a_hundred_concurrent_sleeps_run_at_once_on_one_worker() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprocesses = 1\nasync = 100\nmodule = sleep\n",
         &[],
     );
-    let target = http(&server).clone();
+    let target = &http(&server);
     let started = Instant::now();
     let clients: Vec<_> = (0..100)
         .map(|_| {
@@ -226,16 +215,16 @@ fn harakiri_cancels_only_the_slow_request_with_a_504() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nmount = /sleep=sleep\nharakiri = 1\n",
         &[],
     );
-    let target = http(&server).clone();
+    let target = &http(&server);
     let slow = {
         let target = target.clone();
         thread::spawn(move || http_get(&target, "/sleep?ms=30000"))
     };
     // Meanwhile the worker serves others.
-    assert_eq!(http_get(&target, "/").status, 200);
+    assert_eq!(http_get(target, "/").status, 200);
     let slow = slow.join().expect("slow client");
     assert_eq!(slow.status, 504);
-    assert_eq!(http_get(&target, "/").status, 200);
+    assert_eq!(http_get(target, "/").status, 200);
 }
 
 #[test]
@@ -256,7 +245,7 @@ fn term_lets_the_request_in_flight_finish_then_the_worker_exits_0() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = sleep\n",
         &[],
     );
-    let target = http(&server).clone();
+    let target = http(&server);
     let in_flight = thread::spawn(move || http_get(&target, "/?ms=1500"));
     thread::sleep(Duration::from_millis(300));
     server.signal(Signal::SIGTERM);
@@ -273,7 +262,7 @@ fn a_client_that_disconnects_mid_response_is_logged_and_the_worker_goes_on() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\n",
         &[],
     );
-    let target = http(&server).clone();
+    let target = &http(&server);
     {
         let mut conn = target.connect();
         conn.send(b"GET /?bytes=50000000 HTTP/1.1\r\nHost: t\r\n\r\n");
@@ -281,6 +270,6 @@ fn a_client_that_disconnects_mid_response_is_logged_and_the_worker_goes_on() {
     }
     let mut server = server;
     server.wait_for_log("client gone mid-response");
-    assert_eq!(http_get(&target, "/").status, 200);
+    assert_eq!(http_get(target, "/").status, 200);
     let _ = std::io::stderr().flush();
 }

@@ -16,12 +16,7 @@ use crate::harness::client::{Proto, http_get};
 use crate::harness::{DEADLINE, Instance, Scratch, Signal, Target, run_cli};
 
 fn http(instance: &Instance) -> Target {
-    instance
-        .sockets
-        .iter()
-        .find(|t| t.proto == Proto::Http)
-        .expect("an http socket")
-        .clone()
+    instance.target(Proto::Http)
 }
 
 /// The stats JSON from the instance's `stats = %dstats.sock`.

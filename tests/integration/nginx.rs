@@ -2,11 +2,9 @@
 
 use std::thread;
 
-use serde_json::Value;
-
 use crate::harness::client::{Proto, http_get, http_request};
 use crate::harness::nginx::Nginx;
-use crate::harness::{Instance, Target};
+use crate::harness::{Instance, Target, json};
 
 fn behind_nginx(name: &str, extra_ini: &str) -> (Instance, Nginx) {
     let server = Instance::start(
@@ -17,22 +15,12 @@ fn behind_nginx(name: &str, extra_ini: &str) -> (Instance, Nginx) {
         ),
         &[],
     );
-    let upstream = server
-        .sockets
-        .iter()
-        .find(|t| t.proto == Proto::Uwsgi)
-        .expect("uwsgi socket")
-        .clone();
+    let upstream = server.target(Proto::Uwsgi);
     let nginx = Nginx::uwsgi_proxy(&server.scratch, &upstream, "");
     (server, nginx)
 }
 
-fn json(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
-}
-
-fn post(target: &Target, path: &str, body: &[u8]) -> Value {
+fn post(target: &Target, path: &str, body: &[u8]) -> serde_json::Value {
     let mut raw = format!(
         "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

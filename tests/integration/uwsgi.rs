@@ -1,21 +1,10 @@
 //! The uwsgi protocol on `socket`: raw packets as nginx builds them, over TCP and unix sockets.
 
-use serde_json::Value;
-
 use crate::harness::client::{Proto, nginx_vars, uwsgi_packet, uwsgi_request};
-use crate::harness::{Instance, Target};
+use crate::harness::{Instance, Target, json};
 
-fn uwsgi(instance: &Instance) -> &Target {
-    instance
-        .sockets
-        .iter()
-        .find(|t| t.proto == Proto::Uwsgi)
-        .expect("a uwsgi socket in the ready line")
-}
-
-fn json(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
+fn uwsgi(instance: &Instance) -> Target {
+    instance.target(Proto::Uwsgi)
 }
 
 #[test]
@@ -26,7 +15,7 @@ fn an_nginx_packet_with_empty_content_vars_gets_a_raw_http_200() {
         &[],
     );
     let vars = nginx_vars("GET", "/hello/world?x=1", b"");
-    let response = uwsgi_request(uwsgi(&server), &vars, b"");
+    let response = uwsgi_request(&uwsgi(&server), &vars, b"");
     assert_eq!(response.version, "HTTP/1.1");
     assert_eq!(response.status, 200);
     assert_eq!(
@@ -52,7 +41,7 @@ fn a_body_follows_the_vars_and_is_read_by_content_length() {
     );
     let body = b"name=rcontainer&kind=container";
     let vars = nginx_vars("POST", "/form", body);
-    let doc = json(&uwsgi_request(uwsgi(&server), &vars, body).body);
+    let doc = json(&uwsgi_request(&uwsgi(&server), &vars, body).body);
     assert_eq!(doc["body"], "name=rcontainer&kind=container");
     assert_eq!(doc["body_len"], body.len());
 }
@@ -64,7 +53,7 @@ fn a_unix_socket_serves_the_same_protocol() {
         "[rcontainer]\nsocket = %dapp.sock\nchmod-socket = 660\nmodule = echo\nvacuum = true\n",
         &[],
     );
-    let target = uwsgi(&server);
+    let target = &uwsgi(&server);
     let crate::harness::client::Addr::Unix(path) = &target.addr else {
         panic!("unix socket expected, got {target}");
     };
@@ -101,11 +90,11 @@ fn a_vars_block_over_buffer_size_gets_431_naming_the_option_in_the_log() {
     );
     let mut vars = nginx_vars("GET", "/", b"");
     vars.push(("HTTP_COOKIE".into(), "c".repeat(8000)));
-    let response = uwsgi_request(uwsgi(&server), &vars, b"");
+    let response = uwsgi_request(&uwsgi(&server), &vars, b"");
     assert_eq!(response.status, 431);
     server.wait_for_log("raise buffer-size");
     // The worker still serves.
-    let ok = uwsgi_request(uwsgi(&server), &nginx_vars("GET", "/", b""), b"");
+    let ok = uwsgi_request(&uwsgi(&server), &nginx_vars("GET", "/", b""), b"");
     assert_eq!(ok.status, 200);
 }
 
@@ -117,7 +106,7 @@ fn an_unread_body_is_drained_so_the_answer_arrives() {
     let vars = nginx_vars("POST", "/", &body);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let packet = uwsgi_packet(&vars, &body);
-    let target = uwsgi(&server).clone();
+    let target = &uwsgi(&server);
     let mut conn = target.connect();
     let writer = {
         let mut conn2 = conn.try_clone();

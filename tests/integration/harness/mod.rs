@@ -212,6 +212,15 @@ impl Instance {
         }
     }
 
+    /// The first listener of protocol `proto` from the ready line.
+    pub(crate) fn target(&self, proto: client::Proto) -> Target {
+        self.sockets
+            .iter()
+            .find(|t| t.proto == proto)
+            .unwrap_or_else(|| panic!("no {proto:?} socket in the ready line: {:?}", self.sockets))
+            .clone()
+    }
+
     pub(crate) fn pid(&self) -> u32 {
         self.child
             .as_ref()
@@ -333,6 +342,12 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatu
 /// SIGKILLs the process group led by `pid` (every worker the master forked is in it).
 fn kill_group(pid: u32) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// Parses a JSON body, failing the test with the body when it is not JSON.
+pub(crate) fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)))
 }
 
 fn read_lossy(path: &Path) -> String {
