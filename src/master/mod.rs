@@ -946,6 +946,9 @@ impl<'a> Master<'a> {
             if let Some(fifo) = &self.fifo {
                 let _ = std::fs::remove_file(fifo.path());
             }
+            if let Some(SocketSpec::Unix(path)) = &self.config.stats {
+                let _ = std::fs::remove_file(path);
+            }
         }
         log::info!("master exits");
     }

@@ -23,6 +23,25 @@ fn the_example_config_passes_check_config_silently() {
 }
 
 #[test]
+fn every_example_config_passes_check_config() {
+    let scratch = Scratch::new("check-all-examples");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("conf dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "ini") {
+            let out = run_cli(
+                scratch.path(),
+                &["--ini", path.to_str().expect("utf-8"), "--check-config"],
+            );
+            assert_eq!(out.code(), Some(0), "{}: {}", path.display(), out.stderr);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 3, "only {checked} example configs");
+}
+
+#[test]
 fn a_migrated_uwsgi_file_loads_with_one_warning_per_ignored_key() {
     let scratch = Scratch::new("check-migrated");
     let ini = repo_file("conf/uwsgi-migrated.ini");
