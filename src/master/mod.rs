@@ -349,8 +349,7 @@ impl<'a> Master<'a> {
                 .ok_or_else(|| io::Error::other("no free worker slot"))?;
             self.spawn_worker(slot, old.get(i).copied())?;
         }
-        // Old workers beyond the new count simply drain once everything is ready.
-        self.chain.extend(old.iter().skip(self.target).copied());
+        // Old workers beyond the new count drain once everything is ready (`check_ready`).
         Ok(())
     }
 
@@ -786,38 +785,32 @@ impl<'a> Master<'a> {
     /// Workers past their mercy are killed; killed ones that linger get SIGKILL.
     fn check_mercy(&mut self) {
         let now = Instant::now();
-        let mercy = match self.stopping {
-            Some(Stopping::Graceful { deadline }) | Some(Stopping::Immediate { deadline })
-                if now >= deadline =>
-            {
-                Duration::ZERO
-            }
-            _ => self.config.worker_reload_mercy,
-        };
+        let out_of_time = matches!(
+            self.stopping,
+            Some(Stopping::Graceful { deadline } | Stopping::Immediate { deadline }) if now >= deadline
+        );
+        let mercy = self.config.worker_reload_mercy;
         let overdue: Vec<(Pid, bool)> = self
             .workers
             .iter()
             .filter_map(|w| match w.state {
-                Lifecycle::Retiring { since } if now.duration_since(since) >= mercy => {
+                Lifecycle::Retiring { since } if out_of_time || now - since >= mercy => {
                     Some((w.pid, false))
                 }
-                Lifecycle::Killing { since, .. }
-                    if now.duration_since(since) >= KILL_GRACE.min(mercy.max(Duration::ZERO))
-                        || mercy.is_zero() =>
-                {
+                // SIGABRT or SIGINT was not enough (or a SIGKILL is still being delivered).
+                Lifecycle::Killing { since, .. } if out_of_time || now - since >= KILL_GRACE => {
                     Some((w.pid, true))
                 }
                 _ => None,
             })
             .collect();
         for (pid, already_killing) in overdue {
-            if !already_killing {
-                log::warn!("worker pid={pid} still busy after the mercy: killing it");
-            }
             let _ = process::send_signal(pid, OsSignal::SIGKILL);
-            if let Some(worker) = self.workers.get_mut(pid)
-                && !already_killing
-            {
+            if already_killing {
+                continue;
+            }
+            log::warn!("worker pid={pid} still busy after the mercy: killing it");
+            if let Some(worker) = self.workers.get_mut(pid) {
                 worker.state = Lifecycle::Killing {
                     since: now,
                     respawn: false,

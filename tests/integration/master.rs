@@ -557,3 +557,22 @@ fn fifo_workers_reload_and_brutal_reload_replace_every_worker() {
     );
     assert_eq!(http_get(&http(&server), "/").status, 200);
 }
+
+#[test]
+fn a_reload_reads_the_ini_again_and_retires_workers_no_longer_wanted() {
+    let mut server = Instance::start("reload-fewer", &ini("processes = 3\n"), &[]);
+    assert_eq!(worker_pids(&server).len(), 3);
+    server.scratch.write("app.ini", &ini("processes = 1\n"));
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("one worker left", &server, || {
+        worker_pids(&server).len() == 1
+    });
+    // All three workers of the previous image drain and exit, not only the replaced one.
+    server.wait_for_log_count("worker exited id=old", 3);
+    let logs = server.logs();
+    assert!(
+        !logs.contains("RCONTAINER_"),
+        "hand-over variables are not taken for options: {logs}"
+    );
+}
