@@ -13,7 +13,7 @@ declare -A forbidden=(
   [api]="apps cli config emperor master net scoreboard worker"
   [apps]="cli config emperor master net proto scoreboard sys worker"
   [worker]="cli emperor master"
-  [master]="cli emperor apps"
+  [master]="api apps cli coro emperor proto"
   [emperor]="cli master worker apps api coro"
 )
 

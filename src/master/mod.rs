@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::api::AppRegistry;
 use crate::config::Config;
 use crate::exit;
 use crate::net::addr::SocketSpec;
@@ -39,7 +38,7 @@ use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, Forked, OsSignal, Pid};
 use crate::sys::signal::SignalSource;
 use crate::sys::{clock, memory, pidfile, privilege, rlimit};
-use crate::worker::{self, WorkerSpec};
+use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
 use stats::StatsListener;
 use touch::TouchFiles;
@@ -67,7 +66,7 @@ const STATS: Token = Token(2);
 pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<(), Vec<String>>;
 
 /// Runs one instance of `config` with `apps`; returns the process exit code.
-pub(crate) fn run(config: Config, apps: &AppRegistry, recheck: ConfigCheck<'_>) -> ExitCode {
+pub(crate) fn run(config: Config, apps: &Apps, recheck: ConfigCheck<'_>) -> ExitCode {
     crate::log::set_role_master();
     let mut daemon = None;
     let code = match Master::start(config, apps, recheck, &mut daemon) {
@@ -98,7 +97,7 @@ enum Stopping {
 
 struct Master<'a> {
     config: Config,
-    apps: &'a AppRegistry,
+    apps: &'a Apps,
     recheck: ConfigCheck<'a>,
     /// The directory the command was started in: a re-exec returns there, so relative
     /// `--ini` paths still resolve after `chdir`.
@@ -133,7 +132,7 @@ impl<'a> Master<'a> {
     /// scoreboard, signals, FIFO, stats; then the workers are forked.
     fn start(
         config: Config,
-        apps: &'a AppRegistry,
+        apps: &'a Apps,
         recheck: ConfigCheck<'a>,
         daemon: &mut Option<DaemonReady>,
     ) -> io::Result<Master<'a>> {

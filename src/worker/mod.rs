@@ -34,6 +34,8 @@ use crate::proto::Limits;
 use crate::scoreboard::{WorkerSlot, WorkerStatus};
 use crate::sys::signal::{Signal, SignalSource};
 
+/// The apps a worker serves, as the master hands them through without looking inside.
+pub(crate) use crate::api::AppRegistry as Apps;
 pub(crate) use conn::ConnTable;
 
 /// Longest the loop sleeps between checks of the signal flags when nothing happens.
