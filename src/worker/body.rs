@@ -68,10 +68,11 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
         if let Some(error) = state.error {
             return Err(body_error(error));
         }
-        if !conn.buf.is_empty() {
+        if !conn.input.is_empty() {
             // At most `out.len()` input bytes, so the decoded data always fits in `out`.
-            let window = conn.buf.len().min(out.len());
-            let decoded = match state.decoder.decode(&conn.buf[..window]) {
+            let pending = conn.input.pending();
+            let window = pending.len().min(out.len());
+            let decoded = match state.decoder.decode(&pending[..window]) {
                 Ok(decoded) => decoded,
                 Err(error) => {
                     state.error = Some(error);
@@ -80,8 +81,8 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
             };
             let data = decoded.data.clone();
             let n = data.len();
-            out[..n].copy_from_slice(&conn.buf[data]);
-            conn.buf.drain(..decoded.consumed);
+            out[..n].copy_from_slice(&pending[data]);
+            conn.input.consume(decoded.consumed);
             if n > 0 || decoded.done {
                 return Ok(n);
             }

@@ -35,19 +35,70 @@ const LINGER: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) stream: CoStream,
-    pub(crate) buf: Vec<u8>,
+    pub(crate) input: InBuf,
     pub(crate) peer: Addr,
 }
 
+/// Bytes read from a socket and not used yet, in one buffer per connection that is zeroed once
+/// (not at every read) and grows only when one request head needs more room (bounded by
+/// `buffer-size`: the parsers refuse a longer head).
+#[derive(Debug)]
+pub(crate) struct InBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl InBuf {
+    fn new() -> InBuf {
+        InBuf {
+            data: vec![0; READ_CHUNK],
+            start: 0,
+            end: 0,
+        }
+    }
+
+    /// The bytes read and not used yet.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Marks the first `n` pending bytes as used.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        debug_assert!(self.start <= self.end, "consumed more than was read");
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// Room to read into: moves pending bytes to the front, or grows, when the end is reached.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                let len = self.data.len();
+                self.data.resize(len * 2, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+}
+
 impl Conn {
-    /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
+    /// Reads more bytes into `input`; `Ok(0)` at end of stream.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
-        let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
-        let result = self.stream.read(&mut self.buf[len..]);
-        let n = *result.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
-        result
+        let n = self.stream.read(self.input.spare())?;
+        self.input.end += n;
+        Ok(n)
     }
 
     /// Writes `bytes` completely.
@@ -163,7 +214,7 @@ pub(crate) fn serve_connection(stream: CoStream, peer: Addr, protocol: Protocol,
     let guard = ConnGuard::register(shared);
     let conn = Conn {
         stream,
-        buf: Vec::with_capacity(READ_CHUNK),
+        input: InBuf::new(),
         peer,
     };
     match protocol {
@@ -411,5 +462,33 @@ mod tests {
     fn connection_close_from_the_handler_is_seen() {
         assert!(wants_close(&Response::ok().header("Connection", "Close")));
         assert!(!wants_close(&Response::ok()));
+    }
+}
+
+#[cfg(test)]
+mod inbuf_tests {
+    use super::*;
+
+    #[test]
+    fn pending_bytes_survive_compaction_and_growth() {
+        let mut input = InBuf::new();
+        let chunk = input.spare().len();
+        input.spare()[..chunk].fill(b'a');
+        input.end += chunk;
+        input.consume(chunk - 3); // 3 left at the very end: the next read compacts
+        assert_eq!(input.pending(), b"aaa");
+        let spare = input.spare();
+        assert_eq!(spare.len(), chunk - 3);
+        spare[0] = b'b';
+        input.end += 1;
+        assert_eq!(input.pending(), b"aaab");
+        // A head that fills the whole buffer makes it grow instead.
+        let room = input.spare().len();
+        input.end += room;
+        assert_eq!(input.pending().len(), chunk);
+        assert!(input.spare().len() >= chunk, "grown");
+        assert_eq!(&input.pending()[..4], b"aaab");
+        input.consume(chunk);
+        assert!(input.is_empty());
     }
 }

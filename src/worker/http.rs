@@ -59,9 +59,9 @@ struct Refused(u16);
 /// answer.
 fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Refused> {
     loop {
-        match http1::parse_request_head(&conn.buf, &shared.limits) {
+        match http1::parse_request_head(conn.input.pending(), &shared.limits) {
             Ok(Some((head, consumed))) => {
-                conn.buf.drain(..consumed);
+                conn.input.consume(consumed);
                 return Ok(Some(head));
             }
             Ok(None) => {}
@@ -73,7 +73,7 @@ fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Re
         match conn.fill() {
             Ok(0) => return Ok(None),
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::TimedOut && !conn.buf.is_empty() => {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !conn.input.is_empty() => {
                 log::info!("request head timed out peer={}", conn.peer);
                 return Err(Refused(408));
             }

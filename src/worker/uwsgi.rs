@@ -44,8 +44,9 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
 /// or went silent first.
 fn read_packet(conn: &mut Conn, shared: &Shared) -> Result<Option<Packet>, ParseError> {
     loop {
-        if let Some((packet, consumed)) = uwsgi::parse_packet(&conn.buf, &shared.limits)? {
-            conn.buf.drain(..consumed);
+        if let Some((packet, consumed)) = uwsgi::parse_packet(conn.input.pending(), &shared.limits)?
+        {
+            conn.input.consume(consumed);
             return Ok(Some(packet));
         }
         match conn.fill() {
