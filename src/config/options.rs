@@ -220,7 +220,7 @@ option_table! {
     disable_logging: one Flag = "disable-logging",
         ["false"], "Do not log requests.";
     log_format: maybe Text = "log-format" | "logformat",
-        [], "Request log line format: %(method) %(uri) %(status) %(msecs) %(size) %(addr) ...";
+        [], "Request log line format: %(method) %(uri) %(status) %(msecs) %(size) %(addr) ..., or json.";
     log_4xx: one Flag = "log-4xx",
         ["false"], "Log 4xx responses even when request logging is disabled.";
     log_5xx: one Flag = "log-5xx",

@@ -968,8 +968,20 @@ fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -> io::Resul
 /// Binds `socket` (uwsgi) and `http-socket` listeners in that order, reusing sockets handed
 /// over by a previous image (or systemd) whose name matches.
 fn bind_listeners(config: &Config, inherited: Vec<InheritedFd>) -> io::Result<Vec<Listener>> {
+    let owner = match &config.chown_socket {
+        Some(spec) => {
+            let (user, group) = spec
+                .split_once(':')
+                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
+            let who = privilege::Credentials::resolve(Some(user), group)
+                .map_err(|e| io::Error::new(e.kind(), format!("chown-socket {spec}: {e}")))?;
+            Some((who.uid, who.gid))
+        }
+        None => None,
+    };
     let unix = UnixOptions {
         mode: config.chmod_socket,
+        owner,
     };
     let backlog = u32::try_from(config.listen).unwrap_or(u32::MAX);
     let mut inherited: Vec<(Option<String>, Option<OwnedFd>)> = inherited

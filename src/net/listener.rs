@@ -15,6 +15,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::sys::socket::{self, AddressFamily, Backlog, SockaddrLike, SockaddrStorage, sockopt};
+use nix::unistd::{Gid, Uid};
 
 use super::addr::{Host, SocketSpec};
 use crate::sys::fd;
@@ -54,11 +55,13 @@ impl fmt::Display for LocalAddr {
     }
 }
 
-/// How to create unix sockets (`chmod-socket`).
+/// How to create unix sockets (`chmod-socket`, `chown-socket`).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct UnixOptions {
     /// Permission bits for the socket file, such as `0o666`.
     pub(crate) mode: Option<u32>,
+    /// Owner and group for the socket file (either may stay as it is).
+    pub(crate) owner: Option<(Option<Uid>, Option<Gid>)>,
 }
 
 /// A bound, listening, non-blocking socket.
@@ -202,6 +205,9 @@ fn bind_unix(path: &Path, options: UnixOptions) -> io::Result<(OwnedFd, LocalAdd
     if let Some(mode) = options.mode {
         fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
     }
+    if let Some((uid, gid)) = options.owner {
+        nix::unistd::chown(path, uid, gid)?;
+    }
     Ok((OwnedFd::from(listener), LocalAddr::Unix(path.to_path_buf())))
 }
 
@@ -292,7 +298,10 @@ mod tests {
         let path = dir.join("app.sock");
         drop(UnixListener::bind(&path).unwrap()); // leaves the file, nobody listening
         let spec = SocketSpec::Unix(path.clone());
-        let options = UnixOptions { mode: Some(0o660) };
+        let options = UnixOptions {
+            mode: Some(0o660),
+            owner: None,
+        };
         let listener = Listener::bind(&spec, Protocol::Uwsgi, 16, options).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o660);

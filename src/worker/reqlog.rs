@@ -3,6 +3,9 @@
 //! Default line (close to uWSGI's, without the fields rcontainer does not track):
 //! `[pid: 4121|worker: 1|req: 17] 127.0.0.1 [Mon Nov 23 17:45:01 2026] GET /x => generated 211 bytes in 3 msecs (HTTP/1.1 200) core 0`
 //!
+//! `log-format = json` writes one JSON object per line instead (`method`, `uri`, `status`,
+//! `msecs`, `size`, `addr`, `proto`, `worker`, `core`, `pid`, `time` in epoch seconds).
+//!
 //! `disable-logging` turns lines off except where `log-4xx`, `log-5xx` or `log-slow` ask for
 //! them. `req-logger = file:PATH` sends the lines to their own file instead of the server log.
 
@@ -86,6 +89,13 @@ pub(crate) struct RequestLog {
 
 impl RequestLog {
     pub(crate) fn from_config(config: &Config) -> RequestLog {
+        if let Some(target) = config.req_logger.as_deref()
+            && !target.starts_with("file:")
+        {
+            log::warn!(
+                "req-logger {target}: only file:PATH is supported; logging requests to the server log"
+            );
+        }
         let file = config
             .req_logger
             .as_deref()
@@ -125,7 +135,8 @@ impl RequestLog {
             return;
         }
         let requests = shared.counters.requests.get();
-        let line = match &self.format {
+        let line = match self.format.as_deref() {
+            Some("json") => json_line(&record, shared.worker_id),
             Some(format) => render_format(format, &record, shared.worker_id),
             None => default_line(&record, shared.worker_id, requests),
         };
@@ -152,6 +163,23 @@ fn default_line(r: &RequestRecord, worker: u32, requests: u64) -> String {
         r.status,
         r.core
     )
+}
+
+fn json_line(r: &RequestRecord, worker: u32) -> String {
+    serde_json::json!({
+        "method": r.method,
+        "uri": r.uri,
+        "status": r.status,
+        "msecs": r.elapsed.as_millis() as u64,
+        "size": r.size,
+        "addr": r.addr,
+        "proto": r.protocol,
+        "worker": worker,
+        "core": r.core,
+        "pid": std::process::id(),
+        "time": r.at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+    })
+    .to_string()
 }
 
 /// Expands uWSGI `log-format` variables; unknown ones are left as written.
@@ -233,6 +261,17 @@ mod tests {
         assert!(!log.wants(&record(500, 1)));
         assert!(!log.wants(&record(200, 1)));
         assert!(log.wants(&record(200, 150)));
+    }
+
+    #[test]
+    fn json_lines_carry_every_field() {
+        let line = json_line(&record(201, 12), 4);
+        let doc: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        assert_eq!(doc["status"], 201);
+        assert_eq!(doc["msecs"], 12);
+        assert_eq!(doc["uri"], "/x?y=1");
+        assert_eq!(doc["worker"], 4);
+        assert_eq!(doc["proto"], "HTTP/1.1");
     }
 
     #[test]

@@ -132,3 +132,19 @@ fn a_peer_outside_uwsgi_allow_from_is_refused() {
     assert!(conn.is_closed_by_peer());
     server.wait_for_log("not in uwsgi-allow-from");
 }
+
+#[test]
+fn chown_socket_gives_the_unix_socket_its_owner() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to chown");
+        return;
+    }
+    let server = Instance::start(
+        "uwsgi-chown",
+        "[rcontainer]\nsocket = %dapp.sock\nchown-socket = nobody:nogroup\nchmod-socket = 600\n",
+        &[],
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(server.scratch.path().join("app.sock")).expect("socket file");
+    assert_eq!((meta.uid(), meta.gid()), (65534, 65534));
+}
