@@ -207,14 +207,19 @@ pub(crate) fn document(
     scoreboard: &Scoreboard,
     live_slots: &[crate::scoreboard::WorkerId],
 ) -> String {
+    let mut listen_queue = 0;
     let sockets: Vec<Value> = listeners
         .iter()
         .map(|l| {
+            // What waits in the kernel for a worker to accept: the first sign of overload.
+            let (queue, max_queue) = crate::sys::fd::listen_queue(l)
+                .unwrap_or((0, u32::try_from(config.listen).unwrap_or(u32::MAX)));
+            listen_queue = listen_queue.max(queue);
             json!({
                 "name": l.local_addr().to_string(),
                 "proto": l.protocol().scheme(),
-                "queue": 0,
-                "max_queue": config.listen,
+                "queue": queue,
+                "max_queue": max_queue,
                 "shared": 0,
                 "can_offload": 0,
             })
@@ -227,7 +232,7 @@ pub(crate) fn document(
         .collect();
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
-        "listen_queue": 0,
+        "listen_queue": listen_queue,
         "listen_queue_errors": 0,
         "signal_queue": 0,
         "load": 0,

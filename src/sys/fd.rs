@@ -10,7 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
@@ -146,6 +146,31 @@ pub(crate) fn adopt_inherited_fds(
             Ok(InheritedFd { fd, name, origin })
         })
         .collect()
+}
+
+/// The accept queue of a listening TCP socket: connections waiting for `accept` and the
+/// backlog it may hold (Linux reports both through `TCP_INFO` on a listening socket). A unix
+/// socket, or any error, reads as `None`.
+pub(crate) fn listen_queue(fd: impl AsFd) -> Option<(u32, u32)> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes that the kernel fills (zeroed first, so
+    // every field is initialised even if the kernel writes fewer bytes); the fd is borrowed.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: zero-initialised above and possibly overwritten by the kernel: initialised.
+    let info = unsafe { info.assume_init() };
+    Some((info.tcpi_unacked, info.tcpi_sacked))
 }
 
 /// Takes ownership of descriptor `raw` named by the configuration (`socket = fd://3`): the
@@ -297,6 +322,24 @@ mod tests {
 
     fn pid(raw: i32) -> Pid {
         Pid::from_raw(raw)
+    }
+
+    #[test]
+    fn a_listening_socket_reports_its_queue_and_backlog() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let waiting = std::net::TcpStream::connect(addr).expect("connect");
+        let (queued, backlog) = listen_queue(&listener).expect("tcp info");
+        assert_eq!(queued, 1, "one connection waits for accept");
+        assert!(backlog >= 1);
+        drop(waiting);
+        let unix = std::os::unix::net::UnixListener::bind(
+            std::env::temp_dir().join(format!("rc-lq-{}", std::process::id())),
+        );
+        if let Ok(unix) = unix {
+            assert_eq!(listen_queue(&unix), None);
+            let _ = std::fs::remove_file(unix.local_addr().unwrap().as_pathname().unwrap());
+        }
     }
 
     #[test]

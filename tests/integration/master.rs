@@ -382,7 +382,14 @@ fn the_fifo_pauses_and_resumes_accepting() {
     eventually("paused in stats", &server, || {
         stats(&server)["workers"][0]["status"] == "pause"
     });
+    // Nobody accepts now: a new connection waits in the kernel, and stats show it.
+    let mut waiting = http(&server).connect();
+    waiting.send(b"GET /queued HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    eventually("the queued connection in stats", &server, || {
+        stats(&server)["listen_queue"] == 1
+    });
     fs::write(&fifo, "p").expect("fifo");
+    assert_eq!(waiting.read_response().status, 200, "served once resumed");
     eventually("accepting again", &server, || {
         stats(&server)["workers"][0]["accepting"] == 1
     });
