@@ -16,8 +16,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
 use nix::sys::stat::Mode;
 
 /// An open master FIFO; register it in a `mio::Poll` and call [`MasterFifo::read_commands`]
@@ -77,29 +75,7 @@ impl MasterFifo {
     }
 }
 
-impl mio::event::Source for MasterFifo {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.reader.as_raw_fd()).register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.reader.as_raw_fd()).reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.reader.as_raw_fd()).deregister(registry)
-    }
-}
+super::fd_event_source!(MasterFifo, |fifo| fifo.reader.as_raw_fd());
 
 /// Leaves a FIFO at `path`: keeps an existing one, replaces a stale file, else `mkfifo 0600`.
 fn prepare_fifo(path: &Path) -> io::Result<()> {
@@ -171,7 +147,7 @@ mod tests {
         let mut fifo = MasterFifo::create(&path).expect("fifo");
         let mut poll = mio::Poll::new().expect("poll");
         poll.registry()
-            .register(&mut fifo, Token(3), Interest::READABLE)
+            .register(&mut fifo, mio::Token(3), mio::Interest::READABLE)
             .expect("register");
         let mut events = mio::Events::with_capacity(4);
         poll.poll(&mut events, Some(Duration::from_millis(50)))
@@ -180,7 +156,7 @@ mod tests {
         write_to(&path, b"l");
         poll.poll(&mut events, Some(Duration::from_secs(5)))
             .expect("poll");
-        assert!(events.iter().any(|event| event.token() == Token(3)));
+        assert!(events.iter().any(|event| event.token() == mio::Token(3)));
         assert_eq!(fifo.read_commands().expect("read"), b"l");
     }
 }

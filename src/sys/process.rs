@@ -401,12 +401,7 @@ mod tests {
                     Forked::Child => exit_now(3),
                     Forked::Parent(child) => child,
                 };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                let mut reaped = Vec::new();
-                while reaped.is_empty() && std::time::Instant::now() < deadline {
-                    reaped = reap_children();
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
+                let reaped = crate::sys::rerun::reap_within(std::time::Duration::from_secs(10));
                 assert_eq!(reaped, [(child, ExitStatus::Exited(3))]);
                 assert!(reap_children().is_empty());
             },

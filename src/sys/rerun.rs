@@ -30,6 +30,19 @@ pub(crate) fn in_child_process(test_path: &str, body: impl FnOnce()) {
     }
 }
 
+/// Reaps children until at least one exit is collected or `deadline` passes.
+pub(crate) fn reap_within(
+    deadline: Duration,
+) -> Vec<(super::process::Pid, super::process::ExitStatus)> {
+    let end = Instant::now() + deadline;
+    let mut reaped = Vec::new();
+    while reaped.is_empty() && Instant::now() < end {
+        reaped = super::process::reap_children();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reaped
+}
+
 /// Whether this process is the child started for `test_path`.
 pub(crate) fn is_child_for(test_path: &str) -> bool {
     std::env::var(CHILD_ENV).as_deref() == Ok(test_path)

@@ -16,8 +16,6 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, sigaction};
@@ -231,29 +229,7 @@ impl AsFd for SignalSource {
     }
 }
 
-impl mio::event::Source for SignalSource {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.read.as_raw_fd()).register(registry, token, interest)
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interest: Interest,
-    ) -> io::Result<()> {
-        SourceFd(&self.read.as_raw_fd()).reregister(registry, token, interest)
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        SourceFd(&self.read.as_raw_fd()).deregister(registry)
-    }
-}
+super::fd_event_source!(SignalSource, |source| source.read.as_raw_fd());
 
 impl Drop for SignalSource {
     /// Restores the defaults only if this source is still the installed one: a forked worker
@@ -387,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process() {
-        use crate::sys::process::{ExitStatus, Forked, current_pid, exit_now, fork, reap_children};
+        use crate::sys::process::{ExitStatus, Forked, current_pid, exit_now, fork};
         rerun::in_child_process(
             "sys::signal::tests::a_forked_worker_catches_its_own_signals_not_the_masters_in_a_child_process",
             || {
@@ -404,12 +380,7 @@ mod tests {
                     }
                     Forked::Parent(child) => child,
                 };
-                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-                let mut reaped = Vec::new();
-                while reaped.is_empty() && std::time::Instant::now() < deadline {
-                    reaped = reap_children();
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
+                let reaped = crate::sys::rerun::reap_within(std::time::Duration::from_secs(10));
                 assert_eq!(reaped, [(child, ExitStatus::Exited(0))]);
                 assert_eq!(
                     master.drain().expect("drain"),
@@ -428,13 +399,13 @@ mod tests {
                 let mut source = SignalSource::install_worker().expect("install");
                 let mut poll = mio::Poll::new().expect("poll");
                 poll.registry()
-                    .register(&mut source, Token(7), Interest::READABLE)
+                    .register(&mut source, mio::Token(7), mio::Interest::READABLE)
                     .expect("register");
                 nix::sys::signal::raise(OsSignal::SIGTERM).expect("raise");
                 let mut events = mio::Events::with_capacity(4);
                 poll.poll(&mut events, Some(std::time::Duration::from_secs(5)))
                     .expect("poll");
-                assert!(events.iter().any(|event| event.token() == Token(7)));
+                assert!(events.iter().any(|event| event.token() == mio::Token(7)));
                 assert_eq!(source.drain().expect("drain"), [Signal::Term]);
                 drop(source);
                 let again =
