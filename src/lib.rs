@@ -10,6 +10,7 @@
 mod api;
 pub(crate) mod apps;
 pub(crate) mod cli;
+pub mod client;
 pub(crate) mod config;
 pub(crate) mod coro;
 pub(crate) mod exit;
