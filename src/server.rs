@@ -45,9 +45,7 @@ impl Server {
     /// A server with the built-in apps.
     pub fn new() -> Server {
         let mut apps = AppRegistry::default();
-        for (name, handler) in crate::apps::builtin() {
-            apps.insert(name, Rc::from(handler));
-        }
+        crate::apps::register(&mut apps);
         Server { apps }
     }
 

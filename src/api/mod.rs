@@ -15,7 +15,7 @@ mod router;
 
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
-pub(crate) use router::{AppRegistry, Router};
+pub(crate) use router::{AppRegistry, AppSettings, RouteSettings, Router};
 
 /// Serves requests: implemented for every `Fn(&mut Request) -> Response + 'static`.
 ///
