@@ -58,8 +58,8 @@ pub use offload::offload;
 pub use sched::{CancelReason, DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig, TaskId};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{
-    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, set_label, spawn,
-    take_cancel, try_spawn,
+    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, join_all,
+    set_label, spawn, take_cancel, try_spawn,
 };
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
 
