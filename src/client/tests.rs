@@ -210,3 +210,33 @@ fn posts_send_their_form_body_and_no_body_comes_back_on_204() {
     assert!(response.body().is_empty());
     assert_eq!(encode_form(&[("a", "1 2"), ("b", "&")]), "a=1+2&b=%26");
 }
+
+fn slow_300ms(line: &str) -> Vec<u8> {
+    thread::sleep(Duration::from_millis(300));
+    ok_with_path(line)
+}
+
+#[test]
+fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
+    let upstream = Upstream::start(false, slow_300ms);
+    let urls: Vec<String> = (1..=3)
+        .map(|n| upstream.url(&format!("/part{n}")))
+        .collect();
+    let started = Instant::now();
+    let bodies = in_runtime(move || {
+        let calls: Vec<_> = urls
+            .into_iter()
+            .map(|url| coro::spawn(move || get(&url).map(|r| r.text())))
+            .collect();
+        coro::join_all(calls)
+    });
+    let elapsed = started.elapsed();
+    eprintln!(
+        "three 300 ms upstream calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
+    );
+    let bodies: Vec<String> = bodies
+        .into_iter()
+        .map(|r| r.expect("joined").expect("fetched"))
+        .collect();
+    assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
+}
