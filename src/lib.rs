@@ -46,7 +46,9 @@ pub mod rt {
 
 use std::process::ExitCode;
 
-pub use api::{Body, Handler, Request, RequestBuilder, Response, ResponseBody, reason_phrase};
+pub use api::{
+    Body, Handler, Request, RequestBuilder, Response, ResponseBody, Routes, reason_phrase,
+};
 pub use server::Server;
 
 /// Runs rcontainer with the process's command line and returns the exit code for `main`.
