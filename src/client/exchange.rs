@@ -17,8 +17,12 @@ const MAX_RESPONSE_HEADERS: usize = 100;
 /// The most bytes a response head may take.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 
-/// How much is read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// How much is read from the socket at a time for a head: small, because a worker may have a
+/// thousand exchanges in flight and each holds its buffer while it waits.
+const HEAD_CHUNK: usize = 4 * 1024;
+
+/// The most read at a time for a body (less when the body is known to be smaller).
+const BODY_CHUNK: usize = 64 * 1024;
 
 /// What came back.
 #[derive(Debug)]
@@ -124,13 +128,13 @@ pub(crate) fn round_trip(
             nothing_received: true,
         });
     }
-    let mut buf = Vec::with_capacity(READ_CHUNK);
+    let mut buf = Vec::new();
     let (status, headers, head_len, keep_alive_head) = loop {
         if buf.len() > MAX_RESPONSE_HEAD {
             return Err(Error::invalid_response("response head over 64 KiB").into());
         }
         let nothing_yet = buf.is_empty();
-        match read_more(stream, &mut buf, deadline) {
+        match read_more(stream, &mut buf, HEAD_CHUNK, deadline) {
             Ok(0) => {
                 return Err(Failure {
                     error: Error::invalid_response(if nothing_yet {
@@ -261,7 +265,13 @@ fn read_framed(
     max_body: usize,
 ) -> Result<(Vec<u8>, bool), Error> {
     let mut decoder = BodyDecoder::new(framing, Some(max_body as u64));
-    let mut body = Vec::new();
+    let (mut body, mut chunk) = match framing {
+        BodyFraming::Length(n) => {
+            let n = usize::try_from(n).unwrap_or(max_body).min(max_body);
+            (Vec::with_capacity(n), n.clamp(HEAD_CHUNK, BODY_CHUNK))
+        }
+        _ => (Vec::new(), HEAD_CHUNK),
+    };
     loop {
         while !pending.is_empty() && !decoder.is_done() {
             let decoded = decoder
@@ -282,13 +292,15 @@ fn read_framed(
         if decoder.is_done() {
             return Ok((body, pending.is_empty()));
         }
-        let n = read_more(stream, &mut pending, deadline)
+        let n = read_more(stream, &mut pending, chunk, deadline)
             .map_err(|e| Error::io("reading the response body", e))?;
         if n == 0 {
             return Err(Error::invalid_response(
                 "connection closed inside the response body",
             ));
         }
+        // A body that keeps coming is read in bigger steps.
+        chunk = (chunk * 2).min(BODY_CHUNK);
     }
 }
 
@@ -305,7 +317,7 @@ fn read_to_close(
                 format!("response body over the limit of {max_body} bytes"),
             ));
         }
-        let n = read_more(stream, &mut body, deadline)
+        let n = read_more(stream, &mut body, BODY_CHUNK, deadline)
             .map_err(|e| Error::io("reading the response body", e))?;
         if n == 0 {
             return Ok(body);
@@ -313,15 +325,17 @@ fn read_to_close(
     }
 }
 
-/// Appends what the next read gives to `buf`, waiting no later than `deadline`.
+/// Appends what the next read (of at most `chunk` bytes) gives to `buf`, waiting no later
+/// than `deadline`.
 fn read_more(
     stream: &mut CoStream,
     buf: &mut Vec<u8>,
+    chunk: usize,
     deadline: Option<Instant>,
 ) -> io::Result<usize> {
     stream.set_read_timeout(remaining(deadline)?);
     let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
+    buf.resize(start + chunk, 0);
     let read = stream.read(&mut buf[start..]);
     buf.truncate(start + *read.as_ref().unwrap_or(&0));
     read

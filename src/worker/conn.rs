@@ -22,6 +22,9 @@ use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
 
 /// Bytes read from the socket at a time.
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read into an empty buffer (a new request head): a head rarely needs more, and a
+/// worker with `async = 1000` holds one buffer per connection, touched by the zero-fill.
+const FIRST_READ: usize = 4 * 1024;
 /// A body up to this size goes out in the same write as the head.
 const COALESCE_BODY: usize = 32 * 1024;
 /// Chunk size when streaming a body.
@@ -42,7 +45,8 @@ impl Conn {
     /// Reads more bytes into `buf`; `Ok(0)` at end of stream.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
         let len = self.buf.len();
-        self.buf.resize(len + READ_CHUNK, 0);
+        let chunk = if len == 0 { FIRST_READ } else { READ_CHUNK };
+        self.buf.resize(len + chunk, 0);
         let result = self.stream.read(&mut self.buf[len..]);
         let n = *result.as_ref().unwrap_or(&0);
         self.buf.truncate(len + n);
@@ -162,7 +166,7 @@ pub(crate) fn serve_connection(stream: CoStream, peer: Addr, protocol: Protocol,
     let guard = ConnGuard::register(shared);
     let conn = Conn {
         stream,
-        buf: Vec::with_capacity(READ_CHUNK),
+        buf: Vec::with_capacity(FIRST_READ),
         peer,
     };
     match protocol {
