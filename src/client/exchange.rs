@@ -129,11 +129,11 @@ pub(crate) fn round_trip(
         });
     }
     let mut buf = Vec::new();
+    let mut nothing_yet = true;
     let (status, headers, head_len, keep_alive_head) = loop {
         if buf.len() > MAX_RESPONSE_HEAD {
             return Err(Error::invalid_response("response head over 64 KiB").into());
         }
-        let nothing_yet = buf.is_empty();
         match read_more(stream, &mut buf, HEAD_CHUNK, deadline) {
             Ok(0) => {
                 return Err(Failure {
@@ -145,7 +145,7 @@ pub(crate) fn round_trip(
                     nothing_received: nothing_yet,
                 });
             }
-            Ok(_) => {}
+            Ok(_) => nothing_yet = false,
             Err(e) => {
                 return Err(Failure {
                     // A reset before any byte is what a stale keep-alive connection gives.

@@ -240,3 +240,20 @@ fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
         .collect();
     assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
 }
+
+fn interim_then_close_delimited(_: &str) -> Vec<u8> {
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil close"
+        .to_vec()
+}
+
+#[test]
+fn interim_responses_are_skipped_and_a_close_delimited_body_is_read_to_the_end() {
+    let upstream = Upstream::start(true, interim_then_close_delimited);
+    let response = get(&upstream.url("/")).unwrap();
+    assert_eq!(
+        (response.status(), response.text().as_str()),
+        (200, "until close")
+    );
+    // Such a connection cannot carry another request: it is not pooled.
+    assert_eq!(pool::idle_count("127.0.0.1", upstream.port), 0);
+}
