@@ -271,6 +271,21 @@ impl<'a> Request<'a> {
         serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
+    /// Reads a JSON body (at most `limit` bytes) into any `serde` type (feature `serde`).
+    ///
+    /// Fails with `InvalidData` when the body does not parse as a `T` or is over `limit`.
+    ///
+    /// ```ignore
+    /// #[derive(serde::Deserialize)]
+    /// struct Item { name: String }
+    /// let item: Item = req.read_json_as(64 * 1024)?;
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn read_json_as<T: serde::de::DeserializeOwned>(&mut self, limit: usize) -> io::Result<T> {
+        let body = self.read_body(limit)?;
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
     /// A request built by hand, for testing handlers without a server.
     ///
     /// ```
@@ -465,6 +480,14 @@ mod tests {
             req.read_form(100).unwrap_err().kind(),
             io::ErrorKind::InvalidInput
         );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn json_bodies_parse_into_serde_types() {
+        let mut req = Request::builder("POST", "/").body(&b"[1,2,3]"[..]).build();
+        let numbers: Vec<u32> = req.read_json_as(100).unwrap();
+        assert_eq!(numbers, [1, 2, 3]);
     }
 
     #[test]

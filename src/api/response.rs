@@ -85,6 +85,22 @@ impl Response {
         Response::json(value.to_string())
     }
 
+    /// `200 OK` with `value` serialized as JSON (feature `serde`); a value that cannot be
+    /// serialized (a map with non-string keys, say) gives a `500`.
+    ///
+    /// ```ignore
+    /// #[derive(serde::Serialize)]
+    /// struct Hit { title: String }
+    /// Response::json_of(&vec![Hit { title: "rust".into() }])
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+        match serde_json::to_string(value) {
+            Ok(json) => Response::json(json),
+            Err(_) => Response::error(500),
+        }
+    }
+
     /// `200 OK` with a `text/html; charset=utf-8` body.
     pub fn html(html: impl Into<String>) -> Response {
         Response::ok()
