@@ -6,11 +6,12 @@ cd "$(dirname "$0")/.."
 
 # module -> modules it must not import
 declare -A forbidden=(
-  [proto]="api apps cli config coro emperor log master net scoreboard sys worker"
+  [proto]="api apps cli client config coro emperor log master net scoreboard sys worker"
   [sys]="api apps cli config coro emperor log master net proto scoreboard worker"
   [log]="api apps cli config coro emperor master net proto scoreboard sys worker"
-  [coro]="api apps cli config emperor log master net proto scoreboard worker"
-  [api]="apps cli config emperor master net scoreboard worker"
+  [coro]="api apps cli client config emperor log master net proto scoreboard worker"
+  [api]="apps cli client config emperor master net scoreboard worker"
+  [client]="api apps cli config emperor log master net scoreboard sys worker"
   [apps]="cli config emperor master net proto scoreboard sys worker"
   [worker]="cli emperor master"
   [master]="api apps cli coro emperor proto"

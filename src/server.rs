@@ -9,9 +9,14 @@ use crate::api::{AppRegistry, Handler};
 /// Builds a binary that serves your handlers with rcontainer's whole command line and INI
 /// files: the same `--ini`, options, signals and reloads as the stock `rcontainer`.
 ///
-/// The built-in apps (`hello`, `echo`, `sleep`) are there too; an app of yours with the same
-/// name replaces the built-in one. The INI's `module` and `mount = /prefix=app` lines pick
-/// which app serves which path.
+/// The built-in apps (`hello`, `echo`, `sleep`, `panic`, `fetch`) and the static-file server
+/// for `static-map` are there too; an app of yours with the same name replaces the built-in
+/// one. The INI's `module` and `mount = /prefix=app` lines pick which app serves which path
+/// (a `static-map` prefix comes before every mount); use [`Routes`](crate::Routes) to route by
+/// method and path inside one app.
+///
+/// Each worker process gets its own copy of your handlers (they are built before the fork),
+/// so a handler's state is per worker: share across workers through an external store.
 ///
 /// ```no_run
 /// use rcontainer::{Request, Response, Server};
@@ -45,9 +50,7 @@ impl Server {
     /// A server with the built-in apps.
     pub fn new() -> Server {
         let mut apps = AppRegistry::default();
-        for (name, handler) in crate::apps::builtin() {
-            apps.insert(name, Rc::from(handler));
-        }
+        crate::apps::register(&mut apps);
         Server { apps }
     }
 

@@ -12,10 +12,12 @@
 mod request;
 mod response;
 mod router;
+mod routes;
 
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
-pub(crate) use router::{AppRegistry, Router};
+pub(crate) use router::{AppRegistry, AppSettings, RouteSettings, Router};
+pub use routes::Routes;
 
 /// Serves requests: implemented for every `Fn(&mut Request) -> Response + 'static`.
 ///

@@ -95,6 +95,16 @@ impl<'a> Request<'a> {
         })
     }
 
+    /// Every query parameter as `(name, value)`, percent-decoded, in order (repeats kept).
+    ///
+    /// ```
+    /// # let req = rcontainer::Request::builder("GET", "/?tag=a&tag=b&n").build();
+    /// assert_eq!(req.query_params(), [("tag".into(), "a".into()), ("tag".into(), "b".into()), ("n".into(), "".into())]);
+    /// ```
+    pub fn query_params(&self) -> Vec<(String, String)> {
+        parse_form(&self.query)
+    }
+
     /// The protocol version, such as `HTTP/1.1`.
     pub fn protocol(&self) -> &str {
         &self.protocol
@@ -121,6 +131,54 @@ impl<'a> Request<'a> {
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The `Content-Type` header, if any.
+    pub fn content_type(&self) -> Option<&str> {
+        self.header("content-type")
+    }
+
+    /// The declared body length (`Content-Length`), if any.
+    pub fn content_length(&self) -> Option<u64> {
+        self.header("content-length")
+            .and_then(|len| len.trim().parse().ok())
+    }
+
+    /// The `Host` header (or the `SERVER_NAME` var behind a proxy that sends none).
+    pub fn host(&self) -> Option<&str> {
+        self.header("host").or_else(|| self.var("SERVER_NAME"))
+    }
+
+    /// Every cookie of the `Cookie` header(s) as `(name, value)`, in order.
+    ///
+    /// ```
+    /// # let req = rcontainer::Request::builder("GET", "/").header("Cookie", "sid=abc; theme=dark").build();
+    /// assert_eq!(req.cookie("theme").as_deref(), Some("dark"));
+    /// assert_eq!(req.cookies().len(), 2);
+    /// ```
+    pub fn cookies(&self) -> Vec<(String, String)> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+            .flat_map(|(_, v)| v.split(';'))
+            .filter_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                let value = value.trim();
+                let value = value
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(value);
+                Some((name.trim().to_string(), value.to_string()))
+            })
+            .filter(|(name, _)| !name.is_empty())
+            .collect()
+    }
+
+    /// The value of cookie `name`, if the client sent it.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies()
+            .into_iter()
+            .find_map(|(n, v)| (n == name).then_some(v))
     }
 
     /// Every CGI/uwsgi variable as `(name, value)`.
@@ -164,6 +222,68 @@ impl<'a> Request<'a> {
             ));
         }
         Ok(bytes)
+    }
+
+    /// Reads an `application/x-www-form-urlencoded` body (at most `limit` bytes) into
+    /// `(name, value)` pairs, percent-decoded, in order.
+    ///
+    /// Fails with `InvalidInput` if the `Content-Type` is another one, and with `InvalidData`
+    /// past `limit` bytes.
+    ///
+    /// ```
+    /// let mut req = rcontainer::Request::builder("POST", "/login")
+    ///     .header("Content-Type", "application/x-www-form-urlencoded")
+    ///     .body(b"user=ann&note=a+b%26c".as_slice())
+    ///     .build();
+    /// let form = req.read_form(4096).unwrap();
+    /// assert_eq!(form[1], ("note".to_string(), "a b&c".to_string()));
+    /// ```
+    pub fn read_form(&mut self, limit: usize) -> io::Result<Vec<(String, String)>> {
+        let is_form = self.content_type().is_some_and(|ct| {
+            ct.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+            })
+        });
+        if !is_form {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the body is not application/x-www-form-urlencoded",
+            ));
+        }
+        let body = self.read_body(limit)?;
+        Ok(parse_form(&String::from_utf8_lossy(&body)))
+    }
+
+    /// Reads a JSON body (at most `limit` bytes) into a [`serde_json::Value`].
+    ///
+    /// Fails with `InvalidData` when the body is not JSON or is over `limit`.
+    ///
+    /// ```
+    /// let mut req = rcontainer::Request::builder("POST", "/items")
+    ///     .body(br#"{"name":"x","n":2}"#.as_slice())
+    ///     .build();
+    /// let doc = req.read_json(4096).unwrap();
+    /// assert_eq!(doc["n"], 2);
+    /// ```
+    pub fn read_json(&mut self, limit: usize) -> io::Result<serde_json::Value> {
+        let body = self.read_body(limit)?;
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// Reads a JSON body (at most `limit` bytes) into any `serde` type (feature `serde`).
+    ///
+    /// Fails with `InvalidData` when the body does not parse as a `T` or is over `limit`.
+    ///
+    /// ```ignore
+    /// #[derive(serde::Deserialize)]
+    /// struct Item { name: String }
+    /// let item: Item = req.read_json_as(64 * 1024)?;
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn read_json_as<T: serde::de::DeserializeOwned>(&mut self, limit: usize) -> io::Result<T> {
+        let body = self.read_body(limit)?;
+        serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
 
     /// A request built by hand, for testing handlers without a server.
@@ -230,6 +350,17 @@ impl RequestBuilder {
     pub fn build(self) -> Request<'static> {
         self.request
     }
+}
+
+/// Splits `a=1&b=x+y` into decoded `(name, value)` pairs (a name alone has an empty value).
+pub(crate) fn parse_form(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode_form(key), decode_form(value))
+        })
+        .collect()
 }
 
 /// Percent-decodes a path (`%2F` stays decoded as `/`, as nginx's `$document_uri` does).
@@ -310,5 +441,61 @@ mod tests {
         );
         let mut req = Request::builder("POST", "/").body(&b"01234"[..]).build();
         assert_eq!(req.read_body(5).unwrap(), b"01234");
+    }
+
+    #[test]
+    fn cookies_are_split_trimmed_and_unquoted() {
+        let req = Request::builder("GET", "/")
+            .header("Cookie", "a=1; b=\"two\"")
+            .header("cookie", "c=3;bad; =x")
+            .build();
+        assert_eq!(
+            req.cookies(),
+            [
+                ("a".to_string(), "1".to_string()),
+                ("b".to_string(), "two".to_string()),
+                ("c".to_string(), "3".to_string())
+            ]
+        );
+        assert_eq!(req.cookie("b").as_deref(), Some("two"));
+        assert_eq!(req.cookie("z"), None);
+    }
+
+    #[test]
+    fn form_bodies_need_the_form_content_type() {
+        let mut req = Request::builder("POST", "/")
+            .header(
+                "Content-Type",
+                "application/x-www-form-urlencoded; charset=utf-8",
+            )
+            .body(&b"x=1&y=%C3%A9"[..])
+            .build();
+        let form = req.read_form(100).unwrap();
+        assert_eq!(form[1], ("y".to_string(), "é".to_string()));
+        let mut req = Request::builder("POST", "/")
+            .header("Content-Type", "text/plain")
+            .body(&b"x=1"[..])
+            .build();
+        assert_eq!(
+            req.read_form(100).unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn json_bodies_parse_into_serde_types() {
+        let mut req = Request::builder("POST", "/").body(&b"[1,2,3]"[..]).build();
+        let numbers: Vec<u32> = req.read_json_as(100).unwrap();
+        assert_eq!(numbers, [1, 2, 3]);
+    }
+
+    #[test]
+    fn bad_json_is_invalid_data() {
+        let mut req = Request::builder("POST", "/").body(&b"{nope"[..]).build();
+        assert_eq!(
+            req.read_json(100).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
     }
 }

@@ -75,6 +75,55 @@ impl Response {
             .body(json.into())
     }
 
+    /// `200 OK` with a JSON document serialized from `value`.
+    ///
+    /// ```
+    /// let r = rcontainer::Response::json_value(&serde_json::json!({"ok": true}));
+    /// assert_eq!(r.header_value("content-type"), Some("application/json"));
+    /// ```
+    pub fn json_value(value: &serde_json::Value) -> Response {
+        Response::json(value.to_string())
+    }
+
+    /// `200 OK` with `value` serialized as JSON (feature `serde`); a value that cannot be
+    /// serialized (a map with non-string keys, say) gives a `500`.
+    ///
+    /// ```ignore
+    /// #[derive(serde::Serialize)]
+    /// struct Hit { title: String }
+    /// Response::json_of(&vec![Hit { title: "rust".into() }])
+    /// ```
+    #[cfg(feature = "serde")]
+    pub fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Response {
+        match serde_json::to_string(value) {
+            Ok(json) => Response::json(json),
+            Err(_) => Response::error(500),
+        }
+    }
+
+    /// `200 OK` with a `text/html; charset=utf-8` body.
+    pub fn html(html: impl Into<String>) -> Response {
+        Response::ok()
+            .header("Content-Type", "text/html; charset=utf-8")
+            .body(html.into())
+    }
+
+    /// `302 Found` to `location` (use [`with_status`](Self::with_status) for 301, 303, 307
+    /// or 308).
+    ///
+    /// ```
+    /// let r = rcontainer::Response::redirect("/login").with_status(303);
+    /// assert_eq!((r.status(), r.header_value("location")), (303, Some("/login")));
+    /// ```
+    pub fn redirect(location: impl Into<String>) -> Response {
+        Response::new(302).header("Location", location)
+    }
+
+    /// `404 Not Found` as a plain-text page.
+    pub fn not_found() -> Response {
+        Response::error(404)
+    }
+
     /// A plain-text error page for `status`, such as `404 Not Found`.
     pub fn error(status: u16) -> Response {
         let text = format!("{status} {}\n", reason_phrase(status));
@@ -93,6 +142,23 @@ impl Response {
         self
     }
 
+    /// Sets the `Content-Type` header, replacing any set before.
+    pub fn content_type(mut self, content_type: impl Into<String>) -> Response {
+        self.headers
+            .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
+        self.header("Content-Type", content_type)
+    }
+
+    /// Adds a `Set-Cookie` header: `cookie` is the whole value, attributes included.
+    ///
+    /// ```
+    /// let r = rcontainer::Response::text("hi").set_cookie("sid=abc; Path=/; HttpOnly");
+    /// assert_eq!(r.header_value("set-cookie"), Some("sid=abc; Path=/; HttpOnly"));
+    /// ```
+    pub fn set_cookie(self, cookie: impl Into<String>) -> Response {
+        self.header("Set-Cookie", cookie)
+    }
+
     /// Sets the body to bytes in memory.
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Response {
         self.body = ResponseBody::Bytes(body.into());
@@ -100,6 +166,16 @@ impl Response {
     }
 
     /// Sets the body to a stream of `len` bytes if known, read to its end by the worker.
+    ///
+    /// Reads may park (read a socket, or `rt::offload` a file read): the worker sends each
+    /// chunk as it comes, so a large body never sits in memory. With `Some(len)` it goes out
+    /// with `Content-Length` and the reader must yield exactly `len` bytes.
+    ///
+    /// ```
+    /// use std::io::Read;
+    /// let r = rcontainer::Response::ok().stream(std::io::repeat(b'x').take(1 << 20), Some(1 << 20));
+    /// # let _ = r;
+    /// ```
     pub fn stream(mut self, reader: impl Read + 'static, len: Option<u64>) -> Response {
         self.body = ResponseBody::Stream {
             reader: Box::new(reader),

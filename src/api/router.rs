@@ -6,14 +6,51 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::Handler;
 
+/// What the configuration says about routing: the default app, the mounts and the static maps,
+/// plus the settings the built-in apps read. The worker fills it from its `Config`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RouteSettings {
+    /// `module`: the app serving every path nothing else claims.
+    pub(crate) module: String,
+    /// `mount = /prefix=app`, as `(prefix, app name)`.
+    pub(crate) mounts: Vec<(String, String)>,
+    /// `static-map = /prefix=dir`, as `(prefix, directory)`; checked before the mounts.
+    pub(crate) static_maps: Vec<(String, PathBuf)>,
+    pub(crate) apps: AppSettings,
+}
+
+/// Settings a configured app reads when the worker builds it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AppSettings {
+    /// `fetch-url`: the upstream of the built-in `fetch` app.
+    pub(crate) fetch_url: Option<String>,
+    /// `static-index`: file names served for a directory of a static map.
+    pub(crate) static_index: Vec<String>,
+}
+
+/// Builds an app from the settings, once per worker; fails with a message for the log.
+pub(crate) type AppFactory = Rc<dyn Fn(&AppSettings) -> Result<Rc<dyn Handler>, String>>;
+
+/// Builds the handler serving one `static-map` directory.
+pub(crate) type StaticFactory = Rc<dyn Fn(&Path, &AppSettings) -> Rc<dyn Handler>>;
+
+/// An app as registered: ready to serve, or built from the settings in each worker.
+#[derive(Clone)]
+pub(crate) enum AppEntry {
+    Ready(Rc<dyn Handler>),
+    Configured(AppFactory),
+}
+
 /// The apps a binary offers, by name: the built-ins plus the user's own.
 #[derive(Default)]
 pub(crate) struct AppRegistry {
-    apps: BTreeMap<String, Rc<dyn Handler>>,
+    apps: BTreeMap<String, AppEntry>,
+    static_files: Option<StaticFactory>,
 }
 
 impl fmt::Debug for AppRegistry {
@@ -25,12 +62,23 @@ impl fmt::Debug for AppRegistry {
 impl AppRegistry {
     /// Adds (or replaces) the app `name`.
     pub(crate) fn insert(&mut self, name: &str, handler: Rc<dyn Handler>) {
-        self.apps.insert(name.to_string(), handler);
+        self.apps.insert(name.to_string(), AppEntry::Ready(handler));
+    }
+
+    /// Adds (or replaces) the app `name`, built from the settings by each worker.
+    pub(crate) fn insert_configured(&mut self, name: &str, factory: AppFactory) {
+        self.apps
+            .insert(name.to_string(), AppEntry::Configured(factory));
+    }
+
+    /// Sets what serves `static-map` directories.
+    pub(crate) fn set_static_files(&mut self, factory: StaticFactory) {
+        self.static_files = Some(factory);
     }
 
     /// The app named `name`.
-    pub(crate) fn get(&self, name: &str) -> Option<Rc<dyn Handler>> {
-        self.apps.get(name).cloned()
+    pub(crate) fn get(&self, name: &str) -> Option<&AppEntry> {
+        self.apps.get(name)
     }
 
     /// Every app name, sorted (for error messages and `--help`).
@@ -42,18 +90,38 @@ impl AppRegistry {
     pub(crate) fn unknown_app(&self, name: &str) -> String {
         format!("no app named '{name}' (apps: {})", self.names().join(", "))
     }
+
+    /// The handler of app `name`, built with `settings` if it is a configured app.
+    fn build(&self, name: &str, settings: &AppSettings) -> Result<Rc<dyn Handler>, String> {
+        match self.get(name) {
+            None => Err(self.unknown_app(name)),
+            Some(AppEntry::Ready(handler)) => Ok(Rc::clone(handler)),
+            Some(AppEntry::Configured(factory)) => {
+                factory(settings).map_err(|e| format!("app '{name}': {e}"))
+            }
+        }
+    }
 }
 
 /// Routes a request path to an app.
 pub(crate) struct Router {
+    /// Static maps, longest prefix first: they take precedence over every mount.
+    statics: Vec<(String, Rc<dyn Handler>)>,
     /// Mounts, longest prefix first. A prefix never ends with `/` (except the root, `""`).
     mounts: Vec<(String, Rc<dyn Handler>)>,
 }
 
 impl fmt::Debug for Router {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list()
-            .entries(self.mounts.iter().map(|(p, _)| p))
+        f.debug_struct("Router")
+            .field(
+                "statics",
+                &self.statics.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
+            .field(
+                "mounts",
+                &self.mounts.iter().map(|(p, _)| p).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -66,29 +134,57 @@ pub(crate) struct Route<'r> {
 }
 
 impl Router {
-    /// A router with `default` serving every path no mount claims, plus `mounts` as
-    /// `(prefix, app name)`. Fails with a message naming the unknown app.
-    pub(crate) fn new(
-        registry: &AppRegistry,
-        default: &str,
-        mounts: &[(String, String)],
-    ) -> Result<Router, String> {
-        let lookup = |name: &str| registry.get(name).ok_or_else(|| registry.unknown_app(name));
-        let mut routes = vec![(String::new(), lookup(default)?)];
-        for (prefix, app) in mounts {
+    /// A router with `settings.module` serving every path no mount or static map claims. Each
+    /// app is built once, however many mounts name it. Fails with a message naming the unknown
+    /// app, or the app whose settings are missing.
+    pub(crate) fn new(registry: &AppRegistry, settings: &RouteSettings) -> Result<Router, String> {
+        let mut built: BTreeMap<&str, Rc<dyn Handler>> = BTreeMap::new();
+        let mut lookup = |name: &str| -> Result<Rc<dyn Handler>, String> {
+            let name = name.trim();
+            if let Some(handler) = built.get(name) {
+                return Ok(Rc::clone(handler));
+            }
+            let handler = registry.build(name, &settings.apps)?;
+            let key = registry
+                .apps
+                .get_key_value(name)
+                .map(|(k, _)| k.as_str())
+                .expect("invariant: build succeeded, so the app is registered");
+            built.insert(key, Rc::clone(&handler));
+            Ok(handler)
+        };
+        let mut routes = vec![(String::new(), lookup(&settings.module)?)];
+        for (prefix, app) in &settings.mounts {
             let prefix = prefix.trim_end_matches('/').to_string();
             routes.retain(|(p, _)| *p != prefix);
             routes.push((prefix, lookup(app)?));
         }
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        Ok(Router { mounts: routes })
+        let mut statics = Vec::new();
+        if !settings.static_maps.is_empty() {
+            let Some(factory) = &registry.static_files else {
+                return Err("static-map is set but this binary cannot serve static files".into());
+            };
+            for (prefix, dir) in &settings.static_maps {
+                let prefix = prefix.trim_end_matches('/').to_string();
+                statics.retain(|(p, _)| *p != prefix);
+                statics.push((prefix, factory(dir, &settings.apps)));
+            }
+            statics.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        }
+        Ok(Router {
+            statics,
+            mounts: routes,
+        })
     }
 
-    /// The app for `path` and the prefix it is mounted at.
+    /// The app for `path` and the prefix it is mounted at: a static map first, then the
+    /// longest mount.
     pub(crate) fn route(&self, path: &str) -> Route<'_> {
         let (prefix, handler) = self
-            .mounts
+            .statics
             .iter()
+            .chain(&self.mounts)
             .find(|(prefix, _)| matches_prefix(path, prefix))
             .expect("invariant: the root mount \"\" matches every path");
         Route {
@@ -122,6 +218,14 @@ mod tests {
         registry
     }
 
+    fn settings(module: &str, mounts: &[(String, String)]) -> RouteSettings {
+        RouteSettings {
+            module: module.to_string(),
+            mounts: mounts.to_vec(),
+            ..RouteSettings::default()
+        }
+    }
+
     fn app_for(router: &Router, path: &str) -> (String, String) {
         let route = router.route(path);
         let mut req = Request::builder("GET", "/").build();
@@ -141,7 +245,7 @@ mod tests {
             ("/api".to_string(), "b".to_string()),
             ("/api/v2/".to_string(), "c".to_string()),
         ];
-        let router = Router::new(&registry(), "a", &mounts).unwrap();
+        let router = Router::new(&registry(), &settings("a", &mounts)).unwrap();
         assert_eq!(app_for(&router, "/"), ("a".into(), "".into()));
         assert_eq!(app_for(&router, "/apix"), ("a".into(), "".into()));
         assert_eq!(app_for(&router, "/api"), ("b".into(), "/api".into()));
@@ -154,13 +258,62 @@ mod tests {
 
     #[test]
     fn an_unknown_app_is_an_error_listing_the_known_ones() {
-        let err = Router::new(&registry(), "nope", &[]).unwrap_err();
+        let err = Router::new(&registry(), &settings("nope", &[])).unwrap_err();
         assert_eq!(err, "no app named 'nope' (apps: a, b, c)");
         let mounts = vec![("/x".to_string(), "zzz".to_string())];
         assert!(
-            Router::new(&registry(), "a", &mounts)
+            Router::new(&registry(), &settings("a", &mounts))
                 .unwrap_err()
                 .contains("'zzz'")
         );
+    }
+
+    #[test]
+    fn static_maps_take_precedence_over_mounts() {
+        let mut registry = registry();
+        registry.set_static_files(Rc::new(|dir: &Path, _: &AppSettings| {
+            let body = format!("static {}", dir.display());
+            Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())) as Rc<dyn Handler>
+        }));
+        let mut routes = settings("a", &[("/static".to_string(), "b".to_string())]);
+        routes.static_maps = vec![("/static/".to_string(), PathBuf::from("/srv"))];
+        let router = Router::new(&registry, &routes).unwrap();
+        assert_eq!(
+            app_for(&router, "/static/x.css"),
+            ("static /srv".into(), "/static".into())
+        );
+        assert_eq!(app_for(&router, "/other"), ("a".into(), "".into()));
+    }
+
+    #[test]
+    fn configured_apps_are_built_once_from_the_settings() {
+        let mut registry = registry();
+        let builds = Rc::new(std::cell::Cell::new(0));
+        let counter = Rc::clone(&builds);
+        registry.insert_configured(
+            "cfg",
+            Rc::new(move |s: &AppSettings| {
+                counter.set(counter.get() + 1);
+                let url = s.fetch_url.clone().ok_or("needs fetch-url")?;
+                Ok(
+                    Rc::new(move |_: &mut Request<'_>| Response::text(url.clone()))
+                        as Rc<dyn Handler>,
+                )
+            }),
+        );
+        let mounts = vec![
+            ("/x".to_string(), "cfg".to_string()),
+            ("/y".to_string(), "cfg".to_string()),
+        ];
+        let mut routes = settings("cfg", &mounts);
+        assert_eq!(
+            Router::new(&registry, &routes).unwrap_err(),
+            "app 'cfg': needs fetch-url"
+        );
+        builds.set(0);
+        routes.apps.fetch_url = Some("http://u/".into());
+        let router = Router::new(&registry, &routes).unwrap();
+        assert_eq!(app_for(&router, "/y/z").0, "http://u/");
+        assert_eq!(builds.get(), 1);
     }
 }

@@ -6,16 +6,33 @@
 //! - `sleep`: `?ms=N` parks the coroutine N ms (other requests go on); `&block=1` blocks the
 //!   whole worker thread instead, to exercise the watchdog.
 //! - `panic`: panics, to show that a handler panic costs one 500 and nothing else.
+//! - `fetch`: GETs `fetch-url` through `rcontainer::client` (the request's query appended) and
+//!   answers with the upstream's status and body; 502 when the upstream is down.
+//! - static files: every `static-map = /prefix=dir` is served by [`static_files`], before
+//!   any mount.
 
 mod echo;
+mod fetch;
 mod hello;
 mod panic;
 mod sleep;
+mod static_files;
 
-use crate::api::Handler;
+use std::rc::Rc;
 
-/// The built-in apps by name, in the order `--help` lists them.
-pub(crate) fn builtin() -> Vec<(&'static str, Box<dyn Handler>)> {
+use crate::api::{AppRegistry, Handler};
+
+/// Registers every built-in app and the static-file server in `registry`.
+pub(crate) fn register(registry: &mut AppRegistry) {
+    for (name, handler) in builtin() {
+        registry.insert(name, Rc::from(handler));
+    }
+    registry.insert_configured("fetch", Rc::new(fetch::configure));
+    registry.set_static_files(Rc::new(static_files::configure));
+}
+
+/// The ready-made built-in apps by name, in the order `--help` lists them.
+fn builtin() -> Vec<(&'static str, Box<dyn Handler>)> {
     vec![
         ("hello", Box::new(hello::hello)),
         ("echo", Box::new(echo::echo)),

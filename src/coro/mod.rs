@@ -61,8 +61,8 @@ pub use runtime::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig};
 pub use sched::{CancelReason, TaskId};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{
-    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, set_label, spawn,
-    spawn_detached, take_cancel, try_spawn,
+    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, join_all,
+    set_label, spawn, spawn_detached, take_cancel, try_spawn,
 };
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
 

@@ -238,6 +238,24 @@ where
     rt.spawn_detached(f)
 }
 
+/// Waits for every coroutine in `handles` and returns their outcomes in the same order.
+///
+/// The coroutines already run concurrently once spawned, so joining them one after the other
+/// takes as long as the slowest, not the sum: gevent's `joinall`.
+///
+/// ```no_run
+/// # use rcontainer::rt;
+/// # use std::time::Duration;
+/// let calls: Vec<_> = (1..=3u64)
+///     .map(|n| rt::spawn(move || { rt::sleep(Duration::from_millis(300)); n * 10 }))
+///     .collect();
+/// let results = rt::join_all(calls); // about 300 ms, not 900
+/// assert_eq!(results.into_iter().map(Result::unwrap).collect::<Vec<_>>(), [10, 20, 30]);
+/// ```
+pub fn join_all<T>(handles: impl IntoIterator<Item = JoinHandle<T>>) -> Vec<Result<T, JoinError>> {
+    handles.into_iter().map(JoinHandle::join).collect()
+}
+
 /// Like [`spawn`], but fails (`WouldBlock`) when all coroutines are in use, or (`NotFound`) when
 /// the thread has no runtime.
 pub fn try_spawn<F, T>(f: F) -> io::Result<JoinHandle<T>>

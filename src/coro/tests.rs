@@ -728,3 +728,26 @@ fn run_overflow_child(mprotect_guards: bool) -> String {
     assert!(stderr.contains("`stack-size`"), "stderr: {stderr}");
     stderr
 }
+
+#[test]
+fn join_all_of_three_300ms_calls_takes_about_300ms_not_900() {
+    let mut rt = runtime(8);
+    let started = Instant::now();
+    let results = rt
+        .block_on(|| {
+            let calls: Vec<_> = (1..=3u64)
+                .map(|n| {
+                    spawn(move || {
+                        sleep(Duration::from_millis(300));
+                        n
+                    })
+                })
+                .collect();
+            join_all(calls)
+        })
+        .expect("block_on");
+    let elapsed = started.elapsed();
+    eprintln!("join_all of three 300 ms sleeps took {elapsed:?}");
+    let values: Vec<u64> = results.into_iter().map(|r| r.expect("joined")).collect();
+    assert_eq!(values, [1, 2, 3]);
+}

@@ -21,8 +21,10 @@ use crate::coro::{self, Addr, CancelReason, CoStream, TaskId};
 use crate::net::listener::Protocol;
 use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
 
-/// Bytes read from the socket at a time.
-const READ_CHUNK: usize = 16 * 1024;
+/// The first size of a connection's input buffer: a request head rarely needs more, and a
+/// worker with `async = 1000` holds one buffer per connection, touched by the zero-fill. It
+/// doubles when a head needs more room (bounded by `buffer-size`).
+const FIRST_READ: usize = 4 * 1024;
 /// A body up to this size goes out in the same write as the head.
 const COALESCE_BODY: usize = 32 * 1024;
 /// Chunk size when streaming a body.
@@ -52,7 +54,7 @@ pub(crate) struct InBuf {
 impl InBuf {
     fn new() -> InBuf {
         InBuf {
-            data: vec![0; READ_CHUNK],
+            data: vec![0; FIRST_READ],
             start: 0,
             end: 0,
         }

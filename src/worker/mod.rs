@@ -24,7 +24,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::api::{AppRegistry, Router};
+use crate::api::{AppRegistry, AppSettings, RouteSettings, Router};
 use crate::config::Config;
 use crate::config::value::AllowedPeer;
 use crate::coro::{self, CancelReason, CoListener, JoinHandle, Runtime, RuntimeConfig, Semaphore};
@@ -162,12 +162,7 @@ pub(crate) fn run(spec: WorkerSpec<'_>) -> u8 {
 fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
     let config = spec.config;
     let mut signals = SignalSource::install_worker()?;
-    let mounts: Vec<(String, String)> = config
-        .mounts
-        .iter()
-        .map(|m| (m.prefix.clone(), m.target.clone()))
-        .collect();
-    let router = Router::new(spec.apps, &config.module, &mounts)
+    let router = Router::new(spec.apps, &route_settings(config))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let cores = config.async_cores;
     let mut runtime = Runtime::new(RuntimeConfig {
@@ -242,6 +237,23 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         config.worker_reload_mercy,
         &mut signals,
     )
+}
+
+/// What the router and the configured apps need from the configuration.
+fn route_settings(config: &Config) -> RouteSettings {
+    RouteSettings {
+        module: config.module.clone(),
+        mounts: (config.mounts.iter())
+            .map(|m| (m.prefix.clone(), m.target.clone()))
+            .collect(),
+        static_maps: (config.static_maps.iter())
+            .map(|m| (m.prefix.clone(), m.target.clone().into()))
+            .collect(),
+        apps: AppSettings {
+            fetch_url: config.fetch_url.clone(),
+            static_index: config.static_index.clone(),
+        },
+    }
 }
 
 /// Stops accepting, closes idle connections and lets the requests in flight finish until

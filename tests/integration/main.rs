@@ -7,6 +7,7 @@ mod cli;
 mod corpus;
 mod harness;
 mod http;
+mod library;
 mod master;
 mod nginx;
 mod uwsgi;

@@ -1,0 +1,97 @@
+//! `fetch`: GETs `fetch-url` through `rcontainer::client` and answers with the upstream's
+//! status, `Content-Type` and body: the "call a search API from the view" case.
+//!
+//! The request's query string is appended to `fetch-url` (after `?`, or after `&` when the
+//! URL already has a query), so `/?q=rust` with `fetch-url = http://127.0.0.1:9000/s` asks the
+//! upstream for `/s?q=rust`. The request's path is not forwarded. An unreachable or broken
+//! upstream is a `502` (logged), one slower than the client's time limit a `504` (logged); the
+//! request's `harakiri` deadline ends a slow call too, and the worker answers `504`.
+
+use std::rc::Rc;
+
+use crate::api::{AppSettings, Handler, Request, Response};
+use crate::client::{Client, ErrorKind};
+
+/// Builds the app from `fetch-url` (required).
+pub(crate) fn configure(settings: &AppSettings) -> Result<Rc<dyn Handler>, String> {
+    let upstream = settings
+        .fetch_url
+        .clone()
+        .ok_or("needs fetch-url = http://host:port/path")?;
+    Ok(Rc::new(Fetch {
+        upstream,
+        client: Client::new(),
+    }))
+}
+
+struct Fetch {
+    upstream: String,
+    client: Client,
+}
+
+impl Handler for Fetch {
+    fn handle(&self, req: &mut Request<'_>) -> Response {
+        let url = upstream_url(&self.upstream, req.query());
+        match self.client.get(&url).send() {
+            Ok(answer) => {
+                let mut response = Response::new(answer.status());
+                if let Some(content_type) = answer.header("content-type") {
+                    response = response.header("Content-Type", content_type);
+                }
+                response.body(answer.into_body())
+            }
+            Err(e) => {
+                let status = if e.kind() == ErrorKind::Timeout {
+                    504
+                } else {
+                    502
+                };
+                log::warn!("fetch: upstream failed url={url} status={status} error={e}");
+                Response::error(status)
+            }
+        }
+    }
+}
+
+/// `upstream` with `query` appended (see the module docs).
+fn upstream_url(upstream: &str, query: &str) -> String {
+    let upstream = upstream.split_once('#').map_or(upstream, |(url, _)| url);
+    match (query.is_empty(), upstream.contains('?')) {
+        (true, _) => upstream.to_string(),
+        (false, false) => format!("{upstream}?{query}"),
+        (false, true) => format!("{upstream}&{query}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_string_is_appended_to_the_upstream_url() {
+        assert_eq!(upstream_url("http://u/s", ""), "http://u/s");
+        assert_eq!(upstream_url("http://u/s", "q=1"), "http://u/s?q=1");
+        assert_eq!(upstream_url("http://u/s?k=v", "q=1"), "http://u/s?k=v&q=1");
+    }
+
+    #[test]
+    fn fetch_needs_its_url() {
+        assert!(configure(&AppSettings::default()).is_err());
+    }
+
+    #[test]
+    fn an_unreachable_upstream_is_a_502() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let settings = AppSettings {
+            fetch_url: Some(format!("http://127.0.0.1:{port}/")),
+            ..AppSettings::default()
+        };
+        let app = configure(&settings).unwrap();
+        let response = app.handle(&mut Request::builder("GET", "/?q=1").build());
+        assert_eq!(response.status(), 502);
+    }
+}
