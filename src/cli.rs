@@ -134,7 +134,14 @@ fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
             for error in &unknown_apps {
                 eprintln!("{error}");
             }
-            unknown_apps.is_empty().then_some(loaded)
+            if !unknown_apps.is_empty() {
+                return None;
+            }
+            if let Err(e) = crate::worker::check_routes(&loaded.config, apps) {
+                eprintln!("config: {e}");
+                return None;
+            }
+            Some(loaded)
         }
         Err(failed) => {
             for warning in &failed.warnings {
@@ -185,11 +192,10 @@ fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCo
             .iter()
             .map(ToString::to_string)
             .collect();
-        if unknown.is_empty() {
-            Ok(())
-        } else {
-            Err(unknown)
+        if !unknown.is_empty() {
+            return Err(unknown);
         }
+        crate::worker::check_routes(&loaded.config, apps).map_err(|e| vec![format!("config: {e}")])
     };
     crate::master::run(config, apps, &recheck)
 }

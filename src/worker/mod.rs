@@ -240,6 +240,12 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
 }
 
 /// What the router and the configured apps need from the configuration.
+/// Builds the routes a worker would build, so that what they need (`fetch-url` for `fetch`, a
+/// readable `static-map` directory) is checked before anything starts.
+pub(crate) fn check_routes(config: &Config, apps: &Apps) -> Result<(), String> {
+    Router::new(apps, &route_settings(config)).map(drop)
+}
+
 fn route_settings(config: &Config) -> RouteSettings {
     RouteSettings {
         module: config.module.clone(),

@@ -205,3 +205,15 @@ fn an_unknown_command_line_flag_exits_1() {
         out.stderr
     );
 }
+
+#[test]
+fn the_fetch_app_without_fetch_url_is_refused_before_anything_starts() {
+    let scratch = Scratch::new("fetch-needs-url");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = fetch\n",
+    );
+    let out = run_cli(scratch.path(), &["--ini", "app.ini", "--check-config"]);
+    assert_eq!(out.code(), Some(1));
+    assert!(out.stderr.contains("fetch-url"), "{}", out.stderr);
+}
