@@ -583,3 +583,53 @@ fn a_reload_reads_the_ini_again_and_retires_workers_no_longer_wanted() {
         "hand-over variables are not taken for options: {logs}"
     );
 }
+
+#[test]
+fn max_worker_lifetime_and_reload_on_rss_recycle_workers_while_serving() {
+    let mut server = Instance::start("lifetime", &ini("max-worker-lifetime = 1\n"), &[]);
+    let first = worker_pids(&server);
+    server.wait_for_log("reason=max-worker-lifetime");
+    eventually("a younger worker", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 1 && now.is_disjoint(&first)
+    });
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+
+    // Every worker is over 1 MB: each is replaced as soon as the master samples it.
+    let mut server = Instance::start("rss", &ini("reload-on-rss = 1\n"), &[]);
+    let first = worker_pids(&server);
+    server.wait_for_log("reason=reload-on-rss");
+    eventually("a fresh worker", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 1 && now.is_disjoint(&first)
+    });
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn env_chdir_and_umask_reach_the_workers() {
+    let mut server = Instance::start(
+        "process-setup",
+        &ini("env = GREETING=hello there\nchdir = %d\numask = 027\n"),
+        &[],
+    );
+    // /proc/PID/environ shows the environment a program was exec'd with, and workers are
+    // forked: after a reload (a re-exec of the master with its environment) the variable
+    // is visible there for the workers of the new image.
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    let dir = server.scratch.path().canonicalize().expect("scratch dir");
+    for pid in worker_pids(&server) {
+        let environ = fs::read(format!("/proc/{pid}/environ")).expect("environ");
+        assert!(
+            environ
+                .split(|&b| b == 0)
+                .any(|kv| kv == b"GREETING=hello there"),
+            "worker {pid} lacks the env var"
+        );
+        let cwd = fs::read_link(format!("/proc/{pid}/cwd")).expect("cwd");
+        assert_eq!(cwd, dir);
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        assert!(status.lines().any(|l| l == "Umask:\t0027"), "{status}");
+    }
+}
