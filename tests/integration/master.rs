@@ -633,3 +633,36 @@ fn env_chdir_and_umask_reach_the_workers() {
         assert!(status.lines().any(|l| l == "Umask:\t0027"), "{status}");
     }
 }
+
+#[test]
+fn a_socket_passed_by_systemd_socket_activation_is_served() {
+    let launcher = "/usr/bin/systemd-socket-activate";
+    assert!(
+        std::path::Path::new(launcher).exists(),
+        "{launcher} is missing: apt-get install systemd (as .ci/run does)"
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = Instance::spawn_wrapped(
+        &[launcher, "-l", &listen],
+        "socket-activation",
+        "[rcontainer]\nhttp-socket = fd://3\nmodule = echo\n",
+    );
+    // The launcher starts rcontainer on the first connection, which waits in the backlog.
+    server.wait_for_log("Listening on");
+    let target = Target::parse(&format!("http://{listen}")).expect("target");
+    let first = thread::spawn({
+        let target = target.clone();
+        move || http_get(&target, "/first").status
+    });
+    let ready = server.wait_for_log("rcontainer ready");
+    assert!(
+        ready.contains(&format!("sockets=http://{listen}")),
+        "{ready}"
+    );
+    assert_eq!(first.join().expect("first client"), 200);
+    assert_eq!(http_get(&target, "/second").status, 200);
+}

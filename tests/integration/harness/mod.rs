@@ -182,6 +182,15 @@ impl Instance {
         instance
     }
 
+    /// Starts `wrapper[0] wrapper[1..] <binary> --ini app.ini` (a launcher such as
+    /// `systemd-socket-activate -l ADDR`) without waiting for anything.
+    pub(crate) fn spawn_wrapped(wrapper: &[&str], name: &str, ini: &str) -> Instance {
+        let (launcher, launcher_args) = wrapper.split_first().expect("a launcher");
+        let mut args: Vec<&str> = launcher_args.to_vec();
+        args.extend([BIN, "--ini", "app.ini"]);
+        Instance::spawn_with_args(Path::new(launcher), &args, name, ini, &[])
+    }
+
     fn spawn_program(
         program: &Path,
         name: &str,
@@ -189,14 +198,24 @@ impl Instance {
         extra_args: &[&str],
         env: &[(&str, &str)],
     ) -> Instance {
+        let mut args = vec!["--ini", "app.ini"];
+        args.extend_from_slice(extra_args);
+        Instance::spawn_with_args(program, &args, name, ini, env)
+    }
+
+    fn spawn_with_args(
+        program: &Path,
+        args: &[&str],
+        name: &str,
+        ini: &str,
+        env: &[(&str, &str)],
+    ) -> Instance {
         let scratch = Scratch::new(name);
         // Tests refer to the scratch dir as %d in their INI text.
         scratch.write("app.ini", ini);
         let stdout = scratch.path().join("stdout.log");
         let stderr = scratch.path().join("stderr.log");
-        let mut args = vec!["--ini", "app.ini"];
-        args.extend_from_slice(extra_args);
-        let child = program_command(program, scratch.path(), &args)
+        let child = program_command(program, scratch.path(), args)
             .envs(env.iter().copied())
             .stdout(fs::File::create(&stdout).expect("create stdout file"))
             .stderr(fs::File::create(&stderr).expect("create stderr file"))
