@@ -299,6 +299,19 @@ fn pidfile_commands_reload_and_stop_the_master() {
     assert!(missing.stderr.contains("app.pid"), "{}", missing.stderr);
 }
 
+/// SIGKILLs a daemon and the workers of its process group when dropped (a no-op once gone).
+struct KillSessionOnDrop(i32);
+
+impl Drop for KillSessionOnDrop {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0);
+        if let Ok(group) = nix::unistd::getpgid(Some(pid)) {
+            let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
+        }
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+    }
+}
+
 #[test]
 fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
     let scratch = Scratch::new("daemonize");
@@ -322,6 +335,8 @@ fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
         .trim()
         .parse()
         .expect("pid");
+    // The daemon left the test's process group (setsid): kill its session if the test fails.
+    let _reaper = KillSessionOnDrop(pid);
     let log_path = scratch.path().join("app.log");
     let log = fs::read_to_string(&log_path).expect("log file");
     let ready = log
@@ -346,10 +361,7 @@ fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
     assert_eq!(stop.code(), Some(0), "{}", stop.stderr);
     let start = Instant::now();
     while nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok() {
-        if start.elapsed() > DEADLINE {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(-pid), Signal::SIGKILL);
-            panic!("the daemon did not stop");
-        }
+        assert!(start.elapsed() < DEADLINE, "the daemon did not stop");
         thread::sleep(Duration::from_millis(20));
     }
     assert!(
