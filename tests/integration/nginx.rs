@@ -107,3 +107,18 @@ fn two_hundred_concurrent_sleeps_through_nginx_all_succeed_on_one_worker() {
     let log = nginx.error_log();
     assert!(!log.contains("[error]"), "nginx logged errors:\n{log}");
 }
+
+#[test]
+fn nginx_reaches_rcontainer_over_a_unix_socket() {
+    let server = Instance::start(
+        "nginx-unix",
+        "[rcontainer]\nsocket = %dapp.sock\nchmod-socket = 666\nmodule = echo\n",
+        &[],
+    );
+    let upstream = server.target(Proto::Uwsgi);
+    let nginx = Nginx::uwsgi_proxy(&server.scratch, &upstream, "");
+    let doc = json(&http_get(&nginx.target, "/over/unix?x=1").body);
+    assert_eq!(doc["path"], "/over/unix");
+    assert_eq!(doc["query"], "x=1");
+    assert_eq!(doc["vars"]["SERVER_PROTOCOL"], "HTTP/1.1");
+}
