@@ -10,16 +10,28 @@
 //! through the environment (`RCONTAINER_FDS`), the INI and the binary read again. The new image
 //! adopts the previous workers (`RCONTAINER_OLD_WORKERS`), starts its own, and tells each old
 //! worker to drain only once its replacement accepts: no request is refused or dropped.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | `Master`: start-up order, the loop, applying actions, spawning and reaping |
+//! | `action.rs` | signal / FIFO byte / touch file -> `Action` (pure) |
+//! | `workers.rs` | the worker table and `on_exit -> Decision` (pure) |
+//! | `checks.rs` | the per-tick checks |
+//! | `reload.rs` | re-exec in place, workers and chain reloads, adopting old workers |
+//! | `startup.rs` | daemonize/logto, binding or adopting listeners, dropping privileges |
+//! | `stats.rs` | the stats server and its JSON |
+//! | `touch.rs` | touch-file modification times |
 
 pub(crate) mod action;
+mod checks;
+mod reload;
+mod startup;
 mod stats;
 mod touch;
 pub(crate) mod workers;
 
 use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -29,17 +41,19 @@ use mio::{Events, Interest, Poll, Token};
 use crate::config::Config;
 use crate::exit;
 use crate::net::addr::SocketSpec;
-use crate::net::listener::{Listener, Protocol, UnixOptions};
+use crate::net::listener::Listener;
 use crate::scoreboard::{Scoreboard, WorkerId, WorkerStatus};
 use crate::sys::daemon::{self, DaemonReady};
-use crate::sys::fd::{self, InheritedFd};
+use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
 use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, Forked, OsSignal, Pid};
 use crate::sys::signal::SignalSource;
-use crate::sys::{clock, memory, pidfile, privilege, rlimit};
+use crate::sys::{clock, pidfile, privilege, rlimit};
 use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
+use reload::adopt_old_workers;
+use startup::{bind_listeners, drop_privileges, set_up_output, take_named};
 use stats::StatsListener;
 use touch::TouchFiles;
 use workers::{Decision, Lifecycle, Worker, WorkerTable};
@@ -475,96 +489,6 @@ impl<'a> Master<'a> {
 
     // ----- actions -------------------------------------------------------------------------
 
-    /// Re-executes the master in place (graceful: old workers drain once replaced; brutal:
-    /// they are killed first). A configuration that no longer loads keeps the old one running.
-    fn reexec(&mut self, brutal: bool) {
-        if let Err(errors) = (self.recheck)() {
-            log::error!(
-                "reload refused, the configuration does not load; still running the old one:\n{}",
-                errors.join("\n")
-            );
-            return;
-        }
-        log::info!("reloading: re-executing the master in place (brutal={brutal})");
-        let _ = self.notifier.reloading();
-        if brutal {
-            self.kill_all(OsSignal::SIGKILL, false);
-            while !self.workers.is_empty() {
-                self.reap();
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        }
-        let names: Vec<String> = self.listeners.iter().map(Listener::handover_name).collect();
-        let mut fds: Vec<(i32, &str)> = self
-            .listeners
-            .iter()
-            .zip(&names)
-            .map(|(l, name)| (l.as_raw_fd(), name.as_str()))
-            .collect();
-        // The stats socket too: a monitor polling it never sees a refused connection.
-        if let Some(stats) = &self.stats {
-            fds.push((stats.as_raw_fd(), STATS_FD_NAME));
-        }
-        for &(raw, name) in &fds {
-            if let Err(e) = fd::set_cloexec_raw(raw, false) {
-                log::error!("reload aborted: cannot hand over {name}: {e}");
-                return;
-            }
-        }
-        let mut env = fd::env_for_reexec(std::env::vars_os(), &fds, process::current_pid());
-        let old: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
-        env.retain(|(k, _)| k != OLD_WORKERS_ENV);
-        env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
-        let argv: Vec<OsString> = std::env::args_os().collect();
-        let _ = std::env::set_current_dir(&self.start_dir);
-        let error = process::exec_self(&argv, env);
-        log::error!("reload failed: exec: {error}; still running the old master");
-        for &(raw, _) in &fds {
-            let _ = fd::set_cloexec_raw(raw, true);
-        }
-        if let Some(dir) = &self.config.chdir {
-            let _ = privilege::change_dir(dir);
-        }
-    }
-
-    /// Replaces every serving worker at once; each old one drains when its replacement accepts.
-    fn reload_workers(&mut self) {
-        let old: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|w| w.state.is_serving())
-            .map(|w| w.pid)
-            .collect();
-        log::info!("reloading workers count={}", old.len());
-        for pid in old {
-            self.spawn_replacement(pid);
-        }
-    }
-
-    /// Queues every serving worker for replacement, one at a time.
-    fn chain_reload(&mut self) {
-        let old: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|w| w.state.is_serving() && w.replaces.is_none())
-            .map(|w| w.pid)
-            .filter(|pid| !self.chain.contains(pid))
-            .collect();
-        log::info!("chain reload of {} workers", old.len());
-        self.chain.extend(old);
-    }
-
-    fn spawn_replacement(&mut self, old: Pid) {
-        match self.free_slot() {
-            Some(slot) => {
-                if let Err(e) = self.spawn_worker(slot, Some(old)) {
-                    log::error!("cannot start a replacement for pid={old}: {e}");
-                }
-            }
-            None => log::error!("no free worker slot to replace pid={old}"),
-        }
-    }
-
     fn stop_gracefully(&mut self) {
         let mercy = self.config.worker_reload_mercy;
         log::info!(
@@ -702,232 +626,6 @@ impl<'a> Master<'a> {
         );
     }
 
-    // ----- checks (one per tick) -----------------------------------------------------------
-
-    /// Announces readiness once every serving worker accepts; retires replaced workers.
-    fn check_ready(&mut self, daemon: &mut Option<DaemonReady>) {
-        let booted: Vec<(Pid, Option<Pid>)> = self
-            .workers
-            .iter()
-            .filter(|w| w.state == Lifecycle::Booting)
-            .filter(|w| {
-                w.slot
-                    .and_then(|s| self.scoreboard.snapshot(s))
-                    .is_some_and(|s| {
-                        matches!(s.status, WorkerStatus::Accepting | WorkerStatus::Paused)
-                    })
-            })
-            .map(|w| (w.pid, w.replaces))
-            .collect();
-        for (pid, replaces) in booted {
-            self.workers.mark_accepting(pid);
-            if let Some(old) = replaces {
-                self.retire(old, "replaced");
-            }
-        }
-        let all_accepting = self
-            .workers
-            .iter()
-            .filter(|w| w.slot.is_some() && w.state.is_serving())
-            .all(|w| w.state == Lifecycle::Accepting);
-        if self.announced || !all_accepting || self.stopping.is_some() {
-            return;
-        }
-        self.announced = true;
-        // Old workers left over from a re-exec with fewer workers now drain too.
-        let leftovers: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|w| w.slot.is_none() && w.state.is_serving() && !self.chain.contains(&w.pid))
-            .map(|w| w.pid)
-            .collect();
-        for pid in leftovers {
-            self.retire(pid, "replaced");
-        }
-        let urls: Vec<String> = self.listeners.iter().map(Listener::url).collect();
-        log::info!(
-            "rcontainer ready pid={} sockets={} version={} build={}",
-            std::process::id(),
-            urls.join(","),
-            env!("CARGO_PKG_VERSION"),
-            process::binary_identity()
-        );
-        let _ = self
-            .notifier
-            .ready(&format!("{} workers accepting", self.workers.serving()));
-        if let Some(daemon) = daemon.take() {
-            daemon.report_ready();
-        }
-    }
-
-    /// Chain reload and recycling: one replacement at a time.
-    fn check_chain(&mut self) {
-        let replacing = self
-            .workers
-            .iter()
-            .any(|w| w.state == Lifecycle::Booting && w.replaces.is_some());
-        if replacing || self.stopping.is_some() {
-            return;
-        }
-        while let Some(old) = self.chain.pop_front() {
-            let serving = self
-                .workers
-                .iter()
-                .any(|w| w.pid == old && w.state.is_serving());
-            if serving {
-                self.spawn_replacement(old);
-                return;
-            }
-        }
-    }
-
-    /// Workers past their mercy are killed; killed ones that linger get SIGKILL.
-    fn check_mercy(&mut self) {
-        let now = Instant::now();
-        let out_of_time = matches!(
-            self.stopping,
-            Some(Stopping::Graceful { deadline } | Stopping::Immediate { deadline }) if now >= deadline
-        );
-        let mercy = self.config.worker_reload_mercy;
-        let overdue: Vec<(Pid, bool)> = self
-            .workers
-            .iter()
-            .filter_map(|w| match w.state {
-                Lifecycle::Retiring { since } if out_of_time || now - since >= mercy => {
-                    Some((w.pid, false))
-                }
-                // SIGABRT or SIGINT was not enough (or a SIGKILL is still being delivered).
-                Lifecycle::Killing { since, .. } if out_of_time || now - since >= KILL_GRACE => {
-                    Some((w.pid, true))
-                }
-                _ => None,
-            })
-            .collect();
-        for (pid, already_killing) in overdue {
-            let _ = process::send_signal(pid, OsSignal::SIGKILL);
-            if already_killing {
-                continue;
-            }
-            log::warn!("worker pid={pid} still busy after the mercy: killing it");
-            if let Some(worker) = self.workers.get_mut(pid) {
-                worker.state = Lifecycle::Killing {
-                    since: now,
-                    respawn: false,
-                };
-            }
-        }
-    }
-
-    /// A worker whose loop heartbeat is older than `worker-watchdog` is blocked: log what its
-    /// cores were doing, SIGABRT it (SIGKILL follows), respawn it.
-    fn check_watchdog(&mut self) {
-        let limit = self.config.worker_watchdog;
-        if limit.is_zero() {
-            return;
-        }
-        let now_ms = clock::monotonic_ms();
-        let blocked: Vec<(Pid, WorkerId, Duration)> = self
-            .workers
-            .iter()
-            .filter(|w| w.state == Lifecycle::Accepting)
-            .filter_map(|w| {
-                let slot = w.slot?;
-                let age = self.scoreboard.snapshot(slot)?.heartbeat_age(now_ms);
-                (age > limit).then_some((w.pid, slot, age))
-            })
-            .collect();
-        for (pid, slot, age) in blocked {
-            log::error!(
-                "worker id={} pid={pid} blocked its event loop for {}s (worker-watchdog={}s): \
-                 a handler is blocking the thread; aborting it",
-                slot.0,
-                age.as_secs(),
-                limit.as_secs()
-            );
-            self.log_cores();
-            let _ = process::send_signal(pid, OsSignal::SIGABRT);
-            if let Some(worker) = self.workers.get_mut(pid) {
-                worker.state = Lifecycle::Killing {
-                    since: Instant::now(),
-                    respawn: true,
-                };
-            }
-        }
-    }
-
-    /// `max-requests`, `max-worker-lifetime`, `reload-on-rss`: queue the worker for a
-    /// replacement (one at a time, the replacement accepting before the old one drains).
-    fn check_recycling(&mut self) {
-        let lifetime = self.config.max_worker_lifetime;
-        let rss_limit = self.config.reload_on_rss.saturating_mul(1 << 20);
-        let now = Instant::now();
-        let due: Vec<(Pid, &'static str)> = self
-            .workers
-            .iter()
-            .filter(|w| w.state == Lifecycle::Accepting && !self.chain.contains(&w.pid))
-            .filter_map(|w| {
-                let snapshot = self.scoreboard.snapshot(w.slot?)?;
-                if w.max_requests
-                    .is_some_and(|max| snapshot.delta_requests >= max)
-                {
-                    Some((w.pid, "max-requests"))
-                } else if !lifetime.is_zero() && now.duration_since(w.spawned) >= lifetime {
-                    Some((w.pid, "max-worker-lifetime"))
-                } else if rss_limit > 0 && snapshot.rss > rss_limit {
-                    Some((w.pid, "reload-on-rss"))
-                } else {
-                    None
-                }
-            })
-            .collect();
-        for (pid, why) in due {
-            log::info!("recycling worker pid={pid} reason={why}");
-            self.chain.push_back(pid);
-        }
-    }
-
-    fn check_memory(&mut self) {
-        if self.last_memory_sample.elapsed() < MEMORY_SAMPLE {
-            return;
-        }
-        self.last_memory_sample = Instant::now();
-        for worker in self.workers.iter() {
-            if let (Some(slot), Ok(usage)) = (worker.slot, memory::read_memory_use(worker.pid)) {
-                self.scoreboard.record_memory(slot, usage.rss, usage.vsz);
-            }
-        }
-    }
-
-    fn check_touch_files(&mut self) {
-        if self.last_touch_check.elapsed() < TOUCH_CHECK {
-            return;
-        }
-        self.last_touch_check = Instant::now();
-        for kind in self.touch.changed() {
-            log::info!("touch file changed: {kind:?}");
-            self.apply(action::from_touch(kind));
-        }
-    }
-
-    fn check_backoffs(&mut self) {
-        let now = Instant::now();
-        let due: Vec<WorkerId> = self
-            .backoffs
-            .iter()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, slot)| *slot)
-            .collect();
-        self.backoffs.retain(|(at, _)| *at > now);
-        if self.stopping.is_some() {
-            return;
-        }
-        for slot in due {
-            if let Err(e) = self.spawn_worker(slot, None) {
-                log::error!("respawn failed id={}: {e}", slot.0);
-            }
-        }
-    }
-
     /// What is left to do on the way out: pidfile, unix sockets (`vacuum`).
     fn clean_up(&mut self) {
         if let Some(path) = &self.config.pidfile {
@@ -944,135 +642,6 @@ impl<'a> Master<'a> {
         }
         log::info!("master exits");
     }
-}
-
-/// Daemonizes (or points the output at `logto`) before anything else is set up.
-fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -> io::Result<()> {
-    if let Some(logfile) = &config.daemonize {
-        if Notifier::from_env().is_ok_and(|n| n.is_enabled()) {
-            log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
-        } else {
-            *daemon = Some(daemon::daemonize(logfile).map_err(|e| {
-                io::Error::new(e.kind(), format!("daemonize {}: {e}", logfile.display()))
-            })?);
-            return Ok(());
-        }
-    }
-    if let Some(logfile) = &config.logto {
-        daemon::redirect_output(logfile)
-            .map_err(|e| io::Error::new(e.kind(), format!("logto {}: {e}", logfile.display())))?;
-    }
-    Ok(())
-}
-
-/// Binds `socket` (uwsgi) and `http-socket` listeners in that order, reusing sockets handed
-/// over by a previous image (or systemd) whose name matches.
-fn bind_listeners(config: &Config, inherited: Vec<InheritedFd>) -> io::Result<Vec<Listener>> {
-    let owner = match &config.chown_socket {
-        Some(spec) => {
-            let (user, group) = spec
-                .split_once(':')
-                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
-            let who = privilege::Credentials::resolve(Some(user), group)
-                .map_err(|e| io::Error::new(e.kind(), format!("chown-socket {spec}: {e}")))?;
-            Some((who.uid, who.gid))
-        }
-        None => None,
-    };
-    let unix = UnixOptions {
-        mode: config.chmod_socket,
-        owner,
-    };
-    let backlog = u32::try_from(config.listen).unwrap_or(u32::MAX);
-    let mut inherited: Vec<(Option<String>, Option<OwnedFd>)> = inherited
-        .into_iter()
-        .map(|f| (f.name, Some(f.fd)))
-        .collect();
-    let specs = config
-        .sockets
-        .iter()
-        .map(|s| (s, Protocol::Uwsgi))
-        .chain(config.http_sockets.iter().map(|s| (s, Protocol::Http)));
-    let mut listeners = Vec::new();
-    for (spec, protocol) in specs {
-        let name = Listener::name_for(spec, protocol);
-        let handed_over = inherited
-            .iter_mut()
-            .find(|(n, fd)| fd.is_some() && n.as_deref() == Some(name.as_str()))
-            .and_then(|(_, fd)| fd.take());
-        let listener = match (handed_over, spec) {
-            (Some(fd), _) => Listener::adopt(fd, spec, protocol)?,
-            (None, SocketSpec::Fd(raw)) => {
-                // systemd socket activation: the fd was adopted above, unnamed.
-                let systemd = inherited
-                    .iter_mut()
-                    .find(|(_, fd)| fd.as_ref().is_some_and(|fd| fd.as_raw_fd() == *raw))
-                    .and_then(|(_, fd)| fd.take());
-                match systemd {
-                    Some(fd) => Listener::adopt(fd, spec, protocol)?,
-                    None => Listener::bind(spec, protocol, backlog, unix)?,
-                }
-            }
-            (None, _) => Listener::bind(spec, protocol, backlog, unix)?,
-        };
-        listeners.push(listener);
-    }
-    // Sockets a previous image had but this configuration no longer lists are closed here.
-    Ok(listeners)
-}
-
-/// Removes the inherited fd named `name` from `inherited` and returns it.
-fn take_named(inherited: &mut Vec<InheritedFd>, name: &str) -> Option<OwnedFd> {
-    let index = inherited
-        .iter()
-        .position(|f| f.name.as_deref() == Some(name))?;
-    Some(inherited.remove(index).fd)
-}
-
-/// Drops to `uid`/`gid` once the sockets are bound; warns when workers would run as root.
-fn drop_privileges(config: &Config) -> io::Result<()> {
-    let credentials =
-        privilege::Credentials::resolve(config.uid.as_deref(), config.gid.as_deref())?;
-    if credentials.is_empty() {
-        if privilege::is_root() {
-            log::warn!("running workers as root: set uid and gid to drop privileges");
-        }
-        return Ok(());
-    }
-    privilege::drop_privileges(&credentials)
-}
-
-/// The previous image's workers, from `RCONTAINER_OLD_WORKERS`, as serving workers without a
-/// slot (they write to the old scoreboard, which this image cannot see).
-fn adopt_old_workers(table: &mut WorkerTable) -> Vec<Pid> {
-    let Some(list) = std::env::var_os(OLD_WORKERS_ENV) else {
-        return Vec::new();
-    };
-    process::remove_env(OLD_WORKERS_ENV);
-    let pids: Vec<Pid> = list
-        .to_string_lossy()
-        .split(',')
-        .filter_map(|p| p.trim().parse().ok())
-        .map(Pid::from_raw)
-        .filter(|pid| process::is_alive(*pid))
-        .collect();
-    for &pid in &pids {
-        table.insert(Worker {
-            slot: None,
-            pid,
-            spawned: Instant::now(),
-            state: Lifecycle::Accepting,
-            replaces: None,
-            max_requests: None,
-        });
-    }
-    if !pids.is_empty() {
-        log::info!(
-            "adopted {} workers of the previous master image",
-            pids.len()
-        );
-    }
-    pids
 }
 
 fn log_exit(

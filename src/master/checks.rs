@@ -1,0 +1,240 @@
+//! The master's per-tick checks (STYLE 3): readiness, replacements, mercy, watchdog,
+//! recycling, memory samples, touch files, back-offs. Each is small and named for what it
+//! looks at.
+
+use std::time::{Duration, Instant};
+
+use super::workers::Lifecycle;
+use super::{KILL_GRACE, MEMORY_SAMPLE, Master, Stopping, TOUCH_CHECK, action};
+use crate::net::listener::Listener;
+use crate::scoreboard::{WorkerId, WorkerStatus};
+use crate::sys::clock;
+use crate::sys::daemon::DaemonReady;
+use crate::sys::memory;
+use crate::sys::process::{self, OsSignal, Pid};
+
+impl Master<'_> {
+    /// Announces readiness once every serving worker accepts; retires replaced workers.
+    pub(super) fn check_ready(&mut self, daemon: &mut Option<DaemonReady>) {
+        let booted: Vec<(Pid, Option<Pid>)> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == Lifecycle::Booting)
+            .filter(|w| {
+                w.slot
+                    .and_then(|s| self.scoreboard.snapshot(s))
+                    .is_some_and(|s| {
+                        matches!(s.status, WorkerStatus::Accepting | WorkerStatus::Paused)
+                    })
+            })
+            .map(|w| (w.pid, w.replaces))
+            .collect();
+        for (pid, replaces) in booted {
+            self.workers.mark_accepting(pid);
+            if let Some(old) = replaces {
+                self.retire(old, "replaced");
+            }
+        }
+        let all_accepting = self
+            .workers
+            .iter()
+            .filter(|w| w.slot.is_some() && w.state.is_serving())
+            .all(|w| w.state == Lifecycle::Accepting);
+        if self.announced || !all_accepting || self.stopping.is_some() {
+            return;
+        }
+        self.announced = true;
+        // Old workers left over from a re-exec with fewer workers now drain too.
+        let leftovers: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|w| w.slot.is_none() && w.state.is_serving() && !self.chain.contains(&w.pid))
+            .map(|w| w.pid)
+            .collect();
+        for pid in leftovers {
+            self.retire(pid, "replaced");
+        }
+        let urls: Vec<String> = self.listeners.iter().map(Listener::url).collect();
+        log::info!(
+            "rcontainer ready pid={} sockets={} version={} build={}",
+            std::process::id(),
+            urls.join(","),
+            env!("CARGO_PKG_VERSION"),
+            process::binary_identity()
+        );
+        let _ = self
+            .notifier
+            .ready(&format!("{} workers accepting", self.workers.serving()));
+        if let Some(daemon) = daemon.take() {
+            daemon.report_ready();
+        }
+    }
+
+    /// Chain reload and recycling: one replacement at a time.
+    pub(super) fn check_chain(&mut self) {
+        let replacing = self
+            .workers
+            .iter()
+            .any(|w| w.state == Lifecycle::Booting && w.replaces.is_some());
+        if replacing || self.stopping.is_some() {
+            return;
+        }
+        while let Some(old) = self.chain.pop_front() {
+            let serving = self
+                .workers
+                .iter()
+                .any(|w| w.pid == old && w.state.is_serving());
+            if serving {
+                self.spawn_replacement(old);
+                return;
+            }
+        }
+    }
+
+    /// Workers past their mercy are killed; killed ones that linger get SIGKILL.
+    pub(super) fn check_mercy(&mut self) {
+        let now = Instant::now();
+        let out_of_time = matches!(
+            self.stopping,
+            Some(Stopping::Graceful { deadline } | Stopping::Immediate { deadline }) if now >= deadline
+        );
+        let mercy = self.config.worker_reload_mercy;
+        let overdue: Vec<(Pid, bool)> = self
+            .workers
+            .iter()
+            .filter_map(|w| match w.state {
+                Lifecycle::Retiring { since } if out_of_time || now - since >= mercy => {
+                    Some((w.pid, false))
+                }
+                // SIGABRT or SIGINT was not enough (or a SIGKILL is still being delivered).
+                Lifecycle::Killing { since, .. } if out_of_time || now - since >= KILL_GRACE => {
+                    Some((w.pid, true))
+                }
+                _ => None,
+            })
+            .collect();
+        for (pid, already_killing) in overdue {
+            let _ = process::send_signal(pid, OsSignal::SIGKILL);
+            if already_killing {
+                continue;
+            }
+            log::warn!("worker pid={pid} still busy after the mercy: killing it");
+            if let Some(worker) = self.workers.get_mut(pid) {
+                worker.state = Lifecycle::Killing {
+                    since: now,
+                    respawn: false,
+                };
+            }
+        }
+    }
+
+    /// A worker whose loop heartbeat is older than `worker-watchdog` is blocked: log what its
+    /// cores were doing, SIGABRT it (SIGKILL follows), respawn it.
+    pub(super) fn check_watchdog(&mut self) {
+        let limit = self.config.worker_watchdog;
+        if limit.is_zero() {
+            return;
+        }
+        let now_ms = clock::monotonic_ms();
+        let blocked: Vec<(Pid, WorkerId, Duration)> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == Lifecycle::Accepting)
+            .filter_map(|w| {
+                let slot = w.slot?;
+                let age = self.scoreboard.snapshot(slot)?.heartbeat_age(now_ms);
+                (age > limit).then_some((w.pid, slot, age))
+            })
+            .collect();
+        for (pid, slot, age) in blocked {
+            log::error!(
+                "worker id={} pid={pid} blocked its event loop for {}s (worker-watchdog={}s): \
+                 a handler is blocking the thread; aborting it",
+                slot.0,
+                age.as_secs(),
+                limit.as_secs()
+            );
+            self.log_cores();
+            let _ = process::send_signal(pid, OsSignal::SIGABRT);
+            if let Some(worker) = self.workers.get_mut(pid) {
+                worker.state = Lifecycle::Killing {
+                    since: Instant::now(),
+                    respawn: true,
+                };
+            }
+        }
+    }
+
+    /// `max-requests`, `max-worker-lifetime`, `reload-on-rss`: queue the worker for a
+    /// replacement (one at a time, the replacement accepting before the old one drains).
+    pub(super) fn check_recycling(&mut self) {
+        let lifetime = self.config.max_worker_lifetime;
+        let rss_limit = self.config.reload_on_rss.saturating_mul(1 << 20);
+        let now = Instant::now();
+        let due: Vec<(Pid, &'static str)> = self
+            .workers
+            .iter()
+            .filter(|w| w.state == Lifecycle::Accepting && !self.chain.contains(&w.pid))
+            .filter_map(|w| {
+                let snapshot = self.scoreboard.snapshot(w.slot?)?;
+                if w.max_requests
+                    .is_some_and(|max| snapshot.delta_requests >= max)
+                {
+                    Some((w.pid, "max-requests"))
+                } else if !lifetime.is_zero() && now.duration_since(w.spawned) >= lifetime {
+                    Some((w.pid, "max-worker-lifetime"))
+                } else if rss_limit > 0 && snapshot.rss > rss_limit {
+                    Some((w.pid, "reload-on-rss"))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (pid, why) in due {
+            log::info!("recycling worker pid={pid} reason={why}");
+            self.chain.push_back(pid);
+        }
+    }
+
+    pub(super) fn check_memory(&mut self) {
+        if self.last_memory_sample.elapsed() < MEMORY_SAMPLE {
+            return;
+        }
+        self.last_memory_sample = Instant::now();
+        for worker in self.workers.iter() {
+            if let (Some(slot), Ok(usage)) = (worker.slot, memory::read_memory_use(worker.pid)) {
+                self.scoreboard.record_memory(slot, usage.rss, usage.vsz);
+            }
+        }
+    }
+
+    pub(super) fn check_touch_files(&mut self) {
+        if self.last_touch_check.elapsed() < TOUCH_CHECK {
+            return;
+        }
+        self.last_touch_check = Instant::now();
+        for kind in self.touch.changed() {
+            log::info!("touch file changed: {kind:?}");
+            self.apply(action::from_touch(kind));
+        }
+    }
+
+    pub(super) fn check_backoffs(&mut self) {
+        let now = Instant::now();
+        let due: Vec<WorkerId> = self
+            .backoffs
+            .iter()
+            .filter(|(at, _)| *at <= now)
+            .map(|(_, slot)| *slot)
+            .collect();
+        self.backoffs.retain(|(at, _)| *at > now);
+        if self.stopping.is_some() {
+            return;
+        }
+        for slot in due {
+            if let Err(e) = self.spawn_worker(slot, None) {
+                log::error!("respawn failed id={}: {e}", slot.0);
+            }
+        }
+    }
+}

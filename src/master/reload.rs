@@ -1,0 +1,138 @@
+//! Reloads: re-executing the master in place with its sockets handed over, replacing workers
+//! (all at once or one at a time), and adopting the previous image's workers after an exec.
+
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use super::workers::{Lifecycle, Worker, WorkerTable};
+use super::{Master, OLD_WORKERS_ENV, STATS_FD_NAME};
+use crate::net::listener::Listener;
+use crate::sys::fd;
+use crate::sys::privilege;
+use crate::sys::process::{self, OsSignal, Pid};
+
+impl Master<'_> {
+    /// Re-executes the master in place (graceful: old workers drain once replaced; brutal:
+    /// they are killed first). A configuration that no longer loads keeps the old one running.
+    pub(super) fn reexec(&mut self, brutal: bool) {
+        if let Err(errors) = (self.recheck)() {
+            log::error!(
+                "reload refused, the configuration does not load; still running the old one:\n{}",
+                errors.join("\n")
+            );
+            return;
+        }
+        log::info!("reloading: re-executing the master in place (brutal={brutal})");
+        let _ = self.notifier.reloading();
+        if brutal {
+            self.kill_all(OsSignal::SIGKILL, false);
+            while !self.workers.is_empty() {
+                self.reap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let names: Vec<String> = self.listeners.iter().map(Listener::handover_name).collect();
+        let mut fds: Vec<(i32, &str)> = self
+            .listeners
+            .iter()
+            .zip(&names)
+            .map(|(l, name)| (l.as_raw_fd(), name.as_str()))
+            .collect();
+        // The stats socket too: a monitor polling it never sees a refused connection.
+        if let Some(stats) = &self.stats {
+            fds.push((stats.as_raw_fd(), STATS_FD_NAME));
+        }
+        for &(raw, name) in &fds {
+            if let Err(e) = fd::set_cloexec_raw(raw, false) {
+                log::error!("reload aborted: cannot hand over {name}: {e}");
+                return;
+            }
+        }
+        let mut env = fd::env_for_reexec(std::env::vars_os(), &fds, process::current_pid());
+        let old: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
+        env.retain(|(k, _)| k != OLD_WORKERS_ENV);
+        env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let _ = std::env::set_current_dir(&self.start_dir);
+        let error = process::exec_self(&argv, env);
+        log::error!("reload failed: exec: {error}; still running the old master");
+        for &(raw, _) in &fds {
+            let _ = fd::set_cloexec_raw(raw, true);
+        }
+        if let Some(dir) = &self.config.chdir {
+            let _ = privilege::change_dir(dir);
+        }
+    }
+
+    /// Replaces every serving worker at once; each old one drains when its replacement accepts.
+    pub(super) fn reload_workers(&mut self) {
+        let old: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|w| w.state.is_serving())
+            .map(|w| w.pid)
+            .collect();
+        log::info!("reloading workers count={}", old.len());
+        for pid in old {
+            self.spawn_replacement(pid);
+        }
+    }
+
+    /// Queues every serving worker for replacement, one at a time.
+    pub(super) fn chain_reload(&mut self) {
+        let old: Vec<Pid> = self
+            .workers
+            .iter()
+            .filter(|w| w.state.is_serving() && w.replaces.is_none())
+            .map(|w| w.pid)
+            .filter(|pid| !self.chain.contains(pid))
+            .collect();
+        log::info!("chain reload of {} workers", old.len());
+        self.chain.extend(old);
+    }
+
+    pub(super) fn spawn_replacement(&mut self, old: Pid) {
+        match self.free_slot() {
+            Some(slot) => {
+                if let Err(e) = self.spawn_worker(slot, Some(old)) {
+                    log::error!("cannot start a replacement for pid={old}: {e}");
+                }
+            }
+            None => log::error!("no free worker slot to replace pid={old}"),
+        }
+    }
+}
+
+/// The previous image's workers, from `RCONTAINER_OLD_WORKERS`, as serving workers without a
+/// slot (they write to the old scoreboard, which this image cannot see).
+pub(super) fn adopt_old_workers(table: &mut WorkerTable) -> Vec<Pid> {
+    let Some(list) = std::env::var_os(OLD_WORKERS_ENV) else {
+        return Vec::new();
+    };
+    process::remove_env(OLD_WORKERS_ENV);
+    let pids: Vec<Pid> = list
+        .to_string_lossy()
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .map(Pid::from_raw)
+        .filter(|pid| process::is_alive(*pid))
+        .collect();
+    for &pid in &pids {
+        table.insert(Worker {
+            slot: None,
+            pid,
+            spawned: Instant::now(),
+            state: Lifecycle::Accepting,
+            replaces: None,
+            max_requests: None,
+        });
+    }
+    if !pids.is_empty() {
+        log::info!(
+            "adopted {} workers of the previous master image",
+            pids.len()
+        );
+    }
+    pids
+}

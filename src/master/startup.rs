@@ -1,0 +1,112 @@
+//! Start-up steps before the first worker: output (daemonize, logto), listeners (bound or
+//! handed over), privileges.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::config::Config;
+use crate::net::addr::SocketSpec;
+use crate::net::listener::{Listener, Protocol, UnixOptions};
+use crate::sys::daemon::{self, DaemonReady};
+use crate::sys::fd::InheritedFd;
+use crate::sys::notify::Notifier;
+use crate::sys::privilege;
+
+/// Daemonizes (or points the output at `logto`) before anything else is set up.
+pub(super) fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -> io::Result<()> {
+    if let Some(logfile) = &config.daemonize {
+        if Notifier::from_env().is_ok_and(|n| n.is_enabled()) {
+            log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
+        } else {
+            *daemon = Some(daemon::daemonize(logfile).map_err(|e| {
+                io::Error::new(e.kind(), format!("daemonize {}: {e}", logfile.display()))
+            })?);
+            return Ok(());
+        }
+    }
+    if let Some(logfile) = &config.logto {
+        daemon::redirect_output(logfile)
+            .map_err(|e| io::Error::new(e.kind(), format!("logto {}: {e}", logfile.display())))?;
+    }
+    Ok(())
+}
+
+/// Binds `socket` (uwsgi) and `http-socket` listeners in that order, reusing sockets handed
+/// over by a previous image (or systemd) whose name matches.
+pub(super) fn bind_listeners(
+    config: &Config,
+    inherited: Vec<InheritedFd>,
+) -> io::Result<Vec<Listener>> {
+    let owner = match &config.chown_socket {
+        Some(spec) => {
+            let (user, group) = spec
+                .split_once(':')
+                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
+            let who = privilege::Credentials::resolve(Some(user), group)
+                .map_err(|e| io::Error::new(e.kind(), format!("chown-socket {spec}: {e}")))?;
+            Some((who.uid, who.gid))
+        }
+        None => None,
+    };
+    let unix = UnixOptions {
+        mode: config.chmod_socket,
+        owner,
+    };
+    let backlog = u32::try_from(config.listen).unwrap_or(u32::MAX);
+    let mut inherited: Vec<(Option<String>, Option<OwnedFd>)> = inherited
+        .into_iter()
+        .map(|f| (f.name, Some(f.fd)))
+        .collect();
+    let specs = config
+        .sockets
+        .iter()
+        .map(|s| (s, Protocol::Uwsgi))
+        .chain(config.http_sockets.iter().map(|s| (s, Protocol::Http)));
+    let mut listeners = Vec::new();
+    for (spec, protocol) in specs {
+        let name = Listener::name_for(spec, protocol);
+        let handed_over = inherited
+            .iter_mut()
+            .find(|(n, fd)| fd.is_some() && n.as_deref() == Some(name.as_str()))
+            .and_then(|(_, fd)| fd.take());
+        let listener = match (handed_over, spec) {
+            (Some(fd), _) => Listener::adopt(fd, spec, protocol)?,
+            (None, SocketSpec::Fd(raw)) => {
+                // systemd socket activation: the fd was adopted above, unnamed.
+                let systemd = inherited
+                    .iter_mut()
+                    .find(|(_, fd)| fd.as_ref().is_some_and(|fd| fd.as_raw_fd() == *raw))
+                    .and_then(|(_, fd)| fd.take());
+                match systemd {
+                    Some(fd) => Listener::adopt(fd, spec, protocol)?,
+                    None => Listener::bind(spec, protocol, backlog, unix)?,
+                }
+            }
+            (None, _) => Listener::bind(spec, protocol, backlog, unix)?,
+        };
+        listeners.push(listener);
+    }
+    // Sockets a previous image had but this configuration no longer lists are closed here.
+    Ok(listeners)
+}
+
+/// Removes the inherited fd named `name` from `inherited` and returns it.
+pub(super) fn take_named(inherited: &mut Vec<InheritedFd>, name: &str) -> Option<OwnedFd> {
+    let index = inherited
+        .iter()
+        .position(|f| f.name.as_deref() == Some(name))?;
+    Some(inherited.remove(index).fd)
+}
+
+/// Drops to `uid`/`gid` once the sockets are bound; warns when workers would run as root.
+pub(super) fn drop_privileges(config: &Config) -> io::Result<()> {
+    let credentials =
+        privilege::Credentials::resolve(config.uid.as_deref(), config.gid.as_deref())?;
+    if credentials.is_empty() {
+        if privilege::is_root() {
+            log::warn!("running workers as root: set uid and gid to drop privileges");
+        }
+        return Ok(());
+    }
+    privilege::drop_privileges(&credentials)
+}
