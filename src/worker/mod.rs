@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 use crate::api::{AppRegistry, AppSettings, RouteSettings, Router};
 use crate::config::Config;
 use crate::config::value::AllowedPeer;
-use crate::coro::{self, CancelReason, CoListener, JoinHandle, Runtime, RuntimeConfig, Semaphore};
+use crate::coro::{
+    self, Addr, CancelReason, CoListener, CoStream, JoinHandle, Permit, Runtime, RuntimeConfig,
+    Semaphore,
+};
 use crate::exit;
 use crate::net::listener::{Listener, Protocol};
 use crate::proto::Limits;
@@ -69,6 +72,8 @@ pub(crate) struct Shared {
     pub(crate) request_log: reqlog::RequestLog,
     /// Set once the worker drains: connections close after their current request.
     pub(crate) draining: Cell<bool>,
+    /// Acceptors still serving the connections queued when the drain began.
+    pub(crate) sweepers: Cell<usize>,
     pub(crate) conns: RefCell<ConnTable>,
     pub(crate) counters: Counters,
     pub(crate) slot: Option<WorkerSlot>,
@@ -185,6 +190,7 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         allow_from: config.uwsgi_allow_from.clone(),
         request_log: reqlog::RequestLog::from_config(config),
         draining: Cell::new(false),
+        sweepers: Cell::new(0),
         conns: RefCell::new(ConnTable::default()),
         counters: Counters::default(),
         slot: spec.slot.clone(),
@@ -277,8 +283,9 @@ fn drain(
         shared.worker_id
     );
     shared.draining.set(true);
-    for acceptor in acceptors {
-        acceptor.abort();
+    // Acceptors stop waiting for new connections and sweep what is already queued.
+    for acceptor in &acceptors {
+        acceptor.cancel(CancelReason::Shutdown);
     }
     let start = Instant::now();
     let deadline = start + mercy;
@@ -288,7 +295,8 @@ fn drain(
     let idle_deadline = start + IDLE_GRACE.min(mercy);
     let mut idle_closed = false;
     let mut stop = Stop::Drain;
-    while !shared.conns.borrow().is_empty() && stop != Stop::Now {
+    let busy = || !shared.conns.borrow().is_empty() || shared.sweepers.get() > 0;
+    while busy() && stop != Stop::Now {
         let now = Instant::now();
         if now >= deadline {
             break;
@@ -339,7 +347,8 @@ fn start_acceptors(
 }
 
 /// Accepts on one listener while a core is free; each connection runs on its own coroutine
-/// holding the core until it closes.
+/// holding the core until it closes. When the worker drains, the acceptor is cancelled and
+/// then [`sweep_backlog`]s: what already waits in the kernel is still served.
 fn accept_loop(
     listener: CoListener,
     protocol: Protocol,
@@ -349,38 +358,67 @@ fn accept_loop(
     loop {
         // Parks while every core is busy: the listener is then not polled at all.
         let Ok(permit) = permits.acquire() else {
-            return; // cancelled: the worker is draining
+            break; // cancelled: the worker drains
         };
-        let (stream, peer) = match listener.accept() {
-            Ok(accepted) => accepted,
-            Err(e) if is_cancellation(&e) => return,
+        match listener.accept() {
+            Ok((stream, peer)) => start_connection(stream, peer, protocol, &shared, permit),
+            Err(_) if shared.draining.get() => break,
             Err(e) => {
                 // EMFILE and friends: back off a little instead of spinning on the error.
                 log::warn!("accept failed: {e}");
                 coro::sleep(Duration::from_millis(100));
-                continue;
             }
-        };
-        if protocol == Protocol::Uwsgi && !conn::peer_allowed(&peer, &shared.allow_from) {
-            log::warn!("uwsgi connection refused peer={peer} (not in uwsgi-allow-from)");
-            continue;
         }
-        let shared = Rc::clone(&shared);
-        let spawned = coro::spawn_detached(move || {
-            let _core = permit;
-            conn::serve_connection(stream, peer, protocol, &shared);
-        });
-        if let Err(e) = spawned {
-            log::error!("cannot start a coroutine for a connection: {e}");
-        }
+    }
+    if shared.draining.get() {
+        coro::take_cancel();
+        sweep_backlog(&listener, protocol, &shared, &permits);
     }
 }
 
-fn is_cancellation(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::Interrupted | io::ErrorKind::TimedOut
-    )
+/// Serves the connections already queued on `listener` when the worker started draining:
+/// they were accepted by the kernel, and a shutdown must not reset them. Stops at the first
+/// accept that would wait.
+fn sweep_backlog(
+    listener: &CoListener,
+    protocol: Protocol,
+    shared: &Rc<Shared>,
+    permits: &Semaphore,
+) {
+    shared.sweepers.set(shared.sweepers.get() + 1);
+    loop {
+        // Waits for a core (requests in flight free them): the queued client waits anyway.
+        let Ok(permit) = permits.acquire() else {
+            break;
+        };
+        match coro::timeout(Duration::ZERO, || listener.accept()) {
+            Ok(Ok((stream, peer))) => start_connection(stream, peer, protocol, shared, permit),
+            _ => break, // nothing queued any more
+        }
+    }
+    shared.sweepers.set(shared.sweepers.get() - 1);
+}
+
+/// Runs an accepted connection on its own coroutine, holding `core` until it closes.
+fn start_connection(
+    stream: CoStream,
+    peer: Addr,
+    protocol: Protocol,
+    shared: &Rc<Shared>,
+    core: Permit,
+) {
+    if protocol == Protocol::Uwsgi && !conn::peer_allowed(&peer, &shared.allow_from) {
+        log::warn!("uwsgi connection refused peer={peer} (not in uwsgi-allow-from)");
+        return;
+    }
+    let shared = Rc::clone(shared);
+    let spawned = coro::spawn_detached(move || {
+        let _core = core;
+        conn::serve_connection(stream, peer, protocol, &shared);
+    });
+    if let Err(e) = spawned {
+        log::error!("cannot start a coroutine for a connection: {e}");
+    }
 }
 
 fn non_zero(d: Duration) -> Option<Duration> {

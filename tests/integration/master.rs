@@ -678,3 +678,34 @@ fn a_socket_passed_by_systemd_socket_activation_is_served() {
     assert_eq!(first.join().expect("first client"), 200);
     assert_eq!(http_get(&target, "/second").status, 200);
 }
+
+#[test]
+fn sigterm_still_serves_connections_already_queued_in_the_kernel() {
+    // One worker with one core: while the core is busy, a second client waits in the backlog.
+    let mut server = Instance::start(
+        "term-backlog",
+        &ini("processes = 1\nasync = 1\nmodule = sleep\n"),
+        &[],
+    );
+    let target = http(&server);
+    let busy = thread::spawn({
+        let target = target.clone();
+        move || http_get(&target, "/sleep?ms=1500").status
+    });
+    eventually("the only core busy", &server, || {
+        stats(&server)["workers"][0]["cores"][0]["in_request"] == 1
+    });
+    let mut queued = target.connect();
+    queued.send(b"GET /sleep?ms=10 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    eventually("the second client queued", &server, || {
+        stats(&server)["listen_queue"] == 1
+    });
+    server.signal(Signal::SIGTERM);
+    assert_eq!(busy.join().expect("busy client"), 200);
+    assert_eq!(
+        queued.read_response().status,
+        200,
+        "the queued client is served, not reset"
+    );
+    assert_eq!(server.wait_exit().code(), Some(0));
+}
