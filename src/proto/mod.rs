@@ -31,6 +31,7 @@
 // module. Remove this line once the worker calls it.
 
 pub(crate) mod cgi;
+pub(crate) mod date;
 mod error;
 pub(crate) mod http1;
 mod limits;

@@ -154,7 +154,7 @@ fn default_line(r: &RequestRecord, worker: u32, requests: u64) -> String {
         "[pid: {}|worker: {worker}|req: {requests}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {}) core {}",
         std::process::id(),
         if r.addr.is_empty() { "-" } else { &r.addr },
-        crate::log::ctime(r.at),
+        ctime(r.at),
         r.method,
         r.uri,
         r.size,
@@ -163,6 +163,14 @@ fn default_line(r: &RequestRecord, worker: u32, requests: u64) -> String {
         r.status,
         r.core
     )
+}
+
+/// The request's start in the `ctime` shape of uWSGI's log line (UTC).
+fn ctime(at: SystemTime) -> String {
+    let secs = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    crate::proto::date::format_ctime(secs)
 }
 
 fn json_line(r: &RequestRecord, worker: u32) -> String {
@@ -217,7 +225,7 @@ fn value_of(name: &str, r: &RequestRecord, worker: u32) -> Option<String> {
         "pid" => std::process::id().to_string(),
         "core" => r.core.to_string(),
         "proto" => r.protocol.clone(),
-        "ltime" | "ctime" => crate::log::ctime(r.at),
+        "ltime" | "ctime" => ctime(r.at),
         "epoch" => {
             r.at.duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
