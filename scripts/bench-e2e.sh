@@ -15,40 +15,17 @@ rounds=${1:-3}
 seconds=${2:-5}
 conns=${3:-50}
 
+source scripts/lib.sh
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need wrk || ! need nginx || ! need uwsgi || [ ! -e /usr/lib/uwsgi/plugins/python3_plugin.so ]; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "needs wrk, nginx, uwsgi and uwsgi-plugin-python3 (run as root to install them)" >&2
-    exit 1
-  fi
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    wrk nginx uwsgi-core uwsgi-plugin-python3 >/dev/null
-  rm -f /usr/sbin/policy-rc.d
-fi
 PATH="$PATH:/usr/sbin"
+if ! need wrk || ! need nginx || ! need uwsgi || [ ! -e /usr/lib/uwsgi/plugins/python3_plugin.so ]; then
+  apt_install wrk nginx uwsgi-core uwsgi-plugin-python3
+fi
 
 cargo build --release --quiet
 bin=target/release/rcontainer
 
-work=$(mktemp -d /tmp/rcontainer-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listening on port $1" >&2
-  exit 1
-}
+start_workdir rcontainer-bench
 
 # nginx: `return 200`, one process.
 nginx_port=$(free_port)

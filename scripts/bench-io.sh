@@ -24,6 +24,7 @@ servers="upstream ${BENCH_SERVERS:-rcontainer uwsgi-gevent gunicorn-gevent}"
 venv=${BENCH_VENV:-/opt/rcontainer-bench-venv}
 PATH="$PATH:/usr/sbin"
 
+source scripts/lib.sh
 need() { command -v "$1" >/dev/null 2>&1; }
 have_peers() {
   need wrk && need nginx && need uwsgi &&
@@ -33,15 +34,8 @@ have_peers() {
     /usr/bin/python3 -c 'import gevent' 2>/dev/null
 }
 if ! have_peers; then
-  if [ "$(id -u)" != 0 ]; then
-    echo "needs wrk, nginx + libnginx-mod-http-echo, uwsgi + python3/gevent plugins (run as root to install)" >&2
-    exit 1
-  fi
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    wrk nginx libnginx-mod-http-echo uwsgi-core uwsgi-plugin-python3 \
-    uwsgi-plugin-gevent-python3 python3-gevent python3-venv >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  apt_install wrk nginx libnginx-mod-http-echo uwsgi-core uwsgi-plugin-python3 \
+    uwsgi-plugin-gevent-python3 python3-gevent python3-venv
 fi
 if ! "$venv/bin/python" -c "import gunicorn, gevent, packaging" 2>/dev/null; then
   /usr/bin/python3 -m venv "$venv"
@@ -58,25 +52,7 @@ fi
 cargo build --release --quiet
 bin=target/release/rcontainer
 
-work=$(mktemp -d /tmp/rcontainer-bench-io.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    if (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "nothing listening on port $1" >&2
-  tail -n 20 "$work"/*.log >&2
-  exit 1
-}
+start_workdir rcontainer-bench-io
 # The one child of $1 (the worker of a master process).
 child_of() {
   local kids

@@ -11,22 +11,12 @@ cd "$(dirname "$0")/.."
 conns=${1:-50}
 processes=${2:-2}
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" != 0 ]; then echo "needs wrk (apt-get install wrk)" >&2; exit 1; fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
-fi
+source scripts/lib.sh
+command -v wrk >/dev/null || apt_install wrk
 
 cargo build --release --quiet
-work=$(mktemp -d /tmp/rcontainer-reload.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+start_workdir rcontainer-reload
+port=$(free_port)
 cat >"$work/app.ini" <<INI
 [rcontainer]
 http-socket = 127.0.0.1:$port
