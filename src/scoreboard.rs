@@ -30,17 +30,30 @@ use std::time::Duration;
 use crate::sys::clock;
 use crate::sys::shm::SharedMapping;
 
-/// A worker slot, 1-based as in uWSGI's stats (`id`). Slot ids are reused across respawns.
+/// A row of the scoreboard, 1-based. Slot numbers are storage: a replacement worker gets a
+/// slot of its own while the worker it replaces still writes to its old one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct SlotId(pub(crate) u16);
+
+/// A worker's id as operators see it (stats `id`, `id=` in logs, `%(wid)`): 1..=`processes`,
+/// as in uWSGI. A respawned or replacement worker takes the id of the one it replaces, so ids
+/// do not drift across chain reloads; it is stored in the worker's slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct WorkerId(pub(crate) u16);
 
-impl WorkerId {
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl SlotId {
     fn index(self) -> usize {
         usize::from(self.0).saturating_sub(1)
     }
 }
 
-impl fmt::Display for WorkerId {
+impl fmt::Display for SlotId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
@@ -97,6 +110,8 @@ enum Field {
     RespawnCount,
     /// 1 while the master asks the worker to stop accepting (TSTP / FIFO `p`).
     PauseRequested,
+    /// The [`WorkerId`] of the process in the slot.
+    WorkerId,
 }
 const WORKER_WORDS: usize = 16;
 
@@ -159,23 +174,31 @@ impl Scoreboard {
     }
 
     /// Every slot id, in order.
-    pub(crate) fn ids(&self) -> impl Iterator<Item = WorkerId> + use<> {
-        (1..=self.slots).map(|n| WorkerId(u16::try_from(n).expect("invariant: slots <= u16::MAX")))
+    pub(crate) fn ids(&self) -> impl Iterator<Item = SlotId> + use<> {
+        (1..=self.slots).map(|n| SlotId(u16::try_from(n).expect("invariant: slots <= u16::MAX")))
     }
 
     /// The handle a worker writes through, or `None` for an id beyond the capacity.
-    pub(crate) fn slot(&self, id: WorkerId) -> Option<WorkerSlot> {
+    pub(crate) fn slot(&self, id: SlotId) -> Option<WorkerSlot> {
         (id.0 >= 1 && id.index() < self.slots).then(|| WorkerSlot {
             board: self.clone(),
             id,
         })
     }
 
-    /// Master, right after forking a worker into `id`: records its pid and spawn time, clears the
-    /// per-spawn counters (`delta_requests`, memory, heartbeat) and counts a respawn if the slot
-    /// had a process before. Lifetime counters (`requests`, `exceptions`, ...) carry on.
-    pub(crate) fn record_spawn(&self, id: WorkerId, pid: i32, unix_now: Duration) -> Option<()> {
+    /// Master, right before forking worker `worker` into slot `id`: records its pid and spawn
+    /// time, clears the per-spawn counters (`delta_requests`, memory, heartbeat) and counts a
+    /// respawn if the slot had a process before. Lifetime counters (`requests`, `exceptions`,
+    /// ...) carry on.
+    pub(crate) fn record_spawn(
+        &self,
+        id: SlotId,
+        worker: WorkerId,
+        pid: i32,
+        unix_now: Duration,
+    ) -> Option<()> {
         let row = self.worker_row(id)?;
+        set(row, Field::WorkerId, u64::from(worker.0));
         let previous_pid = get(row, Field::Pid);
         if previous_pid != 0 || get(row, Field::LastSpawnSecs) != 0 {
             row[Field::RespawnCount as usize].fetch_add(1, Ordering::Relaxed);
@@ -198,7 +221,7 @@ impl Scoreboard {
 
     /// Master, right after the fork: the new worker's pid ([`Scoreboard::record_spawn`] ran
     /// before the fork, so the child's first writes cannot be overwritten).
-    pub(crate) fn set_pid(&self, id: WorkerId, pid: i32) -> Option<()> {
+    pub(crate) fn set_pid(&self, id: SlotId, pid: i32) -> Option<()> {
         set(
             self.worker_row(id)?,
             Field::Pid,
@@ -209,7 +232,7 @@ impl Scoreboard {
 
     /// Master, when a worker's exit is reaped: pid 0, status `Dead` (or `Free` when the slot is
     /// retired for good, e.g. after TTOU).
-    pub(crate) fn record_exit(&self, id: WorkerId, retired: bool) -> Option<()> {
+    pub(crate) fn record_exit(&self, id: SlotId, retired: bool) -> Option<()> {
         let row = self.worker_row(id)?;
         set(row, Field::Pid, 0);
         let status = if retired {
@@ -222,7 +245,7 @@ impl Scoreboard {
     }
 
     /// Master: the latest memory sample of the worker in `id`, in bytes.
-    pub(crate) fn record_memory(&self, id: WorkerId, rss: u64, vsz: u64) -> Option<()> {
+    pub(crate) fn record_memory(&self, id: SlotId, rss: u64, vsz: u64) -> Option<()> {
         let row = self.worker_row(id)?;
         set(row, Field::Rss, rss);
         set(row, Field::Vsz, vsz);
@@ -231,7 +254,7 @@ impl Scoreboard {
 
     /// Master: asks the worker in `id` to stop (`true`) or resume (`false`) accepting. The
     /// worker looks at it once per loop turn.
-    pub(crate) fn request_pause(&self, id: WorkerId, paused: bool) -> Option<()> {
+    pub(crate) fn request_pause(&self, id: SlotId, paused: bool) -> Option<()> {
         set(
             self.worker_row(id)?,
             Field::PauseRequested,
@@ -241,21 +264,22 @@ impl Scoreboard {
     }
 
     /// Master: sets the status of a slot (e.g. `Draining` when it sends TERM).
-    pub(crate) fn set_status(&self, id: WorkerId, status: WorkerStatus) -> Option<()> {
+    pub(crate) fn set_status(&self, id: SlotId, status: WorkerStatus) -> Option<()> {
         set(self.worker_row(id)?, Field::Status, status as u64);
         Some(())
     }
 
     /// A consistent-enough copy of one slot: each counter is exact, the set of counters may
     /// straddle a request (fine for stats and checks); each core's request is untorn.
-    pub(crate) fn snapshot(&self, id: WorkerId) -> Option<WorkerSnapshot> {
+    pub(crate) fn snapshot(&self, id: SlotId) -> Option<WorkerSnapshot> {
         let row = self.worker_row(id)?;
         let cores = (0..self.cores_per_worker)
             .map(|core| self.core_row(id, core).map(|r| read_core(core, r)))
             .collect::<Option<Vec<_>>>()?;
         let pid = i32::try_from(get(row, Field::Pid)).unwrap_or(0);
         Some(WorkerSnapshot {
-            id,
+            slot: id,
+            id: WorkerId(u16::try_from(get(row, Field::WorkerId)).unwrap_or(0)),
             pid,
             status: WorkerStatus::from_word(get(row, Field::Status)),
             requests: get(row, Field::Requests),
@@ -274,7 +298,7 @@ impl Scoreboard {
         })
     }
 
-    fn worker_row(&self, id: WorkerId) -> Option<&[AtomicU64]> {
+    fn worker_row(&self, id: SlotId) -> Option<&[AtomicU64]> {
         if id.0 == 0 {
             return None;
         }
@@ -282,7 +306,7 @@ impl Scoreboard {
         self.workers.get(start..start + WORKER_WORDS)
     }
 
-    fn core_row(&self, id: WorkerId, core: usize) -> Option<&[AtomicU64]> {
+    fn core_row(&self, id: SlotId, core: usize) -> Option<&[AtomicU64]> {
         if id.0 == 0 || core >= self.cores_per_worker {
             return None;
         }
@@ -296,7 +320,7 @@ impl Scoreboard {
 #[derive(Debug, Clone)]
 pub(crate) struct WorkerSlot {
     board: Scoreboard,
-    id: WorkerId,
+    id: SlotId,
 }
 
 impl WorkerSlot {
@@ -371,7 +395,9 @@ impl WorkerSlot {
 /// A copy of one worker slot, with the fields uwsgitop's JSON needs (DESIGN.md §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WorkerSnapshot {
-    /// The slot (stats `id`).
+    /// The slot it was read from.
+    pub(crate) slot: SlotId,
+    /// The worker id (stats `id`).
     pub(crate) id: WorkerId,
     /// 0 when no process is in the slot.
     pub(crate) pid: i32,
@@ -554,26 +580,32 @@ mod tests {
     #[test]
     fn a_new_slot_is_free_and_empty() {
         let board = board();
-        let snap = board.snapshot(WorkerId(1)).expect("slot 1");
+        let snap = board.snapshot(SlotId(1)).expect("slot 1");
         assert_eq!(snap.status, WorkerStatus::Free);
         assert_eq!(snap.pid, 0);
         assert_eq!(snap.cores.len(), 3);
         assert_eq!(snap.stats_status(), "idle");
-        assert!(board.snapshot(WorkerId(0)).is_none());
-        assert!(board.snapshot(WorkerId(5)).is_none());
-        assert!(board.slot(WorkerId(5)).is_none());
+        assert!(board.snapshot(SlotId(0)).is_none());
+        assert!(board.snapshot(SlotId(5)).is_none());
+        assert!(board.slot(SlotId(5)).is_none());
         assert_eq!(board.ids().count(), 4);
     }
 
     #[test]
     fn worker_requests_show_up_in_the_snapshot() {
         let board = board();
-        board.record_spawn(WorkerId(2), 4242, Duration::from_secs(1_700_000_000));
-        let slot = board.slot(WorkerId(2)).expect("slot");
+        board.record_spawn(
+            SlotId(2),
+            WorkerId(7),
+            4242,
+            Duration::from_secs(1_700_000_000),
+        );
+        let slot = board.slot(SlotId(2)).expect("slot");
         slot.set_status(WorkerStatus::Accepting);
         slot.begin_request(1, "GET", "/slow?ms=5000");
-        let busy = board.snapshot(WorkerId(2)).expect("snapshot");
+        let busy = board.snapshot(SlotId(2)).expect("snapshot");
         assert_eq!(busy.pid, 4242);
+        assert_eq!((busy.slot, busy.id), (SlotId(2), WorkerId(7)));
         assert!(busy.is_accepting());
         assert_eq!(busy.stats_status(), "busy");
         assert!(busy.cores[1].in_request);
@@ -591,7 +623,7 @@ mod tests {
         slot.end_request(0, 50, Duration::from_micros(1000));
         slot.count_exception();
         slot.count_harakiri();
-        let idle = board.snapshot(WorkerId(2)).expect("snapshot");
+        let idle = board.snapshot(SlotId(2)).expect("snapshot");
         assert_eq!(idle.stats_status(), "idle");
         assert_eq!((idle.requests, idle.delta_requests), (2, 2));
         assert_eq!((idle.cores[0].requests, idle.cores[1].requests), (1, 1));
@@ -608,15 +640,15 @@ mod tests {
     #[test]
     fn respawn_keeps_lifetime_counters_and_resets_the_delta() {
         let board = board();
-        let id = WorkerId(1);
-        board.record_spawn(id, 10, Duration::from_secs(5));
+        let id = SlotId(1);
+        board.record_spawn(id, WorkerId(1), 10, Duration::from_secs(5));
         let slot = board.slot(id).expect("slot");
         slot.begin_request(0, "GET", "/");
         slot.end_request(0, 1, Duration::from_millis(1));
         board.record_memory(id, 4096, 8192);
         board.record_exit(id, false);
         assert_eq!(board.snapshot(id).expect("s").status, WorkerStatus::Dead);
-        board.record_spawn(id, 11, Duration::from_secs(6));
+        board.record_spawn(id, WorkerId(1), 11, Duration::from_secs(6));
         let snap = board.snapshot(id).expect("snapshot");
         assert_eq!((snap.pid, snap.status), (11, WorkerStatus::Booting));
         assert_eq!((snap.requests, snap.delta_requests), (1, 0));
@@ -626,10 +658,10 @@ mod tests {
     #[test]
     fn long_request_text_is_cut_at_a_char_boundary() {
         let board = board();
-        let slot = board.slot(WorkerId(1)).expect("slot");
+        let slot = board.slot(SlotId(1)).expect("slot");
         let uri = format!("/{}", "é".repeat(100));
         slot.begin_request(2, "GET", &uri);
-        let text = board.snapshot(WorkerId(1)).expect("s").cores[2]
+        let text = board.snapshot(SlotId(1)).expect("s").cores[2]
             .request
             .clone();
         assert!(text.len() <= REQUEST_TEXT_MAX);
@@ -640,7 +672,7 @@ mod tests {
     #[test]
     fn a_reader_never_sees_a_torn_request_text() {
         let board = Scoreboard::new(1, 1).expect("scoreboard");
-        let slot = board.slot(WorkerId(1)).expect("slot");
+        let slot = board.slot(SlotId(1)).expect("slot");
         let texts = [
             "GET /a",
             "POST /bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
@@ -654,7 +686,7 @@ mod tests {
             });
             let mut gave_up = 0;
             for _ in 0..20_000 {
-                let core = &board.snapshot(WorkerId(1)).expect("s").cores[0];
+                let core = &board.snapshot(SlotId(1)).expect("s").cores[0];
                 match core.request.as_str() {
                     "?" => gave_up += 1,
                     text => assert!(text.is_empty() || texts.contains(&text), "torn: {text:?}"),
@@ -670,9 +702,9 @@ mod tests {
     #[test]
     fn a_writer_that_died_mid_write_gives_a_placeholder() {
         let board = Scoreboard::new(1, 1).expect("scoreboard");
-        let row = board.core_row(WorkerId(1), 0).expect("row");
+        let row = board.core_row(SlotId(1), 0).expect("row");
         row[CoreField::Seq as usize].store(1, Ordering::Relaxed);
-        let core = &board.snapshot(WorkerId(1)).expect("s").cores[0];
+        let core = &board.snapshot(SlotId(1)).expect("s").cores[0];
         assert_eq!(core.request, "?");
         assert!(core.in_request);
     }
@@ -680,9 +712,9 @@ mod tests {
     #[test]
     fn heartbeat_age_uses_the_monotonic_clock() {
         let board = board();
-        let slot = board.slot(WorkerId(3)).expect("slot");
+        let slot = board.slot(SlotId(3)).expect("slot");
         slot.heartbeat();
-        let snap = board.snapshot(WorkerId(3)).expect("s");
+        let snap = board.snapshot(SlotId(3)).expect("s");
         let now = clock::monotonic_ms() + 2500;
         assert!(snap.heartbeat_age(now) >= Duration::from_millis(2500));
         assert!(snap.heartbeat_age(now) < Duration::from_secs(60));

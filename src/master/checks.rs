@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::workers::Lifecycle;
 use super::{KILL_GRACE, MEMORY_SAMPLE, Master, Stopping, TOUCH_CHECK, action};
 use crate::net::listener::Listener;
-use crate::scoreboard::{WorkerId, WorkerStatus};
+use crate::scoreboard::{SlotId, WorkerId, WorkerStatus};
 use crate::sys::clock;
 use crate::sys::daemon::DaemonReady;
 use crate::sys::memory;
@@ -16,7 +16,7 @@ use crate::sys::process::{self, OsSignal, Pid};
 impl Master<'_> {
     /// Announces readiness once every serving worker accepts; retires replaced workers.
     pub(super) fn check_ready(&mut self, daemon: &mut Option<DaemonReady>) {
-        let booted: Vec<(Pid, Option<Pid>)> = self
+        let booted: Vec<Pid> = self
             .workers
             .iter()
             .filter(|w| w.state == Lifecycle::Booting)
@@ -27,11 +27,10 @@ impl Master<'_> {
                         matches!(s.status, WorkerStatus::Accepting | WorkerStatus::Paused)
                     })
             })
-            .map(|w| (w.pid, w.replaces))
+            .map(|w| w.pid)
             .collect();
-        for (pid, replaces) in booted {
-            self.workers.mark_accepting(pid);
-            if let Some(old) = replaces {
+        for pid in booted {
+            if let Some(old) = self.workers.mark_accepting(pid) {
                 self.retire(old, "replaced");
             }
         }
@@ -141,16 +140,14 @@ impl Master<'_> {
             .iter()
             .filter(|w| w.state == Lifecycle::Accepting)
             .filter_map(|w| {
-                let slot = w.slot?;
-                let age = self.scoreboard.snapshot(slot)?.heartbeat_age(now_ms);
-                (age > limit).then_some((w.pid, slot, age))
+                let age = self.scoreboard.snapshot(w.slot?)?.heartbeat_age(now_ms);
+                (age > limit).then_some((w.pid, w.id, age))
             })
             .collect();
-        for (pid, slot, age) in blocked {
+        for (pid, id, age) in blocked {
             log::error!(
-                "worker id={} pid={pid} blocked its event loop for {}s (worker-watchdog={}s): \
+                "worker id={id} pid={pid} blocked its event loop for {}s (worker-watchdog={}s): \
                  a handler is blocking the thread; aborting it",
-                slot.0,
                 age.as_secs(),
                 limit.as_secs()
             );
@@ -221,19 +218,19 @@ impl Master<'_> {
 
     pub(super) fn check_backoffs(&mut self) {
         let now = Instant::now();
-        let due: Vec<WorkerId> = self
+        let due: Vec<(SlotId, WorkerId)> = self
             .backoffs
             .iter()
-            .filter(|(at, _)| *at <= now)
-            .map(|(_, slot)| *slot)
+            .filter(|b| b.at <= now)
+            .map(|b| (b.slot, b.id))
             .collect();
-        self.backoffs.retain(|(at, _)| *at > now);
+        self.backoffs.retain(|b| b.at > now);
         if self.stopping.is_some() {
             return;
         }
-        for slot in due {
-            if let Err(e) = self.spawn_worker(slot, None) {
-                log::error!("respawn failed id={}: {e}", slot.0);
+        for (slot, id) in due {
+            if let Err(e) = self.spawn_worker(slot, id, None) {
+                log::error!("respawn failed id={id}: {e}");
             }
         }
     }

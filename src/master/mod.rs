@@ -42,7 +42,7 @@ use crate::config::Config;
 use crate::exit;
 use crate::net::addr::SocketSpec;
 use crate::net::listener::Listener;
-use crate::scoreboard::{Scoreboard, WorkerId, WorkerStatus};
+use crate::scoreboard::{Scoreboard, SlotId, WorkerId, WorkerStatus};
 use crate::sys::daemon::{self, DaemonReady};
 use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
@@ -100,6 +100,14 @@ pub(crate) fn run(config: Config, apps: &Apps, recheck: ConfigCheck<'_>) -> Exit
     ExitCode::from(code)
 }
 
+/// A worker to start again at `at`, after it failed to boot.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    at: Instant,
+    slot: SlotId,
+    id: WorkerId,
+}
+
 /// How the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stopping {
@@ -129,8 +137,8 @@ struct Master<'a> {
     notifier: Notifier,
     /// Old workers still to replace one at a time (chain reload, recycling).
     chain: VecDeque<Pid>,
-    /// Slots to respawn once their back-off has passed.
-    backoffs: Vec<(Instant, WorkerId)>,
+    /// Workers to respawn once their back-off has passed.
+    backoffs: Vec<Backoff>,
     stopping: Option<Stopping>,
     /// Whether the ready line was written for the current generation.
     announced: bool,
@@ -317,7 +325,7 @@ impl<'a> Master<'a> {
         let Some(stats) = &self.stats else {
             return;
         };
-        let slots: Vec<WorkerId> = self.workers.iter().filter_map(|w| w.slot).collect();
+        let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
         stats.serve_pending(self.config.stats_http, || {
             stats::document(&self.config, &self.listeners, &self.scoreboard, &slots)
         });
@@ -354,30 +362,49 @@ impl<'a> Master<'a> {
 
     // ----- workers -------------------------------------------------------------------------
 
-    /// Forks the first workers of this image; worker `i` replaces `old[i]` once it accepts.
-    fn spawn_generation(&mut self, old: &[Pid]) -> io::Result<()> {
-        for i in 0..self.target {
+    /// Forks the first workers of this image, ids 1..=`processes`; each replaces the previous
+    /// image's worker of the same id once it accepts.
+    fn spawn_generation(&mut self, old: &[(Pid, WorkerId)]) -> io::Result<()> {
+        for n in 1..=self.target {
+            let id = WorkerId(u16::try_from(n).expect("invariant: processes fits the scoreboard"));
             let slot = self
                 .free_slot()
                 .ok_or_else(|| io::Error::other("no free worker slot"))?;
-            self.spawn_worker(slot, old.get(i).copied())?;
+            let replaces = old
+                .iter()
+                .find(|(_, old_id)| *old_id == id)
+                .map(|(pid, _)| *pid);
+            self.spawn_worker(slot, id, replaces)?;
         }
         // Old workers beyond the new count drain once everything is ready (`check_ready`).
         Ok(())
     }
 
-    fn free_slot(&self) -> Option<WorkerId> {
-        self.scoreboard.ids().find(|&id| {
-            !self.workers.slot_in_use(id) && !self.backoffs.iter().any(|(_, s)| *s == id)
+    fn free_slot(&self) -> Option<SlotId> {
+        self.scoreboard.ids().find(|&slot| {
+            !self.workers.slot_in_use(slot) && !self.backoffs.iter().any(|b| b.slot == slot)
         })
     }
 
-    /// Forks a worker into `slot`. In the child this never returns.
-    fn spawn_worker(&mut self, slot: WorkerId, replaces: Option<Pid>) -> io::Result<Pid> {
+    /// The lowest worker id no serving worker (or worker waiting for its back-off) has.
+    fn free_id(&self) -> WorkerId {
+        (1..=u16::MAX)
+            .map(WorkerId)
+            .find(|&id| !self.workers.id_in_use(id) && !self.backoffs.iter().any(|b| b.id == id))
+            .expect("invariant: fewer workers than u16::MAX")
+    }
+
+    /// Forks worker `id` into `slot`. In the child this never returns.
+    fn spawn_worker(
+        &mut self,
+        slot: SlotId,
+        id: WorkerId,
+        replaces: Option<Pid>,
+    ) -> io::Result<Pid> {
         let master_pid = process::current_pid();
         // The slot is reset before the fork: the child may report `Accepting` before the
         // parent runs again, and that must not be overwritten.
-        self.scoreboard.record_spawn(slot, 0, clock::unix_now());
+        self.scoreboard.record_spawn(slot, id, 0, clock::unix_now());
         self.scoreboard.request_pause(slot, self.paused);
         match process::fork()? {
             Forked::Parent(pid) => {
@@ -387,13 +414,14 @@ impl<'a> Master<'a> {
                 });
                 self.workers.insert(Worker {
                     slot: Some(slot),
+                    id,
                     pid,
                     spawned: Instant::now(),
                     state: Lifecycle::Booting,
                     replaces,
                     max_requests,
                 });
-                log::info!("spawned worker id={} pid={pid}", slot.0);
+                log::info!("spawned worker id={id} pid={pid}");
                 self.announced = false;
                 Ok(pid)
             }
@@ -403,7 +431,7 @@ impl<'a> Master<'a> {
                     process::exit_now(exit::RUNTIME);
                 }
                 let code = worker::run(WorkerSpec {
-                    id: u32::from(slot.0),
+                    id: u32::from(id.0),
                     config: &self.config,
                     listeners: &self.listeners,
                     apps: self.apps,
@@ -421,8 +449,8 @@ impl<'a> Master<'a> {
                 .workers
                 .iter()
                 .find(|w| w.pid == pid)
-                .map(|w| (w.slot, w.state));
-            let Some((slot, state)) = known else {
+                .map(|w| (w.slot, w.id, w.state));
+            let Some((slot, id, state)) = known else {
                 log::info!("reaped unknown child pid={pid} status={status}");
                 continue;
             };
@@ -430,19 +458,26 @@ impl<'a> Master<'a> {
                 .workers
                 .on_exit(pid, status, now, self.stopping.is_some());
             if let Some(slot) = slot {
-                let retired = !matches!(decision, Decision::Respawn(_) | Decision::Backoff(..));
+                let retired = !matches!(decision, Decision::Respawn(..) | Decision::Backoff(..));
                 self.scoreboard.record_exit(slot, retired);
             }
-            log_exit(slot, pid, status, state, decision);
+            log_exit(slot.map(|_| id), pid, status, state, decision);
             match decision {
                 Decision::Nothing => {}
-                Decision::Respawn(slot) => {
-                    if let Err(e) = self.spawn_worker(slot, None) {
-                        log::error!("respawn failed id={}: {e}; retrying", slot.0);
-                        self.backoffs.push((now + Duration::from_secs(1), slot));
+                Decision::Respawn(slot, id) => {
+                    if let Err(e) = self.spawn_worker(slot, id, None) {
+                        log::error!("respawn failed id={id}: {e}; retrying");
+                        let at = now + Duration::from_secs(1);
+                        self.backoffs.push(Backoff { at, slot, id });
                     }
                 }
-                Decision::Backoff(slot, delay) => self.backoffs.push((now + delay, slot)),
+                Decision::Backoff(slot, id, delay) => {
+                    self.backoffs.push(Backoff {
+                        at: now + delay,
+                        slot,
+                        id,
+                    });
+                }
                 Decision::Halt(code) => {
                     log::error!(
                         "workers keep failing at boot ({} times in a row): giving up",
@@ -591,7 +626,8 @@ impl<'a> Master<'a> {
         };
         self.target += 1;
         log::info!("adding a worker: target={}", self.target);
-        if let Err(e) = self.spawn_worker(slot, None) {
+        let id = self.free_id();
+        if let Err(e) = self.spawn_worker(slot, id, None) {
             log::error!("cannot add a worker: {e}");
             self.target -= 1;
         }
@@ -606,8 +642,8 @@ impl<'a> Master<'a> {
         let newest = self
             .workers
             .iter()
-            .filter(|w| w.state.is_serving())
-            .max_by_key(|w| w.slot)
+            .filter(|w| w.slot.is_some() && w.state.is_serving())
+            .max_by_key(|w| w.id)
             .map(|w| w.pid);
         if let Some(pid) = newest {
             self.retire(pid, "fewer workers");
@@ -644,18 +680,19 @@ impl<'a> Master<'a> {
     }
 }
 
+/// Logs a worker's exit; `id` is `None` for a worker of the previous master image.
 fn log_exit(
-    slot: Option<WorkerId>,
+    id: Option<WorkerId>,
     pid: Pid,
     status: ExitStatus,
     state: Lifecycle,
     decision: Decision,
 ) {
-    let id = slot.map_or_else(|| "old".to_string(), |s| s.0.to_string());
+    let id = id.map_or_else(|| "old".to_string(), |id| id.to_string());
     let action = match decision {
         Decision::Nothing => "none".to_string(),
-        Decision::Respawn(_) => "respawn".to_string(),
-        Decision::Backoff(_, d) => format!("respawn-in-{}ms", d.as_millis()),
+        Decision::Respawn(..) => "respawn".to_string(),
+        Decision::Backoff(_, _, d) => format!("respawn-in-{}ms", d.as_millis()),
         Decision::Halt(code) => format!("halt-{code}"),
     };
     if state.is_serving() && decision != Decision::Nothing {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::workers::{Lifecycle, Worker, WorkerTable};
 use super::{Master, OLD_WORKERS_ENV, STATS_FD_NAME};
 use crate::net::listener::Listener;
+use crate::scoreboard::WorkerId;
 use crate::sys::fd;
 use crate::sys::privilege;
 use crate::sys::process::{self, OsSignal, Pid};
@@ -50,7 +51,11 @@ impl Master<'_> {
             }
         }
         let mut env = fd::env_for_reexec(std::env::vars_os(), &fds, process::current_pid());
-        let old: Vec<String> = self.workers.iter().map(|w| w.pid.to_string()).collect();
+        let old: Vec<String> = self
+            .workers
+            .iter()
+            .map(|w| format!("{}:{}", w.pid, w.id))
+            .collect();
         env.retain(|(k, _)| k != OLD_WORKERS_ENV);
         env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
         let argv: Vec<OsString> = std::env::args_os().collect();
@@ -65,37 +70,39 @@ impl Master<'_> {
         }
     }
 
-    /// Replaces every serving worker at once; each old one drains when its replacement accepts.
+    /// Replaces every accepting worker at once; each old one drains when its replacement
+    /// accepts. Workers still booting are new already, and workers already being replaced are
+    /// left to their replacement: repeated requests coalesce.
     pub(super) fn reload_workers(&mut self) {
-        let old: Vec<Pid> = self
-            .workers
-            .iter()
-            .filter(|w| w.state.is_serving())
-            .map(|w| w.pid)
-            .collect();
+        let old = self.workers.replaceable();
         log::info!("reloading workers count={}", old.len());
+        self.chain.retain(|pid| !old.contains(pid));
         for pid in old {
             self.spawn_replacement(pid);
         }
     }
 
-    /// Queues every serving worker for replacement, one at a time.
+    /// Queues every accepting worker for replacement, one at a time (see
+    /// [`Master::reload_workers`] for what is skipped).
     pub(super) fn chain_reload(&mut self) {
         let old: Vec<Pid> = self
             .workers
-            .iter()
-            .filter(|w| w.state.is_serving() && w.replaces.is_none())
-            .map(|w| w.pid)
+            .replaceable()
+            .into_iter()
             .filter(|pid| !self.chain.contains(pid))
             .collect();
         log::info!("chain reload of {} workers", old.len());
         self.chain.extend(old);
     }
 
+    /// Starts a worker with the id of `old` that retires `old` once it accepts.
     pub(super) fn spawn_replacement(&mut self, old: Pid) {
+        let Some(id) = self.workers.iter().find(|w| w.pid == old).map(|w| w.id) else {
+            return;
+        };
         match self.free_slot() {
             Some(slot) => {
-                if let Err(e) = self.spawn_worker(slot, Some(old)) {
+                if let Err(e) = self.spawn_worker(slot, id, Some(old)) {
                     log::error!("cannot start a replacement for pid={old}: {e}");
                 }
             }
@@ -104,23 +111,21 @@ impl Master<'_> {
     }
 }
 
-/// The previous image's workers, from `RCONTAINER_OLD_WORKERS`, as serving workers without a
-/// slot (they write to the old scoreboard, which this image cannot see).
-pub(super) fn adopt_old_workers(table: &mut WorkerTable) -> Vec<Pid> {
+/// The previous image's workers, from `RCONTAINER_OLD_WORKERS` (`pid:id,...`), as serving
+/// workers without a slot (they write to the old scoreboard, which this image cannot see).
+pub(super) fn adopt_old_workers(table: &mut WorkerTable) -> Vec<(Pid, WorkerId)> {
     let Some(list) = std::env::var_os(OLD_WORKERS_ENV) else {
         return Vec::new();
     };
     process::remove_env(OLD_WORKERS_ENV);
-    let pids: Vec<Pid> = list
-        .to_string_lossy()
-        .split(',')
-        .filter_map(|p| p.trim().parse().ok())
-        .map(Pid::from_raw)
-        .filter(|pid| process::is_alive(*pid))
+    let old: Vec<(Pid, WorkerId)> = parse_old_workers(&list.to_string_lossy())
+        .into_iter()
+        .filter(|(pid, _)| process::is_alive(*pid))
         .collect();
-    for &pid in &pids {
+    for &(pid, id) in &old {
         table.insert(Worker {
             slot: None,
+            id,
             pid,
             spawned: Instant::now(),
             state: Lifecycle::Accepting,
@@ -128,11 +133,36 @@ pub(super) fn adopt_old_workers(table: &mut WorkerTable) -> Vec<Pid> {
             max_requests: None,
         });
     }
-    if !pids.is_empty() {
-        log::info!(
-            "adopted {} workers of the previous master image",
-            pids.len()
-        );
+    if !old.is_empty() {
+        log::info!("adopted {} workers of the previous master image", old.len());
     }
-    pids
+    old
+}
+
+/// `12:1,13:2` -> `[(12, 1), (13, 2)]`; malformed entries are skipped.
+fn parse_old_workers(list: &str) -> Vec<(Pid, WorkerId)> {
+    list.split(',')
+        .filter_map(|entry| {
+            let (pid, id) = entry.trim().split_once(':')?;
+            Some((Pid::from_raw(pid.parse().ok()?), WorkerId(id.parse().ok()?)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_workers_travel_as_pid_and_id_pairs() {
+        assert_eq!(
+            parse_old_workers("12:1, 13:2,junk,14:x,15:3"),
+            [
+                (Pid::from_raw(12), WorkerId(1)),
+                (Pid::from_raw(13), WorkerId(2)),
+                (Pid::from_raw(15), WorkerId(3)),
+            ]
+        );
+        assert!(parse_old_workers("").is_empty());
+    }
 }

@@ -205,7 +205,7 @@ pub(crate) fn document(
     config: &Config,
     listeners: &[Listener],
     scoreboard: &Scoreboard,
-    live_slots: &[crate::scoreboard::WorkerId],
+    live_slots: &[crate::scoreboard::SlotId],
 ) -> String {
     let mut listen_queue = 0;
     let sockets: Vec<Value> = listeners
@@ -225,11 +225,13 @@ pub(crate) fn document(
             })
         })
         .collect();
-    let workers: Vec<Value> = live_slots
+    let mut snapshots: Vec<WorkerSnapshot> = live_slots
         .iter()
-        .filter_map(|&id| scoreboard.snapshot(id))
-        .map(|w| worker_json(&w))
+        .filter_map(|&slot| scoreboard.snapshot(slot))
         .collect();
+    // By id, as uWSGI lists them; a replacement and the worker it replaces share an id.
+    snapshots.sort_by_key(|w| (w.id, w.slot));
+    let workers: Vec<Value> = snapshots.iter().map(worker_json).collect();
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listen_queue": listen_queue,

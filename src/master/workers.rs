@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use crate::exit;
-use crate::scoreboard::WorkerId;
+use crate::scoreboard::{SlotId, WorkerId};
 use crate::sys::process::{ExitStatus, Pid};
 
 /// Consecutive boot failures of one slot before the master gives up (exit code 3).
@@ -42,7 +42,9 @@ impl Lifecycle {
 #[derive(Debug, Clone)]
 pub(crate) struct Worker {
     /// Its scoreboard slot; `None` for a worker of the previous master image (re-exec).
-    pub(crate) slot: Option<WorkerId>,
+    pub(crate) slot: Option<SlotId>,
+    /// Its id, 1..=`processes`: a replacement takes the id of the worker it replaces.
+    pub(crate) id: WorkerId,
     pub(crate) pid: Pid,
     pub(crate) spawned: Instant,
     pub(crate) state: Lifecycle,
@@ -57,10 +59,10 @@ pub(crate) struct Worker {
 pub(crate) enum Decision {
     /// Nothing: it was asked to go, the master is stopping, or the pid is not ours.
     Nothing,
-    /// Start a new worker in the slot now.
-    Respawn(WorkerId),
-    /// Start a new worker in the slot after a pause (it failed to boot).
-    Backoff(WorkerId, Duration),
+    /// Start a new worker with this id in the slot now.
+    Respawn(SlotId, WorkerId),
+    /// Start a new worker with this id in the slot after a pause (it failed to boot).
+    Backoff(SlotId, WorkerId, Duration),
     /// Stop the master with this exit code (the worker cannot boot).
     Halt(u8),
 }
@@ -70,7 +72,7 @@ pub(crate) enum Decision {
 pub(crate) struct WorkerTable {
     workers: Vec<Worker>,
     /// Consecutive boot failures per slot.
-    boot_failures: Vec<(WorkerId, u32)>,
+    boot_failures: Vec<(SlotId, u32)>,
 }
 
 impl WorkerTable {
@@ -96,21 +98,46 @@ impl WorkerTable {
     }
 
     /// Slots in use by a live process.
-    pub(crate) fn slot_in_use(&self, slot: WorkerId) -> bool {
+    pub(crate) fn slot_in_use(&self, slot: SlotId) -> bool {
         self.workers.iter().any(|w| w.slot == Some(slot))
     }
 
-    /// A worker is accepting: forget its slot's boot failures.
-    pub(crate) fn mark_accepting(&mut self, pid: Pid) {
-        let Some(worker) = self.get_mut(pid) else {
-            return;
-        };
+    /// Whether `id` is taken by a worker the master counts on to serve.
+    pub(crate) fn id_in_use(&self, id: WorkerId) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.id == id && w.state.is_serving())
+    }
+
+    /// Whether a booting worker is on its way to replace `pid`.
+    pub(crate) fn is_being_replaced(&self, pid: Pid) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.replaces == Some(pid) && w.state == Lifecycle::Booting)
+    }
+
+    /// Serving workers that are accepting and not already being replaced: what a workers or
+    /// chain reload replaces. Booting workers are already new, so repeated requests coalesce.
+    pub(crate) fn replaceable(&self) -> Vec<Pid> {
+        self.workers
+            .iter()
+            .filter(|w| w.state == Lifecycle::Accepting && !self.is_being_replaced(w.pid))
+            .map(|w| w.pid)
+            .collect()
+    }
+
+    /// A worker is accepting: forget its slot's boot failures. Returns the worker it replaces
+    /// (to retire now); from here on it replaces nobody.
+    pub(crate) fn mark_accepting(&mut self, pid: Pid) -> Option<Pid> {
+        let worker = self.get_mut(pid)?;
         if worker.state == Lifecycle::Booting {
             worker.state = Lifecycle::Accepting;
         }
+        let replaced = worker.replaces.take();
         if let Some(slot) = worker.slot {
             self.boot_failures.retain(|(s, _)| *s != slot);
         }
+        replaced
     }
 
     /// Classifies the exit of `pid` and decides what to do; the worker leaves the table.
@@ -139,17 +166,17 @@ impl WorkerTable {
             && status == ExitStatus::Exited(i32::from(exit::WORKER_BOOT))
             && now.duration_since(worker.spawned) < BOOT_WINDOW;
         if !failed_boot {
-            return Decision::Respawn(slot);
+            return Decision::Respawn(slot, worker.id);
         }
         let failures = self.count_boot_failure(slot);
         if failures >= MAX_BOOT_FAILURES {
             Decision::Halt(exit::WORKER_BOOT)
         } else {
-            Decision::Backoff(slot, FIRST_BACKOFF * 2u32.pow(failures - 1))
+            Decision::Backoff(slot, worker.id, FIRST_BACKOFF * 2u32.pow(failures - 1))
         }
     }
 
-    fn count_boot_failure(&mut self, slot: WorkerId) -> u32 {
+    fn count_boot_failure(&mut self, slot: SlotId) -> u32 {
         match self.boot_failures.iter_mut().find(|(s, _)| *s == slot) {
             Some((_, n)) => {
                 *n += 1;
@@ -170,7 +197,8 @@ mod tests {
 
     fn worker(pid: i32, slot: u16, state: Lifecycle, spawned: Instant) -> Worker {
         Worker {
-            slot: Some(WorkerId(slot)),
+            slot: Some(SlotId(slot)),
+            id: WorkerId(slot),
             pid: Pid::from_raw(pid),
             spawned,
             state,
@@ -189,7 +217,7 @@ mod tests {
             core_dumped: false,
         };
         let decision = table.on_exit(Pid::from_raw(10), crash, now, false);
-        assert_eq!(decision, Decision::Respawn(WorkerId(1)));
+        assert_eq!(decision, Decision::Respawn(SlotId(1), WorkerId(1)));
         assert!(table.is_empty());
     }
 
@@ -225,7 +253,7 @@ mod tests {
         };
         assert_eq!(
             table.on_exit(Pid::from_raw(10), abort, now, false),
-            Decision::Respawn(WorkerId(1))
+            Decision::Respawn(SlotId(1), WorkerId(1))
         );
         assert_eq!(
             table.on_exit(Pid::from_raw(11), abort, now, false),
@@ -258,10 +286,10 @@ mod tests {
         assert_eq!(
             decisions,
             [
-                Decision::Backoff(WorkerId(1), Duration::from_millis(500)),
-                Decision::Backoff(WorkerId(1), Duration::from_millis(1000)),
-                Decision::Backoff(WorkerId(1), Duration::from_millis(2000)),
-                Decision::Backoff(WorkerId(1), Duration::from_millis(4000)),
+                Decision::Backoff(SlotId(1), WorkerId(1), Duration::from_millis(500)),
+                Decision::Backoff(SlotId(1), WorkerId(1), Duration::from_millis(1000)),
+                Decision::Backoff(SlotId(1), WorkerId(1), Duration::from_millis(2000)),
+                Decision::Backoff(SlotId(1), WorkerId(1), Duration::from_millis(4000)),
                 Decision::Halt(exit::WORKER_BOOT),
             ]
         );
@@ -283,8 +311,31 @@ mod tests {
         table.insert(worker(5, 1, Lifecycle::Booting, now));
         assert_eq!(
             table.on_exit(Pid::from_raw(5), boot_failure, now, false),
-            Decision::Backoff(WorkerId(1), Duration::from_millis(500))
+            Decision::Backoff(SlotId(1), WorkerId(1), Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn a_replacement_replaces_nobody_once_it_accepts_so_later_reloads_see_it() {
+        let now = Instant::now();
+        let mut table = WorkerTable::default();
+        table.insert(worker(10, 1, Lifecycle::Accepting, now));
+        let mut replacement = worker(11, 2, Lifecycle::Booting, now);
+        replacement.id = WorkerId(1);
+        replacement.replaces = Some(Pid::from_raw(10));
+        table.insert(replacement);
+        // While it boots: the old one is being replaced, the new one is new already.
+        assert!(table.is_being_replaced(Pid::from_raw(10)));
+        assert!(table.replaceable().is_empty(), "a second reload coalesces");
+        assert_eq!(
+            table.mark_accepting(Pid::from_raw(11)),
+            Some(Pid::from_raw(10))
+        );
+        assert_eq!(table.mark_accepting(Pid::from_raw(11)), None);
+        table.get_mut(Pid::from_raw(10)).expect("old").state = Lifecycle::Retiring { since: now };
+        assert_eq!(table.replaceable(), [Pid::from_raw(11)]);
+        assert!(table.id_in_use(WorkerId(1)));
+        assert!(!table.id_in_use(WorkerId(2)));
     }
 
     #[test]
@@ -296,7 +347,7 @@ mod tests {
         let status = ExitStatus::Exited(i32::from(exit::WORKER_BOOT));
         assert_eq!(
             table.on_exit(Pid::from_raw(7), status, later, false),
-            Decision::Respawn(WorkerId(3))
+            Decision::Respawn(SlotId(3), WorkerId(3))
         );
     }
 }

@@ -15,12 +15,12 @@ use serde_json::Value;
 use crate::harness::client::{Proto, http_get};
 use crate::harness::{DEADLINE, Instance, Scratch, Signal, Target, run_cli};
 
-fn http(instance: &Instance) -> Target {
+pub(crate) fn http(instance: &Instance) -> Target {
     instance.target(Proto::Http)
 }
 
 /// The stats JSON from the instance's `stats = %dstats.sock`.
-fn stats(instance: &Instance) -> Value {
+pub(crate) fn stats(instance: &Instance) -> Value {
     let mut stream = UnixStream::connect(instance.scratch.path().join("stats.sock"))
         .expect("connect to the stats socket");
     stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
@@ -29,7 +29,7 @@ fn stats(instance: &Instance) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
 }
 
-fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
+pub(crate) fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
     stats(instance)["workers"]
         .as_array()
         .expect("workers array")
@@ -40,7 +40,7 @@ fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
 }
 
 /// Waits until `check` holds (polling), failing the test after [`DEADLINE`].
-fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(
@@ -52,20 +52,20 @@ fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) 
     }
 }
 
-fn ini(extra: &str) -> String {
+pub(crate) fn ini(extra: &str) -> String {
     format!(
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nstats = %dstats.sock\nmodule = echo\nmount = /sleep=sleep\n{extra}"
     )
 }
 
 /// Sends requests from a thread until stopped; returns how many failed.
-struct Load {
+pub(crate) struct Load {
     stop: Arc<AtomicBool>,
     handle: thread::JoinHandle<(usize, Vec<String>)>,
 }
 
 impl Load {
-    fn start(target: Target) -> Load {
+    pub(crate) fn start(target: Target) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let handle = thread::spawn(move || {
@@ -86,7 +86,7 @@ impl Load {
         Load { stop, handle }
     }
 
-    fn finish(self) -> (usize, Vec<String>) {
+    pub(crate) fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.join().expect("load thread")
     }

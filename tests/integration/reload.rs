@@ -1,0 +1,129 @@
+//! Reloads as operators chain them: chain and workers reloads after other reloads, repeated
+//! requests, worker ids, what survives a re-exec and what must not.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use serde_json::Value;
+
+use crate::harness::client::http_get;
+use crate::harness::{Instance, Signal};
+use crate::master::{Load, eventually, http, ini, stats, worker_pids};
+
+/// The `id` of every worker the stats show.
+fn worker_ids(instance: &Instance) -> BTreeSet<u64> {
+    stats(instance)["workers"]
+        .as_array()
+        .expect("workers array")
+        .iter()
+        .filter_map(|w| w["id"].as_u64())
+        .collect()
+}
+
+/// The pids of the master's child processes, from `/proc`.
+fn children(instance: &Instance) -> BTreeSet<u32> {
+    let master = instance.pid();
+    let mut pids = BTreeSet::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces, so split after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(master) {
+            pids.insert(pid);
+        }
+    }
+    pids
+}
+
+/// Chain-reloads through the FIFO and waits until every worker of `before` is replaced.
+fn chain_reload(server: &mut Instance, before: &BTreeSet<u64>, expected: usize) {
+    fs::write(server.scratch.path().join("fifo"), "c").expect("write to the fifo");
+    eventually("the chain reload replaces every worker", server, || {
+        let now = worker_pids(server);
+        now.len() == expected && now.is_disjoint(before)
+    });
+}
+
+#[test]
+fn a_chain_reload_after_a_hup_and_after_another_chain_reload_replaces_every_worker() {
+    let mut server = Instance::start(
+        "chain-after-hup",
+        &ini("processes = 2\nmaster-fifo = %dfifo\n"),
+        &[],
+    );
+    let first = worker_pids(&server);
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("the HUP replaced every worker", &server, || {
+        worker_pids(&server).is_disjoint(&first)
+    });
+    let load = Load::start(http(&server));
+    let second = worker_pids(&server);
+    chain_reload(&mut server, &second, 2);
+    let third = worker_pids(&server);
+    chain_reload(&mut server, &third, 2);
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(ok > 0);
+}
+
+#[test]
+fn a_chain_reload_replaces_workers_that_max_requests_recycled() {
+    let mut server = Instance::start(
+        "chain-after-recycle",
+        &ini("processes = 2\nmaster-fifo = %dfifo\nmax-requests = 3\n"),
+        &[],
+    );
+    let first = worker_pids(&server);
+    let target = http(&server);
+    eventually("max-requests recycled both workers", &server, || {
+        assert_eq!(http_get(&target, "/").status, 200);
+        let now = worker_pids(&server);
+        now.len() == 2 && now.is_disjoint(&first)
+    });
+    let recycled = worker_pids(&server);
+    chain_reload(&mut server, &recycled, 2);
+}
+
+#[test]
+fn repeated_workers_reload_requests_coalesce_into_one_replacement_per_worker() {
+    let mut server = Instance::start("www", &ini("processes = 2\nmaster-fifo = %dfifo\n"), &[]);
+    let before = worker_pids(&server);
+    fs::write(server.scratch.path().join("fifo"), "www").expect("write to the fifo");
+    eventually("two new workers and nothing else", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 2 && now.is_disjoint(&before) && children(&server).len() == 2
+    });
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn worker_ids_stay_one_to_processes_across_chain_reloads_and_a_hup() {
+    let mut server = Instance::start("ids", &ini("processes = 3\nmaster-fifo = %dfifo\n"), &[]);
+    let all: BTreeSet<u64> = [1, 2, 3].into();
+    assert_eq!(worker_ids(&server), all);
+    for _ in 0..2 {
+        let before = worker_pids(&server);
+        chain_reload(&mut server, &before, 3);
+        eventually("ids 1..=3 once the old workers are gone", &server, || {
+            worker_ids(&server) == all && children(&server).len() == 3
+        });
+    }
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("ids 1..=3 after the HUP", &server, || {
+        worker_ids(&server) == all && children(&server).len() == 3
+    });
+    // What the workers say of themselves matches: echo reports the serving worker's id.
+    let doc: Value = crate::harness::json(&http_get(&http(&server), "/").body);
+    let id = doc["worker"].as_u64().expect("worker in echo");
+    assert!(all.contains(&id), "{doc}");
+}
