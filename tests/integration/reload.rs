@@ -95,7 +95,7 @@ fn a_chain_reload_replaces_workers_that_max_requests_recycled() {
 
 #[test]
 fn repeated_workers_reload_requests_coalesce_into_one_replacement_per_worker() {
-    let mut server = Instance::start("www", &ini("processes = 2\nmaster-fifo = %dfifo\n"), &[]);
+    let server = Instance::start("www", &ini("processes = 2\nmaster-fifo = %dfifo\n"), &[]);
     let before = worker_pids(&server);
     fs::write(server.scratch.path().join("fifo"), "www").expect("write to the fifo");
     eventually("two new workers and nothing else", &server, || {
