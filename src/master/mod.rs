@@ -32,6 +32,7 @@ pub(crate) mod workers;
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -54,7 +55,7 @@ use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
 use reload::adopt_old_workers;
 use startup::{bind_listeners, drop_privileges, set_up_output, take_named};
-use stats::StatsListener;
+use stats::{StatsListener, StatsServer};
 use touch::TouchFiles;
 use workers::{Decision, Lifecycle, Worker, WorkerTable};
 
@@ -69,12 +70,17 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The environment variable listing the previous image's worker pids across a re-exec.
 const OLD_WORKERS_ENV: &str = "RCONTAINER_OLD_WORKERS";
 
-/// The hand-over name of the stats listener across a re-exec.
-const STATS_FD_NAME: &str = "stats";
+/// The hand-over name of the stats listener across a re-exec: `stats <spec>`, so a changed
+/// `stats` address is bound anew instead of adopting the old socket.
+fn stats_fd_name(spec: &SocketSpec) -> String {
+    format!("stats {spec}")
+}
 
 const SIGNALS: Token = Token(0);
 const FIFO: Token = Token(1);
 const STATS: Token = Token(2);
+/// Stats clients are polled under tokens from here on.
+const STATS_CLIENTS: usize = 16;
 
 /// Checks that the configuration as it is on disk now still loads (before a reload).
 pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<(), Vec<String>>;
@@ -132,7 +138,7 @@ struct Master<'a> {
     poll: Poll,
     signals: SignalSource,
     fifo: Option<MasterFifo>,
-    stats: Option<StatsListener>,
+    stats: Option<StatsServer>,
     touch: TouchFiles,
     notifier: Notifier,
     /// Old workers still to replace one at a time (chain reload, recycling).
@@ -161,7 +167,10 @@ impl<'a> Master<'a> {
         let start_dir = std::env::current_dir()?;
         let mut inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())?;
         let reexec = inherited.iter().any(|f| f.origin == fd::FdOrigin::Reexec);
-        let inherited_stats = take_named(&mut inherited, STATS_FD_NAME);
+        let inherited_stats = match &config.stats {
+            Some(spec) => take_named(&mut inherited, &stats_fd_name(spec)),
+            None => None,
+        };
         if !reexec {
             set_up_output(&config, daemon)?;
         }
@@ -208,14 +217,19 @@ impl<'a> Master<'a> {
         };
         let stats = match &config.stats {
             Some(spec) => {
-                let mut listener = match inherited_stats {
+                let listener = match inherited_stats {
                     Some(fd) => StatsListener::adopt(fd, spec)?,
                     None => StatsListener::bind(spec)?,
                 };
-                poll.registry()
-                    .register(&mut listener, STATS, Interest::READABLE)?;
                 log::info!("stats server on {}", listener.describe());
-                Some(listener)
+                let server = StatsServer::new(
+                    listener,
+                    config.stats_http,
+                    poll.registry(),
+                    STATS,
+                    STATS_CLIENTS,
+                )?;
+                Some(server)
             }
             None => None,
         };
@@ -267,13 +281,13 @@ impl<'a> Master<'a> {
                 match event.token() {
                     SIGNALS => actions.extend(self.drain_signals()),
                     FIFO => actions.extend(self.read_fifo()),
-                    STATS => self.serve_stats(),
-                    _ => {}
+                    token => self.serve_stats(token),
                 }
             }
             for action in actions {
                 self.apply(action);
             }
+            self.expire_stats();
             self.check_touch_files();
             self.check_backoffs();
             self.check_ready(daemon);
@@ -321,13 +335,27 @@ impl<'a> Master<'a> {
         }
     }
 
-    fn serve_stats(&self) {
-        let Some(stats) = &self.stats else {
+    /// A stats listener or client is ready: accept, read, write, as far as each can go.
+    fn serve_stats(&mut self, token: Token) {
+        let Some(server) = self.stats.as_mut().filter(|s| s.owns(token)) else {
             return;
         };
+        let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
         let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
-        stats.serve_pending(self.config.stats_http, || {
-            stats::document(&self.config, &self.listeners, &self.scoreboard, &slots)
+        server.ready(self.poll.registry(), token, || {
+            stats::document(config, listeners, scoreboard, &slots)
+        });
+    }
+
+    /// Stats clients past their deadline are closed (see `stats::CLIENT_DEADLINE`).
+    fn expire_stats(&mut self) {
+        let Some(server) = self.stats.as_mut() else {
+            return;
+        };
+        let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
+        let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
+        server.expire(self.poll.registry(), Instant::now(), || {
+            stats::document(config, listeners, scoreboard, &slots)
         });
     }
 
@@ -426,6 +454,7 @@ impl<'a> Master<'a> {
                 Ok(pid)
             }
             Forked::Child => {
+                self.close_master_fds();
                 // A worker must not outlive its master (killed with -9, say): it then drains.
                 if process::set_parent_death_signal(OsSignal::SIGTERM, master_pid).is_err() {
                     process::exit_now(exit::RUNTIME);
@@ -439,6 +468,23 @@ impl<'a> Master<'a> {
                 });
                 process::exit_now(code)
             }
+        }
+    }
+
+    /// In a forked worker: closes what only the master uses (its poll, signal pipe, FIFO,
+    /// stats listener and clients). A worker holding a stats client would keep that
+    /// connection open after the master closed it; one holding the FIFO would keep it alive.
+    fn close_master_fds(&self) {
+        let mut fds = vec![self.poll.as_raw_fd()];
+        fds.extend(self.signals.raw_fds());
+        if let Some(fifo) = &self.fifo {
+            fds.extend(fifo.raw_fds());
+        }
+        if let Some(stats) = &self.stats {
+            fds.extend(stats.raw_fds());
+        }
+        for raw in fds {
+            fd::close_inherited(raw);
         }
     }
 

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::workers::{Lifecycle, Worker, WorkerTable};
-use super::{Master, OLD_WORKERS_ENV, STATS_FD_NAME};
+use super::{Master, OLD_WORKERS_ENV};
 use crate::net::listener::Listener;
 use crate::scoreboard::WorkerId;
 use crate::sys::fd;
@@ -41,8 +41,9 @@ impl Master<'_> {
             .map(|(l, name)| (l.as_raw_fd(), name.as_str()))
             .collect();
         // The stats socket too: a monitor polling it never sees a refused connection.
-        if let Some(stats) = &self.stats {
-            fds.push((stats.as_raw_fd(), STATS_FD_NAME));
+        let stats_name = self.config.stats.as_ref().map(super::stats_fd_name);
+        if let (Some(stats), Some(name)) = (&self.stats, &stats_name) {
+            fds.push((stats.listener().as_raw_fd(), name.as_str()));
         }
         for &(raw, name) in &fds {
             if let Err(e) = fd::set_cloexec_raw(raw, false) {

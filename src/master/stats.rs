@@ -4,24 +4,37 @@
 //! bytes, `avg_rt`/`running_time` in microseconds, `last_spawn` in epoch seconds. With
 //! `stats-http` the request is read (and ignored) and an HTTP/1.0 response wraps the JSON.
 //!
-//! The master serves it from its loop; a client that does not read gets [`WRITE_TIMEOUT`] at
-//! most, so supervision is never held up for long.
+//! The master serves it from its own loop, so nothing here may wait: every client socket is
+//! non-blocking and registered in the master's poll; its answer is written as the socket
+//! takes it; a client gets [`CLIENT_DEADLINE`] in all, and at most [`MAX_CLIENTS`] are served
+//! at once (the others wait in the listen backlog). Supervision never waits on a client.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use serde_json::{Value, json};
+use slab::Slab;
 
 use crate::config::Config;
 use crate::net::addr::{Host, SocketSpec};
-use crate::net::listener::Listener;
+use crate::net::listener::{self, Listener};
 use crate::scoreboard::{Scoreboard, WorkerSnapshot};
 
-/// Longest a stats client may take to read its answer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Longest a stats client may take, from its connection to the last byte of its answer.
+pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(3);
+/// Clients served at once; more connections wait in the listen backlog until one is done.
+pub(crate) const MAX_CLIENTS: usize = 32;
+/// The most of an HTTP request read before answering (the request itself is ignored).
+const MAX_REQUEST: usize = 8 * 1024;
+/// The head of a `stats-http` answer.
+const HTTP_HEAD: &[u8] =
+    b"HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\
+    Content-Type: application/json\r\n\r\n";
 
 /// The stats listener (`stats = addr`).
 #[derive(Debug)]
@@ -31,7 +44,8 @@ pub(crate) enum StatsListener {
 }
 
 impl StatsListener {
-    /// Binds `spec` non-blocking.
+    /// Binds `spec` non-blocking. A unix path holding anything but a stale socket is refused,
+    /// never removed.
     pub(crate) fn bind(spec: &SocketSpec) -> io::Result<StatsListener> {
         let context = |e: io::Error| io::Error::new(e.kind(), format!("stats {spec}: {e}"));
         match spec {
@@ -54,7 +68,7 @@ impl StatsListener {
                 )))
             }
             SocketSpec::Unix(path) => {
-                let _ = std::fs::remove_file(path);
+                listener::remove_stale_socket(path).map_err(context)?;
                 let listener = UnixListener::bind(path).map_err(context)?;
                 listener.set_nonblocking(true).map_err(context)?;
                 Ok(StatsListener::Unix(mio::net::UnixListener::from_std(
@@ -97,30 +111,16 @@ impl StatsListener {
         }
     }
 
-    /// Answers every pending connection with `document` (built once per batch).
-    pub(crate) fn serve_pending(&self, http: bool, document: impl Fn() -> String) {
-        let mut body: Option<String> = None;
-        loop {
-            let accepted: io::Result<Box<dyn StatsStream>> = match self {
-                StatsListener::Tcp(l) => l
-                    .accept()
-                    .map(|(s, _)| Box::new(into_std_tcp(s)) as Box<dyn StatsStream>),
-                StatsListener::Unix(l) => l
-                    .accept()
-                    .map(|(s, _)| Box::new(into_std_unix(s)) as Box<dyn StatsStream>),
-            };
-            let mut stream = match accepted {
-                Ok(stream) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    log::warn!("stats accept failed: {e}");
-                    return;
-                }
-            };
-            let body = body.get_or_insert_with(&document);
-            if let Err(e) = answer(&mut *stream, http, body) {
-                log::info!("stats client went away: {e}");
-            }
+    /// The next pending connection, non-blocking; `Ok(None)` when there is none.
+    fn accept(&self) -> io::Result<Option<ClientStream>> {
+        let accepted = match self {
+            StatsListener::Tcp(l) => l.accept().map(|(s, _)| ClientStream::Tcp(s.into())),
+            StatsListener::Unix(l) => l.accept().map(|(s, _)| ClientStream::Unix(s.into())),
+        };
+        match accepted {
+            Ok(stream) => Ok(Some(stream)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -157,47 +157,258 @@ impl mio::event::Source for StatsListener {
     }
 }
 
-trait StatsStream: Read + Write {
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()>;
+/// An accepted stats connection (non-blocking: mio's accept sets `O_NONBLOCK`).
+#[derive(Debug)]
+enum ClientStream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
 }
 
-impl StatsStream for TcpStream {
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        self.set_nonblocking(false)?;
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+impl ClientStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Tcp(s) => s.read(buf),
+            ClientStream::Unix(s) => s.read(buf),
+        }
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            ClientStream::Tcp(s) => s.write(buf),
+            ClientStream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn shutdown_write(&self) {
+        let _ = match self {
+            ClientStream::Tcp(s) => s.shutdown(Shutdown::Write),
+            ClientStream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
     }
 }
 
-impl StatsStream for UnixStream {
-    fn set_timeouts(&self, timeout: Duration) -> io::Result<()> {
-        self.set_nonblocking(false)?;
-        self.set_read_timeout(Some(timeout))?;
-        self.set_write_timeout(Some(timeout))
+impl AsRawFd for ClientStream {
+    fn as_raw_fd(&self) -> RawFd {
+        match self {
+            ClientStream::Tcp(s) => s.as_raw_fd(),
+            ClientStream::Unix(s) => s.as_raw_fd(),
+        }
     }
 }
 
-fn into_std_tcp(stream: mio::net::TcpStream) -> TcpStream {
-    TcpStream::from(stream)
+/// One stats client: reading its HTTP request (`stats-http`), then writing its answer.
+#[derive(Debug)]
+struct Client {
+    stream: ClientStream,
+    /// The HTTP request read so far; `None` once the answer is being written.
+    request: Option<Vec<u8>>,
+    answer: Vec<u8>,
+    sent: usize,
+    deadline: Instant,
 }
 
-fn into_std_unix(stream: mio::net::UnixStream) -> UnixStream {
-    UnixStream::from(stream)
+/// What a client still needs after a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    /// Waiting for the socket (its request, or room to write).
+    Waiting,
+    /// Answered in full, or gone: close it.
+    Done,
 }
 
-fn answer(stream: &mut dyn StatsStream, http: bool, body: &str) -> io::Result<()> {
-    stream.set_timeouts(WRITE_TIMEOUT)?;
-    if http {
-        // Any request will do: read what the client sent, without parsing it.
-        let mut request = [0u8; 4096];
-        let _ = stream.read(&mut request)?;
-        stream.write_all(
-            b"HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\
-              Content-Type: application/json\r\n\r\n",
-        )?;
+impl Client {
+    /// Reads the request (HTTP) until its blank line, its end or [`MAX_REQUEST`] bytes; then
+    /// writes as much of the answer as the socket takes.
+    fn advance(&mut self, document: &mut dyn FnMut() -> Vec<u8>) -> Progress {
+        if let Some(request) = &mut self.request {
+            let mut buf = [0u8; 2048];
+            loop {
+                match self.stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        request.extend_from_slice(&buf[..n]);
+                        if request.windows(4).any(|w| w == b"\r\n\r\n")
+                            || request.len() >= MAX_REQUEST
+                        {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Waiting,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(_) => return Progress::Done,
+                }
+            }
+            self.request = None;
+            self.answer = [HTTP_HEAD, &document()].concat();
+        }
+        while self.sent < self.answer.len() {
+            match self.stream.write(&self.answer[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Progress::Waiting,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    log::info!("stats client went away: {e}");
+                    return Progress::Done;
+                }
+            }
+        }
+        self.stream.shutdown_write();
+        Progress::Done
     }
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
+}
+
+/// The stats listener and the clients being answered, polled by the master's loop: the
+/// listener under its own token, each client under `first_client_token + n`.
+#[derive(Debug)]
+pub(crate) struct StatsServer {
+    listener: StatsListener,
+    listener_token: Token,
+    first_client_token: usize,
+    http: bool,
+    clients: Slab<Client>,
+    /// Connections may be waiting that were not accepted because [`MAX_CLIENTS`] were busy.
+    backlogged: bool,
+}
+
+impl StatsServer {
+    /// Registers `listener` in `registry` under `listener_token`; clients get tokens from
+    /// `first_client_token` on.
+    pub(crate) fn new(
+        mut listener: StatsListener,
+        http: bool,
+        registry: &Registry,
+        listener_token: Token,
+        first_client_token: usize,
+    ) -> io::Result<StatsServer> {
+        registry.register(&mut listener, listener_token, Interest::READABLE)?;
+        Ok(StatsServer {
+            listener,
+            listener_token,
+            first_client_token,
+            http,
+            clients: Slab::new(),
+            backlogged: false,
+        })
+    }
+
+    /// The listening socket (to hand over across a re-exec).
+    pub(crate) fn listener(&self) -> &StatsListener {
+        &self.listener
+    }
+
+    /// Whether `token` is one of this server's (the listener's or a client's).
+    pub(crate) fn owns(&self, token: Token) -> bool {
+        token == self.listener_token || self.client_key(token).is_some()
+    }
+
+    fn client_key(&self, token: Token) -> Option<usize> {
+        let key = token.0.checked_sub(self.first_client_token)?;
+        self.clients.contains(key).then_some(key)
+    }
+
+    /// Handles a readiness event of `token`; `document` builds the JSON (called at most once
+    /// per event, and only when a client needs it).
+    pub(crate) fn ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        document: impl FnMut() -> String,
+    ) {
+        let mut cached: Option<Vec<u8>> = None;
+        let mut document = document;
+        let mut build = || {
+            cached
+                .get_or_insert_with(|| document().into_bytes())
+                .clone()
+        };
+        if token == self.listener_token {
+            self.accept_pending(registry, &mut build);
+        } else if let Some(key) = self.client_key(token) {
+            if self.clients[key].advance(&mut build) == Progress::Done {
+                self.close(registry, key);
+            }
+            self.accept_pending(registry, &mut build);
+        }
+    }
+
+    /// Closes clients past their deadline; accepts what waited for room. Call once per tick.
+    pub(crate) fn expire(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        document: impl FnMut() -> String,
+    ) {
+        let late: Vec<usize> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| now >= c.deadline)
+            .map(|(key, _)| key)
+            .collect();
+        for key in late {
+            log::info!(
+                "stats client closed: no answer taken within {}s",
+                CLIENT_DEADLINE.as_secs()
+            );
+            self.close(registry, key);
+        }
+        if self.backlogged {
+            let mut document = document;
+            let mut build = || document().into_bytes();
+            self.accept_pending(registry, &mut build);
+        }
+    }
+
+    /// Every descriptor this server holds (a forked worker closes them).
+    pub(crate) fn raw_fds(&self) -> Vec<RawFd> {
+        std::iter::once(self.listener.as_raw_fd())
+            .chain(self.clients.iter().map(|(_, c)| c.stream.as_raw_fd()))
+            .collect()
+    }
+
+    /// Accepts while there is room, answering each client as far as its socket allows.
+    fn accept_pending(&mut self, registry: &Registry, document: &mut dyn FnMut() -> Vec<u8>) {
+        self.backlogged = false;
+        while self.clients.len() < MAX_CLIENTS {
+            let stream = match self.listener.accept() {
+                Ok(Some(stream)) => stream,
+                Ok(None) => return,
+                Err(e) => {
+                    log::warn!("stats accept failed: {e}");
+                    return;
+                }
+            };
+            let (request, answer) = if self.http {
+                (Some(Vec::new()), Vec::new())
+            } else {
+                (None, document())
+            };
+            let mut client = Client {
+                stream,
+                request,
+                answer,
+                sent: 0,
+                deadline: Instant::now() + CLIENT_DEADLINE,
+            };
+            if client.advance(document) == Progress::Done {
+                continue;
+            }
+            let entry = self.clients.vacant_entry();
+            let token = Token(self.first_client_token + entry.key());
+            let fd = client.stream.as_raw_fd();
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = registry.register(&mut SourceFd(&fd), token, interest) {
+                log::warn!("stats client dropped: cannot poll it: {e}");
+                continue;
+            }
+            entry.insert(client);
+        }
+        self.backlogged = true;
+    }
+
+    fn close(&mut self, registry: &Registry, key: usize) {
+        let client = self.clients.remove(key);
+        let _ = registry.deregister(&mut SourceFd(&client.stream.as_raw_fd()));
+    }
 }
 
 /// The stats document of an instance.

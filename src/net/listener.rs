@@ -213,7 +213,7 @@ fn bind_unix(path: &Path, options: UnixOptions) -> io::Result<(OwnedFd, LocalAdd
 
 /// A socket file left behind by a dead instance would make `bind` fail with `AddrInUse`; one
 /// that a live process still accepts on must not be stolen.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),

@@ -42,6 +42,17 @@ pub(crate) fn set_cloexec_raw(raw: RawFd, on: bool) -> io::Result<()> {
     set_cloexec(fd, on)
 }
 
+/// Closes descriptor `raw` in a freshly forked child: the child inherited it with the
+/// parent's objects, which it will never use or drop (it leaves with `_exit`).
+///
+/// Only for a process that ends with [`crate::sys::process::exit_now`]: the owning object's
+/// destructor never runs there, so the number is not closed twice.
+pub(crate) fn close_inherited(raw: RawFd) {
+    // SAFETY: closing a descriptor is memory-safe; the caller guarantees its owner in this
+    // (forked) process is never used again.
+    unsafe { libc::close(raw) };
+}
+
 pub(crate) fn set_cloexec(fd: impl AsFd, on: bool) -> io::Result<()> {
     let flags = FdFlag::from_bits_retain(fcntl(fd.as_fd(), FcntlArg::F_GETFD)?);
     let wanted = if on {

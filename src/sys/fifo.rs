@@ -1,6 +1,6 @@
 //! The master FIFO (`master-fifo`): a named pipe that scripts write one-letter commands to.
 //!
-//! Owns creating the FIFO (`mkfifo 0600`, replacing a stale non-FIFO file), keeping it open
+//! Owns creating the FIFO (`mkfifo 0600`; any other file in the way is refused), keeping it open
 //! non-blocking and reading whatever bytes arrived. It does not interpret them: the master maps
 //! each byte to an action and ignores unknown ones (`echo r > fifo` also sends `\n`).
 //!
@@ -12,7 +12,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -30,8 +30,7 @@ pub(crate) struct MasterFifo {
 
 impl MasterFifo {
     /// Creates (or reuses) the FIFO at `path` and opens it. An existing FIFO is reused (a writer
-    /// may already have it open, e.g. across a re-exec); any other non-directory file there is
-    /// stale and replaced.
+    /// may already have it open, e.g. across a re-exec); any other file there is refused.
     pub(crate) fn create(path: &Path) -> io::Result<MasterFifo> {
         let with_path =
             |e: io::Error| io::Error::new(e.kind(), format!("master-fifo {}: {e}", path.display()));
@@ -51,6 +50,11 @@ impl MasterFifo {
             reader,
             _keepalive: keepalive,
         })
+    }
+
+    /// Both descriptors it holds (a forked worker closes them).
+    pub(crate) fn raw_fds(&self) -> [RawFd; 2] {
+        [self.reader.as_raw_fd(), self._keepalive.as_raw_fd()]
     }
 
     /// Where the FIFO lives (to remove it on exit with `vacuum`).
@@ -77,17 +81,17 @@ impl MasterFifo {
 
 super::fd_event_source!(MasterFifo, |fifo| fifo.reader.as_raw_fd());
 
-/// Leaves a FIFO at `path`: keeps an existing one, replaces a stale file, else `mkfifo 0600`.
+/// Leaves a FIFO at `path`: keeps an existing one, else `mkfifo 0600`. Anything else in the
+/// way (a file, a symlink, a directory) is refused, never removed: it may be somebody's data.
 fn prepare_fifo(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_fifo() => return Ok(()),
-        Ok(meta) if meta.is_dir() => {
+        Ok(_) => {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
-                "is a directory",
+                "a file that is not a FIFO is in the way (remove it)",
             ));
         }
-        Ok(_) => fs::remove_file(path)?,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
@@ -127,13 +131,13 @@ mod tests {
     }
 
     #[test]
-    fn a_stale_regular_file_is_replaced_by_a_fifo() {
-        let dir = TempDir::new("fifo-stale");
+    fn a_file_in_the_way_is_refused_and_kept() {
+        let dir = TempDir::new("fifo-in-the-way");
         let path = dir.join("master.fifo");
-        fs::write(&path, "left over").expect("stale file");
-        let _fifo = MasterFifo::create(&path).expect("fifo");
-        let kind = fs::symlink_metadata(&path).expect("meta").file_type();
-        assert!(kind.is_fifo());
+        fs::write(&path, "somebody's data").expect("a regular file");
+        let error = MasterFifo::create(&path).expect_err("not a FIFO");
+        assert!(error.to_string().contains("not a FIFO"), "{error}");
+        assert_eq!(fs::read_to_string(&path).expect("kept"), "somebody's data");
         assert!(
             MasterFifo::create(dir.path()).is_err(),
             "a directory is not replaced"

@@ -217,6 +217,13 @@ impl SignalSource {
     }
 }
 
+impl SignalSource {
+    /// Both ends of the pipe (a forked child closes its copies).
+    pub(crate) fn raw_fds(&self) -> [RawFd; 2] {
+        [self.read.as_raw_fd(), self.write.as_raw_fd()]
+    }
+}
+
 impl AsRawFd for SignalSource {
     fn as_raw_fd(&self) -> RawFd {
         self.read.as_raw_fd()

@@ -11,4 +11,5 @@ mod library;
 mod master;
 mod nginx;
 mod reload;
+mod stats;
 mod uwsgi;

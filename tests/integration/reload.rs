@@ -127,3 +127,68 @@ fn worker_ids_stay_one_to_processes_across_chain_reloads_and_a_hup() {
     let id = doc["worker"].as_u64().expect("worker in echo");
     assert!(all.contains(&id), "{doc}");
 }
+
+/// Where each open descriptor of `pid` points (`/proc/PID/fd/*` link targets).
+fn fd_targets(pid: u32) -> BTreeSet<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the fd table")
+        .flatten()
+        .filter_map(|entry| fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect()
+}
+
+/// The inode of the unix socket bound at `path`, from `/proc/net/unix`.
+fn unix_socket_inode(path: &std::path::Path) -> String {
+    let table = fs::read_to_string("/proc/net/unix").expect("read /proc/net/unix");
+    let path = path.display().to_string();
+    table
+        .lines()
+        .find(|line| line.split_whitespace().nth(7) == Some(path.as_str()))
+        .and_then(|line| line.split_whitespace().nth(6))
+        .unwrap_or_else(|| panic!("no unix socket bound at {path}"))
+        .to_string()
+}
+
+#[test]
+fn workers_hold_none_of_the_masters_own_descriptors() {
+    let server = Instance::start(
+        "worker-fds",
+        &ini("processes = 2\nmaster-fifo = %dfifo\n"),
+        &[],
+    );
+    let master = fd_targets(server.pid());
+    let fifo = server.scratch.path().join("fifo").display().to_string();
+    assert!(
+        master.contains(&fifo),
+        "the master has its FIFO: {master:?}"
+    );
+    let stats_socket = format!(
+        "socket:[{}]",
+        unix_socket_inode(&server.scratch.path().join("stats.sock"))
+    );
+    assert!(master.contains(&stats_socket), "{master:?}");
+    // The master's own pipes: not those it inherited from the test runner (a jobserver).
+    let inherited = fd_targets(std::process::id());
+    let master_pipes: BTreeSet<&String> = master
+        .iter()
+        .filter(|t| t.starts_with("pipe:") && !inherited.contains(*t))
+        .collect();
+    assert!(!master_pipes.is_empty(), "the signal pipe: {master:?}");
+    for pid in worker_pids(&server) {
+        let worker = fd_targets(pid as u32);
+        assert!(
+            !worker.contains(&fifo),
+            "worker {pid} holds the FIFO: {worker:?}"
+        );
+        assert!(
+            !worker.contains(&stats_socket),
+            "worker {pid} holds the stats listener: {worker:?}"
+        );
+        let shared: Vec<&String> = worker.iter().filter(|t| master_pipes.contains(t)).collect();
+        assert!(
+            shared.is_empty(),
+            "worker {pid} holds the master's pipes {shared:?}"
+        );
+    }
+}
