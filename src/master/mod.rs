@@ -146,6 +146,10 @@ struct Master<'a> {
     /// Workers to respawn once their back-off has passed.
     backoffs: Vec<Backoff>,
     stopping: Option<Stopping>,
+    /// A re-exec asked for and not done yet: `Some(brutal)`. Done after the batch of actions
+    /// that asked for it (a TERM in the same batch wins), and a graceful one waits until the
+    /// workers of the previous reload are up, so a burst of HUPs coalesces.
+    reload: Option<bool>,
     /// Whether the ready line was written for the current generation.
     announced: bool,
     paused: bool,
@@ -254,6 +258,7 @@ impl<'a> Master<'a> {
             chain: VecDeque::new(),
             backoffs: Vec::new(),
             stopping: None,
+            reload: None,
             announced: false,
             paused: false,
             halt: None,
@@ -291,6 +296,7 @@ impl<'a> Master<'a> {
             self.check_touch_files();
             self.check_backoffs();
             self.check_ready(daemon);
+            self.check_reload();
             self.check_chain();
             self.check_mercy();
             self.check_watchdog();
@@ -372,8 +378,8 @@ impl<'a> Master<'a> {
         }
         match action {
             Action::Reap => self.reap(),
-            Action::GracefulReload => self.reexec(false),
-            Action::BrutalReload => self.reexec(true),
+            Action::GracefulReload => self.request_reload(false),
+            Action::BrutalReload => self.request_reload(true),
             Action::ReloadWorkers => self.reload_workers(),
             Action::BrutalReloadWorkers => self.kill_all(OsSignal::SIGKILL, true),
             Action::ChainReload => self.chain_reload(),

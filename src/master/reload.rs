@@ -9,14 +9,46 @@ use super::workers::{Lifecycle, Worker, WorkerTable};
 use super::{Master, OLD_WORKERS_ENV};
 use crate::net::listener::Listener;
 use crate::scoreboard::WorkerId;
-use crate::sys::fd;
-use crate::sys::privilege;
 use crate::sys::process::{self, OsSignal, Pid};
+use crate::sys::{fd, privilege, signal};
+
+/// How long a graceful reload waits for the workers of the previous one to come up before it
+/// goes ahead anyway.
+const RELOAD_PATIENCE: Duration = Duration::from_secs(10);
 
 impl Master<'_> {
+    /// Records a reload request (HUP, `r`, `R`, touch-reload); [`Master::check_reload`]
+    /// carries it out.
+    pub(super) fn request_reload(&mut self, brutal: bool) {
+        self.reload = Some(brutal || self.reload.unwrap_or(false));
+    }
+
+    /// Re-executes when a reload was asked for, unless the master is stopping; a graceful
+    /// reload first waits (up to [`RELOAD_PATIENCE`]) for workers still booting, so that a
+    /// storm of HUPs becomes a few re-execs, each with a generation that came up.
+    pub(super) fn check_reload(&mut self) {
+        let Some(brutal) = self.reload else {
+            return;
+        };
+        if self.stopping.is_some() {
+            self.reload = None;
+            return;
+        }
+        let booting = self.workers.iter().any(|w| {
+            w.slot.is_some()
+                && w.state == Lifecycle::Booting
+                && w.spawned.elapsed() < RELOAD_PATIENCE
+        });
+        if booting && !brutal {
+            return;
+        }
+        self.reload = None;
+        self.reexec(brutal);
+    }
+
     /// Re-executes the master in place (graceful: old workers drain once replaced; brutal:
     /// they are killed first). A configuration that no longer loads keeps the old one running.
-    pub(super) fn reexec(&mut self, brutal: bool) {
+    fn reexec(&mut self, brutal: bool) {
         if let Err(errors) = (self.recheck)() {
             log::error!(
                 "reload refused, the configuration does not load; still running the old one:\n{}",
@@ -60,10 +92,30 @@ impl Master<'_> {
         env.retain(|(k, _)| k != OLD_WORKERS_ENV);
         env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
         let argv: Vec<OsString> = std::env::args_os().collect();
+        // From here until the new image has its handlers, a signal must wait, not kill it; and
+        // those the pipe holds already are handed on as pending signals.
+        let mask = match signal::block_master_signals() {
+            Ok(mask) => mask,
+            Err(e) => {
+                log::error!("reload aborted: cannot block signals: {e}");
+                self.restore_after_failed_exec(&fds);
+                return;
+            }
+        };
+        if let Err(e) = self.signals.requeue_unread() {
+            log::warn!("signals received during the reload may be lost: {e}");
+        }
         let _ = std::env::set_current_dir(&self.start_dir);
         let error = process::exec_self(&argv, env);
         log::error!("reload failed: exec: {error}; still running the old master");
-        for &(raw, _) in &fds {
+        let _ = signal::restore_mask(&mask);
+        self.restore_after_failed_exec(&fds);
+    }
+
+    /// After an exec that did not happen: the hand-over fds are private again and the
+    /// working directory is the configured one.
+    fn restore_after_failed_exec(&self, fds: &[(i32, &str)]) {
+        for &(raw, _) in fds {
             let _ = fd::set_cloexec_raw(raw, true);
         }
         if let Some(dir) = &self.config.chdir {

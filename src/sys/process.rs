@@ -8,9 +8,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -223,21 +221,62 @@ pub(crate) fn remove_env(key: &str) {
 /// from `std::env::vars_os()` plus the inherited-fd variables of [`crate::sys::fd`].
 ///
 /// The program run is [`reexec_path`]: a binary replaced on disk by rename (how package managers
-/// and `install` deploy) is picked up. File descriptors without `FD_CLOEXEC` stay open: the
-/// caller clears it on the listening sockets and sets it on everything else. The signal mask is
-/// emptied and caught signals return to their default; ignored ones stay ignored (exec rules).
+/// and `install` deploy) is picked up. See [`exec_program`] for what crosses the exec.
 pub(crate) fn exec_self<K, V>(argv: &[OsString], env: impl IntoIterator<Item = (K, V)>) -> io::Error
 where
     K: AsRef<std::ffi::OsStr>,
     V: AsRef<std::ffi::OsStr>,
 {
-    let program = reexec_path();
-    let mut command = Command::new(&program);
-    if let Some((arg0, rest)) = argv.split_first() {
-        command.arg0(arg0).args(rest);
+    exec_program(&reexec_path(), argv, env)
+}
+
+/// Replaces the running program with `program` (`execve`), keeping the pid. Returns only on
+/// failure.
+///
+/// File descriptors without `FD_CLOEXEC` stay open: the caller clears it on what it hands over
+/// and keeps it on everything else. Caught signals return to their default and ignored ones stay
+/// ignored (exec rules); the signal mask and pending signals are kept as they are, unlike
+/// `std::process::Command::exec`, which empties the mask: a master blocks its signals before
+/// the exec so that none arriving in between is lost or kills the new image before it installs
+/// its handlers.
+pub(crate) fn exec_program<K, V>(
+    program: &Path,
+    argv: &[OsString],
+    env: impl IntoIterator<Item = (K, V)>,
+) -> io::Error
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c_string = |bytes: &[u8]| {
+        CString::new(bytes)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a NUL byte in argv or env"))
+    };
+    let built = (|| -> io::Result<(CString, Vec<CString>, Vec<CString>)> {
+        let path = c_string(program.as_os_str().as_bytes())?;
+        let args = argv
+            .iter()
+            .map(|arg| c_string(arg.as_bytes()))
+            .collect::<io::Result<Vec<_>>>()?;
+        let vars = env
+            .into_iter()
+            .map(|(key, value)| {
+                let mut pair = key.as_ref().as_bytes().to_vec();
+                pair.push(b'=');
+                pair.extend_from_slice(value.as_ref().as_bytes());
+                c_string(&pair)
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        Ok((path, args, vars))
+    })();
+    match built {
+        Ok((path, args, vars)) => match nix::unistd::execve(&path, &args, &vars) {
+            Err(errno) => errno.into(),
+        },
+        Err(e) => e,
     }
-    command.env_clear().envs(env);
-    command.exec()
 }
 
 /// A short identity of the running binary file (device, inode, size, modification time of

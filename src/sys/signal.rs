@@ -194,7 +194,21 @@ impl SignalSource {
         for &signal in role.ignored() {
             set_disposition(signal, SigHandler::SigIgn)?;
         }
+        // A re-executed master starts with these blocked (see `block_master_signals`): what
+        // arrived since is pending and reaches the handler now, not a default disposition.
+        let caught = signal_set(role.caught());
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&caught), None)?;
         Ok(source)
+    }
+
+    /// Before a re-exec: signals recorded in the pipe but not acted on yet are raised again, to
+    /// stay pending across the exec (they must be blocked: [`block_master_signals`]) and reach
+    /// the new image's handlers. The pipe itself does not survive the exec.
+    pub(crate) fn requeue_unread(&mut self) -> io::Result<()> {
+        for signal in self.drain()? {
+            nix::sys::signal::raise(signal.os())?;
+        }
+        Ok(())
     }
 
     /// Returns the signals received since the last call, oldest first, repeats included (two
@@ -285,6 +299,28 @@ fn set_disposition(signal: OsSignal, handler: SigHandler) -> io::Result<()> {
     // handlers are SIG_DFL / SIG_IGN.
     unsafe { sigaction(signal, &action) }?;
     Ok(())
+}
+
+fn signal_set(signals: &[Signal]) -> SigSet {
+    let mut set = SigSet::empty();
+    for signal in signals {
+        set.add(signal.os());
+    }
+    set
+}
+
+/// Blocks every signal the master catches and returns the previous mask. Before a re-exec:
+/// the mask survives the exec, so a signal arriving before the new image has installed its
+/// handlers stays pending instead of killing it (the default action of HUP, TERM, USR1...).
+/// [`SignalSource::install_master`] unblocks them.
+pub(crate) fn block_master_signals() -> io::Result<SigSet> {
+    let mut previous = SigSet::empty();
+    nix::sys::signal::sigprocmask(
+        SigmaskHow::SIG_BLOCK,
+        Some(&signal_set(&Signal::MASTER)),
+        Some(&mut previous),
+    )?;
+    Ok(previous)
 }
 
 /// Blocks every signal for the calling thread and returns the previous mask (used around fork).

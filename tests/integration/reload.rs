@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::thread;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -190,5 +192,81 @@ fn workers_hold_none_of_the_masters_own_descriptors() {
             shared.is_empty(),
             "worker {pid} holds the master's pipes {shared:?}"
         );
+    }
+}
+
+#[test]
+fn a_storm_of_thirty_hups_ten_ms_apart_under_load_drops_nothing_and_the_master_lives() {
+    let server = Instance::start("hup-storm", &ini("processes = 2\n"), &[]);
+    let before = worker_pids(&server);
+    let load = Load::start(http(&server));
+    thread::sleep(Duration::from_millis(100));
+    for _ in 0..30 {
+        server.signal(Signal::SIGHUP);
+        thread::sleep(Duration::from_millis(10));
+    }
+    eventually(
+        "the storm settles: two new workers, nothing else",
+        &server,
+        || {
+            server.is_running() && {
+                let now = worker_pids(&server);
+                now.len() == 2 && now.is_disjoint(&before) && children(&server).len() == 2
+            }
+        },
+    );
+    let (ok, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        ok + failures.len()
+    );
+    assert!(ok > 0);
+    assert_eq!(
+        stats(&server)["pid"].as_u64(),
+        Some(u64::from(server.pid()))
+    );
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+/// Sends HUP, then `signal` every millisecond for 60 ms: some of them land while the master
+/// re-executes, before the new image has its handlers.
+fn hup_then_burst(server: &Instance, signal: Signal) {
+    server.signal(Signal::SIGHUP);
+    for _ in 0..60 {
+        thread::sleep(Duration::from_millis(1));
+        if !server.is_running() {
+            return;
+        }
+        // The master may exit between the check and the kill: that is no failure here.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid() as i32), signal);
+    }
+}
+
+#[test]
+fn terms_arriving_during_a_reexec_stop_the_master_gracefully_not_kill_it() {
+    for round in 0..3 {
+        let mut server = Instance::start(&format!("hup-term-{round}"), &ini(""), &[]);
+        hup_then_burst(&server, Signal::SIGTERM);
+        let status = server.wait_exit();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "round {round}: {status}\n{}",
+            server.logs()
+        );
+    }
+}
+
+#[test]
+fn usr1s_arriving_during_a_reexec_are_acted_on_and_the_master_lives() {
+    for round in 0..3 {
+        let mut server = Instance::start(&format!("hup-usr1-{round}"), &ini(""), &[]);
+        hup_then_burst(&server, Signal::SIGUSR1);
+        server.wait_for_log_count("rcontainer ready", 2);
+        server.wait_for_log("stats workers=");
+        assert!(server.is_running(), "round {round}\n{}", server.logs());
+        assert_eq!(http_get(&http(&server), "/").status, 200);
     }
 }

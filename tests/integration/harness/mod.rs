@@ -308,6 +308,15 @@ impl Instance {
         }
     }
 
+    /// Whether the master process is still alive (not exited, not a zombie).
+    pub(crate) fn is_running(&self) -> bool {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        matches!(state, Some(s) if s != "Z" && s != "X")
+    }
+
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
         let child = self.child.as_mut()?;
         child.try_wait().ok().flatten()
