@@ -1,4 +1,8 @@
 //! `echo`: the request as JSON, for tests and for checking what a proxy sends.
+//!
+//! `?env=NAME[,NAME...]` adds `"env": {"NAME": value or null}` with those variables of the
+//! worker's environment (how tests see what `env =` lines gave the workers). Like the rest of
+//! echo it is a debugging aid: never mount `echo` where untrusted clients reach it.
 
 use serde_json::{Map, Value, json};
 
@@ -32,7 +36,7 @@ pub(crate) fn echo(req: &mut Request<'_>) -> Response {
         .iter()
         .map(|(n, v)| (n.clone(), Value::String(v.clone())))
         .collect();
-    let doc = json!({
+    let mut doc = json!({
         "method": req.method(),
         "uri": req.uri(),
         "path": req.path(),
@@ -45,6 +49,17 @@ pub(crate) fn echo(req: &mut Request<'_>) -> Response {
         "worker": req.worker_id(),
         "pid": std::process::id(),
     });
+    if let Some(names) = req.query_param("env") {
+        let env: Map<String, Value> = names
+            .split(',')
+            .filter(|name| !name.is_empty())
+            .map(|name| {
+                let value = std::env::var(name).map_or(Value::Null, Value::String);
+                (name.to_string(), value)
+            })
+            .collect();
+        doc["env"] = Value::Object(env);
+    }
     Response::json(doc.to_string())
 }
 
@@ -79,6 +94,19 @@ mod tests {
         assert_eq!(doc["body_len"], 5);
         assert_eq!(doc["body"], "hello");
         assert_eq!(doc["pid"], std::process::id());
+    }
+
+    #[test]
+    fn env_names_asked_for_are_echoed_with_their_values() {
+        let mut req = Request::builder("GET", "/?env=PATH,RCONTAINER_SURELY_UNSET").build();
+        let doc = json_of(echo(&mut req));
+        assert_eq!(
+            doc["env"]["PATH"],
+            std::env::var("PATH").expect("PATH is set")
+        );
+        assert_eq!(doc["env"]["RCONTAINER_SURELY_UNSET"], Value::Null);
+        let mut plain = Request::builder("GET", "/").build();
+        assert_eq!(json_of(echo(&mut plain)).get("env"), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod touch;
 pub(crate) mod workers;
 
 use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
@@ -69,6 +70,8 @@ const TOUCH_CHECK: Duration = Duration::from_secs(1);
 const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The environment variable listing the previous image's worker pids across a re-exec.
 const OLD_WORKERS_ENV: &str = "RCONTAINER_OLD_WORKERS";
+/// Set across a re-exec when accepting was paused: the new image starts paused.
+const PAUSED_ENV: &str = "RCONTAINER_PAUSED";
 
 /// The hand-over name of the stats listener across a re-exec: `stats <spec>`, so a changed
 /// `stats` address is bound anew instead of adopting the old socket.
@@ -130,6 +133,9 @@ struct Master<'a> {
     /// The directory the command was started in: a re-exec returns there, so relative
     /// `--ini` paths still resolve after `chdir`.
     start_dir: PathBuf,
+    /// The environment before the configuration's `env` lines: what a re-exec starts from, so
+    /// a line removed from the INI is gone after the reload.
+    base_env: Vec<(OsString, OsString)>,
     listeners: Vec<Listener>,
     scoreboard: Scoreboard,
     workers: WorkerTable,
@@ -194,6 +200,12 @@ impl<'a> Master<'a> {
         if let Some(dir) = &config.chdir {
             privilege::change_dir(dir)?;
         }
+        let paused = std::env::var_os(PAUSED_ENV).is_some();
+        if paused {
+            process::remove_env(PAUSED_ENV);
+            log::info!("paused accepting (as before the reload)");
+        }
+        let base_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
         for pair in &config.env {
             process::set_env(&pair.name, &pair.value);
         }
@@ -247,6 +259,7 @@ impl<'a> Master<'a> {
             apps,
             recheck,
             start_dir,
+            base_env,
             listeners,
             scoreboard,
             workers: WorkerTable::default(),
@@ -260,7 +273,7 @@ impl<'a> Master<'a> {
             stopping: None,
             reload: None,
             announced: false,
-            paused: false,
+            paused,
             halt: None,
             last_memory_sample: now,
             last_touch_check: now,

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::workers::{Lifecycle, Worker, WorkerTable};
-use super::{Master, OLD_WORKERS_ENV};
+use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV};
 use crate::net::listener::Listener;
 use crate::scoreboard::WorkerId;
 use crate::sys::process::{self, OsSignal, Pid};
@@ -83,14 +83,18 @@ impl Master<'_> {
                 return;
             }
         }
-        let mut env = fd::env_for_reexec(std::env::vars_os(), &fds, process::current_pid());
+        let base = self.base_env.iter().cloned();
+        let mut env = fd::env_for_reexec(base, &fds, process::current_pid());
         let old: Vec<String> = self
             .workers
             .iter()
             .map(|w| format!("{}:{}", w.pid, w.id))
             .collect();
-        env.retain(|(k, _)| k != OLD_WORKERS_ENV);
+        env.retain(|(k, _)| k != OLD_WORKERS_ENV && k != PAUSED_ENV);
         env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
+        if self.paused {
+            env.push((PAUSED_ENV.into(), "1".into()));
+        }
         let argv: Vec<OsString> = std::env::args_os().collect();
         // From here until the new image has its handlers, a signal must wait, not kill it; and
         // those the pipe holds already are handed on as pending signals.

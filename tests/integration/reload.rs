@@ -270,3 +270,62 @@ fn usr1s_arriving_during_a_reexec_are_acted_on_and_the_master_lives() {
         assert_eq!(http_get(&http(&server), "/").status, 200);
     }
 }
+
+/// What the worker that serves the request sees of `names` in its environment (`echo`'s
+/// `?env=`), as `NAME=value` for the set ones.
+fn worker_env(server: &Instance, names: &str) -> BTreeSet<String> {
+    let doc: Value = crate::harness::json(&http_get(&http(server), &format!("/?env={names}")).body);
+    doc["env"]
+        .as_object()
+        .expect("env in echo")
+        .iter()
+        .filter_map(|(name, value)| Some(format!("{name}={}", value.as_str()?)))
+        .collect()
+}
+
+#[test]
+fn an_env_line_removed_from_the_ini_is_gone_after_a_hup() {
+    let mut server = Instance::start(
+        "env-removed",
+        &ini("env = KEPT_VAR=1\nenv = REMOVED_VAR=2\n"),
+        &[],
+    );
+    let both: BTreeSet<String> = ["KEPT_VAR=1".into(), "REMOVED_VAR=2".into()].into();
+    assert_eq!(worker_env(&server, "KEPT_VAR,REMOVED_VAR"), both);
+    let before = worker_pids(&server);
+    server.scratch.write("app.ini", &ini("env = KEPT_VAR=1\n"));
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("new workers", &server, || {
+        let now = worker_pids(&server);
+        now.len() == 1 && now.is_disjoint(&before) && children(&server).len() == 1
+    });
+    let kept: BTreeSet<String> = ["KEPT_VAR=1".into()].into();
+    assert_eq!(
+        worker_env(&server, "KEPT_VAR,REMOVED_VAR"),
+        kept,
+        "the removed env line must not survive the reload"
+    );
+}
+
+#[test]
+fn a_paused_instance_stays_paused_across_a_hup_until_resumed() {
+    let mut server = Instance::start("pause-hup", &ini("master-fifo = %dfifo\n"), &[]);
+    let fifo = server.scratch.path().join("fifo");
+    fs::write(&fifo, "p").expect("fifo");
+    server.wait_for_log("paused accepting");
+    let before = worker_pids(&server);
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("rcontainer ready", 2);
+    eventually("the new worker is there, paused", &server, || {
+        let doc = stats(&server);
+        let workers = doc["workers"].as_array().cloned().unwrap_or_default();
+        let pids: BTreeSet<u64> = workers.iter().filter_map(|w| w["pid"].as_u64()).collect();
+        !pids.is_empty()
+            && pids.is_disjoint(&before)
+            && workers.iter().all(|w| w["status"] == "pause")
+    });
+    fs::write(&fifo, "p").expect("fifo");
+    server.wait_for_log("resumed accepting");
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
