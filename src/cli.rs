@@ -179,8 +179,12 @@ fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
 /// Runs one instance: master and workers. A reload first checks that `args` still load.
 fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCode {
     crate::log::init();
+    // The master may `chdir` before it reloads: relative `--ini` paths stay relative to the
+    // directory the command was started in, as in uWSGI.
+    let start_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let recheck = || {
-        let sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+        let mut sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+        sources.cwd = start_dir.clone();
         let loaded = config::load(&sources).map_err(|failed| {
             failed
                 .errors
@@ -205,6 +209,9 @@ fn run_emperor(_config: &Config) -> ExitCode {
     not_implemented("emperor mode")
 }
 
+/// How long `--reload` waits for the master to say how the reload went.
+const RELOAD_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Sends `request` to the master whose pid is in `pidfile`.
 fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
     use crate::sys::process::{OsSignal, send_signal};
@@ -214,6 +221,9 @@ fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCod
         PidfileRequest::GracefulStop => OsSignal::SIGTERM,
         PidfileRequest::ChainReload => OsSignal::SIGURG,
     };
+    if request == PidfileRequest::Reload {
+        return reload_pidfile(pidfile);
+    }
     let sent = crate::sys::pidfile::read_running_pid(pidfile)
         .and_then(|pid| send_signal(pid, signal).map(|()| pid));
     match sent {
@@ -226,6 +236,47 @@ fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCod
         }
         Err(e) => {
             eprintln!("rcontainer: {}: {e}", request.flag());
+            ExitCode::from(exit::CONFIG)
+        }
+    }
+}
+
+/// `--reload PIDFILE`: HUP that asks for an answer, then waits for it: 0 when the new
+/// workers accept, 1 when the master refused (the old configuration keeps serving), 2 when no
+/// answer came.
+fn reload_pidfile(pidfile: &std::path::Path) -> ExitCode {
+    use crate::sys::process::OsSignal;
+    use crate::sys::signal::{Answer, request_answer};
+    let pid = match crate::sys::pidfile::read_running_pid(pidfile) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("rcontainer: --reload: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    match request_answer(pid, OsSignal::SIGHUP, RELOAD_ANSWER_WAIT) {
+        Ok(Some(Answer::Done)) => {
+            eprintln!("rcontainer: master pid {pid} reloaded (--reload)");
+            ExitCode::from(exit::OK)
+        }
+        Ok(Some(Answer::Refused)) => {
+            eprintln!(
+                "rcontainer: --reload: master pid {pid} refused the reload: the new \
+                 configuration or binary cannot start (its log says why); the running one \
+                 keeps serving"
+            );
+            ExitCode::from(exit::CONFIG)
+        }
+        Ok(None) => {
+            eprintln!(
+                "rcontainer: --reload: sent SIGHUP to master pid {pid}, no answer within {}s \
+                 (see its log)",
+                RELOAD_ANSWER_WAIT.as_secs()
+            );
+            ExitCode::from(exit::RUNTIME)
+        }
+        Err(e) => {
+            eprintln!("rcontainer: --reload: pid {pid}: {e}");
             ExitCode::from(exit::CONFIG)
         }
     }

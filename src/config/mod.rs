@@ -52,7 +52,7 @@ pub(crate) struct Sources {
     pub(crate) env: BTreeMap<String, String>,
     /// `--key value` options, in command-line order.
     pub(crate) cli: Vec<CliSetting>,
-    /// Where relative INI paths are resolved for `%d` and `%p`.
+    /// Where relative INI paths are resolved: to read them, and for `%d` and `%p`.
     pub(crate) cwd: PathBuf,
     /// The value of `%k`.
     pub(crate) cpu_count: usize,
@@ -306,7 +306,9 @@ impl Gathered {
     /// Reads one INI file; `earlier` holds the values `%(key)` may refer to, across files.
     fn read_ini(&mut self, ini: &IniRef, sources: &Sources, earlier: &mut HashMap<String, String>) {
         let file: Arc<str> = ini.path.to_string_lossy().into();
-        let text = match std::fs::read_to_string(&ini.path) {
+        // A relative path is relative to `cwd` (where the command started), not to wherever
+        // the process is now (a master reloading after `chdir`).
+        let text = match std::fs::read_to_string(sources.cwd.join(&ini.path)) {
             Ok(text) => text,
             Err(error) => {
                 self.errors.push(ConfigError::in_file(

@@ -12,6 +12,7 @@ use crate::sys::clock;
 use crate::sys::daemon::DaemonReady;
 use crate::sys::memory;
 use crate::sys::process::{self, OsSignal, Pid};
+use crate::sys::signal;
 
 impl Master<'_> {
     /// Announces readiness once every serving worker accepts; retires replaced workers.
@@ -64,6 +65,10 @@ impl Master<'_> {
         let _ = self
             .notifier
             .ready(&format!("{} workers accepting", self.workers.serving()));
+        Master::answer_requesters(
+            std::mem::take(&mut self.answer_when_ready),
+            signal::Answer::Done,
+        );
         if let Some(daemon) = daemon.take() {
             daemon.report_ready();
         }

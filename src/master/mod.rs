@@ -50,7 +50,7 @@ use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
 use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, Forked, OsSignal, Pid};
-use crate::sys::signal::SignalSource;
+use crate::sys::signal::{self, Signal, SignalSource};
 use crate::sys::{clock, pidfile, privilege, rlimit};
 use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
@@ -72,6 +72,8 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 const OLD_WORKERS_ENV: &str = "RCONTAINER_OLD_WORKERS";
 /// Set across a re-exec when accepting was paused: the new image starts paused.
 const PAUSED_ENV: &str = "RCONTAINER_PAUSED";
+/// Across a re-exec: the pids of `rcontainer --reload` commands waiting to hear how it went.
+const REQUESTERS_ENV: &str = "RCONTAINER_RELOAD_REQUESTERS";
 
 /// The hand-over name of the stats listener across a re-exec: `stats <spec>`, so a changed
 /// `stats` address is bound anew instead of adopting the old socket.
@@ -156,6 +158,12 @@ struct Master<'a> {
     /// that asked for it (a TERM in the same batch wins), and a graceful one waits until the
     /// workers of the previous reload are up, so a burst of HUPs coalesces.
     reload: Option<bool>,
+    /// `rcontainer --reload` commands waiting for a reload that has not happened yet: handed
+    /// over to the new image, or answered "refused".
+    requesters: Vec<Pid>,
+    /// `rcontainer --reload` commands whose reload made this image: answered "done" when its
+    /// workers accept.
+    answer_when_ready: Vec<Pid>,
     /// Whether the ready line was written for the current generation.
     announced: bool,
     paused: bool,
@@ -272,6 +280,8 @@ impl<'a> Master<'a> {
             backoffs: Vec::new(),
             stopping: None,
             reload: None,
+            requesters: Vec::new(),
+            answer_when_ready: take_requesters(),
             announced: false,
             paused,
             halt: None,
@@ -326,10 +336,15 @@ impl<'a> Master<'a> {
     }
 
     fn drain_signals(&mut self) -> Vec<Action> {
-        match self.signals.drain() {
-            Ok(signals) => signals
+        match self.signals.drain_received() {
+            Ok(received) => received
                 .into_iter()
-                .flat_map(|s| action::from_signal(s).iter().copied())
+                .flat_map(|r| {
+                    if let (Signal::Hup, Some(pid)) = (r.signal, r.requester) {
+                        self.requesters.push(pid);
+                    }
+                    action::from_signal(r.signal).iter().copied()
+                })
                 .collect(),
             Err(e) => {
                 log::error!("reading signals failed: {e}");
@@ -589,6 +604,16 @@ impl<'a> Master<'a> {
 
     // ----- actions -------------------------------------------------------------------------
 
+    /// Tells the `--reload` commands in `pids` how their reload went. Only processes that
+    /// still run `--reload` are signalled: a pid reused since is left alone.
+    fn answer_requesters(pids: Vec<Pid>, answer: signal::Answer) {
+        for pid in pids {
+            if process::has_argument(pid, "--reload") {
+                let _ = signal::send_answer(pid, answer);
+            }
+        }
+    }
+
     fn stop_gracefully(&mut self) {
         let mercy = self.config.worker_reload_mercy;
         log::info!(
@@ -743,6 +768,19 @@ impl<'a> Master<'a> {
         }
         log::info!("master exits");
     }
+}
+
+/// The `--reload` commands a previous image handed over (`RCONTAINER_RELOAD_REQUESTERS`).
+fn take_requesters() -> Vec<Pid> {
+    let Some(list) = std::env::var_os(REQUESTERS_ENV) else {
+        return Vec::new();
+    };
+    process::remove_env(REQUESTERS_ENV);
+    list.to_string_lossy()
+        .split(',')
+        .filter_map(|pid| pid.trim().parse().ok())
+        .map(Pid::from_raw)
+        .collect()
 }
 
 /// Logs a worker's exit; `id` is `None` for a worker of the previous master image.

@@ -6,11 +6,12 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use super::workers::{Lifecycle, Worker, WorkerTable};
-use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV};
+use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV};
 use crate::net::listener::Listener;
 use crate::scoreboard::WorkerId;
 use crate::sys::process::{self, OsSignal, Pid};
-use crate::sys::{fd, privilege, signal};
+use crate::sys::signal::{self, Answer};
+use crate::sys::{fd, privilege};
 
 /// How long a graceful reload waits for the workers of the previous one to come up before it
 /// goes ahead anyway.
@@ -32,6 +33,7 @@ impl Master<'_> {
         };
         if self.stopping.is_some() {
             self.reload = None;
+            Master::answer_requesters(std::mem::take(&mut self.requesters), Answer::Refused);
             return;
         }
         let booting = self.workers.iter().any(|w| {
@@ -54,6 +56,7 @@ impl Master<'_> {
                 "reload refused, the configuration does not load; still running the old one:\n{}",
                 errors.join("\n")
             );
+            Master::answer_requesters(std::mem::take(&mut self.requesters), Answer::Refused);
             return;
         }
         log::info!("reloading: re-executing the master in place (brutal={brutal})");
@@ -106,12 +109,20 @@ impl Master<'_> {
                 return;
             }
         };
-        if let Err(e) = self.signals.requeue_unread() {
-            log::warn!("signals received during the reload may be lost: {e}");
+        let mut requesters = std::mem::take(&mut self.requesters);
+        match self.signals.requeue_unread() {
+            Ok(more) => requesters.extend(more),
+            Err(e) => log::warn!("signals received during the reload may be lost: {e}"),
+        }
+        env.retain(|(k, _)| k != REQUESTERS_ENV);
+        if !requesters.is_empty() {
+            let list: Vec<String> = requesters.iter().map(ToString::to_string).collect();
+            env.push((REQUESTERS_ENV.into(), list.join(",").into()));
         }
         let _ = std::env::set_current_dir(&self.start_dir);
         let error = process::exec_self(&argv, env);
         log::error!("reload failed: exec: {error}; still running the old master");
+        Master::answer_requesters(requesters, Answer::Refused);
         let _ = signal::restore_mask(&mask);
         self.restore_after_failed_exec(&fds);
     }

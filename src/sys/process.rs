@@ -190,6 +190,13 @@ pub(crate) fn is_alive(pid: Pid) -> bool {
     }
 }
 
+/// Whether process `pid` runs with `arg` among its arguments (`/proc/PID/cmdline`); false if it
+/// is gone or unreadable.
+pub(crate) fn has_argument(pid: Pid, arg: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.split(|&b| b == 0).any(|a| a == arg.as_bytes()))
+}
+
 /// The pid of the calling process.
 pub(crate) fn current_pid() -> Pid {
     nix::unistd::getpid()
@@ -480,6 +487,18 @@ mod tests {
         assert_eq!(adopted.len(), 1, "the RCONTAINER_FDS_PID matched: same pid");
         assert_eq!(adopted[0].name.as_deref(), Some("pipe"));
         nix::unistd::write(&adopted[0].fd, b"x").expect("the pipe survived exec");
+    }
+
+    #[test]
+    fn the_arguments_of_a_process_are_read_from_proc() {
+        let me = current_pid();
+        let first = std::env::args().next().expect("argv[0]");
+        assert!(has_argument(me, &first));
+        assert!(!has_argument(
+            me,
+            "--surely-not-an-argument-of-the-test-runner"
+        ));
+        assert!(!has_argument(Pid::from_raw(i32::MAX), &first));
     }
 
     #[test]

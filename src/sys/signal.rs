@@ -20,10 +20,21 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, sigaction};
 
-use super::process::OsSignal;
+use super::process::{OsSignal, Pid};
 
 /// The write end of the installed source's pipe, or -1. Read by the handler.
 static PIPE_WRITE_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The `sigqueue` value of a signal whose sender waits for an answer ([`request_answer`]):
+/// the master answers such a HUP once the reload is done or refused ([`send_answer`]). A plain
+/// `kill` never asks, so nobody is ever signalled who did not ask.
+const ANSWER_REQUESTED: usize = 0x7263_7274;
+/// The signal that answers "done".
+const ANSWER_DONE: OsSignal = OsSignal::SIGUSR1;
+/// The signal that answers "refused".
+const ANSWER_REFUSED: OsSignal = OsSignal::SIGUSR2;
+/// One record in the pipe: the signal number, then the requester's pid (0: none), LE.
+const RECORD: usize = 5;
 
 /// A signal the master or a worker acts on. WINCH and PIPE are ignored and never appear.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -109,6 +120,87 @@ impl std::fmt::Display for Signal {
     }
 }
 
+/// A signal as the handler recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Received {
+    pub(crate) signal: Signal,
+    /// Who sent it, when it asked for an answer (`rcontainer --reload`).
+    pub(crate) requester: Option<Pid>,
+}
+
+/// What a master answered to a signal that asked for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Done (a reload: the new workers accept).
+    Done,
+    /// Refused (a reload: the configuration or the binary cannot start; the old one serves).
+    Refused,
+}
+
+/// Sends `signal` to `pid` asking for an answer, and waits up to `timeout` for it. `Ok(None)`:
+/// no answer in time. Other signals that answer from other processes are ignored.
+///
+/// Blocks [`Answer`]'s signals in the calling thread (they are taken with `sigtimedwait`); meant
+/// for a one-shot command process.
+pub(crate) fn request_answer(
+    pid: Pid,
+    signal: OsSignal,
+    timeout: std::time::Duration,
+) -> io::Result<Option<Answer>> {
+    let mut answers = SigSet::empty();
+    answers.add(ANSWER_DONE);
+    answers.add(ANSWER_REFUSED);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&answers), None)?;
+    let value = libc::sigval {
+        sival_ptr: ANSWER_REQUESTED as *mut libc::c_void,
+    };
+    // SAFETY: plain syscall wrapper; `value` is passed by value.
+    if unsafe { libc::sigqueue(pid.as_raw(), signal as libc::c_int, value) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        let wait = libc::timespec {
+            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+            tv_nsec: libc::c_long::from(left.subsec_nanos()),
+        };
+        let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+        // SAFETY: `answers` is a valid set, `info` a writable siginfo_t, `wait` a valid timespec.
+        let got = unsafe { libc::sigtimedwait(answers.as_ref(), info.as_mut_ptr(), &wait) };
+        if got < 0 {
+            match Errno::last() {
+                Errno::EAGAIN => return Ok(None),
+                Errno::EINTR => continue,
+                errno => return Err(errno.into()),
+            }
+        }
+        // SAFETY: zeroed above and filled by the kernel for the signal it returned.
+        let from = unsafe { info.assume_init().si_pid() };
+        if from != pid.as_raw() {
+            continue;
+        }
+        return Ok(Some(if got == ANSWER_DONE as libc::c_int {
+            Answer::Done
+        } else {
+            Answer::Refused
+        }));
+    }
+}
+
+/// Answers `requester`, who asked with [`request_answer`].
+pub(crate) fn send_answer(requester: Pid, answer: Answer) -> io::Result<()> {
+    let signal = match answer {
+        Answer::Done => ANSWER_DONE,
+        Answer::Refused => ANSWER_REFUSED,
+    };
+    nix::sys::signal::kill(requester, signal)?;
+    Ok(())
+}
+
 /// Who installs a source: decides what is caught and what is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -189,7 +281,7 @@ impl SignalSource {
         }
         let source = SignalSource { read, write, role };
         for signal in role.caught() {
-            set_disposition(signal.os(), SigHandler::Handler(record_signal))?;
+            set_disposition(signal.os(), SigHandler::SigAction(record_signal))?;
         }
         for &signal in role.ignored() {
             set_disposition(signal, SigHandler::SigIgn)?;
@@ -203,12 +295,15 @@ impl SignalSource {
 
     /// Before a re-exec: signals recorded in the pipe but not acted on yet are raised again, to
     /// stay pending across the exec (they must be blocked: [`block_master_signals`]) and reach
-    /// the new image's handlers. The pipe itself does not survive the exec.
-    pub(crate) fn requeue_unread(&mut self) -> io::Result<()> {
-        for signal in self.drain()? {
-            nix::sys::signal::raise(signal.os())?;
+    /// the new image's handlers. The pipe itself does not survive the exec; the requesters of
+    /// those signals are returned, for the caller to hand over.
+    pub(crate) fn requeue_unread(&mut self) -> io::Result<Vec<Pid>> {
+        let mut requesters = Vec::new();
+        for received in self.drain_received()? {
+            nix::sys::signal::raise(received.signal.os())?;
+            requesters.extend(received.requester);
         }
-        Ok(())
+        Ok(requesters)
     }
 
     /// Returns the signals received since the last call, oldest first, repeats included (two
@@ -217,12 +312,23 @@ impl SignalSource {
     /// The kernel merges a signal that arrives while the same one is still pending, so counts
     /// are "at least one", not exact.
     pub(crate) fn drain(&mut self) -> io::Result<Vec<Signal>> {
+        Ok(self
+            .drain_received()?
+            .into_iter()
+            .map(|r| r.signal)
+            .collect())
+    }
+
+    /// Like [`SignalSource::drain`], with who asked for an answer.
+    pub(crate) fn drain_received(&mut self) -> io::Result<Vec<Received>> {
         let mut received = Vec::new();
-        let mut buf = [0u8; 64];
+        // A whole number of records: each is written atomically (below PIPE_BUF), so a read of
+        // a multiple of the record size never splits one.
+        let mut buf = [0u8; RECORD * 64];
         loop {
             match nix::unistd::read(&self.read, &mut buf) {
                 Ok(0) | Err(Errno::EAGAIN) => break,
-                Ok(n) => received.extend(decode_signal_bytes(&buf[..n])),
+                Ok(n) => received.extend(decode_records(&buf[..n])),
                 Err(Errno::EINTR) => continue,
                 Err(errno) => return Err(errno.into()),
             }
@@ -268,23 +374,53 @@ impl Drop for SignalSource {
     }
 }
 
-/// Maps pipe bytes to signals; bytes of signals we do not catch cannot occur and are skipped.
-fn decode_signal_bytes(bytes: &[u8]) -> impl Iterator<Item = Signal> + '_ {
-    bytes
-        .iter()
-        .filter_map(|&byte| Signal::from_raw(i32::from(byte)))
+/// Maps pipe records to signals; signals we do not catch cannot occur and are skipped.
+fn decode_records(bytes: &[u8]) -> impl Iterator<Item = Received> + '_ {
+    bytes.chunks_exact(RECORD).filter_map(|record| {
+        let signal = Signal::from_raw(i32::from(record[0]))?;
+        let pid = i32::from_le_bytes([record[1], record[2], record[3], record[4]]);
+        Some(Received {
+            signal,
+            requester: (pid > 0).then(|| Pid::from_raw(pid)),
+        })
+    })
 }
 
-/// The handler: records the signal number in the pipe and nothing else.
-extern "C" fn record_signal(signo: libc::c_int) {
+/// One pipe record for `signo` sent by `requester` (0: nobody waits for an answer).
+fn encode_record(signo: libc::c_int, requester: i32) -> [u8; RECORD] {
+    let pid = requester.to_le_bytes();
+    // Linux signal numbers are below 65, so they fit in one byte.
+    [signo as u8, pid[0], pid[1], pid[2], pid[3]]
+}
+
+/// The handler: records the signal number (and who asked for an answer) in the pipe and
+/// nothing else.
+extern "C" fn record_signal(
+    signo: libc::c_int,
+    info: *mut libc::siginfo_t,
+    _context: *mut libc::c_void,
+) {
     let saved_errno = Errno::last_raw();
     let fd = PIPE_WRITE_FD.load(Ordering::Relaxed);
     if fd >= 0 {
-        // Linux signal numbers are below 65, so they fit in one byte.
-        let byte = signo as u8;
-        // SAFETY: write(2) is async-signal-safe; `byte` lives for the call. A full pipe
-        // (EAGAIN: thousands of unread signals) drops the byte, and the reader is awake anyway.
-        unsafe { libc::write(fd, (&raw const byte).cast(), 1) };
+        // SAFETY: with SA_SIGINFO the kernel passes a valid siginfo_t for this delivery (or
+        // null, checked); reading `si_value`/`si_pid` of an SI_QUEUE signal reads the fields
+        // the kernel filled for it.
+        let requester = unsafe {
+            match info.as_ref() {
+                Some(info)
+                    if info.si_code == libc::SI_QUEUE
+                        && info.si_value().sival_ptr as usize == ANSWER_REQUESTED =>
+                {
+                    info.si_pid()
+                }
+                _ => 0,
+            }
+        };
+        let record = encode_record(signo, requester);
+        // SAFETY: write(2) is async-signal-safe; `record` lives for the call. A full pipe
+        // (EAGAIN: thousands of unread signals) drops the record, and the reader is awake anyway.
+        unsafe { libc::write(fd, record.as_ptr().cast(), RECORD) };
     }
     Errno::set_raw(saved_errno);
 }
@@ -293,7 +429,7 @@ fn set_disposition(signal: OsSignal, handler: SigHandler) -> io::Result<()> {
     // SA_RESTART: slow syscalls in the loop resume instead of failing with EINTR (epoll_wait
     // still returns EINTR: mio reports it as `Interrupted`, which the loop just retries).
     // SA_NOCLDSTOP: a stopped child is not an exit.
-    let flags = SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP;
+    let flags = SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP | SaFlags::SA_SIGINFO;
     let action = SigAction::new(handler, flags, SigSet::empty());
     // SAFETY: `record_signal` is async-signal-safe (one write(2), errno restored); the other
     // handlers are SIG_DFL / SIG_IGN.
@@ -376,15 +512,30 @@ mod tests {
     }
 
     #[test]
-    fn pipe_bytes_decode_in_order_with_repeats() {
-        let bytes = [
-            OsSignal::SIGTTIN as u8,
-            OsSignal::SIGTTIN as u8,
-            OsSignal::SIGWINCH as u8,
-            OsSignal::SIGHUP as u8,
-        ];
-        let decoded: Vec<Signal> = decode_signal_bytes(&bytes).collect();
-        assert_eq!(decoded, [Signal::Ttin, Signal::Ttin, Signal::Hup]);
+    fn pipe_records_decode_in_order_with_repeats_and_requesters() {
+        let bytes: Vec<u8> = [
+            encode_record(OsSignal::SIGTTIN as i32, 0),
+            encode_record(OsSignal::SIGTTIN as i32, 0),
+            encode_record(OsSignal::SIGWINCH as i32, 0),
+            encode_record(OsSignal::SIGHUP as i32, 4242),
+        ]
+        .concat();
+        let decoded: Vec<Received> = decode_records(&bytes).collect();
+        let plain = |signal| Received {
+            signal,
+            requester: None,
+        };
+        assert_eq!(
+            decoded,
+            [
+                plain(Signal::Ttin),
+                plain(Signal::Ttin),
+                Received {
+                    signal: Signal::Hup,
+                    requester: Some(Pid::from_raw(4242)),
+                }
+            ]
+        );
     }
 
     /// Runs in a child copy of the test binary: installing handlers is process-wide.

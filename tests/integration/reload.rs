@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::client::http_get;
-use crate::harness::{Instance, Signal};
+use crate::harness::{Instance, Signal, run_cli};
 use crate::master::{Load, eventually, http, ini, stats, worker_pids};
 
 /// The `id` of every worker the stats show.
@@ -328,4 +328,54 @@ fn a_paused_instance_stays_paused_across_a_hup_until_resumed() {
     fs::write(&fifo, "p").expect("fifo");
     server.wait_for_log("resumed accepting");
     assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn a_relative_ini_with_chdir_reloads_by_touch_and_by_pidfile() {
+    // `--ini app.ini` is relative to the scratch dir the command starts in; the master then
+    // moves to `/`.
+    let mut server = Instance::start(
+        "relative-ini",
+        &ini("chdir = /\npidfile = %dapp.pid\ntouch-reload = %dtouch\n"),
+        &[],
+    );
+    server.scratch.write("touch", "");
+    // Touch files are looked at once a second with mtime resolution: make the change visible.
+    thread::sleep(Duration::from_millis(1100));
+    server.scratch.write("touch", "again");
+    server.wait_for_log_count("rcontainer ready", 2);
+    let pidfile = server.scratch.path().join("app.pid");
+    let out = run_cli(
+        server.scratch.path(),
+        &["--reload", pidfile.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stderr, server.logs());
+    assert!(out.stderr.contains("reloaded"), "{}", out.stderr);
+    server.wait_for_log_count("rcontainer ready", 3);
+    assert!(
+        !server.logs().contains("reload refused"),
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn pidfile_reload_reports_a_refused_reload_with_exit_1() {
+    let mut server = Instance::start("reload-refused", &ini("pidfile = %dapp.pid\n"), &[]);
+    server
+        .scratch
+        .write("app.ini", &ini("pidfile = %dapp.pid\nprcesses = 2\n"));
+    let pidfile = server.scratch.path().join("app.pid");
+    let out = run_cli(
+        server.scratch.path(),
+        &["--reload", pidfile.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    server.wait_for_log("reload refused");
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "the old one serves"
+    );
 }
