@@ -165,11 +165,11 @@ fn serve_request(
     Ok(framing.keep_alive)
 }
 
-/// `PATH_INFO` of the derived vars (percent-decoded), for routing.
-fn head_path(vars: &Vars) -> &str {
+/// `PATH_INFO` of the derived vars (percent-decoded bytes, UTF-8 or not), for routing.
+fn head_path(vars: &Vars) -> &[u8] {
     vars.get("PATH_INFO")
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .unwrap_or("/")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(b"/")
 }
 
 fn head_summary(head: &RequestHead) -> (String, String) {

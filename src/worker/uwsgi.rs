@@ -126,7 +126,11 @@ fn serve_request(
         .parse::<SocketAddr>()
         .ok();
     let is_head = method == "HEAD";
-    let route = shared.router.route(&path_info);
+    // Route on nginx's decoded bytes, as HTTP does, not on their lossy text.
+    let route = shared.router.route(match request.vars().get("PATH_INFO") {
+        None | Some(b"") => b"/",
+        Some(raw) => raw,
+    });
     let record_base =
         RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
     shared.begin_request(guard.core(), &method, &uri);

