@@ -67,6 +67,42 @@ fn static_dir(scratch: &Scratch) -> &Path {
     dir
 }
 
+// ----- static directories serve regular files only -------------------------------------------
+
+#[test]
+fn a_fifo_in_a_static_dir_is_a_404_and_never_blocks_the_offload_threads() {
+    let www = Scratch::new("static-fifo-www");
+    let dir = static_dir(&www);
+    nix::unistd::mkfifo(
+        &dir.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .expect("mkfifo");
+    let server = Instance::start(
+        "static-fifo",
+        &format!(
+            "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\noffload-threads = 2\n\
+             static-map = /s={}\n",
+            dir.display()
+        ),
+        &[],
+    );
+    // More refusals than offload threads: an open() blocking on the FIFO would take them all.
+    for round in 0..4 {
+        assert_eq!(
+            http_get(&http(&server), "/s/pipe").status,
+            404,
+            "round {round}"
+        );
+        let file = http_get(&http(&server), "/s/ok.txt");
+        assert_eq!(
+            (file.status, file.text().as_str()),
+            (200, "plain file"),
+            "round {round}"
+        );
+    }
+}
+
 // ----- routing on the decoded bytes, the same on both protocols --------------------------------
 
 #[test]
