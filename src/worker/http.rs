@@ -194,9 +194,15 @@ fn request_from_head<'c>(
         .strip_prefix(script_name)
         .unwrap_or(path_info)
         .to_string();
+    // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+    let authority = head.authority();
     let headers = head
         .headers()
         .map(|(name, value)| {
+            let value = match authority {
+                Some(authority) if name.eq_ignore_ascii_case("host") => authority.as_bytes(),
+                _ => value,
+            };
             (
                 name.to_string(),
                 String::from_utf8_lossy(value).into_owned(),

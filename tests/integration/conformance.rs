@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::harness::client::{Proto, Response, http_get};
+use crate::harness::client::{Proto, Response, http_get, http_request};
 use crate::harness::{Instance, Scratch, Target, json};
 
 fn http(instance: &Instance) -> Target {
@@ -152,4 +152,123 @@ fn a_percent_ff_path_under_a_static_map_is_a_404_on_both_protocols() {
         uwsgi_get(&uwsgi(&server), "/s/ok.txt", b"/s/ok.txt").status,
         200
     );
+}
+
+// ----- request targets, chunk sizes, repeated Content-Type -------------------------------------
+
+fn echo_server(name: &str) -> Instance {
+    Instance::start(
+        name,
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nsocket = 127.0.0.1:0\nmodule = echo\n",
+        &[],
+    )
+}
+
+#[test]
+fn connect_is_answered_501_and_the_connection_closed() {
+    let server = echo_server("connect-501");
+    let mut conn = http(&server).connect();
+    conn.send(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n");
+    let response = conn.read_response();
+    assert_eq!(response.status, 501);
+    assert!(conn.is_closed_by_peer(), "closed after refusing CONNECT");
+    let packet = raw_uwsgi_packet(&[
+        (b"REQUEST_METHOD", b"CONNECT"),
+        (b"REQUEST_URI", b"a.test:443"),
+    ]);
+    let over_uwsgi = uwsgi(&server).connect().send(&packet).read_response();
+    assert_eq!(over_uwsgi.status, 501);
+}
+
+#[test]
+fn an_absolute_form_target_wins_over_the_host_header() {
+    let server = echo_server("absolute-form-host");
+    let response = http_request(
+        &http(&server),
+        b"GET http://target.test:8080/p/q?x=1 HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let doc = json(&response.body);
+    assert_eq!(doc["vars"]["SERVER_NAME"], "target.test");
+    assert_eq!(doc["vars"]["HTTP_HOST"], "target.test:8080");
+    assert_eq!(doc["headers"]["host"], "target.test:8080");
+    assert_eq!(doc["vars"]["PATH_INFO"], "/p/q");
+    assert_eq!(doc["vars"]["QUERY_STRING"], "x=1");
+}
+
+#[test]
+fn fragments_and_invalid_absolute_uris_get_400() {
+    let server = echo_server("target-400");
+    for raw in [
+        &b"GET /p#frag HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..],
+        b"GET /p?x=1#frag HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"PUT s://]ufd/: HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        b"GET http://user@a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        b"GET http:///p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        b"GET http://a.test:8x/ HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    ] {
+        let response = http_request(&http(&server), raw);
+        assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(raw));
+    }
+    assert_eq!(http_get(&http(&server), "/still/serving").status, 200);
+}
+
+#[test]
+fn chunk_sizes_with_trailing_whitespace_get_400() {
+    let server = echo_server("chunk-size-ws");
+    for body in [
+        &b"0 \r\n\r\n"[..],
+        b"5\t\r\nhello\r\n0\r\n\r\n",
+        b"5 \r\nhello\r\n0\r\n\r\n",
+    ] {
+        let mut raw =
+            b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        raw.extend_from_slice(body);
+        let response = http_request(&http(&server), &raw);
+        assert_eq!(response.status, 400, "{}", String::from_utf8_lossy(body));
+    }
+    // Whitespace before an extension is still fine (RFC 9112 §7.1.1 BWS).
+    let ok = http_request(
+        &http(&server),
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n\
+          5 ;ext=1\r\nhello\r\n0\r\n\r\n",
+    );
+    assert_eq!(
+        (ok.status, json(&ok.body)["body"].as_str()),
+        (200, Some("hello"))
+    );
+}
+
+#[test]
+fn a_repeated_content_type_gets_400_on_both_protocols() {
+    let server = echo_server("content-type-twice");
+    let response = http_request(
+        &http(&server),
+        b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Type: application/json\r\n\
+          Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+    );
+    assert_eq!(response.status, 400);
+    let packet = raw_uwsgi_packet(&[
+        (b"REQUEST_METHOD", b"POST"),
+        (b"PATH_INFO", b"/f"),
+        (b"CONTENT_TYPE", b"text/plain"),
+        (b"CONTENT_LENGTH", b""),
+        (b"HTTP_CONTENT_TYPE", b"text/plain"),
+        (b"HTTP_CONTENT_TYPE", b"application/json"),
+    ]);
+    assert_eq!(
+        uwsgi(&server)
+            .connect()
+            .send(&packet)
+            .read_response()
+            .status,
+        400
+    );
+    // One Content-Type is fine on both.
+    let one = http_request(
+        &http(&server),
+        b"POST /f HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\
+          Connection: close\r\n\r\nhi",
+    );
+    assert_eq!(json(&one.body)["vars"]["CONTENT_TYPE"], "text/plain");
 }
