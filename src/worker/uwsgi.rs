@@ -8,7 +8,6 @@ use std::time::Instant;
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
-use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
 use crate::proto::http1::{BodyDecoder, BodyEncoding};
 use crate::proto::uwsgi::{self, Packet};
@@ -131,8 +130,12 @@ fn serve_request(
         None | Some(b"") => b"/",
         Some(raw) => raw,
     });
-    let record_base =
-        RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
+    let record_base = (shared.request_log).begin(
+        &(method.clone(), uri.clone()),
+        &remote_ip,
+        guard.core(),
+        request.vars(),
+    );
     shared.begin_request(guard.core(), &method, &uri);
     let (response, outcome) = {
         let headers = headers_from_vars(&vars);
@@ -172,6 +175,9 @@ fn serve_request(
         len,
     )
     .expect("invariant: conn::checked let only valid headers through");
+    let record = record_base
+        .with_protocol(&protocol)
+        .with_response_head(&out);
     // Never chunked: a body of unknown length ends when we close.
     let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
     let send_body = !is_head && http1::response::status_allows_body(status);
@@ -182,7 +188,6 @@ fn serve_request(
         encoding,
         send_body,
     };
-    let record = record_base.with_protocol(&protocol);
     conn::send_answer(conn, shared, guard, answer, record, started)
 }
 

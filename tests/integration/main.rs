@@ -9,6 +9,7 @@ mod corpus;
 mod harness;
 mod http;
 mod library;
+mod logs;
 mod master;
 mod nginx;
 mod uwsgi;
