@@ -16,7 +16,8 @@
 //! escapes them itself).
 //!
 //! `disable-logging` turns lines off except where `log-4xx`, `log-5xx` or `log-slow` ask for
-//! them. `req-logger = file:PATH` sends the lines to their own file instead of the server log.
+//! them. `req-logger = file:PATH` sends the lines to their own file instead of the server log;
+//! USR1 reopens it, and the server log file (`logto`, `daemonize`) too: see [`RequestLog::reopen`].
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -97,8 +98,10 @@ pub(crate) struct RequestLog {
     /// The request vars the format shows (`HTTP_USER_AGENT` for `%(uagent)`...), captured
     /// when a request begins and only then.
     wanted_vars: Vec<String>,
-    /// `req-logger = file:PATH`: the path and the open file.
+    /// `req-logger = file:PATH`: the path and the open file (reopened on USR1).
     file: Option<(PathBuf, RefCell<File>)>,
+    /// The server log file (`logto`, else `daemonize`) behind this worker's stdout/stderr.
+    server_log: Option<PathBuf>,
 }
 
 impl RequestLog {
@@ -132,6 +135,7 @@ impl RequestLog {
             format: config.log_format.clone(),
             wanted_vars: wanted_vars(config.log_format.as_ref()),
             file,
+            server_log: config.logto.clone().or_else(|| config.daemonize.clone()),
         }
     }
 
@@ -160,6 +164,25 @@ impl RequestLog {
             var_count: vars.len(),
             head_size: 0,
             header_count: 0,
+        }
+    }
+
+    /// USR1: after a rotation moved the files away, opens them again by name. The server log
+    /// is pointed at again on this process's stdout and stderr (they are copies of the
+    /// master's from before the fork, so the master's own reopen does not reach them); the
+    /// `req-logger` file is replaced. A file that cannot be opened keeps the old one, and says
+    /// so in the log.
+    pub(crate) fn reopen(&self) {
+        if let Some(path) = &self.server_log
+            && let Err(e) = crate::sys::daemon::redirect_output(path)
+        {
+            log::error!("cannot reopen log file {}: {e}", path.display());
+        }
+        if let Some((path, file)) = &self.file {
+            match open_append(path) {
+                Ok(new) => *file.borrow_mut() = new,
+                Err(e) => log::error!("cannot reopen req-logger file:{}: {e}", path.display()),
+            }
         }
     }
 
@@ -358,6 +381,7 @@ mod tests {
             format,
             wanted_vars,
             file: None,
+            server_log: None,
         }
     }
 

@@ -1,8 +1,32 @@
 //! The request log and the server log: the uWSGI-shaped default line, `log-format` variables,
 //! escaping of what peers send, and reopening every log file (workers' too) after a rotation.
 
+use std::fs;
+use std::path::Path;
+use std::thread;
+use std::time::{Duration, Instant};
+
 use crate::harness::client::{Proto, http_get, http_request};
-use crate::harness::{Instance, run_cli};
+use crate::harness::{DEADLINE, Instance, Signal, Target, run_cli};
+
+/// Waits (with the deadline) until `check` holds; fails with the instance's logs and `what`.
+fn eventually(what: &str, server: &Instance, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out waiting for: {what}\n{}",
+            server.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn read(path: &Path) -> String {
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
 
 /// A uwsgi packet from raw var bytes.
 fn raw_uwsgi_packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
@@ -78,6 +102,71 @@ fn control_bytes_in_a_custom_log_format_are_escaped_on_one_line() {
     assert_eq!(
         lines[0],
         r"M=GET\r\n[pid: 1|worker: 1|req: 1] forged-method U=/x\nforged-uri\x1b[31m\x7f S=200"
+    );
+}
+
+// ----- USR1 reopens the workers' files too ------------------------------------------------------
+
+/// The listeners of the ready line written to `log`.
+fn ready_targets(log: &str) -> Vec<Target> {
+    let line = log
+        .lines()
+        .find(|l| l.contains("rcontainer ready"))
+        .expect("a ready line");
+    let list = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("sockets="))
+        .expect("sockets=");
+    list.split(',').filter_map(Target::parse).collect()
+}
+
+#[test]
+fn usr1_sends_worker_request_and_server_lines_to_the_new_files() {
+    let server = Instance::spawn(
+        "log-reopen-workers",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nlogto = %dserver.log\n\
+         req-logger = file:%dreq.log\n",
+        &[],
+    );
+    let dir = server.scratch.path().to_path_buf();
+    let (server_log, req_log) = (dir.join("server.log"), dir.join("req.log"));
+    eventually("the ready line in server.log", &server, || {
+        read(&server_log).contains("rcontainer ready")
+    });
+    let http = ready_targets(&read(&server_log))
+        .into_iter()
+        .find(|t| t.proto == Proto::Http)
+        .expect("an http socket");
+    assert_eq!(http_get(&http, "/before-rotation").status, 200);
+    eventually("the first request line", &server, || {
+        read(&req_log).contains("/before-rotation")
+    });
+
+    // What logrotate does: move the files away, then signal.
+    let (old_server, old_req) = (dir.join("server.log.1"), dir.join("req.log.1"));
+    fs::rename(&server_log, &old_server).expect("rotate server.log");
+    fs::rename(&req_log, &old_req).expect("rotate req.log");
+    server.signal(Signal::SIGUSR1);
+    eventually("the worker says it reopened", &server, || {
+        read(&server_log).contains("worker reopened logs")
+    });
+
+    assert_eq!(http_get(&http, "/after-rotation").status, 200);
+    // Something the worker itself writes to the server log: a refused request.
+    let refused = http_request(&http, b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+    assert_eq!(refused.status, 400);
+    eventually("the new request line in the new req.log", &server, || {
+        read(&req_log).contains("/after-rotation")
+    });
+    eventually(
+        "the worker's server line in the new server.log",
+        &server,
+        || read(&server_log).contains("bad request peer="),
+    );
+    assert!(!read(&old_req).contains("/after-rotation"), "old req.log");
+    assert!(
+        !read(&old_server).contains("bad request peer="),
+        "old server.log"
     );
 }
 
