@@ -5,9 +5,15 @@
 //! `key=value` pairs. Log files are reopened by re-pointing fd 2 (see `sys`), so the logger
 //! itself always writes to stderr and never needs to know about files.
 //!
+//! A line is one line: control characters in a message (a peer's method or URI quoted in a
+//! USR2 report, a path in a warning) are escaped by [`escape_controls`], so nobody can forge a
+//! line by sending CR/LF. Request lines come escaped field by field (`worker::reqlog`).
+//!
 //! The level comes from `RUST_LOG` (env_logger syntax, default `info`). This module imports
 //! nothing from the crate.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -35,18 +41,12 @@ pub(crate) fn init() {
             let level = record.level().as_str().to_ascii_lowercase();
             let timestamp = buf.timestamp_millis();
             let pid = std::process::id();
+            let text = record.args().to_string();
+            let message = escape_controls(&text);
             match ROLE.load(Ordering::Relaxed) {
-                COMMAND => writeln!(
-                    buf,
-                    "{timestamp} {level} rcontainer[{pid}] {}",
-                    record.args()
-                ),
-                MASTER => writeln!(buf, "{timestamp} {level} master[{pid}] {}", record.args()),
-                id => writeln!(
-                    buf,
-                    "{timestamp} {level} worker{id}[{pid}] {}",
-                    record.args()
-                ),
+                COMMAND => writeln!(buf, "{timestamp} {level} rcontainer[{pid}] {message}"),
+                MASTER => writeln!(buf, "{timestamp} {level} master[{pid}] {message}"),
+                id => writeln!(buf, "{timestamp} {level} worker{id}[{pid}] {message}"),
             }
         });
     // A second init (tests, re-exec) keeps the first logger: that is fine.
@@ -61,4 +61,40 @@ pub(crate) fn set_role_master() {
 /// Marks this process as worker `id` (1-based) in every following line.
 pub(crate) fn set_role_worker(id: u32) {
     ROLE.store(id, Ordering::Relaxed);
+}
+
+/// `text` with every control character written out: `\r`, `\n`, `\t`, and `\xNN` for the
+/// other C0 controls, DEL and the C1 controls (U+0080 to U+009F). Borrowed when there is none
+/// (the usual case). A backslash is left as it is: the point is that a line stays one line.
+pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert!(matches!(escape_controls("GET /a b é"), Cow::Borrowed(_)));
+        assert_eq!(
+            escape_controls("GET\r\n[pid: 1] x\ty\x00\x1b[m\x7f\u{85}\\n"),
+            "GET\\r\\n[pid: 1] x\\ty\\x00\\x1b[m\\x7f\\x85\\n"
+        );
+    }
 }

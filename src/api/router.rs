@@ -3,13 +3,19 @@
 //! The longest matching prefix wins; a prefix matches at a segment boundary only (`/api`
 //! serves `/api` and `/api/users`, never `/apix`). As in uWSGI, the prefix becomes the
 //! request's `SCRIPT_NAME` and the rest its path (`PATH_INFO`).
+//!
+//! Routing looks at the percent-decoded path as bytes, the same on both protocols (HTTP decodes
+//! its target; nginx sends `PATH_INFO` decoded), never at a lossy text form: `/api/%ff` is
+//! under `/api`, `/api%ff` is not. A static map never serves a path that is not UTF-8 (no file
+//! name it could mean is reachable from the text handlers see): such a path under a static map
+//! is a 404, not a fall-through to another route.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use super::Handler;
+use super::{Handler, Request, Response};
 
 /// What the configuration says about routing: the default app, the mounts and the static maps,
 /// plus the settings the built-in apps read. The worker fills it from its `Config`.
@@ -109,6 +115,8 @@ pub(crate) struct Router {
     statics: Vec<(String, Rc<dyn Handler>)>,
     /// Mounts, longest prefix first. A prefix never ends with `/` (except the root, `""`).
     mounts: Vec<(String, Rc<dyn Handler>)>,
+    /// Answers a path under a static map that is not UTF-8.
+    not_found: Rc<dyn Handler>,
 }
 
 impl fmt::Debug for Router {
@@ -175,16 +183,31 @@ impl Router {
         Ok(Router {
             statics,
             mounts: routes,
+            not_found: Rc::new(|_: &mut Request<'_>| Response::error(404)),
         })
     }
 
-    /// The app for `path` and the prefix it is mounted at: a static map first, then the
-    /// longest mount.
-    pub(crate) fn route(&self, path: &str) -> Route<'_> {
-        let (prefix, handler) = self
+    /// The app for `path` (percent-decoded `PATH_INFO`, as bytes) and the prefix it is mounted
+    /// at: a static map first, then the longest mount.
+    pub(crate) fn route(&self, path: &[u8]) -> Route<'_> {
+        if let Some((prefix, handler)) = self
             .statics
             .iter()
-            .chain(&self.mounts)
+            .find(|(prefix, _)| matches_prefix(path, prefix))
+        {
+            let handler = if std::str::from_utf8(path).is_ok() {
+                handler
+            } else {
+                &self.not_found
+            };
+            return Route {
+                handler,
+                script_name: prefix,
+            };
+        }
+        let (prefix, handler) = self
+            .mounts
+            .iter()
             .find(|(prefix, _)| matches_prefix(path, prefix))
             .expect("invariant: the root mount \"\" matches every path");
         Route {
@@ -194,9 +217,10 @@ impl Router {
     }
 }
 
-fn matches_prefix(path: &str, prefix: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+/// Whether `prefix` is `path` or a leading run of whole segments of it, compared as bytes.
+fn matches_prefix(path: &[u8], prefix: &str) -> bool {
+    match path.strip_prefix(prefix.as_bytes()) {
+        Some(rest) => rest.is_empty() || rest.starts_with(b"/") || prefix.is_empty(),
         None => false,
     }
 }
@@ -204,7 +228,6 @@ fn matches_prefix(path: &str, prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Request, Response};
 
     fn registry() -> AppRegistry {
         let mut registry = AppRegistry::default();
@@ -227,16 +250,48 @@ mod tests {
     }
 
     fn app_for(router: &Router, path: &str) -> (String, String) {
+        app_for_bytes(router, path.as_bytes())
+    }
+
+    fn app_for_bytes(router: &Router, path: &[u8]) -> (String, String) {
         let route = router.route(path);
         let mut req = Request::builder("GET", "/").build();
-        let (_, _, body) = route.handler.handle(&mut req).into_parts();
+        let (status, _, body) = route.handler.handle(&mut req).into_parts();
         let crate::api::ResponseBody::Bytes(bytes) = body else {
             panic!("bytes expected")
         };
-        (
-            String::from_utf8(bytes).unwrap(),
-            route.script_name.to_string(),
-        )
+        let body = if status == 200 {
+            String::from_utf8(bytes).unwrap()
+        } else {
+            status.to_string()
+        };
+        (body, route.script_name.to_string())
+    }
+
+    #[test]
+    fn routing_compares_decoded_bytes_and_never_a_lossy_form() {
+        let mut registry = registry();
+        registry.set_static_files(Rc::new(|_: &Path, _: &AppSettings| {
+            Rc::new(|_: &mut Request<'_>| Response::text("static")) as Rc<dyn Handler>
+        }));
+        let mut routes = settings("a", &[("/api".to_string(), "b".to_string())]);
+        routes.static_maps = vec![("/s".to_string(), PathBuf::from("/srv"))];
+        let router = Router::new(&registry, &routes).unwrap();
+        assert_eq!(
+            app_for_bytes(&router, b"/api/\xff"),
+            ("b".into(), "/api".into())
+        );
+        assert_eq!(app_for_bytes(&router, b"/api\xff"), ("a".into(), "".into()));
+        assert_eq!(app_for_bytes(&router, b"/\xff"), ("a".into(), "".into()));
+        assert_eq!(
+            app_for_bytes(&router, b"/s/\xff"),
+            ("404".into(), "/s".into())
+        );
+        assert_eq!(
+            app_for_bytes(&router, "/s/é".as_bytes()),
+            ("static".into(), "/s".into())
+        );
+        assert_eq!(app_for_bytes(&router, b"/s\xff"), ("a".into(), "".into()));
     }
 
     #[test]

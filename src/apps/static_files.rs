@@ -16,7 +16,12 @@
 //!   and the body is a stream whose every read is one offloaded `read` of at most 256 KiB
 //!   into a reused buffer, so a 100 MiB file goes out with flat worker memory.
 //!
-//! A missing file is a 404 (the request does not fall through to the app, unlike uWSGI).
+//! A missing file is a 404 (the request does not fall through to the app, unlike uWSGI). So is
+//! anything that is not a regular file (a FIFO, a socket, a device): it is opened with
+//! `O_NONBLOCK` and checked with `fstat` before a byte is read, so it never blocks an offload
+//! thread; 404 rather than 403 because it says nothing about what sits there. A path that is
+//! not UTF-8 once percent-decoded never reaches this app: the router answers it 404 (see
+//! `api::router`).
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read};
@@ -123,16 +128,30 @@ fn open_inside(
         }
         real = found;
     }
-    let file = match File::open(&real) {
+    let file = match open_nonblocking(&real) {
         Ok(file) => file,
         Err(e) if is_missing(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
+    // The type is checked on the open file (fstat), not on the name: what was stat'ed above
+    // may have been swapped since.
     let meta = file.metadata()?;
     if !meta.is_file() {
+        log::info!("static: refused a non-regular file {}", real.display());
         return Ok(None);
     }
     Ok(Some((file, meta, real)))
+}
+
+/// Opens `path` read-only without waiting: a FIFO without a writer (or a device) would block
+/// `open(2)` itself, and with it an offload thread, forever. `O_NONBLOCK` changes nothing for
+/// the regular files that are then served (their reads never wait on it).
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
 }
 
 fn is_missing(e: &io::Error) -> bool {
@@ -497,6 +516,22 @@ mod tests {
         assert_eq!(body_of(index), b"<p>hi</p>");
         assert_eq!(get("/missing", &[]).status(), 404);
         assert_eq!(get("/../Cargo.toml", &[]).status(), 404);
+    }
+
+    #[test]
+    fn a_fifo_is_a_404_without_blocking() {
+        let dir = Scratch::new("static-fifo-unit");
+        nix::unistd::mkfifo(
+            &dir.path().join("pipe"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(dir.path().join("pipe"), dir.path().join("link")).unwrap();
+        let app = configure(dir.path(), &AppSettings::default());
+        for path in ["/pipe", "/link"] {
+            let response = app.handle(&mut Request::builder("GET", path).build());
+            assert_eq!(response.status(), 404, "{path}");
+        }
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::fmt::Write as _;
 use super::error::{ConfigError, Origin};
 use super::value::{self, Kind};
 use super::value::{
-    Count, Flag, HttpUrl, Int, KeyValue, KiB, Millis, Mode, Path, Peer, Prefixed, Seconds, Size,
-    Socket, SocketMode, Text,
+    Count, Flag, HttpUrl, Int, KeyValue, KiB, LogFormat, Millis, Mode, Path, Peer, Prefixed,
+    Seconds, Size, Socket, SocketMode, Text,
 };
 
 /// How many values an option holds.
@@ -219,8 +219,8 @@ option_table! {
         [], "Where request log lines go (file:PATH), if not with the server log.";
     disable_logging: one Flag = "disable-logging",
         ["false"], "Do not log requests.";
-    log_format: maybe Text = "log-format" | "logformat",
-        [], "Request log line format: %(method) %(uri) %(status) %(msecs) %(size) %(addr) ..., or json.";
+    log_format: maybe LogFormat = "log-format" | "logformat",
+        [], "Request log line with uWSGI's variables (%(method) %(uri) %(status) %(msecs) %(rsize) %(addr) ...; unknown ones are errors), or json.";
     log_4xx: one Flag = "log-4xx",
         ["false"], "Log 4xx responses even when request logging is disabled.";
     log_5xx: one Flag = "log-5xx",

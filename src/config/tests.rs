@@ -239,7 +239,10 @@ fn placeholders_expand_in_ini_values() {
         config.logto,
         Some(PathBuf::from(format!("{dir_text}log/site.log")))
     );
-    assert_eq!(config.log_format.as_deref(), Some("%(method) %(uri) 100%"));
+    assert_eq!(
+        config.log_format.as_ref().map(|f| f.source()),
+        Some("%(method) %(uri) 100%")
+    );
     let shown: Vec<_> = loaded
         .effective
         .iter()

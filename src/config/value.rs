@@ -252,6 +252,222 @@ impl Kind for Text {
     }
 }
 
+/// `log-format`: `json`, or a request-log line with uWSGI's `%(var)` variables. Every variable
+/// is checked when the configuration loads: an unknown one is an error, not literal text.
+#[derive(Debug)]
+pub(crate) struct LogFormat;
+
+/// A parsed `log-format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RequestLogFormat {
+    /// One JSON object per line.
+    Json,
+    /// A line of text and variables, with the text it was parsed from.
+    Line { source: String, parts: Vec<LogPart> },
+}
+
+impl RequestLogFormat {
+    #[cfg(test)]
+    /// The value as written.
+    pub(crate) fn source(&self) -> &str {
+        match self {
+            RequestLogFormat::Json => "json",
+            RequestLogFormat::Line { source, .. } => source,
+        }
+    }
+}
+
+/// A piece of a `log-format` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogPart {
+    /// Written as it is.
+    Text(String),
+    /// Replaced by the request's value (`-` when empty, as uWSGI does).
+    Var(LogVar),
+}
+
+/// A `log-format` variable, with uWSGI's names and meanings (its docs' LogFormat page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LogVar {
+    /// `uri`: `REQUEST_URI`.
+    Uri,
+    /// `method`: `REQUEST_METHOD`.
+    Method,
+    /// `user`: `REMOTE_USER`.
+    User,
+    /// `addr`: `REMOTE_ADDR`.
+    Addr,
+    /// `host`: `HTTP_HOST`.
+    Host,
+    /// `proto`: `SERVER_PROTOCOL`.
+    Proto,
+    /// `uagent`: `HTTP_USER_AGENT`.
+    Uagent,
+    /// `referer`: `HTTP_REFERER`.
+    Referer,
+    /// `status`: the response status code.
+    Status,
+    /// `micros`: response time in microseconds.
+    Micros,
+    /// `msecs`: response time in milliseconds.
+    Msecs,
+    /// `secs`: response time in seconds, with six decimals.
+    Secs,
+    /// `time`: the request's start, in seconds since the epoch.
+    Time,
+    /// `tmsecs`: the request's start, in milliseconds since the epoch.
+    Tmsecs,
+    /// `tmicros`: the request's start, in microseconds since the epoch.
+    Tmicros,
+    /// `ctime`: the request's start as C's `ctime` (UTC).
+    Ctime,
+    /// `ltime`: the request's start as Apache logs it (`23/Nov/2026:17:45:01 +0000`, UTC).
+    Ltime,
+    /// `epoch`: the time the line is written, in seconds since the epoch.
+    Epoch,
+    /// `size`: response headers plus body, in bytes.
+    Size,
+    /// `rsize`: response body, in bytes.
+    Rsize,
+    /// `hsize`: response headers (with the status line), in bytes.
+    Hsize,
+    /// `headers`: how many response headers.
+    Headers,
+    /// `cl`: the request's `CONTENT_LENGTH` (0 when none).
+    Cl,
+    /// `vars`: how many CGI vars the request has.
+    Vars,
+    /// `pid`: the worker's pid.
+    Pid,
+    /// `wid`: the worker's id.
+    Wid,
+    /// `core`: the core (coroutine slot) that ran the request.
+    Core,
+    /// `var.NAME`: the request's CGI var `NAME`.
+    Var(String),
+}
+
+impl LogVar {
+    /// Every variable name (`var.NAME` aside), for messages and `--help`.
+    pub(crate) const NAMES: [&'static str; 27] = [
+        "uri", "method", "user", "addr", "host", "proto", "uagent", "referer", "status", "micros",
+        "msecs", "secs", "time", "tmsecs", "tmicros", "ctime", "ltime", "epoch", "size", "rsize",
+        "hsize", "headers", "cl", "vars", "pid", "wid", "core",
+    ];
+
+    /// uWSGI variables rcontainer does not provide: named in the error, so it says why.
+    const NOT_PROVIDED: [&'static str; 13] = [
+        "switches",
+        "rss",
+        "vsz",
+        "rssM",
+        "vszM",
+        "pktsize",
+        "modifier1",
+        "modifier2",
+        "rerr",
+        "werr",
+        "ioerr",
+        "ftime",
+        "metric.",
+    ];
+
+    /// The variable named `name` (what is between `%(` and `)`).
+    pub(crate) fn from_name(name: &str) -> Option<LogVar> {
+        use LogVar::*;
+        Some(match name {
+            "uri" => Uri,
+            "method" => Method,
+            "user" => User,
+            "addr" => Addr,
+            "host" => Host,
+            "proto" => Proto,
+            "uagent" => Uagent,
+            "referer" => Referer,
+            "status" => Status,
+            "micros" => Micros,
+            "msecs" => Msecs,
+            "secs" => Secs,
+            "time" => Time,
+            "tmsecs" => Tmsecs,
+            "tmicros" => Tmicros,
+            "ctime" => Ctime,
+            "ltime" => Ltime,
+            "epoch" => Epoch,
+            "size" => Size,
+            "rsize" => Rsize,
+            "hsize" => Hsize,
+            "headers" => Headers,
+            "cl" => Cl,
+            "vars" => Vars,
+            "pid" => Pid,
+            "wid" => Wid,
+            "core" => Core,
+            _ => match name.strip_prefix("var.") {
+                Some(var) if !var.is_empty() => Var(var.to_string()),
+                _ => return None,
+            },
+        })
+    }
+
+    /// The request var this variable shows, if it shows one.
+    pub(crate) fn request_var(&self) -> Option<&str> {
+        match self {
+            LogVar::User => Some("REMOTE_USER"),
+            LogVar::Host => Some("HTTP_HOST"),
+            LogVar::Uagent => Some("HTTP_USER_AGENT"),
+            LogVar::Referer => Some("HTTP_REFERER"),
+            LogVar::Cl => Some("CONTENT_LENGTH"),
+            LogVar::Var(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl Kind for LogFormat {
+    type Out = RequestLogFormat;
+    const METAVAR: &'static str = "FORMAT";
+    fn parse(text: &str) -> Result<RequestLogFormat, String> {
+        if text.trim() == "json" {
+            return Ok(RequestLogFormat::Json);
+        }
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("%(") {
+            if start > 0 {
+                parts.push(LogPart::Text(rest[..start].to_string()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find(')')
+                .ok_or_else(|| format!("'%({after}' has no closing ')'"))?;
+            let name = &after[..end];
+            let var = LogVar::from_name(name).ok_or_else(|| unknown_log_var(name))?;
+            parts.push(LogPart::Var(var));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(LogPart::Text(rest.to_string()));
+        }
+        Ok(RequestLogFormat::Line {
+            source: text.to_string(),
+            parts,
+        })
+    }
+}
+
+fn unknown_log_var(name: &str) -> String {
+    let known = format!("{}, var.NAME", LogVar::NAMES.join(", "));
+    let from_uwsgi = LogVar::NOT_PROVIDED
+        .iter()
+        .any(|n| name == *n || (n.ends_with('.') && name.starts_with(n)));
+    if from_uwsgi {
+        format!("uWSGI variable '{name}' is not available in rcontainer (known: {known})")
+    } else {
+        format!("unknown variable '{name}' (known: {known})")
+    }
+}
+
 /// A file-system path; not checked for existence here (it may be created later).
 #[derive(Debug)]
 pub(crate) struct Path;
@@ -530,6 +746,65 @@ mod tests {
         let items: Vec<_> = split_commas(" 127.0.0.1, ::1,").map(Peer::parse).collect();
         assert_eq!(items.len(), 2);
         assert!(items.iter().all(Result::is_ok));
+    }
+
+    #[test]
+    fn log_formats_are_json_or_known_variables_between_text() {
+        assert_eq!(LogFormat::parse(" json "), Ok(RequestLogFormat::Json));
+        let format = LogFormat::parse("%(method) %(uri) %(var.X_Y)%(status)!").unwrap();
+        let RequestLogFormat::Line { source, parts } = &format else {
+            panic!("a line format");
+        };
+        assert_eq!(source, "%(method) %(uri) %(var.X_Y)%(status)!");
+        assert_eq!(
+            parts,
+            &[
+                LogPart::Var(LogVar::Method),
+                LogPart::Text(" ".into()),
+                LogPart::Var(LogVar::Uri),
+                LogPart::Text(" ".into()),
+                LogPart::Var(LogVar::Var("X_Y".into())),
+                LogPart::Var(LogVar::Status),
+                LogPart::Text("!".into()),
+            ]
+        );
+        assert_eq!(format.source(), "%(method) %(uri) %(var.X_Y)%(status)!");
+        assert_eq!(
+            LogFormat::parse("100% %(nope)").unwrap_err(),
+            format!(
+                "unknown variable 'nope' (known: {}, var.NAME)",
+                LogVar::NAMES.join(", ")
+            )
+        );
+        assert!(
+            LogFormat::parse("%(rssM)")
+                .unwrap_err()
+                .starts_with("uWSGI variable 'rssM' is not available")
+        );
+        assert!(
+            LogFormat::parse("%(metric.x)")
+                .unwrap_err()
+                .starts_with("uWSGI")
+        );
+        assert!(
+            LogFormat::parse("%(var.)")
+                .unwrap_err()
+                .starts_with("unknown")
+        );
+        assert_eq!(
+            LogFormat::parse("a %(method").unwrap_err(),
+            "'%(method' has no closing ')'"
+        );
+    }
+
+    #[test]
+    fn every_log_variable_name_parses() {
+        for name in LogVar::NAMES {
+            assert!(LogVar::from_name(name).is_some(), "{name}");
+        }
+        for name in LogVar::NOT_PROVIDED {
+            assert!(LogVar::from_name(name).is_none(), "{name}");
+        }
     }
 
     #[test]

@@ -648,12 +648,22 @@ impl<'a> Master<'a> {
             .logto
             .as_ref()
             .or(self.config.daemonize.as_ref());
-        let Some(file) = file else {
-            return;
-        };
-        match daemon::redirect_output(file) {
-            Ok(()) => log::info!("reopened log file {}", file.display()),
-            Err(e) => log::error!("cannot reopen log file {}: {e}", file.display()),
+        if let Some(file) = file {
+            match daemon::redirect_output(file) {
+                Ok(()) => log::info!("reopened log file {}", file.display()),
+                Err(e) => log::error!("cannot reopen log file {}: {e}", file.display()),
+            }
+        }
+        // Workers write through their own copies of the old descriptors, and to their own
+        // req-logger files: they reopen on USR1 too. A booting worker may not catch USR1 yet
+        // (its default action kills), so only workers that have accepted are told.
+        for worker in self.workers.iter() {
+            if matches!(
+                worker.state,
+                Lifecycle::Accepting | Lifecycle::Retiring { .. }
+            ) {
+                let _ = process::send_signal(worker.pid, OsSignal::SIGUSR1);
+            }
         }
     }
 

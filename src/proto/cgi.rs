@@ -28,8 +28,10 @@ pub(crate) struct ConnInfo<'a> {
 /// * `PATH_INFO`: the raw path percent-decoded, as uWSGI's HTTP router does (no dot-segment
 ///   normalisation; `%2F` becomes `/`; a malformed `%` escape is kept as is); `SCRIPT_NAME` empty;
 /// * `CONTENT_TYPE`, `CONTENT_LENGTH` from the headers, empty when absent (as nginx sends them);
-/// * `SERVER_NAME` from `Host` without its port, else `conn.server_name`; `SERVER_PORT`,
-///   `REMOTE_ADDR`, `REMOTE_PORT`, `REQUEST_SCHEME`, and `HTTPS=on` for TLS;
+/// * `SERVER_NAME` from the request's host without its port, else `conn.server_name`;
+///   `SERVER_PORT`, `REMOTE_ADDR`, `REMOTE_PORT`, `REQUEST_SCHEME`, and `HTTPS=on` for TLS. The
+///   host is the target's authority for an absolute-form target (RFC 9112 §3.2.2: `Host` is
+///   then ignored, and `HTTP_HOST` is the authority too), else `Host`;
 /// * every header as `HTTP_` + its name uppercased with `-` as `_`, repeated ones joined with
 ///   `, ` (`; ` for Cookie), like nginx. Headers with `_` in the name are left out, as nginx does
 ///   by default, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
@@ -57,7 +59,7 @@ pub(crate) fn vars_from_head(head: &RequestHead, conn: &ConnInfo<'_>) -> Vars {
     vars.push("REMOTE_PORT", conn.remote_port);
     vars.push("SERVER_PORT", conn.server_port);
     let server_name = head
-        .header("host")
+        .host()
         .map(host_without_port)
         .filter(|h| !h.is_empty())
         .unwrap_or(conn.server_name.as_bytes());
@@ -84,9 +86,15 @@ fn push_header_vars(vars: &mut Vars, head: &RequestHead) {
             b", "
         };
         value.clear();
+        let authority = head
+            .authority()
+            .filter(|_| name.eq_ignore_ascii_case("host"));
+        if let Some(authority) = authority {
+            value.extend_from_slice(authority.as_bytes());
+        }
         for (_, v) in headers[i..]
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .filter(|(n, _)| authority.is_none() && n.eq_ignore_ascii_case(name))
         {
             if !value.is_empty() {
                 value.extend_from_slice(separator);
@@ -103,6 +111,12 @@ fn push_header_vars(vars: &mut Vars, head: &RequestHead) {
             }
         }));
         vars.push(&key, &value);
+    }
+    if let Some(authority) = head.authority()
+        && head.header("host").is_none()
+    {
+        // HTTP/1.0 may leave `Host` out; the target still names the host.
+        vars.push("HTTP_HOST", authority);
     }
 }
 
@@ -223,6 +237,26 @@ mod tests {
         assert_eq!(get(&v, "HTTP_COOKIE"), Some("a=1; b=2"));
         assert_eq!(get(&v, "HTTP_X_EVIL"), None);
         assert_eq!(v.count("HTTP_ACCEPT"), 1);
+    }
+
+    #[test]
+    fn an_absolute_form_target_names_the_host_whatever_host_says() {
+        let v = vars(
+            b"GET http://target.test:8080/p?q=1 HTTP/1.1\r\nHost: other.test\r\n\r\n",
+            &ConnInfo::default(),
+        );
+        assert_eq!(get(&v, "SERVER_NAME"), Some("target.test"));
+        assert_eq!(get(&v, "HTTP_HOST"), Some("target.test:8080"));
+        assert_eq!(v.count("HTTP_HOST"), 1);
+        assert_eq!(get(&v, "PATH_INFO"), Some("/p"));
+        assert_eq!(get(&v, "QUERY_STRING"), Some("q=1"));
+        let v = vars(
+            b"GET http://[::1]:81 HTTP/1.0\r\n\r\n",
+            &ConnInfo::default(),
+        );
+        assert_eq!(get(&v, "SERVER_NAME"), Some("[::1]"));
+        assert_eq!(get(&v, "HTTP_HOST"), Some("[::1]:81"));
+        assert_eq!(get(&v, "PATH_INFO"), Some("/"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! Calendar dates for the wire and the logs: HTTP dates (IMF-fixdate, RFC 9110 §5.6.7) and the
-//! C `ctime` shape of uWSGI's request log, both in UTC, from seconds since the epoch.
+//! Calendar dates for the wire and the logs: HTTP dates (IMF-fixdate, RFC 9110 §5.6.7), the
+//! C `ctime` shape of uWSGI's request log and the Apache shape of its `%(ltime)`, all in UTC,
+//! from seconds since the epoch.
 //!
 //! Pure arithmetic (Howard Hinnant's civil-date algorithms): no clock, no time zone database.
 
@@ -67,6 +68,21 @@ pub(crate) fn format_ctime(secs: u64) -> String {
         c.minute,
         c.second,
         c.year
+    )
+}
+
+/// Seconds since the epoch in the Apache common-log shape of uWSGI's `%(ltime)`
+/// (`strftime("%d/%b/%Y:%H:%M:%S %z")`), in UTC: `23/Nov/2026:17:45:01 +0000`.
+pub(crate) fn format_common_log(secs: u64) -> String {
+    let c = Civil::from_secs(secs);
+    format!(
+        "{:02}/{}/{}:{:02}:{:02}:{:02} +0000",
+        c.day,
+        c.month_name(),
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
     )
 }
 
@@ -140,5 +156,14 @@ mod tests {
         assert_eq!(format_ctime(0), "Thu Jan  1 00:00:00 1970");
         assert_eq!(format_ctime(1_795_455_901), "Mon Nov 23 17:45:01 2026");
         assert_eq!(format_ctime(951_782_400), "Tue Feb 29 00:00:00 2000");
+    }
+
+    #[test]
+    fn common_log_times_look_like_apache() {
+        assert_eq!(format_common_log(0), "01/Jan/1970:00:00:00 +0000");
+        assert_eq!(
+            format_common_log(1_795_455_901),
+            "23/Nov/2026:17:45:01 +0000"
+        );
     }
 }

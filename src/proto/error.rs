@@ -33,8 +33,12 @@ pub(crate) enum ParseError {
     TooManyHeaders,
     /// A bad method token, request-target or separator in the request line. 400.
     InvalidRequestLine,
-    /// A request-target in none of the forms RFC 9112 §3.2 allows for its method. 400.
+    /// A request-target in none of the forms RFC 9112 §3.2 allows for its method, with a
+    /// `#fragment` (never part of a request-target), or an absolute-form whose authority is not
+    /// a valid host and port (or carries userinfo, RFC 9110 §4.2.4). 400.
     InvalidTarget,
+    /// A CONNECT request (HTTP or uwsgi): rcontainer is no tunnelling proxy. 501, then close.
+    ConnectNotSupported,
     /// An HTTP version other than 1.0 and 1.1. 400.
     UnsupportedVersion,
     /// A header name that is not a token, including an obs-fold continuation line. 400.
@@ -49,6 +53,9 @@ pub(crate) enum ParseError {
     DuplicateHost,
     /// A `Host` value with characters no host or port can have. 400.
     InvalidHost,
+    /// More than one `Content-Type` header (or uwsgi `CONTENT_TYPE`/`HTTP_CONTENT_TYPE` var):
+    /// which one the body is would depend on who reads it. 400.
+    DuplicateContentType,
 
     // --- body framing (RFC 9112 §6) ---
     /// `Content-Length` (header or uwsgi var) that is not a plain decimal number that fits a u64. 400.
@@ -90,7 +97,7 @@ impl ParseError {
             VarsTooLarge | HeadTooLarge | TooManyHeaders | TrailersTooLarge => 431,
             UriTooLong => 414,
             BodyTooLarge => 413,
-            UnsupportedModifier(_) | UnsupportedTransferCoding => 501,
+            UnsupportedModifier(_) | UnsupportedTransferCoding | ConnectNotSupported => 501,
             HttpOnUwsgiSocket
             | MalformedVars
             | EmptyVarKey
@@ -103,6 +110,7 @@ impl ParseError {
             | MissingHost
             | DuplicateHost
             | InvalidHost
+            | DuplicateContentType
             | InvalidContentLength
             | DuplicateContentLength
             | ContentLengthWithTransferEncoding
@@ -130,6 +138,7 @@ impl ParseError {
             TooManyHeaders => "too many header fields",
             InvalidRequestLine => "invalid request line",
             InvalidTarget => "invalid request-target",
+            ConnectNotSupported => "connect not supported",
             UnsupportedVersion => "unsupported http version",
             InvalidHeaderName => "invalid header name",
             InvalidHeaderValue => "invalid header value",
@@ -137,6 +146,7 @@ impl ParseError {
             MissingHost => "http/1.1 request without host",
             DuplicateHost => "duplicate host header",
             InvalidHost => "invalid host header",
+            DuplicateContentType => "duplicate content-type",
             InvalidContentLength => "invalid content-length",
             DuplicateContentLength => "duplicate content-length",
             ContentLengthWithTransferEncoding => "both content-length and transfer-encoding",
@@ -178,6 +188,8 @@ mod tests {
             ParseError::UriTooLong,
             ParseError::BodyTooLarge,
             ParseError::UnsupportedTransferCoding,
+            ParseError::ConnectNotSupported,
+            ParseError::DuplicateContentType,
             ParseError::InvalidChunkSize,
         ];
         for e in all {

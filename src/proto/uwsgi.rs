@@ -216,7 +216,8 @@ impl Request {
 /// # Errors
 /// See [`ParseError`]: HTTP on a uwsgi socket, an unsupported modifier1, a vars block over
 /// `buffer-size` (431, decided from the header alone), malformed vars, an empty key, a bad or
-/// duplicate `CONTENT_LENGTH` (400), a body over `limit-post` (413).
+/// duplicate `CONTENT_LENGTH`, a repeated `CONTENT_TYPE` or `HTTP_CONTENT_TYPE` (400), a body
+/// over `limit-post` (413), a CONNECT (501).
 pub(crate) fn parse_packet(
     buf: &[u8],
     limits: &Limits,
@@ -244,6 +245,7 @@ pub(crate) fn parse_packet(
         return Ok(Some((Packet::Ping, consumed)));
     }
     let vars = parse_vars(block)?;
+    check_request_vars(&vars)?;
     let content_length = content_length(&vars)?;
     if limits.is_body_too_large(content_length) {
         return Err(ParseError::BodyTooLarge);
@@ -292,6 +294,19 @@ fn split_item(bytes: &[u8]) -> Result<(&[u8], &[u8]), ParseError> {
         return Err(ParseError::MalformedVars);
     }
     Ok(rest.split_at(len))
+}
+
+/// The same rules as on HTTP: a CONNECT is not served (501), and a body with two content types
+/// (two `CONTENT_TYPE` vars, or the client's two `Content-Type` headers as `HTTP_CONTENT_TYPE`)
+/// is refused rather than read one way by one reader and another way by the next.
+fn check_request_vars(vars: &Vars) -> Result<(), ParseError> {
+    if vars.get("REQUEST_METHOD") == Some(b"CONNECT") {
+        return Err(ParseError::ConnectNotSupported);
+    }
+    if vars.count("CONTENT_TYPE") > 1 || vars.count("HTTP_CONTENT_TYPE") > 1 {
+        return Err(ParseError::DuplicateContentType);
+    }
+    Ok(())
 }
 
 /// The body length a request declares: empty or absent `CONTENT_LENGTH` = 0.
@@ -524,6 +539,27 @@ mod tests {
         )
         .expect("fits");
         assert_eq!(parse(&twice), Err(ParseError::DuplicateContentLength));
+    }
+
+    #[test]
+    fn connect_and_repeated_content_types_are_refused_as_on_http() {
+        let connect = encode_packet(Modifier1::Request, 0, [("REQUEST_METHOD", "CONNECT")]);
+        let err = parse(&connect.expect("fits")).unwrap_err();
+        assert_eq!((err, err.status()), (ParseError::ConnectNotSupported, 501));
+        for key in ["CONTENT_TYPE", "HTTP_CONTENT_TYPE"] {
+            let twice = encode_packet(Modifier1::Request, 0, [(key, "a/b"), (key, "c/d")]);
+            assert_eq!(
+                parse(&twice.expect("fits")),
+                Err(ParseError::DuplicateContentType),
+                "{key}"
+            );
+        }
+        let nginx = encode_packet(
+            Modifier1::Request,
+            0,
+            [("CONTENT_TYPE", "a/b"), ("HTTP_CONTENT_TYPE", "a/b")],
+        );
+        assert!(matches!(parse(&nginx.expect("fits")), Ok(Some(_))));
     }
 
     #[test]

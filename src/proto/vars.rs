@@ -59,7 +59,6 @@ impl Vars {
             .map(|&(k, v)| (k.of(&self.buf), v.of(&self.buf)))
     }
 
-    #[cfg(test)]
     /// The number of variables.
     pub(crate) fn len(&self) -> usize {
         self.entries.len()

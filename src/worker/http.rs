@@ -7,7 +7,6 @@ use std::time::Instant;
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
-use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
 use crate::proto::cgi::{self, ConnInfo};
 use crate::proto::http1::{self, BodyDecoder, RequestHead, ResponseContext};
@@ -114,7 +113,8 @@ fn serve_request(
         head.expects_continue(),
     );
     let route = shared.router.route(head_path(&vars));
-    let record_base = RequestRecord::begin(&head_summary(&head), &remote_addr, guard.core());
+    let record_base =
+        (shared.request_log).begin(&head_summary(&head), &remote_addr, guard.core(), &vars);
     shared.begin_request(guard.core(), head.method(), head.target());
     let (response, outcome) = {
         let mut req = request_from_head(&head, vars, route.script_name, conn, &mut body_state);
@@ -153,6 +153,7 @@ fn serve_request(
         &framing,
     )
     .expect("invariant: conn::checked let only valid headers through");
+    let record = (record_base.with_protocol(head.version().as_str())).with_response_head(&out);
     let answer = Answer {
         status,
         head: out,
@@ -160,16 +161,15 @@ fn serve_request(
         encoding: framing.encoding,
         send_body: framing.send_body,
     };
-    let record = record_base.with_protocol(head.version().as_str());
     conn::send_answer(conn, shared, guard, answer, record, started)?;
     Ok(framing.keep_alive)
 }
 
-/// `PATH_INFO` of the derived vars (percent-decoded), for routing.
-fn head_path(vars: &Vars) -> &str {
+/// `PATH_INFO` of the derived vars (percent-decoded bytes, UTF-8 or not), for routing.
+fn head_path(vars: &Vars) -> &[u8] {
     vars.get("PATH_INFO")
-        .and_then(|p| std::str::from_utf8(p).ok())
-        .unwrap_or("/")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(b"/")
 }
 
 fn head_summary(head: &RequestHead) -> (String, String) {
@@ -194,9 +194,15 @@ fn request_from_head<'c>(
         .strip_prefix(script_name)
         .unwrap_or(path_info)
         .to_string();
+    // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+    let authority = head.authority();
     let headers = head
         .headers()
         .map(|(name, value)| {
+            let value = match authority {
+                Some(authority) if name.eq_ignore_ascii_case("host") => authority.as_bytes(),
+                _ => value,
+            };
             (
                 name.to_string(),
                 String::from_utf8_lossy(value).into_owned(),

@@ -8,7 +8,8 @@
 //!
 //! The loop turns the runtime and, between turns, looks at the signal flags: TERM drains
 //! (stop accepting, close idle keep-alive connections, let requests in flight finish within
-//! `worker-reload-mercy`), INT and QUIT exit at once, HUP is ignored.
+//! `worker-reload-mercy`), INT and QUIT exit at once, USR1 reopens the log files, HUP is
+//! ignored.
 //!
 //! It must not know about other workers or the master's decisions: it serves until told to
 //! stop and returns an exit code.
@@ -214,7 +215,9 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
     let mut paused = false;
     while stop == Stop::No {
         runtime.turn(Some(IDLE_TURN))?;
-        stop = stop.after(&signals.drain()?);
+        let received = signals.drain()?;
+        reopen_logs_on_usr1(&shared, &received);
+        stop = stop.after(&received);
         let Some(slot) = &slot else {
             continue;
         };
@@ -243,6 +246,15 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         config.worker_reload_mercy,
         &mut signals,
     )
+}
+
+/// USR1, forwarded by the master once it reopened its own log: this worker opens its log files
+/// again by name (after a rotation its descriptors still point at the moved files).
+fn reopen_logs_on_usr1(shared: &Shared, received: &[Signal]) {
+    if received.contains(&Signal::Usr1) {
+        shared.request_log.reopen();
+        log::info!("worker reopened logs id={}", shared.worker_id);
+    }
 }
 
 /// What the router and the configured apps need from the configuration.
@@ -309,7 +321,9 @@ fn drain(
         }
         let next = if idle_closed { deadline } else { idle_deadline };
         runtime.turn(Some((next - now).min(IDLE_TURN)))?;
-        stop = stop.after(&signals.drain()?);
+        let received = signals.drain()?;
+        reopen_logs_on_usr1(shared, &received);
+        stop = stop.after(&received);
         if let Some(slot) = &shared.slot {
             slot.heartbeat();
         }

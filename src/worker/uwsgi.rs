@@ -8,7 +8,6 @@ use std::time::Instant;
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
-use super::reqlog::RequestRecord;
 use crate::api::{Body, Request, Response};
 use crate::proto::http1::{BodyDecoder, BodyEncoding};
 use crate::proto::uwsgi::{self, Packet};
@@ -126,9 +125,17 @@ fn serve_request(
         .parse::<SocketAddr>()
         .ok();
     let is_head = method == "HEAD";
-    let route = shared.router.route(&path_info);
-    let record_base =
-        RequestRecord::begin(&(method.clone(), uri.clone()), &remote_ip, guard.core());
+    // Route on nginx's decoded bytes, as HTTP does, not on their lossy text.
+    let route = shared.router.route(match request.vars().get("PATH_INFO") {
+        None | Some(b"") => b"/",
+        Some(raw) => raw,
+    });
+    let record_base = (shared.request_log).begin(
+        &(method.clone(), uri.clone()),
+        &remote_ip,
+        guard.core(),
+        request.vars(),
+    );
     shared.begin_request(guard.core(), &method, &uri);
     let (response, outcome) = {
         let headers = headers_from_vars(&vars);
@@ -168,6 +175,9 @@ fn serve_request(
         len,
     )
     .expect("invariant: conn::checked let only valid headers through");
+    let record = record_base
+        .with_protocol(&protocol)
+        .with_response_head(&out);
     // Never chunked: a body of unknown length ends when we close.
     let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
     let send_body = !is_head && http1::response::status_allows_body(status);
@@ -178,7 +188,6 @@ fn serve_request(
         encoding,
         send_body,
     };
-    let record = record_base.with_protocol(&protocol);
     conn::send_answer(conn, shared, guard, answer, record, started)
 }
 

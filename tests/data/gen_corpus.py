@@ -263,6 +263,22 @@ def http_invalid():
          post + b"Transfer-Encoding: chunked\r\n\r\n0\r\nX-T: a\r\n b\r\n\r\n"),
         ("trailer-without-colon", 400, "InvalidTrailer",
          post + b"Transfer-Encoding: chunked\r\n\r\n0\r\nNoColon\r\n\r\n"),
+        # Request-target conformance (RFC 9112 §3.2, §3.2.2) and chunk-size whitespace (§7.1).
+        ("connect", 501, "ConnectNotSupported",
+         b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n"),
+        ("fragment-in-target", 400, "InvalidTarget",
+         b"GET /p?x=1#frag HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        ("absolute-form-invalid-authority", 400, "InvalidTarget",
+         b"PUT s://]ufd/: HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\n\r\n"),
+        ("absolute-form-userinfo", 400, "InvalidTarget",
+         b"GET http://user@a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n"),
+        ("chunk-size-trailing-space", 400, "InvalidChunkSize",
+         post + b"Transfer-Encoding: chunked\r\n\r\n0 \r\n\r\n"),
+        ("chunk-size-trailing-tab", 400, "InvalidChunkSize",
+         post + b"Transfer-Encoding: chunked\r\n\r\n5\t\r\nhello\r\n0\r\n\r\n"),
+        ("duplicate-content-type", 400, "DuplicateContentType",
+         post + b"Content-Type: text/plain\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 2\r\n\r\n{}"),
     ]
     path = reset("http/invalid")
     for i, (name, status, variant, wire) in enumerate(cases, 1):
@@ -363,6 +379,12 @@ def uwsgi_corpus():
          packet(nginx_params("POST", clen="3") + [("CONTENT_LENGTH", "300")]) + b"abc"),
         ("content-length-over-limit-post", 413, "BodyTooLarge",
          packet(nginx_params("POST", clen="1099511627776"))),
+        ("connect", 501, "ConnectNotSupported",
+         packet(nginx_params("CONNECT", "a.test:443"))),
+        ("duplicate-content-type", 400, "DuplicateContentType",
+         packet(nginx_params("POST", ctype="text/plain", clen="2",
+                             extra_headers=[("HTTP_CONTENT_TYPE", "text/plain"),
+                                            ("HTTP_CONTENT_TYPE", "application/json")])) + b"{}"),
     ]
     n = 0
     for name, wire, expect in valid:

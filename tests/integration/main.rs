@@ -4,10 +4,12 @@
 //! an inline INI in a temp dir and kills what it started; every wait has a deadline.
 
 mod cli;
+mod conformance;
 mod corpus;
 mod harness;
 mod http;
 mod library;
+mod logs;
 mod master;
 mod nginx;
 mod reload;

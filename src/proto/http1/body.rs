@@ -4,7 +4,8 @@
 //! A byte-level state machine, like hyper's `decode.rs`: feed whatever bytes arrived, get back
 //! how many were used and which of them are body data. Split points never change the result.
 //! Chunk lines must end in CRLF (a bare LF there is a classic smuggling vector, so it is
-//! refused even though heads accept one). No I/O, no allocation per byte.
+//! refused even though heads accept one), and whitespace after a chunk size is allowed only
+//! before an extension's `;`. No I/O, no allocation per byte.
 
 use std::ops::Range;
 
@@ -93,7 +94,7 @@ struct Chunked {
 enum State {
     /// Hex digits of the chunk size.
     Size,
-    /// Whitespace after the size, before `;` or CR.
+    /// Whitespace after the size: only a `;` may follow.
     SizeWhitespace,
     /// A chunk extension, skipped up to CR.
     Extension,
@@ -236,7 +237,9 @@ impl Chunked {
             }
             (Size | SizeWhitespace, b' ' | b'\t') => SizeWhitespace,
             (Size | SizeWhitespace, b';') => Extension,
-            (Size | SizeWhitespace | Extension, b'\r') => SizeLf,
+            // Whitespace may only lead to an extension (BWS before `;`, RFC 9112 §7.1.1):
+            // `0 \r\n` or `5\t\r\n` is no chunk-size line, and peers disagree on them.
+            (Size | Extension, b'\r') => SizeLf,
             (Size | SizeWhitespace | Extension, b'\n') => {
                 return Err(ParseError::InvalidChunkLineEnding);
             }
@@ -432,6 +435,9 @@ mod tests {
             b"0x3\r\nabc\r\n0\r\n\r\n",
             b" 3\r\nabc\r\n0\r\n\r\n",
             b"3 x\r\nabc\r\n0\r\n\r\n",
+            b"0 \r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"3 \t \r\nabc\r\n0\r\n\r\n",
         ] {
             let err = chunked(input).unwrap_err();
             assert_eq!(err, ParseError::InvalidChunkSize, "{input:?}");

@@ -59,19 +59,31 @@ impl RequestHead {
     }
 
     /// The raw path of the target, without the query; for an absolute-form target, without the
-    /// scheme and authority (`/` if it has no path); `*` for `OPTIONS *`; empty for CONNECT.
+    /// scheme and authority (`/` if it has no path); `*` for `OPTIONS *`.
     pub(crate) fn path(&self) -> &str {
         let target = self.target();
         let without_query = target.split_once('?').map_or(target, |(p, _)| p);
-        if self.method() == "CONNECT" {
-            return "";
+        match split_absolute_form(without_query) {
+            Some((_, _, "")) => "/",
+            Some((_, _, path)) => path,
+            None => without_query,
         }
-        match without_query.split_once("://") {
-            Some((_, rest)) if !without_query.starts_with('/') => {
-                rest.find('/').map_or("/", |i| &rest[i..])
-            }
-            _ => without_query,
-        }
+    }
+
+    /// The authority (`host[:port]`) of an absolute-form target, `None` for the other forms.
+    /// RFC 9112 §3.2.2: when it is there, it is the request's host, whatever `Host` says.
+    pub(crate) fn authority(&self) -> Option<&str> {
+        let target = self.target();
+        let without_query = target.split_once('?').map_or(target, |(p, _)| p);
+        split_absolute_form(without_query).map(|(_, authority, _)| authority)
+    }
+
+    /// The request's host as sent: the target's authority for an absolute-form target, else the
+    /// first `Host` value (`None` when there is neither, as HTTP/1.0 allows).
+    pub(crate) fn host(&self) -> Option<&[u8]> {
+        self.authority()
+            .map(str::as_bytes)
+            .or_else(|| self.header("host"))
     }
 
     /// The raw query after the first `?`, empty if none (`QUERY_STRING`).
@@ -222,17 +234,24 @@ fn map_httparse_error(e: httparse::Error) -> ParseError {
     }
 }
 
-/// The request-target forms of RFC 9112 §3.2: origin (`/path`), absolute (`http://h/p`),
-/// authority (`host:port`, CONNECT only) and asterisk (`*`, OPTIONS only).
+/// The request-target forms of RFC 9112 §3.2: origin (`/path`), absolute (`http://h/p`) and
+/// asterisk (`*`, OPTIONS only). CONNECT (authority-form) is refused as not implemented. No
+/// form may carry a `#fragment` (it is never sent, RFC 9112 §3.2), and an absolute-form target
+/// must have a valid authority: it decides the request's host.
 fn check_target(method: &str, target: &str) -> Result<(), ParseError> {
-    let ok = if method == "CONNECT" {
-        !target.contains(['/', '?', '#', '@'])
+    if method == "CONNECT" {
+        return Err(ParseError::ConnectNotSupported);
+    }
+    let ok = if target.contains('#') {
+        false
     } else if target == "*" {
         method == "OPTIONS"
     } else if target.starts_with('/') {
         true
     } else {
-        is_absolute_form(target)
+        let without_query = target.split_once('?').map_or(target, |(p, _)| p);
+        split_absolute_form(without_query)
+            .is_some_and(|(_, authority, _)| is_valid_authority(authority))
     };
     if ok {
         Ok(())
@@ -241,13 +260,72 @@ fn check_target(method: &str, target: &str) -> Result<(), ParseError> {
     }
 }
 
-fn is_absolute_form(target: &str) -> bool {
-    let Some((scheme, _)) = target.split_once("://") else {
-        return false;
-    };
+/// `scheme://authority/path` (query already removed) as `(scheme, authority, path)`; the path
+/// keeps its `/` and may be empty. `None` when the target is not in absolute form.
+fn split_absolute_form(target: &str) -> Option<(&str, &str, &str)> {
+    if target.starts_with('/') {
+        return None;
+    }
+    let (scheme, rest) = target.split_once("://")?;
     let mut bytes = scheme.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    let scheme_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok {
+        return None;
+    }
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    Some((scheme, authority, path))
+}
+
+/// `host [":" port]` of RFC 3986 §3.2 with a non-empty host: a reg-name (unreserved,
+/// sub-delims, `%XX`), or an IP literal in brackets; the port is digits. No userinfo: RFC 9110
+/// §4.2.4 says to treat it as an error in an `http(s)` URI.
+fn is_valid_authority(authority: &str) -> bool {
+    let (host_ok, port) = match authority.strip_prefix('[') {
+        Some(literal) => match literal.split_once(']') {
+            Some((inside, after)) => (is_ip_literal(inside.as_bytes()), after),
+            None => return false,
+        },
+        None => {
+            // A reg-name has no `:`, so the first one starts the port.
+            let end = authority.find(':').unwrap_or(authority.len());
+            let host = &authority.as_bytes()[..end];
+            (!host.is_empty() && is_reg_name(host), &authority[end..])
+        }
+    };
+    let port_ok = port.is_empty()
+        || port
+            .strip_prefix(':')
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// What may sit between the brackets of an IP literal: an IPv6 address (hex digits, `:`, a
+/// dotted IPv4 tail) or an IPvFuture (`v1.x`: unreserved, sub-delims, `:`).
+fn is_ip_literal(inside: &[u8]) -> bool {
+    !inside.is_empty()
+        && inside
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b":.-_~!$&'()*+,;=".contains(&b))
+}
+
+/// RFC 3986 reg-name: unreserved, sub-delims and well-formed `%XX` escapes.
+fn is_reg_name(host: &[u8]) -> bool {
+    let mut i = 0;
+    while i < host.len() {
+        match host[i] {
+            b'%' => {
+                let hex = host.get(i + 1..i + 3);
+                if !hex.is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) {
+                    return false;
+                }
+                i += 3;
+            }
+            b if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b) => i += 1,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// What the header fields decide.
@@ -263,6 +341,7 @@ fn check_fields(
     limits: &Limits,
 ) -> Result<FieldChecks, ParseError> {
     let mut hosts = 0usize;
+    let mut content_types = 0usize;
     let mut content_length: Option<&[u8]> = None;
     let mut transfer_encoding = false;
     let mut chunked_last = false;
@@ -279,6 +358,11 @@ fn check_fields(
             hosts += 1;
             if !is_valid_host(value) {
                 return Err(ParseError::InvalidHost);
+            }
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_types += 1;
+            if content_types > 1 {
+                return Err(ParseError::DuplicateContentType);
             }
         } else if name.eq_ignore_ascii_case("content-length") {
             if content_length.is_some() {
@@ -659,6 +743,73 @@ mod tests {
             parse(b"GET index.html HTTP/1.1\r\nHost: a\r\n\r\n"),
             Err(ParseError::InvalidTarget)
         );
+    }
+
+    #[test]
+    fn connect_is_not_implemented() {
+        let err = parse(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n").unwrap_err();
+        assert_eq!((err, err.status()), (ParseError::ConnectNotSupported, 501));
+    }
+
+    #[test]
+    fn fragments_are_never_part_of_a_target() {
+        for target in ["/p#f", "/p?x=1#f", "http://a.test/p#f", "/#"] {
+            let wire = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                parse(wire.as_bytes()),
+                Err(ParseError::InvalidTarget),
+                "{target}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_absolute_form_target_needs_a_valid_authority_and_names_the_host() {
+        let h = head(b"GET http://target.test:8080/p?q HTTP/1.1\r\nHost: other\r\n\r\n");
+        assert_eq!(h.authority(), Some("target.test:8080"));
+        assert_eq!(h.host(), Some(&b"target.test:8080"[..]));
+        assert_eq!(h.path(), "/p");
+        let h = head(b"GET http://[::1]:80?q HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(
+            (h.authority(), h.path(), h.query()),
+            (Some("[::1]:80"), "/", "q")
+        );
+        let h = head(b"GET /p HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((h.authority(), h.host()), (None, Some(&b"a"[..])));
+        for target in [
+            "s://]ufd/:",
+            "http:///p",
+            "http://user@a.test/",
+            "http://a.test:8x/",
+            "http://[::1/",
+            "http://[]/",
+            "http://a%zz/",
+            "http://a\"b/",
+            "http://[::1]x/",
+        ] {
+            let wire = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert_eq!(
+                parse(wire.as_bytes()),
+                Err(ParseError::InvalidTarget),
+                "{target}"
+            );
+        }
+        for target in [
+            "http://a.test:/",
+            "https://xn--bcher-kva.example",
+            "http://a%41b/",
+        ] {
+            let wire = format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n");
+            assert!(matches!(parse(wire.as_bytes()), Ok(Some(_))), "{target}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_content_type_gets_400() {
+        let wire = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\ncontent-type: a/b\r\n\r\n";
+        assert_eq!(parse(wire), Err(ParseError::DuplicateContentType));
+        let h = head(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\n\r\n");
+        assert_eq!(h.header("content-type"), Some(&b"a/b"[..]));
     }
 
     #[test]
