@@ -5,8 +5,10 @@
 //! so that the command line, the environment and INI files share one set of rules and messages.
 //! Every message goes to stderr; only `--help`, `--version` and `--print-config` write stdout.
 //!
-//! The modes that are not built yet (instance, emperor, pidfile signals) end in one function
-//! each ([`run_instance`], [`run_emperor`], [`signal_pidfile`]); the master plugs in there.
+//! Each mode ends in one function ([`run_instance`], [`run_emperor`], [`signal_pidfile`]).
+//! Config warnings go to stderr as they are in `--check-config` and `--print-config`; an
+//! instance logs them instead (timestamped log lines, once per load: a reloaded master loads
+//! its configuration again and logs them again, the check before the reload does not).
 
 use std::ffi::OsString;
 use std::iter::Peekable;
@@ -16,8 +18,10 @@ use std::process::ExitCode;
 use crate::api::AppRegistry;
 use crate::config::error::ConfigError;
 use crate::config::options::{self, find_option};
-use crate::config::{self, CliSetting, Config, IniRef, Loaded, Sources};
+use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
+use crate::sys::pidfile::{self, Identity};
+use crate::sys::process::{OsSignal, Pid, send_signal};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +80,16 @@ impl PidfileRequest {
             PidfileRequest::ChainReload => "--chain-reload",
         }
     }
+
+    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload).
+    fn signal(self) -> OsSignal {
+        match self {
+            PidfileRequest::Reload => OsSignal::SIGHUP,
+            PidfileRequest::Stop => OsSignal::SIGINT,
+            PidfileRequest::GracefulStop => OsSignal::SIGTERM,
+            PidfileRequest::ChainReload => OsSignal::SIGURG,
+        }
+    }
 }
 
 /// Runs the command line `args` (program name first) and returns the process exit code.
@@ -102,39 +116,55 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
             println!("rcontainer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::from(exit::OK)
         }
-        Invocation::CheckConfig(args) => match load_reporting(args, apps) {
+        Invocation::CheckConfig(args) => match load_reporting(args, apps, Warnings::Print) {
             Some(_) => ExitCode::from(exit::OK),
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::PrintConfig(args) => match load_reporting(args, apps) {
+        Invocation::PrintConfig(args) => match load_reporting(args, apps, Warnings::Print) {
             Some(loaded) => {
                 print!("{}", loaded.render_effective());
                 ExitCode::from(exit::OK)
             }
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::Serve(args) => match load_reporting(args.clone(), apps) {
-            Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
-            Some(loaded) => run_instance(loaded.config, &args, apps),
-            None => ExitCode::from(exit::CONFIG),
-        },
+        Invocation::Serve(args) => {
+            crate::log::init();
+            match load_reporting(args.clone(), apps, Warnings::Log) {
+                Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
+                Some(loaded) => run_instance(loaded.config, &args, apps),
+                None => ExitCode::from(exit::CONFIG),
+            }
+        }
         Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
     }
 }
 
-/// Loads the configuration, printing warnings and errors to stderr; `None` if it is unusable.
-fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
+/// Where [`load_reporting`] puts the warnings of a load that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Warnings {
+    /// On stderr as they are: `--check-config`, `--print-config`.
+    Print,
+    /// As log lines (the logger is set up): an instance, whose stderr may be a log file.
+    Log,
+}
+
+/// Loads the configuration, reporting warnings (see [`Warnings`]) and errors (stderr); `None`
+/// if it is unusable.
+fn load_reporting(args: ConfigArgs, apps: &AppRegistry, warnings: Warnings) -> Option<Loaded> {
     let sources = Sources::from_process(args.ini_files, args.overrides);
     match config::load(&sources) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                eprintln!("{warning}");
+                match warnings {
+                    Warnings::Print => eprintln!("{warning}"),
+                    Warnings::Log => log::warn!("{warning}"),
+                }
             }
-            let unknown_apps = check_app_names(&loaded, apps);
-            for error in &unknown_apps {
+            let app_errors = check_apps(&loaded, apps);
+            for error in &app_errors {
                 eprintln!("{error}");
             }
-            if !unknown_apps.is_empty() {
+            if !app_errors.is_empty() {
                 return None;
             }
             if let Err(e) = crate::worker::check_routes(&loaded.config, apps) {
@@ -155,9 +185,24 @@ fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
     }
 }
 
-/// `module` and every `mount` must name an app this binary has: checked before anything starts,
-/// with the `file:line` of the entry that names it.
-fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
+/// An instance must serve something: a `module`, a `mount` or a `static-map` (a placeholder
+/// app silently standing in for a forgotten one is worse than no start). `module` and every
+/// `mount` must name an app this binary has; a name that looks like a Python module
+/// (`project.wsgi`, `pkg.mod:app`) gets told that this build serves no Python. Checked before
+/// anything starts, with the `file:line` of the entry that names the app.
+fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
+    let config = &loaded.config;
+    let names = || apps.names().join(", ");
+    if config.emperor.is_none()
+        && config.module.is_none()
+        && config.mounts.is_empty()
+        && config.static_maps.is_empty()
+    {
+        return vec![ConfigError::overall(format!(
+            "no app configured: set module = APP (apps of this binary: {})",
+            names()
+        ))];
+    }
     loaded
         .effective
         .iter()
@@ -169,16 +214,25 @@ fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
                 _ => return None,
             };
             let name = name.trim();
-            apps.get(name)
-                .is_none()
-                .then(|| ConfigError::at(&entry.origin, entry.key, apps.unknown_app(name)))
+            if apps.get(name).is_some() {
+                return None;
+            }
+            let message = if name.contains(['.', ':']) {
+                format!(
+                    "'{name}' looks like a Python module: {NO_PYTHON} (apps of this binary: {})",
+                    names()
+                )
+            } else {
+                apps.unknown_app(name)
+            };
+            Some(ConfigError::at(&entry.origin, entry.key, message))
         })
         .collect()
 }
 
-/// Runs one instance: master and workers. A reload first checks that `args` still load.
+/// Runs one instance: master and workers. A reload first checks that `args` still load (its
+/// warnings are not shown: the reloaded master logs them when it loads the same files).
 fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCode {
-    crate::log::init();
     let recheck = || {
         let sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
         let loaded = config::load(&sources).map_err(|failed| {
@@ -188,7 +242,7 @@ fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCo
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
         })?;
-        let unknown: Vec<String> = check_app_names(&loaded, apps)
+        let unknown: Vec<String> = check_apps(&loaded, apps)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -205,27 +259,82 @@ fn run_emperor(_config: &Config) -> ExitCode {
     not_implemented("emperor mode")
 }
 
-/// Sends `request` to the master whose pid is in `pidfile`.
+/// Sends `request` to the master whose pid is in `pidfile`, after checking that the pid is an
+/// rcontainer master: a stale pidfile's pid may belong to any process by now. Exit 0 once the
+/// signal is sent, 1 when nothing was signalled (or the master refused the request).
 fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
-    use crate::sys::process::{OsSignal, send_signal};
-    let signal = match request {
-        PidfileRequest::Reload => OsSignal::SIGHUP,
-        PidfileRequest::Stop => OsSignal::SIGINT,
-        PidfileRequest::GracefulStop => OsSignal::SIGTERM,
-        PidfileRequest::ChainReload => OsSignal::SIGURG,
+    let flag = request.flag();
+    let pid = match pidfile::read_running_pid(pidfile) {
+        Ok(pid) => pid,
+        Err(e) => {
+            eprintln!("rcontainer: {flag}: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
     };
-    let sent = crate::sys::pidfile::read_running_pid(pidfile)
-        .and_then(|pid| send_signal(pid, signal).map(|()| pid));
-    match sent {
-        Ok(pid) => {
+    let refusal = match pidfile::identify(pid) {
+        Identity::Rcontainer => None,
+        Identity::Other(exe) => Some(format!(
+            "is not an rcontainer master (it is {})",
+            exe.display()
+        )),
+        Identity::Unknown(why) => Some(format!(
+            "cannot be checked to be an rcontainer master ({why})"
+        )),
+    };
+    if let Some(refusal) = refusal {
+        eprintln!(
+            "rcontainer: {flag}: pid {pid} (from {}) {refusal}: not signalled",
+            pidfile.display()
+        );
+        return ExitCode::from(exit::CONFIG);
+    }
+    let signal = request.signal();
+    if let Err(e) = send_signal(pid, signal) {
+        eprintln!("rcontainer: {flag}: signal {signal} to pid {pid}: {e}");
+        return ExitCode::from(exit::CONFIG);
+    }
+    report_outcome(request, pid, await_outcome(request, pid))
+}
+
+/// What became of a request once its signal was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Outcome {
+    /// Sent; nothing more is known.
+    Sent,
+    /// The master refused it (a reload whose configuration no longer loads): the reasons, one
+    /// error per line as the master found them. The master keeps running as it was.
+    // Built by `await_outcome` once the master reports refused reloads.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Refused(Vec<String>),
+}
+
+/// How `request` to `pid` turned out. Only a reload can be refused (the master keeps its old
+/// configuration when the new one does not load); the master does not report that yet, so
+/// every request counts as done once its signal is sent. This is the place to wait for the
+/// master's answer and return [`Outcome::Refused`].
+fn await_outcome(request: PidfileRequest, pid: Pid) -> Outcome {
+    let _ = (request, pid);
+    Outcome::Sent
+}
+
+/// Prints what became of `request` and returns the exit code: 0 when sent, 1 when refused.
+fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCode {
+    let flag = request.flag();
+    match outcome {
+        Outcome::Sent => {
             eprintln!(
-                "rcontainer: sent {signal} to master pid {pid} ({})",
-                request.flag()
+                "rcontainer: sent {} to master pid {pid} ({flag})",
+                request.signal()
             );
             ExitCode::from(exit::OK)
         }
-        Err(e) => {
-            eprintln!("rcontainer: {}: {e}", request.flag());
+        Outcome::Refused(reasons) => {
+            eprintln!(
+                "rcontainer: {flag}: master pid {pid} refused it and keeps running as it was:"
+            );
+            for reason in reasons {
+                eprintln!("  {reason}");
+            }
             ExitCode::from(exit::CONFIG)
         }
     }
@@ -549,6 +658,20 @@ mod tests {
         assert!(parse(&["--reload"]).is_err());
         assert!(parse(&["--reload", "a.pid", "--processes", "2"]).is_err());
         assert!(parse(&["--reload", "a.pid", "--stop", "a.pid"]).is_err());
+    }
+
+    #[test]
+    fn a_refused_request_exits_1_and_a_sent_one_0() {
+        let pid = Pid::from_raw(42);
+        let refused = Outcome::Refused(vec!["app.ini:3: prcesses: unknown option".into()]);
+        assert_eq!(
+            report_outcome(PidfileRequest::Reload, pid, refused),
+            ExitCode::from(exit::CONFIG)
+        );
+        assert_eq!(
+            report_outcome(PidfileRequest::Reload, pid, Outcome::Sent),
+            ExitCode::from(exit::OK)
+        );
     }
 
     #[test]

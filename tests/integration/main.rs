@@ -10,4 +10,5 @@ mod http;
 mod library;
 mod master;
 mod nginx;
+mod operations;
 mod uwsgi;
