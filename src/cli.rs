@@ -5,8 +5,10 @@
 //! so that the command line, the environment and INI files share one set of rules and messages.
 //! Every message goes to stderr; only `--help`, `--version` and `--print-config` write stdout.
 //!
-//! The modes that are not built yet (instance, emperor, pidfile signals) end in one function
-//! each ([`run_instance`], [`run_emperor`], [`signal_pidfile`]); the master plugs in there.
+//! Each mode ends in one function ([`run_instance`], [`run_emperor`], [`signal_pidfile`]).
+//! Config warnings go to stderr as they are in `--check-config` and `--print-config`; an
+//! instance logs them instead (timestamped log lines, once per load: a reloaded master loads
+//! its configuration again and logs them again, the check before the reload does not).
 
 use std::ffi::OsString;
 use std::iter::Peekable;
@@ -16,8 +18,11 @@ use std::process::ExitCode;
 use crate::api::AppRegistry;
 use crate::config::error::ConfigError;
 use crate::config::options::{self, find_option};
-use crate::config::{self, CliSetting, Config, IniRef, Loaded, Sources};
+use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
+use crate::sys::pidfile::{self, Identity};
+use crate::sys::process::{OsSignal, Pid, send_signal};
+use crate::sys::signal::{Answer, request_answer};
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +81,16 @@ impl PidfileRequest {
             PidfileRequest::ChainReload => "--chain-reload",
         }
     }
+
+    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload).
+    fn signal(self) -> OsSignal {
+        match self {
+            PidfileRequest::Reload => OsSignal::SIGHUP,
+            PidfileRequest::Stop => OsSignal::SIGINT,
+            PidfileRequest::GracefulStop => OsSignal::SIGTERM,
+            PidfileRequest::ChainReload => OsSignal::SIGURG,
+        }
+    }
 }
 
 /// Runs the command line `args` (program name first) and returns the process exit code.
@@ -102,39 +117,55 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
             println!("rcontainer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::from(exit::OK)
         }
-        Invocation::CheckConfig(args) => match load_reporting(args, apps) {
+        Invocation::CheckConfig(args) => match load_reporting(args, apps, Warnings::Print) {
             Some(_) => ExitCode::from(exit::OK),
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::PrintConfig(args) => match load_reporting(args, apps) {
+        Invocation::PrintConfig(args) => match load_reporting(args, apps, Warnings::Print) {
             Some(loaded) => {
                 print!("{}", loaded.render_effective());
                 ExitCode::from(exit::OK)
             }
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::Serve(args) => match load_reporting(args.clone(), apps) {
-            Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
-            Some(loaded) => run_instance(loaded.config, &args, apps),
-            None => ExitCode::from(exit::CONFIG),
-        },
+        Invocation::Serve(args) => {
+            crate::log::init();
+            match load_reporting(args.clone(), apps, Warnings::Log) {
+                Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
+                Some(loaded) => run_instance(loaded.config, &args, apps),
+                None => ExitCode::from(exit::CONFIG),
+            }
+        }
         Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
     }
 }
 
-/// Loads the configuration, printing warnings and errors to stderr; `None` if it is unusable.
-fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
+/// Where [`load_reporting`] puts the warnings of a load that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Warnings {
+    /// On stderr as they are: `--check-config`, `--print-config`.
+    Print,
+    /// As log lines (the logger is set up): an instance, whose stderr may be a log file.
+    Log,
+}
+
+/// Loads the configuration, reporting warnings (see [`Warnings`]) and errors (stderr); `None`
+/// if it is unusable.
+fn load_reporting(args: ConfigArgs, apps: &AppRegistry, warnings: Warnings) -> Option<Loaded> {
     let sources = Sources::from_process(args.ini_files, args.overrides);
     match config::load(&sources) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                eprintln!("{warning}");
+                match warnings {
+                    Warnings::Print => eprintln!("{warning}"),
+                    Warnings::Log => log::warn!("{warning}"),
+                }
             }
-            let unknown_apps = check_app_names(&loaded, apps);
-            for error in &unknown_apps {
+            let app_errors = check_apps(&loaded, apps);
+            for error in &app_errors {
                 eprintln!("{error}");
             }
-            if !unknown_apps.is_empty() {
+            if !app_errors.is_empty() {
                 return None;
             }
             if let Err(e) = crate::worker::check_routes(&loaded.config, apps) {
@@ -155,9 +186,24 @@ fn load_reporting(args: ConfigArgs, apps: &AppRegistry) -> Option<Loaded> {
     }
 }
 
-/// `module` and every `mount` must name an app this binary has: checked before anything starts,
-/// with the `file:line` of the entry that names it.
-fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
+/// An instance must serve something: a `module`, a `mount` or a `static-map` (a placeholder
+/// app silently standing in for a forgotten one is worse than no start). `module` and every
+/// `mount` must name an app this binary has; a name that looks like a Python module
+/// (`project.wsgi`, `pkg.mod:app`) gets told that this build serves no Python. Checked before
+/// anything starts, with the `file:line` of the entry that names the app.
+fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
+    let config = &loaded.config;
+    let names = || apps.names().join(", ");
+    if config.emperor.is_none()
+        && config.module.is_none()
+        && config.mounts.is_empty()
+        && config.static_maps.is_empty()
+    {
+        return vec![ConfigError::overall(format!(
+            "no app configured: set module = APP (apps of this binary: {})",
+            names()
+        ))];
+    }
     loaded
         .effective
         .iter()
@@ -169,16 +215,25 @@ fn check_app_names(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
                 _ => return None,
             };
             let name = name.trim();
-            apps.get(name)
-                .is_none()
-                .then(|| ConfigError::at(&entry.origin, entry.key, apps.unknown_app(name)))
+            if apps.get(name).is_some() {
+                return None;
+            }
+            let message = if name.contains(['.', ':']) {
+                format!(
+                    "'{name}' looks like a Python module: {NO_PYTHON} (apps of this binary: {})",
+                    names()
+                )
+            } else {
+                apps.unknown_app(name)
+            };
+            Some(ConfigError::at(&entry.origin, entry.key, message))
         })
         .collect()
 }
 
-/// Runs one instance: master and workers. A reload first checks that `args` still load.
+/// Runs one instance: master and workers. A reload first checks that `args` still load (its
+/// warnings are not shown: the reloaded master logs them when it loads the same files).
 fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCode {
-    crate::log::init();
     // The master may `chdir` before it reloads: relative `--ini` paths stay relative to the
     // directory the command was started in, as in uWSGI.
     let start_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
@@ -192,7 +247,7 @@ fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCo
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
         })?;
-        let unknown: Vec<String> = check_app_names(&loaded, apps)
+        let unknown: Vec<String> = check_apps(&loaded, apps)
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -212,72 +267,96 @@ fn run_emperor(_config: &Config) -> ExitCode {
 /// How long `--reload` waits for the master to say how the reload went.
 const RELOAD_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Sends `request` to the master whose pid is in `pidfile`.
+/// Sends `request` to the master whose pid is in `pidfile`, after checking that the pid is an
+/// rcontainer master: a stale pidfile's pid may belong to any process by now. Exit 0 once the
+/// signal is sent (a reload: once the master says it is done), 1 when nothing was signalled or
+/// the master refused the request, 2 when a reload got no answer.
 fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
-    use crate::sys::process::{OsSignal, send_signal};
-    let signal = match request {
-        PidfileRequest::Reload => OsSignal::SIGHUP,
-        PidfileRequest::Stop => OsSignal::SIGINT,
-        PidfileRequest::GracefulStop => OsSignal::SIGTERM,
-        PidfileRequest::ChainReload => OsSignal::SIGURG,
-    };
-    if request == PidfileRequest::Reload {
-        return reload_pidfile(pidfile);
-    }
-    let sent = crate::sys::pidfile::read_running_pid(pidfile)
-        .and_then(|pid| send_signal(pid, signal).map(|()| pid));
-    match sent {
-        Ok(pid) => {
-            eprintln!(
-                "rcontainer: sent {signal} to master pid {pid} ({})",
-                request.flag()
-            );
-            ExitCode::from(exit::OK)
-        }
+    let flag = request.flag();
+    let pid = match pidfile::read_running_pid(pidfile) {
+        Ok(pid) => pid,
         Err(e) => {
-            eprintln!("rcontainer: {}: {e}", request.flag());
+            eprintln!("rcontainer: {flag}: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let refusal = match pidfile::identify(pid) {
+        Identity::Rcontainer => None,
+        Identity::Other(exe) => Some(format!(
+            "is not an rcontainer master (it is {})",
+            exe.display()
+        )),
+        Identity::Unknown(why) => Some(format!(
+            "cannot be checked to be an rcontainer master ({why})"
+        )),
+    };
+    if let Some(refusal) = refusal {
+        eprintln!(
+            "rcontainer: {flag}: pid {pid} (from {}) {refusal}: not signalled",
+            pidfile.display()
+        );
+        return ExitCode::from(exit::CONFIG);
+    }
+    let signal = request.signal();
+    let outcome = if request == PidfileRequest::Reload {
+        request_answer(pid, signal, RELOAD_ANSWER_WAIT).map(|answer| match answer {
+            Some(Answer::Done) => Outcome::Done,
+            Some(Answer::Refused) => Outcome::Refused,
+            None => Outcome::NoAnswer,
+        })
+    } else {
+        send_signal(pid, signal).map(|()| Outcome::Sent)
+    };
+    match outcome {
+        Ok(outcome) => report_outcome(request, pid, outcome),
+        Err(e) => {
+            eprintln!("rcontainer: {flag}: signal {signal} to pid {pid}: {e}");
             ExitCode::from(exit::CONFIG)
         }
     }
 }
 
-/// `--reload PIDFILE`: HUP that asks for an answer, then waits for it: 0 when the new
-/// workers accept, 1 when the master refused (the old configuration keeps serving), 2 when no
-/// answer came.
-fn reload_pidfile(pidfile: &std::path::Path) -> ExitCode {
-    use crate::sys::process::OsSignal;
-    use crate::sys::signal::{Answer, request_answer};
-    let pid = match crate::sys::pidfile::read_running_pid(pidfile) {
-        Ok(pid) => pid,
-        Err(e) => {
-            eprintln!("rcontainer: --reload: {e}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    match request_answer(pid, OsSignal::SIGHUP, RELOAD_ANSWER_WAIT) {
-        Ok(Some(Answer::Done)) => {
-            eprintln!("rcontainer: master pid {pid} reloaded (--reload)");
+/// What became of a request once its signal was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Sent; nothing more is known (every request but a reload).
+    Sent,
+    /// The master said the reload is done: the new workers accept.
+    Done,
+    /// The master refused the reload (the new configuration or binary cannot start, its log
+    /// says why) and keeps serving as it was.
+    Refused,
+    /// A reload was asked for and no answer came in time.
+    NoAnswer,
+}
+
+/// Prints what became of `request` and returns the exit code.
+fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCode {
+    let flag = request.flag();
+    let signal = request.signal();
+    match outcome {
+        Outcome::Sent => {
+            eprintln!("rcontainer: sent {signal} to master pid {pid} ({flag})");
             ExitCode::from(exit::OK)
         }
-        Ok(Some(Answer::Refused)) => {
+        Outcome::Done => {
+            eprintln!("rcontainer: master pid {pid} reloaded ({flag})");
+            ExitCode::from(exit::OK)
+        }
+        Outcome::Refused => {
             eprintln!(
-                "rcontainer: --reload: master pid {pid} refused the reload: the new \
-                 configuration or binary cannot start (its log says why); the running one \
-                 keeps serving"
+                "rcontainer: {flag}: master pid {pid} refused the reload: the new configuration \
+                 or binary cannot start (its log says why); it keeps serving as it was"
             );
             ExitCode::from(exit::CONFIG)
         }
-        Ok(None) => {
+        Outcome::NoAnswer => {
             eprintln!(
-                "rcontainer: --reload: sent SIGHUP to master pid {pid}, no answer within {}s \
+                "rcontainer: {flag}: sent {signal} to master pid {pid}, no answer within {}s \
                  (see its log)",
                 RELOAD_ANSWER_WAIT.as_secs()
             );
             ExitCode::from(exit::RUNTIME)
-        }
-        Err(e) => {
-            eprintln!("rcontainer: --reload: pid {pid}: {e}");
-            ExitCode::from(exit::CONFIG)
         }
     }
 }
@@ -600,6 +679,16 @@ mod tests {
         assert!(parse(&["--reload"]).is_err());
         assert!(parse(&["--reload", "a.pid", "--processes", "2"]).is_err());
         assert!(parse(&["--reload", "a.pid", "--stop", "a.pid"]).is_err());
+    }
+
+    #[test]
+    fn a_refused_reload_exits_1_no_answer_2_and_a_done_or_sent_request_0() {
+        let pid = Pid::from_raw(42);
+        let code = |outcome| report_outcome(PidfileRequest::Reload, pid, outcome);
+        assert_eq!(code(Outcome::Refused), ExitCode::from(exit::CONFIG));
+        assert_eq!(code(Outcome::NoAnswer), ExitCode::from(exit::RUNTIME));
+        assert_eq!(code(Outcome::Done), ExitCode::from(exit::OK));
+        assert_eq!(code(Outcome::Sent), ExitCode::from(exit::OK));
     }
 
     #[test]

@@ -21,8 +21,9 @@ use super::{Handler, Request, Response};
 /// plus the settings the built-in apps read. The worker fills it from its `Config`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RouteSettings {
-    /// `module`: the app serving every path nothing else claims.
-    pub(crate) module: String,
+    /// `module`: the app serving every path nothing else claims; without one such paths are
+    /// 404 (an instance of static maps only).
+    pub(crate) module: Option<String>,
     /// `mount = /prefix=app`, as `(prefix, app name)`.
     pub(crate) mounts: Vec<(String, String)>,
     /// `static-map = /prefix=dir`, as `(prefix, directory)`; checked before the mounts.
@@ -161,7 +162,11 @@ impl Router {
             built.insert(key, Rc::clone(&handler));
             Ok(handler)
         };
-        let mut routes = vec![(String::new(), lookup(&settings.module)?)];
+        let root: Rc<dyn Handler> = match &settings.module {
+            Some(module) => lookup(module)?,
+            None => Rc::new(|_: &mut super::Request<'_>| super::Response::not_found()),
+        };
+        let mut routes = vec![(String::new(), root)];
         for (prefix, app) in &settings.mounts {
             let prefix = prefix.trim_end_matches('/').to_string();
             routes.retain(|(p, _)| *p != prefix);
@@ -243,7 +248,7 @@ mod tests {
 
     fn settings(module: &str, mounts: &[(String, String)]) -> RouteSettings {
         RouteSettings {
-            module: module.to_string(),
+            module: Some(module.to_string()),
             mounts: mounts.to_vec(),
             ..RouteSettings::default()
         }

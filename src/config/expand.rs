@@ -108,6 +108,26 @@ pub(crate) fn expand(value: &str, ctx: &Context<'_>) -> Result<String, String> {
     Ok(out)
 }
 
+/// The names of every `%(name)` in `value`, scanned as [`expand`] reads it (`%%(x)` is a
+/// literal, not a reference). `load` uses them to tell a user's own placeholder key (`base =
+/// /srv`, used as `%(base)`) from a typo.
+pub(crate) fn referenced_keys(value: &str) -> Vec<&str> {
+    let mut names = Vec::new();
+    let mut rest = value;
+    while let Some(at) = rest.find('%') {
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("%%") {
+            rest = after;
+        } else if let Some((name, _)) = tail.strip_prefix("%(").and_then(|i| i.split_once(')')) {
+            names.push(name);
+            rest = &tail[2 + name.len() + 1..];
+        } else {
+            rest = &tail[1..];
+        }
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +215,16 @@ mod tests {
             cpu_count: 1,
         };
         assert_eq!(expand("$(TRICK)", &ctx).unwrap(), "%d");
+    }
+
+    #[test]
+    fn references_are_found_as_expansion_reads_them() {
+        assert_eq!(
+            referenced_keys("%(base)/%(project).sock"),
+            vec!["base", "project"]
+        );
+        assert_eq!(referenced_keys("100%%(x) %d %(open"), Vec::<&str>::new());
+        assert_eq!(referenced_keys("%%%(y)"), vec!["y"]);
     }
 
     #[test]

@@ -4,11 +4,15 @@
 //! Loading has two phases (STYLE.md 4). First every source is read into [`options::Setting`]s,
 //! in precedence order: INI files (in the order given) < environment < command line. The INI
 //! lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at this step, and unknown
-//! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). Then [`Config::from_settings`]
-//! walks the option table (`options`): a single-valued option takes the last setting (so the
-//! command line wins), a list option takes all of them in order (so sockets accumulate), and
-//! each value goes through its kind's parser (`value`). Every error of every source is reported,
-//! not just the first.
+//! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A key of no option that
+//! some value of the loaded files uses as `%(key)` is the user's own placeholder, as in uWSGI
+//! (`project = shop`, `socket = /run/%(project).sock`), and so are `set-placeholder` /
+//! `set-ph = key=value`. Then [`Config::from_settings`] walks the option table (`options`): a
+//! single-valued option takes the last setting (so the command line wins), a list option takes
+//! all of them in order (so sockets accumulate), and each value goes through its kind's parser
+//! (`value`). Last come the checks that need more than one value or the file system (a listener
+//! is set, `chdir` exists, the `daemonize` log can be one, `listen` fits the kernel's limit).
+//! Every error of every source is reported, not just the first.
 //!
 //! Nothing here starts anything or mutates a live config: a reload calls [`load`] again and gets
 //! a new [`Config`].
@@ -28,7 +32,7 @@ pub(crate) mod options;
 mod uwsgi;
 pub(crate) mod value;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io;
 use std::path::PathBuf;
@@ -38,6 +42,7 @@ use error::Position;
 pub(crate) use error::{ConfigError, Origin, Warning};
 pub(crate) use options::Config;
 use options::{OPTIONS, OptionSpec, Setting, Shape, find_option, suggest_option};
+pub(crate) use uwsgi::NO_PYTHON;
 
 /// The prefix of environment variables that set options: `RCONTAINER_PROCESSES=4`.
 pub(crate) const ENV_PREFIX: &str = "RCONTAINER_";
@@ -56,6 +61,9 @@ pub(crate) struct Sources {
     pub(crate) cwd: PathBuf,
     /// The value of `%k`.
     pub(crate) cpu_count: usize,
+    /// The kernel's largest listen backlog (`net.core.somaxconn`), when known: `listen` is
+    /// clamped to it.
+    pub(crate) somaxconn: Option<u32>,
 }
 
 /// One `--ini FILE[:SECTION]` argument.
@@ -108,6 +116,7 @@ impl Sources {
             cli,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
+            somaxconn: crate::net::listener::kernel_backlog_limit(),
         }
     }
 
@@ -159,15 +168,24 @@ pub(crate) struct Effective {
 /// Reads every source, validates every value and builds the [`Config`].
 pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     let mut gathered = Gathered::default();
+    let files: Vec<IniFile> = (sources.ini_files.iter())
+        .filter_map(|ini| gathered.lex_ini(ini, &sources.cwd))
+        .collect();
+    // Placeholders may be used before (or in another file than) the line that defines them.
+    let referenced: HashSet<&str> = (files.iter())
+        .flat_map(|file| &file.entries)
+        .filter_map(|entry| entry.value.as_deref())
+        .flat_map(expand::referenced_keys)
+        .collect();
     let mut earlier = HashMap::new();
-    for ini in &sources.ini_files {
-        gathered.read_ini(ini, sources, &mut earlier);
+    for file in &files {
+        gathered.read_ini(file, sources, &referenced, &mut earlier);
     }
     gathered.read_env(&sources.env);
     gathered.read_cli(&sources.cli);
     let Gathered {
         settings,
-        warnings,
+        mut warnings,
         mut errors,
     } = gathered;
 
@@ -176,7 +194,7 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
         by_key.entry(setting.key).or_default().push(setting);
     }
     let settings_for = |key: &str| by_key.get(key).cloned().unwrap_or_default();
-    let config = match Config::from_settings(settings_for) {
+    let mut config = match Config::from_settings(settings_for) {
         Ok(config) => Some(config),
         Err(value_errors) => {
             errors.extend(value_errors);
@@ -185,8 +203,10 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     };
     // Only judge the combination of a config whose parts are all fine, or a file that failed
     // to load would also be reported as "no listener".
-    if let Some(config) = config.as_ref().filter(|_| errors.is_empty()) {
+    if let Some(config) = config.as_mut().filter(|_| errors.is_empty()) {
         errors.extend(check_combination(config));
+        errors.extend(check_paths(config, &settings_for, &sources.cwd));
+        warnings.extend(clamp_backlog(config, &settings_for, sources.somaxconn));
     }
     errors.sort_by_key(|error| reading_order(error.position(), &sources.ini_files));
     match config {
@@ -229,6 +249,64 @@ fn check_combination(config: &Config) -> Vec<ConfigError> {
         ));
     }
     errors
+}
+
+/// Paths that must exist before anything starts: `chdir` (a directory), and the `daemonize`
+/// log, which must be able to be a log file (see `sys::daemon::check_log_path`). Paths that
+/// start-up creates (pidfile, sockets, FIFO) are checked when they are created.
+fn check_paths<'a>(
+    config: &Config,
+    settings_for: &impl Fn(&str) -> Vec<&'a Setting>,
+    cwd: &std::path::Path,
+) -> Vec<ConfigError> {
+    let at = |key: &str, message: String| -> ConfigError {
+        match settings_for(key).last() {
+            Some(setting) => ConfigError::at(&setting.origin, &setting.written, message),
+            None => ConfigError::overall(format!("{key}: {message}")),
+        }
+    };
+    let mut errors = Vec::new();
+    if let Some(dir) = &config.chdir {
+        let shown = dir.display();
+        match std::fs::metadata(cwd.join(dir)) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => errors.push(at("chdir", format!("{shown}: not a directory"))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                errors.push(at("chdir", format!("{shown}: no such directory")));
+            }
+            Err(e) => errors.push(at("chdir", format!("{shown}: {}", describe(&e)))),
+        }
+    }
+    if let Some(log) = &config.daemonize
+        && let Err(why) = crate::sys::daemon::check_log_path(&cwd.join(log))
+    {
+        errors.push(at("daemonize", why));
+    }
+    errors
+}
+
+/// `listen(2)` silently cuts a backlog to `net.core.somaxconn`: say so once when the user asked
+/// for more, and use what the kernel grants. The default is cut without a word (an old kernel's
+/// limit of 128 is no fault of the configuration).
+fn clamp_backlog<'a>(
+    config: &mut Config,
+    settings_for: &impl Fn(&str) -> Vec<&'a Setting>,
+    somaxconn: Option<u32>,
+) -> Option<Warning> {
+    let limit = usize::try_from(somaxconn?).ok()?.max(1);
+    if config.listen <= limit {
+        return None;
+    }
+    let asked = config.listen;
+    config.listen = limit;
+    let setting = settings_for("listen").last().copied()?;
+    Some(Warning::at(
+        &setting.origin,
+        format!(
+            "listen = {asked} is above net.core.somaxconn ({limit}): the kernel grants a \
+             backlog of {limit} (raise net.core.somaxconn with sysctl for more)"
+        ),
+    ))
 }
 
 fn effective_rows(spec: &OptionSpec, settings: &[&Setting]) -> Vec<Effective> {
@@ -294,6 +372,15 @@ impl Loaded {
     }
 }
 
+/// One INI file, read and tokenized: the entries of its selected section.
+#[derive(Debug)]
+struct IniFile {
+    path: PathBuf,
+    /// The path as the user wrote it, for messages.
+    file: Arc<str>,
+    entries: Vec<ini::Entry>,
+}
+
 /// What the first phase collected.
 #[derive(Debug, Default)]
 struct Gathered {
@@ -303,19 +390,19 @@ struct Gathered {
 }
 
 impl Gathered {
-    /// Reads one INI file; `earlier` holds the values `%(key)` may refer to, across files.
-    fn read_ini(&mut self, ini: &IniRef, sources: &Sources, earlier: &mut HashMap<String, String>) {
+    /// Reads and tokenizes one INI file, keeping the entries of its selected section.
+    fn lex_ini(&mut self, ini: &IniRef, cwd: &std::path::Path) -> Option<IniFile> {
         let file: Arc<str> = ini.path.to_string_lossy().into();
         // A relative path is relative to `cwd` (where the command started), not to wherever
         // the process is now (a master reloading after `chdir`).
-        let text = match std::fs::read_to_string(sources.cwd.join(&ini.path)) {
+        let text = match std::fs::read_to_string(cwd.join(&ini.path)) {
             Ok(text) => text,
             Err(error) => {
                 self.errors.push(ConfigError::in_file(
                     &file,
                     format!("cannot read: {}", describe(&error)),
                 ));
-                return;
+                return None;
             }
         };
         let lexed = ini::lex(&text);
@@ -323,7 +410,7 @@ impl Gathered {
             Ok(selected) => selected,
             Err(why) => {
                 self.errors.push(ConfigError::in_file(&file, why));
-                return;
+                return None;
             }
         };
         for error in &selected.errors {
@@ -333,10 +420,26 @@ impl Gathered {
                 error.message.clone(),
             ));
         }
+        Some(IniFile {
+            path: ini.path.clone(),
+            entries: selected.entries.into_iter().cloned().collect(),
+            file,
+        })
+    }
+
+    /// Reads the entries of one INI file; `earlier` holds the values `%(key)` may refer to,
+    /// across files, and `referenced` every name some value refers to.
+    fn read_ini(
+        &mut self,
+        ini: &IniFile,
+        sources: &Sources,
+        referenced: &HashSet<&str>,
+        earlier: &mut HashMap<String, String>,
+    ) {
         let magic = expand::FileMagic::for_file(&ini.path, &sources.cwd);
-        for entry in &selected.entries {
+        for entry in &ini.entries {
             let origin = Origin::Ini {
-                file: Arc::clone(&file),
+                file: Arc::clone(&ini.file),
                 line: entry.line,
             };
             let context = expand::Context {
@@ -350,23 +453,18 @@ impl Gathered {
                 .as_deref()
                 .map(|value| expand::expand(value, &context))
                 .transpose();
-            let Some(spec) = find_option(&entry.key) else {
-                if uwsgi::is_ignored_uwsgi_option(&entry.key) {
-                    self.warnings
-                        .push(ignored_uwsgi_option(&origin, &entry.key));
-                    // A uWSGI file may build paths from an ignored key (`%(home)/lib`).
-                    if let Ok(Some(value)) = expanded {
-                        earlier.insert(entry.key.clone(), value);
-                    }
-                } else {
-                    self.errors.push(unknown_option(&origin, &entry.key, ""));
+            let key = entry.key.as_str();
+            let Some(spec) = find_option(key) else {
+                match expanded {
+                    Ok(value) => self.read_foreign_key(&origin, key, value, referenced, earlier),
+                    Err(why) => self.errors.push(ConfigError::at(&origin, key, why)),
                 }
                 continue;
             };
             let value = match expanded {
                 Ok(value) => value,
                 Err(why) => {
-                    self.errors.push(ConfigError::at(&origin, &entry.key, why));
+                    self.errors.push(ConfigError::at(&origin, key, why));
                     continue;
                 }
             };
@@ -381,6 +479,65 @@ impl Gathered {
                 origin,
             });
         }
+    }
+
+    /// An INI key that is no option of the table: a placeholder definition, a uWSGI key served
+    /// as an option of ours, a Python app (refused), an ignored uWSGI key, a key used as
+    /// `%(key)` (the user's placeholder), or else an unknown option. `value` is expanded.
+    fn read_foreign_key(
+        &mut self,
+        origin: &Origin,
+        key: &str,
+        value: Option<String>,
+        referenced: &HashSet<&str>,
+        earlier: &mut HashMap<String, String>,
+    ) {
+        if key == "set-placeholder" || key == "set-ph" {
+            match value.as_deref().and_then(|v| v.split_once('=')) {
+                Some((name, text)) if !name.trim().is_empty() => {
+                    earlier.insert(name.trim().to_owned(), text.trim().to_owned());
+                }
+                _ => self
+                    .errors
+                    .push(ConfigError::at(origin, key, "needs NAME=VALUE")),
+            }
+            return;
+        }
+        if let Some(value) = &value {
+            earlier.insert(key.to_owned(), value.clone());
+        }
+        if self.read_served_as(origin, key, value.clone()) {
+            return;
+        }
+        if uwsgi::names_a_python_app(key) {
+            self.errors.push(python_app(origin, key));
+        } else if uwsgi::is_ignored_uwsgi_option(key) {
+            // A uWSGI file may build paths from an ignored key (`%(home)/lib`): kept above.
+            self.warnings.push(ignored_uwsgi_option(origin, key));
+        } else if !referenced.contains(key) {
+            self.errors.push(unknown_option(origin, key, ""));
+        }
+    }
+
+    /// `http = :8000` and the like: a uWSGI key taken as one of our options, with a warning.
+    /// Returns whether `key` was one.
+    fn read_served_as(&mut self, origin: &Origin, key: &str, value: Option<String>) -> bool {
+        let Some((target, why)) = uwsgi::served_as(key) else {
+            return false;
+        };
+        let spec = find_option(target).expect("invariant: served_as names an option");
+        let shown = value.as_deref().unwrap_or_default();
+        self.warnings.push(Warning::at(
+            origin,
+            format!("{key} = {shown} served as {target} ({why})"),
+        ));
+        self.settings.push(Setting {
+            key: spec.key,
+            written: key.to_owned(),
+            value,
+            origin: origin.clone(),
+        });
+        true
     }
 
     /// Reads `RCONTAINER_<KEY>` variables (upper case, `-` as `_`). Other `RCONTAINER_*`
@@ -426,6 +583,10 @@ impl Gathered {
                     value: option.value.clone(),
                     origin,
                 }),
+                None if self.read_served_as(&origin, &option.name, option.value.clone()) => {}
+                None if uwsgi::names_a_python_app(&option.name) => {
+                    self.errors.push(python_app(&origin, &option.name));
+                }
                 None if uwsgi::is_ignored_uwsgi_option(&option.name) => {
                     self.warnings
                         .push(ignored_uwsgi_option(&origin, &option.name));
@@ -445,6 +606,16 @@ fn ignored_uwsgi_option(origin: &Origin, key: &str) -> Warning {
     )
 }
 
+fn python_app(origin: &Origin, key: &str) -> ConfigError {
+    ConfigError::at(
+        origin,
+        key,
+        format!(
+            "{NO_PYTHON} (rcontainer serves the Rust apps built into its binary: set module = APP)"
+        ),
+    )
+}
+
 fn unknown_option(origin: &Origin, key: &str, dashes: &str) -> ConfigError {
     let message = match suggest_option(key) {
         Some(near) => format!("unknown option (did you mean {dashes}{near}?)"),
@@ -456,8 +627,7 @@ fn unknown_option(origin: &Origin, key: &str, dashes: &str) -> ConfigError {
 fn describe(error: &io::Error) -> String {
     match error.kind() {
         io::ErrorKind::NotFound => "no such file".to_owned(),
-        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
-        _ => error.to_string(),
+        _ => crate::sys::error::describe(error),
     }
 }
 

@@ -190,13 +190,13 @@ option_table! {
     umask: maybe Mode = "umask",
         [], "Octal umask of the master and its workers.";
     listen: one Count<1, 65535> = "listen",
-        ["1024"], "Listen backlog of each socket.";
+        ["1024"], "Listen backlog of each socket (at most net.core.somaxconn: a larger value is cut to it with a warning).";
     uwsgi_allow_from: list Peer = "uwsgi-allow-from",
         ["127.0.0.1", "::1"], "Peers allowed on TCP uwsgi sockets: IP addresses (comma-separated) or *.";
     vacuum: one Flag = "vacuum",
         ["false"], "Remove unix sockets and the pidfile on exit.";
-    module: one Text = "module",
-        ["hello"], "The app serving every path no mount claims.";
+    module: maybe Text = "module",
+        [], "The app serving every path no mount claims (an instance needs module, mount or static-map).";
     mounts: list Prefixed = "mount",
         [], "Serve a path prefix with an app: /prefix=app.";
     static_maps: list Prefixed = "static-map",

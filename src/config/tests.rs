@@ -54,6 +54,7 @@ fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>
             .collect(),
         cwd: PathBuf::from("/"),
         cpu_count: 3,
+        somaxconn: None,
     }
 }
 
@@ -80,7 +81,7 @@ fn origin_of(loaded: &Loaded, key: &str) -> Vec<String> {
         .collect()
 }
 
-const LISTENER: &str = "[rcontainer]\nhttp-socket = 127.0.0.1:0\n";
+const LISTENER: &str = "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n";
 
 #[test]
 fn defaults_apply_when_nothing_is_set() {
@@ -93,7 +94,7 @@ fn defaults_apply_when_nothing_is_set() {
     assert_eq!(config.socket_timeout, Duration::from_secs(30));
     assert_eq!(config.worker_watchdog, Duration::from_secs(30));
     assert_eq!(config.worker_reload_mercy, Duration::from_secs(60));
-    assert_eq!(config.module, "hello");
+    assert_eq!(config.module, None, "no placeholder app");
     assert!(config.master);
     assert!(!config.vacuum);
     assert_eq!(config.pidfile, None);
@@ -108,7 +109,8 @@ fn ini_values_are_typed_into_the_config() {
         "app.ini",
         "[rcontainer]\nworkers = 4\ngevent = 500\nsocket = 127.0.0.1:3031\nsocket = /run/app.sock\n\
          http-socket = :8000\nchmod-socket\nvacuum\nharakiri = 30\nlog-slow = 250\nlimit-post = 1m\n\
-         stack-size = 64k\nenv = LANG=C.UTF-8\nmount = /api=echo\nstatic-map = /static=/srv/www\n\
+         stack-size = 64k\nenv = LANG=C.UTF-8\nmodule = hello\nmount = /api=echo\n\
+         static-map = /static=/srv/www\n\
          uwsgi-allow-from = 10.0.0.1, 10.0.0.2\nstats = :9191\nfetch-url = http://127.0.0.1:9000/\n",
     );
     let config = load_ok(&sources(&[&ini], &[], &[])).config;
@@ -130,6 +132,7 @@ fn ini_values_are_typed_into_the_config() {
     assert_eq!(config.limit_post, 1 << 20);
     assert_eq!(config.stack_size, 64 * 1024);
     assert_eq!(config.env[0].name, "LANG");
+    assert_eq!(config.module.as_deref(), Some("hello"));
     assert_eq!(config.mounts[0].prefix, "/api");
     assert_eq!(config.static_maps[0].target, "/srv/www");
     assert_eq!(config.uwsgi_allow_from.len(), 2);
@@ -156,7 +159,7 @@ fn precedence_is_default_then_ini_then_env_then_cli() {
     assert_eq!(origin_of(&loaded, "processes"), vec!["--processes"]);
     assert_eq!(origin_of(&loaded, "listen"), vec!["RCONTAINER_LISTEN"]);
     let file = ini.to_string_lossy();
-    assert_eq!(origin_of(&loaded, "harakiri"), vec![format!("{file}:5")]);
+    assert_eq!(origin_of(&loaded, "harakiri"), vec![format!("{file}:6")]);
     assert_eq!(origin_of(&loaded, "max-requests"), vec!["default"]);
 }
 
@@ -174,7 +177,7 @@ fn list_options_accumulate_across_every_source() {
     let dir = TempDir::new();
     let ini = dir.write(
         "app.ini",
-        "[rcontainer]\nsocket = :1\nsocket = :2\nenv = A=1\n",
+        "[rcontainer]\nsocket = :1\nsocket = :2\nenv = A=1\nmodule = hello\n",
     );
     let loaded = load_ok(&sources(
         &[&ini],
@@ -226,7 +229,8 @@ fn placeholders_expand_in_ini_values() {
     let ini = dir.write(
         "site.ini",
         "[rcontainer]\nchdir = %d\nsocket = /tmp/%n.sock\npidfile = $(RUNDIR)/%n.pid\n\
-         processes = %k\nlogto = %(chdir)log/%n.log\nlog-format = %(method) %(uri) 100%%\n",
+         processes = %k\nlogto = %(chdir)log/%n.log\nlog-format = %(method) %(uri) 100%%\n\
+         module = hello\n",
     );
     let loaded = load_ok(&sources(&[&ini], &[("RUNDIR", "/run/x")], &[]));
     let config = &loaded.config;
@@ -267,14 +271,213 @@ fn p_expands_to_the_absolute_path_of_the_file() {
 #[test]
 fn placeholders_may_refer_to_keys_of_earlier_files_and_ignored_uwsgi_keys() {
     let dir = TempDir::new();
-    let base = dir.write("base.ini", "[uwsgi]\nhome = /venv\nsocket = :1\n");
+    std::fs::create_dir_all(dir.0.join("app")).unwrap();
+    let base = dir.write(
+        "base.ini",
+        &format!("[uwsgi]\nhome = {}\nsocket = :1\n", dir.0.display()),
+    );
     let site = dir.write(
         "site.ini",
-        "[uwsgi]\nchdir = %(home)/app\nmaster-fifo = %(socket)\n",
+        "[uwsgi]\nchdir = %(home)/app\nmaster-fifo = %(socket)\nmodule = hello\n",
     );
     let config = load_ok(&sources(&[&base, &site], &[], &[])).config;
-    assert_eq!(config.chdir, Some(PathBuf::from("/venv/app")));
+    assert_eq!(config.chdir, Some(dir.0.join("app")));
     assert_eq!(config.master_fifo, Some(PathBuf::from(":1")));
+}
+
+#[test]
+fn keys_used_as_placeholders_are_the_users_own_and_load_without_a_warning() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[uwsgi]\nproject = shop\nbase = /srv/%(project)\nsocket = %(base)/%(project).sock\n\
+         module = hello\n",
+    );
+    let loaded = load_ok(&sources(&[&ini], &[], &[]));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.sockets,
+        vec![SocketSpec::Unix("/srv/shop/shop.sock".into())]
+    );
+}
+
+#[test]
+fn a_placeholder_may_be_defined_in_a_later_file_than_the_one_using_it() {
+    let dir = TempDir::new();
+    let first = dir.write(
+        "a.ini",
+        "[uwsgi]\nsocket = /run/%(tier).sock\nmodule = hello\n",
+    );
+    let second = dir.write(
+        "b.ini",
+        "[uwsgi]\ntier = blue\nstats = /run/%(tier)-stats.sock\n",
+    );
+    let loaded = load_ok(&sources(&[&first, &second], &[], &[]));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // Expansion reads earlier lines only, as uWSGI does: the first use stays as written.
+    assert_eq!(
+        loaded.config.sockets,
+        vec![SocketSpec::Unix("/run/%(tier).sock".into())]
+    );
+    assert_eq!(
+        loaded.config.stats,
+        Some(SocketSpec::Unix("/run/blue-stats.sock".into()))
+    );
+}
+
+#[test]
+fn set_placeholder_and_set_ph_define_placeholders() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[uwsgi]\nset-placeholder = tier=blue\nset-ph = zone = eu\n\
+         socket = /run/%(tier)-%(zone).sock\nmodule = hello\nset-ph = broken\n",
+    );
+    let errors = load_errors(&sources(&[&ini], &[], &[]));
+    assert_eq!(
+        errors,
+        vec![format!("{}:6: set-ph: needs NAME=VALUE", ini.display())]
+    );
+    let ini = dir.write(
+        "ok.ini",
+        "[uwsgi]\nset-ph = tier=blue\nsocket = /run/%(tier).sock\nmodule = hello\n",
+    );
+    let loaded = load_ok(&sources(&[&ini], &[], &[]));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded.config.sockets,
+        vec![SocketSpec::Unix("/run/blue.sock".into())]
+    );
+}
+
+#[test]
+fn an_unknown_key_nobody_refers_to_is_still_an_error() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[uwsgi]\nproject = shop\nsocket = /run/%(project).sock\nprocesess = 2\n",
+    );
+    assert_eq!(
+        load_errors(&sources(&[&ini], &[], &[])),
+        vec![format!(
+            "{}:4: procesess: unknown option (did you mean processes?)",
+            ini.display()
+        )]
+    );
+}
+
+#[test]
+fn http_becomes_an_http_socket_with_one_warning() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", "[uwsgi]\nhttp = :8000\nmodule = hello\n");
+    let loaded = load_ok(&sources(&[&ini], &[], &[("http", Some(":8001"))]));
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec![
+            format!(
+                "{}:2: http = :8000 served as http-socket (rcontainer has no separate HTTP router process)",
+                ini.display()
+            ),
+            "--http: http = :8001 served as http-socket (rcontainer has no separate HTTP router process)"
+                .to_owned(),
+        ]
+    );
+    let ports: Vec<String> = loaded
+        .config
+        .http_sockets
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(ports, vec![":8000", ":8001"]);
+}
+
+#[test]
+fn keys_naming_a_python_app_are_errors_saying_there_is_no_python() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[uwsgi]\nhttp-socket = :0\nwsgi-file = project/wsgi.py\ncallable = app\n",
+    );
+    let errors = load_errors(&sources(&[&ini], &[], &[("wsgi-file", Some("x.py"))]));
+    let tail = "Python WSGI apps are not supported by this build \
+                (rcontainer serves the Rust apps built into its binary: set module = APP)";
+    assert_eq!(
+        errors,
+        vec![
+            format!("{}:3: wsgi-file: {tail}", ini.display()),
+            format!("{}:4: callable: {tail}", ini.display()),
+            format!("--wsgi-file: {tail}"),
+        ]
+    );
+}
+
+#[test]
+fn chdir_must_be_an_existing_directory() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}chdir = %dmissing\n"));
+    let missing = std::fs::canonicalize(&dir.0).unwrap().join("missing");
+    assert_eq!(
+        load_errors(&sources(&[&ini], &[], &[])),
+        vec![format!(
+            "{}:4: chdir: {}: no such directory",
+            ini.display(),
+            missing.display()
+        )]
+    );
+    let errors = load_errors(&sources(&[&ini], &[], &[("chdir", Some("/etc/hostname"))]));
+    assert_eq!(
+        errors,
+        vec!["--chdir: /etc/hostname: not a directory".to_owned()]
+    );
+    let relative = sources(
+        &[],
+        &[],
+        &[("http-socket", Some(":0")), ("chdir", Some("tmp"))],
+    );
+    assert!(
+        load(&relative).is_ok(),
+        "relative to the working directory, /"
+    );
+}
+
+#[test]
+fn a_daemonize_log_must_be_able_to_be_a_file() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}daemonize = %d\n"));
+    let errors = load_errors(&sources(&[&ini], &[], &[]));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with(&format!("{}:4: daemonize: ", ini.display()))
+            && errors[0].ends_with("is a directory, not a log file"),
+        "{errors:?}"
+    );
+    let fine = dir.write("ok.ini", &format!("{LISTENER}daemonize = %dapp.log\n"));
+    assert!(load(&sources(&[&fine], &[], &[])).is_ok());
+}
+
+#[test]
+fn a_listen_backlog_above_somaxconn_is_clamped_with_a_warning() {
+    let dir = TempDir::new();
+    let ini = dir.write("app.ini", &format!("{LISTENER}listen = 16384\n"));
+    let mut with_limit = sources(&[&ini], &[], &[]);
+    with_limit.somaxconn = Some(4096);
+    let loaded = load_ok(&with_limit);
+    assert_eq!(loaded.config.listen, 4096);
+    let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        vec![format!(
+            "{}:4: listen = 16384 is above net.core.somaxconn (4096): the kernel grants a \
+             backlog of 4096 (raise net.core.somaxconn with sysctl for more)",
+            ini.display()
+        )]
+    );
+    let mut old_kernel = sources(&[], &[], &[("http-socket", Some(":0"))]);
+    old_kernel.somaxconn = Some(128);
+    let loaded = load_ok(&old_kernel);
+    assert_eq!(loaded.config.listen, 128, "the default is cut too");
+    assert!(loaded.warnings.is_empty(), "but not warned about");
 }
 
 #[test]
@@ -285,7 +488,7 @@ fn an_unset_environment_variable_is_an_error_at_its_line() {
     assert_eq!(
         errors,
         vec![format!(
-            "{}:3: chdir: environment variable NO_SUCH_VAR is not set",
+            "{}:4: chdir: environment variable NO_SUCH_VAR is not set",
             ini.display()
         )]
     );
@@ -294,7 +497,10 @@ fn an_unset_environment_variable_is_an_error_at_its_line() {
 #[test]
 fn an_unknown_key_is_an_error_with_a_suggestion() {
     let dir = TempDir::new();
-    let ini = dir.write("x.ini", "[rcontainer]\nhttp-socket = :0\nprcesses = 4\n");
+    let ini = dir.write(
+        "x.ini",
+        "[rcontainer]\nhttp-socket = :0\nprcesses = 4\nmodule = hello\n",
+    );
     let errors = load_errors(&sources(&[&ini], &[], &[]));
     assert_eq!(
         errors,
@@ -310,7 +516,8 @@ fn every_error_of_a_file_is_reported_not_just_the_first() {
     let dir = TempDir::new();
     let ini = dir.write(
         "x.ini",
-        "[rcontainer]\nhttp-socket = :0\nprocesses = many\nnot a key\nharakiri = soon\nzzzz = 1\n",
+        "[rcontainer]\nhttp-socket = :0\nprocesses = many\nnot a key\nharakiri = soon\nzzzz = 1\n\
+         module = hello\n",
     );
     let errors = load_errors(&sources(&[&ini], &[], &[]));
     let file = ini.display();
@@ -383,8 +590,8 @@ fn uwsgi_only_keys_load_with_one_warning_each() {
         "[uwsgi]\nmaster = true\nprocesses = 4\nsocket = 127.0.0.1:3031\nchmod-socket = 660\n\
          vacuum = true\ndaemonize = /tmp/app.log\npidfile = /tmp/app.pid\nbuffer-size = 32768\n\
          gevent = 100\nmax-requests = 5000\nlimit-as = 512\nreload-mercy = 8\n\
-         touch-reload = /tmp/reload\nchdir = /srv/app\nmodule = hello\nplugins = python3\n\
-         callable = application\nvhost\nworkers = 2\nhome = /venv\n",
+         touch-reload = /tmp/reload\nchdir = %d\nmodule = hello\nplugins = python3\n\
+         enable-threads\nvhost\nworkers = 2\nhome = /venv\n",
     );
     let loaded = load_ok(&sources(&[&ini], &[], &[]));
     let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
@@ -394,7 +601,9 @@ fn uwsgi_only_keys_load_with_one_warning_each() {
         vec![
             format!("{file}:12: ignored: uWSGI option 'limit-as' has no effect in rcontainer"),
             format!("{file}:17: ignored: uWSGI option 'plugins' has no effect in rcontainer"),
-            format!("{file}:18: ignored: uWSGI option 'callable' has no effect in rcontainer"),
+            format!(
+                "{file}:18: ignored: uWSGI option 'enable-threads' has no effect in rcontainer"
+            ),
             format!("{file}:19: ignored: uWSGI option 'vhost' has no effect in rcontainer"),
             format!("{file}:21: ignored: uWSGI option 'home' has no effect in rcontainer"),
         ]

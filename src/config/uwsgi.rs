@@ -8,9 +8,15 @@
 //! The names are copied from uWSGI's own option tables (`unbit/uwsgi`): `uwsgi_base_options[]` in
 //! `core/uwsgi.c`, `uwsgi_python_options[]` in `plugins/python/python_plugin.c` and
 //! `gevent_options[]` in `plugins/gevent/gevent.c`, in their order, minus the names rcontainer
-//! implements (those live in the option table; a unit test keeps the two disjoint). Options of
-//! other uWSGI plugins (the `http` router, `ssl`, `cache` tools, ...) are not listed: a file that
-//! relies on them needs a human decision, so they stay errors.
+//! implements (those live in the option table; a unit test keeps the two disjoint). The tuning
+//! options of the `http` router (`http_options[]` in `plugins/http/http.c`) are listed too,
+//! because `http` itself is served as an `http-socket` ([`served_as`]). Options of other uWSGI
+//! plugins (`ssl`, `cache` tools, ...) are not listed: a file that relies on them needs a human
+//! decision, so they stay errors.
+//!
+//! The python plugin's keys that name the application (`wsgi-file`, `callable`, ...) are not
+//! ignored either: an instance whose app is a Python file would serve something else, so they
+//! are errors saying that this build has no Python support ([`names_a_python_app`]).
 
 /// uWSGI core options that rcontainer does not implement.
 pub(crate) const CORE: &[&str] = &[
@@ -634,14 +640,29 @@ pub(crate) const CORE: &[&str] = &[
     "version",
 ];
 
-/// Options of uWSGI's python plugin (rcontainer runs Rust handlers, not WSGI apps).
-pub(crate) const PYTHON_PLUGIN: &[&str] = &[
+/// Why a Python app cannot be served; the one sentence to change when a build can.
+pub(crate) const NO_PYTHON: &str = "Python WSGI apps are not supported by this build";
+
+/// Options of uWSGI's python plugin that name the application to serve: errors here.
+pub(crate) const PYTHON_APP: &[&str] = &[
     "wsgi-file",
     "file",
     "eval",
     "wsgi",
     "callable",
     "test",
+    "paste",
+    "paste-logger",
+    "web3",
+    "pump",
+    "wsgi-lite",
+    "ini-paste",
+    "ini-paste-logged",
+];
+
+/// Options of uWSGI's python plugin that only tune the interpreter (rcontainer runs Rust
+/// handlers, not WSGI apps).
+pub(crate) const PYTHON_PLUGIN: &[&str] = &[
     "home",
     "virtualenv",
     "venv",
@@ -667,13 +688,6 @@ pub(crate) const PYTHON_PLUGIN: &[&str] = &[
     "spooler-python-import",
     "pyargv",
     "optimize",
-    "paste",
-    "paste-logger",
-    "web3",
-    "pump",
-    "wsgi-lite",
-    "ini-paste",
-    "ini-paste-logged",
     "reload-os-env",
     "no-site",
     "pyshell",
@@ -700,11 +714,76 @@ pub(crate) const GEVENT_PLUGIN: &[&str] = &[
     "gevent-wait-for-hub",
 ];
 
+/// Options of uWSGI's `http` router that tune the router process rcontainer does not have
+/// (`http` and `httprouter` themselves and the TLS ones, `https*`, are not here).
+pub(crate) const HTTP_ROUTER_PLUGIN: &[&str] = &[
+    "http-processes",
+    "http-workers",
+    "http-var",
+    "http-to",
+    "http-zerg",
+    "http-fallback",
+    "http-modifier1",
+    "http-modifier2",
+    "http-use-cache",
+    "http-use-pattern",
+    "http-use-base",
+    "http-events",
+    "http-subscription-server",
+    "http-subscription-fallback-key",
+    "http-timeout",
+    "http-manage-expect",
+    "http-keepalive",
+    "http-auto-chunked",
+    "http-auto-gzip",
+    "http-raw-body",
+    "http-websockets",
+    "http-chunked-input",
+    "http-use-code-string",
+    "http-use-socket",
+    "http-gracetime",
+    "http-quiet",
+    "http-cheap",
+    "http-stats",
+    "http-stats-server",
+    "http-ss",
+    "http-harakiri",
+    "http-stud-prefix",
+    "http-uid",
+    "http-gid",
+    "http-resubscribe",
+    "http-buffer-size",
+    "http-server-name-as-http-host",
+    "http-headers-timeout",
+    "http-connect-timeout",
+    "http-manage-source",
+    "http-manage-rtsp",
+    "http-enable-proxy-protocol",
+];
+
 /// Whether `key` is a uWSGI option that rcontainer ignores with a warning.
 pub(crate) fn is_ignored_uwsgi_option(key: &str) -> bool {
-    [CORE, PYTHON_PLUGIN, GEVENT_PLUGIN]
+    [CORE, PYTHON_PLUGIN, GEVENT_PLUGIN, HTTP_ROUTER_PLUGIN]
         .iter()
         .any(|names| names.contains(&key))
+}
+
+/// Whether `key` names a Python application (`wsgi-file = app.py`): an error, see [`NO_PYTHON`].
+pub(crate) fn names_a_python_app(key: &str) -> bool {
+    PYTHON_APP.contains(&key)
+}
+
+/// A uWSGI key that rcontainer serves as one of its own options, with the reason to warn:
+/// `http = :8000` starts uWSGI's HTTP router, a separate process in front of the workers; here
+/// the workers speak HTTP themselves, so it becomes an `http-socket` on the same address.
+pub(crate) fn served_as(key: &str) -> Option<(&'static str, &'static str)> {
+    match key {
+        "http" | "httprouter" => Some((
+            "http-socket",
+            "rcontainer has no separate HTTP router process",
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -715,8 +794,6 @@ mod tests {
     fn common_uwsgi_only_keys_are_listed() {
         for key in [
             "plugins",
-            "callable",
-            "wsgi-file",
             "enable-threads",
             "single-interpreter",
             "vhost",
@@ -731,16 +808,35 @@ mod tests {
             "post-buffering",
             "limit-as",
             "gevent-monkey-patch",
+            "http-to",
+            "http-keepalive",
         ] {
             assert!(is_ignored_uwsgi_option(key), "{key}");
         }
         assert!(!is_ignored_uwsgi_option("processes"));
         assert!(!is_ignored_uwsgi_option("prcesses"));
+        assert!(!is_ignored_uwsgi_option("http"), "served as http-socket");
+    }
+
+    #[test]
+    fn keys_naming_a_python_app_are_not_ignored() {
+        for key in ["wsgi-file", "callable", "wsgi", "file", "paste"] {
+            assert!(names_a_python_app(key), "{key}");
+            assert!(!is_ignored_uwsgi_option(key), "{key}");
+        }
+        assert!(!names_a_python_app("home"));
     }
 
     #[test]
     fn no_name_is_listed_twice() {
-        let mut all: Vec<&str> = [CORE, PYTHON_PLUGIN, GEVENT_PLUGIN].concat();
+        let mut all: Vec<&str> = [
+            CORE,
+            PYTHON_APP,
+            PYTHON_PLUGIN,
+            GEVENT_PLUGIN,
+            HTTP_ROUTER_PLUGIN,
+        ]
+        .concat();
         let total = all.len();
         all.sort_unstable();
         all.dedup();

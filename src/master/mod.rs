@@ -46,6 +46,7 @@ use crate::net::addr::SocketSpec;
 use crate::net::listener::Listener;
 use crate::scoreboard::{Scoreboard, SlotId, WorkerId, WorkerStatus};
 use crate::sys::daemon::{self, DaemonReady};
+use crate::sys::error::context;
 use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
 use crate::sys::notify::Notifier;
@@ -94,6 +95,8 @@ pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<(), Vec<String>>;
 pub(crate) fn run(config: Config, apps: &Apps, recheck: ConfigCheck<'_>) -> ExitCode {
     crate::log::set_role_master();
     let mut daemon = None;
+    // Why start-up failed, for the command that launched a daemon (it prints it).
+    let mut reason = String::new();
     let code = match Master::start(config, apps, recheck, &mut daemon) {
         Ok(mut master) => {
             let code = master.supervise(&mut daemon);
@@ -102,11 +105,12 @@ pub(crate) fn run(config: Config, apps: &Apps, recheck: ConfigCheck<'_>) -> Exit
         }
         Err(e) => {
             log::error!("{e}");
+            reason = e.to_string();
             exit::RUNTIME
         }
     };
     if let Some(daemon) = daemon {
-        daemon.report_failure(code.max(exit::RUNTIME));
+        daemon.report_failure(code.max(exit::RUNTIME), &reason);
     }
     ExitCode::from(code)
 }
@@ -182,8 +186,9 @@ impl<'a> Master<'a> {
         recheck: ConfigCheck<'a>,
         daemon: &mut Option<DaemonReady>,
     ) -> io::Result<Master<'a>> {
-        let start_dir = std::env::current_dir()?;
-        let mut inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())?;
+        let start_dir = std::env::current_dir().map_err(context("working directory: getcwd"))?;
+        let mut inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())
+            .map_err(context("inherited sockets"))?;
         let reexec = inherited.iter().any(|f| f.origin == fd::FdOrigin::Reexec);
         let inherited_stats = match &config.stats {
             Some(spec) => take_named(&mut inherited, &stats_fd_name(spec)),
@@ -218,23 +223,24 @@ impl<'a> Master<'a> {
             process::set_env(&pair.name, &pair.value);
         }
         if let Some(path) = &config.pidfile {
-            pidfile::write_pidfile(path, process::current_pid()).map_err(|e| {
-                io::Error::new(e.kind(), format!("pidfile {}: {e}", path.display()))
-            })?;
+            pidfile::write_pidfile(path, process::current_pid())?;
         }
         let scoreboard = Scoreboard::new(
             Scoreboard::capacity_for(config.processes),
             config.async_cores,
-        )?;
-        let poll = Poll::new()?;
-        let mut signals = SignalSource::install_master()?;
+        )
+        .map_err(context("scoreboard: mmap"))?;
+        let poll = Poll::new().map_err(context("master loop: epoll_create"))?;
+        let mut signals = SignalSource::install_master().map_err(context("signal handlers"))?;
         poll.registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(context("master loop: register signals"))?;
         let fifo = match &config.master_fifo {
             Some(path) => {
                 let mut fifo = MasterFifo::create(path)?;
                 poll.registry()
-                    .register(&mut fifo, FIFO, Interest::READABLE)?;
+                    .register(&mut fifo, FIFO, Interest::READABLE)
+                    .map_err(context("master loop: register master-fifo"))?;
                 Some(fifo)
             }
             None => None,
@@ -252,7 +258,8 @@ impl<'a> Master<'a> {
                     poll.registry(),
                     STATS,
                     STATS_CLIENTS,
-                )?;
+                )
+                .map_err(context("master loop: register stats"))?;
                 Some(server)
             }
             None => None,
@@ -290,7 +297,9 @@ impl<'a> Master<'a> {
             jitter: Jitter::seeded(),
         };
         let old = adopt_old_workers(&mut master.workers);
-        master.spawn_generation(&old)?;
+        master
+            .spawn_generation(&old)
+            .map_err(context("starting the workers"))?;
         Ok(master)
     }
 

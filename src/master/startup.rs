@@ -1,5 +1,9 @@
 //! Start-up steps before the first worker: output (daemonize, logto), listeners (bound or
 //! handed over), privileges.
+//!
+//! Every error names the option and its value, then what was being done:
+//! `daemonize /var/log/app.log: open: permission denied`, `uid www: setuid 33: operation not
+//! permitted`; the listener's own errors already read `socket 127.0.0.1:80: bind: ...`.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -8,6 +12,7 @@ use crate::config::Config;
 use crate::net::addr::SocketSpec;
 use crate::net::listener::{Listener, Protocol, UnixOptions};
 use crate::sys::daemon::{self, DaemonReady};
+use crate::sys::error::context;
 use crate::sys::fd::InheritedFd;
 use crate::sys::notify::Notifier;
 use crate::sys::privilege;
@@ -18,15 +23,16 @@ pub(super) fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -
         if Notifier::from_env().is_ok_and(|n| n.is_enabled()) {
             log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
         } else {
-            *daemon = Some(daemon::daemonize(logfile).map_err(|e| {
-                io::Error::new(e.kind(), format!("daemonize {}: {e}", logfile.display()))
-            })?);
+            *daemon = Some(
+                daemon::daemonize(logfile)
+                    .map_err(context(format_args!("daemonize {}", logfile.display())))?,
+            );
             return Ok(());
         }
     }
     if let Some(logfile) = &config.logto {
         daemon::redirect_output(logfile)
-            .map_err(|e| io::Error::new(e.kind(), format!("logto {}: {e}", logfile.display())))?;
+            .map_err(context(format_args!("logto {}", logfile.display())))?;
     }
     Ok(())
 }
@@ -43,7 +49,7 @@ pub(super) fn bind_listeners(
                 .split_once(':')
                 .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
             let who = privilege::Credentials::resolve(Some(user), group)
-                .map_err(|e| io::Error::new(e.kind(), format!("chown-socket {spec}: {e}")))?;
+                .map_err(context(format_args!("chown-socket {spec}")))?;
             Some((who.uid, who.gid))
         }
         None => None,
@@ -108,5 +114,11 @@ pub(super) fn drop_privileges(config: &Config) -> io::Result<()> {
         }
         return Ok(());
     }
-    privilege::drop_privileges(&credentials)
+    let who = match (&config.uid, &config.gid) {
+        (Some(uid), Some(gid)) => format!("uid {uid}, gid {gid}"),
+        (Some(uid), None) => format!("uid {uid}"),
+        (None, Some(gid)) => format!("gid {gid}"),
+        (None, None) => unreachable!("invariant: credentials are not empty"),
+    };
+    privilege::drop_privileges(&credentials).map_err(context(who))
 }

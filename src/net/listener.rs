@@ -4,6 +4,9 @@
 //! A [`Listener`] is a non-blocking listening socket plus what the rest of the system needs to
 //! know about it: the protocol it speaks, the spec it came from and the address it really got
 //! (`:0` asks the kernel for a port; the ready line reports the real one).
+//!
+//! Errors name the option, the address and the step, so a failed start says what it was doing:
+//! `http-socket 127.0.0.1:80: bind: permission denied`, `socket /run/app.sock: chmod 660: ...`.
 
 use std::fmt;
 use std::fs;
@@ -18,6 +21,7 @@ use nix::sys::socket::{self, AddressFamily, Backlog, SockaddrLike, SockaddrStora
 use nix::unistd::{Gid, Uid};
 
 use super::addr::{Host, SocketSpec};
+use crate::sys::error::{context, with_context};
 use crate::sys::fd;
 
 /// The protocol spoken on a listener.
@@ -35,6 +39,14 @@ impl Protocol {
         match self {
             Protocol::Uwsgi => "uwsgi",
             Protocol::Http => "http",
+        }
+    }
+
+    /// The option that configures listeners of this protocol, for error messages.
+    pub(crate) fn option(self) -> &'static str {
+        match self {
+            Protocol::Uwsgi => "socket",
+            Protocol::Http => "http-socket",
         }
     }
 }
@@ -77,26 +89,25 @@ pub(crate) struct Listener {
 impl Listener {
     /// Binds `spec` (or adopts it, for `fd://N`) with `backlog` and returns the listener.
     ///
-    /// Errors name the spec: `bind 127.0.0.1:80: permission denied`.
+    /// Errors name the option, the spec and the step: `socket 127.0.0.1:80: bind: permission
+    /// denied`.
     pub(crate) fn bind(
         spec: &SocketSpec,
         protocol: Protocol,
         backlog: u32,
         unix: UnixOptions,
     ) -> io::Result<Listener> {
+        let what = format!("{} {spec}", protocol.option());
         let (fd, local) = match spec {
-            SocketSpec::Tcp { host, port } => {
-                bind_tcp(host, *port).map_err(|e| with_context(e, format!("bind {spec}")))?
-            }
-            SocketSpec::Unix(path) => bind_unix(path, unix)
-                .map_err(|e| with_context(e, format!("bind {}", path.display())))?,
+            SocketSpec::Tcp { host, port } => bind_tcp(host, *port).map_err(context(&what))?,
+            SocketSpec::Unix(path) => bind_unix(path, unix).map_err(context(&what))?,
             SocketSpec::Fd(raw) => {
-                return fd::adopt_fd(*raw)
-                    .and_then(|fd| Listener::adopt(fd, spec, protocol))
-                    .map_err(|e| with_context(e, format!("adopt fd://{raw}")));
+                let fd = fd::adopt_fd(*raw)
+                    .map_err(|e| with_context(with_context(e, "adopt"), &what))?;
+                return Listener::adopt(fd, spec, protocol);
             }
         };
-        set_backlog(fd.as_fd(), backlog)?;
+        set_backlog(fd.as_fd(), backlog).map_err(context(&what))?;
         Ok(Listener {
             fd,
             protocol,
@@ -106,20 +117,23 @@ impl Listener {
     }
 
     /// Takes over an inherited listening socket (`fd://N`, systemd `LISTEN_FDS`, a re-exec'd
-    /// master).
+    /// master). Errors read `http-socket fd://3: adopt: not a listening socket`.
     pub(crate) fn adopt(
         fd: OwnedFd,
         spec: &SocketSpec,
         protocol: Protocol,
     ) -> io::Result<Listener> {
-        if !socket::getsockopt(&fd, sockopt::AcceptConn).map_err(io::Error::from)? {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a listening socket",
+        let what = format_args!("{} {spec}: adopt", protocol.option());
+        let listening = socket::getsockopt(&fd, sockopt::AcceptConn)
+            .map_err(|e| with_context(e.into(), what))?;
+        if !listening {
+            return Err(with_context(
+                io::Error::new(io::ErrorKind::InvalidInput, "not a listening socket"),
+                what,
             ));
         }
-        let local = local_addr(fd.as_fd())?;
-        fd::set_nonblocking(&fd, true)?;
+        let local = local_addr(fd.as_fd()).map_err(context(what))?;
+        fd::set_nonblocking(&fd, true).map_err(context(what))?;
         Ok(Listener {
             fd,
             protocol,
@@ -181,18 +195,23 @@ fn bind_tcp(host: &Host, port: u16) -> io::Result<(OwnedFd, LocalAddr)> {
     let candidates: Vec<SocketAddr> = match host {
         Host::Any => vec![SocketAddr::from(([0, 0, 0, 0], port))],
         Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        Host::Name(name) => (name.as_str(), port).to_socket_addrs()?.collect(),
+        Host::Name(name) => (name.as_str(), port)
+            .to_socket_addrs()
+            .map_err(context("resolve"))?
+            .collect(),
     };
     let mut last_error = io::Error::new(io::ErrorKind::NotFound, "name resolved to no address");
     for addr in candidates {
         // std sets SO_REUSEADDR, so a restart does not wait for TIME_WAIT to clear.
         match TcpListener::bind(addr) {
             Ok(listener) => {
-                listener.set_nonblocking(true)?;
-                let local = listener.local_addr()?;
+                listener
+                    .set_nonblocking(true)
+                    .map_err(context("set non-blocking"))?;
+                let local = listener.local_addr().map_err(context("getsockname"))?;
                 return Ok((OwnedFd::from(listener), LocalAddr::Tcp(local)));
             }
-            Err(e) => last_error = e,
+            Err(e) => last_error = with_context(e, "bind"),
         }
     }
     Err(last_error)
@@ -200,13 +219,16 @@ fn bind_tcp(host: &Host, port: u16) -> io::Result<(OwnedFd, LocalAddr)> {
 
 fn bind_unix(path: &Path, options: UnixOptions) -> io::Result<(OwnedFd, LocalAddr)> {
     remove_stale_socket(path)?;
-    let listener = UnixListener::bind(path)?;
-    listener.set_nonblocking(true)?;
+    let listener = UnixListener::bind(path).map_err(context("bind"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(context("set non-blocking"))?;
     if let Some(mode) = options.mode {
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .map_err(context(format_args!("chmod {mode:o}")))?;
     }
     if let Some((uid, gid)) = options.owner {
-        nix::unistd::chown(path, uid, gid)?;
+        nix::unistd::chown(path, uid, gid).map_err(|e| with_context(e.into(), "chown"))?;
     }
     Ok((OwnedFd::from(listener), LocalAddr::Unix(path.to_path_buf())))
 }
@@ -216,7 +238,7 @@ fn bind_unix(path: &Path, options: UnixOptions) -> io::Result<(OwnedFd, LocalAdd
 pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Err(e) => Err(with_context(e, "stat")),
         Ok(meta) => {
             use std::os::unix::fs::FileTypeExt;
             if !meta.file_type().is_socket() {
@@ -230,17 +252,37 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
                     io::ErrorKind::AddrInUse,
                     "another process is listening on it",
                 )),
-                Err(_) => fs::remove_file(path),
+                Err(_) => fs::remove_file(path).map_err(context("remove stale socket")),
             }
         }
     }
 }
 
+/// The largest listen backlog the kernel grants (`net.core.somaxconn`); `None` when `/proc`
+/// cannot tell. Larger backlogs are silently cut to it by `listen(2)`.
+pub(crate) fn kernel_backlog_limit() -> Option<u32> {
+    fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Re-listening on a listening socket only updates its backlog (Linux).
 fn set_backlog(fd: BorrowedFd<'_>, backlog: u32) -> io::Result<()> {
-    let backlog = Backlog::new(i32::try_from(backlog).unwrap_or(i32::MAX))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    socket::listen(&fd, backlog).map_err(io::Error::from)
+    socket::listen(&fd, backlog_for(backlog))
+        .map_err(|e| with_context(e.into(), format_args!("listen (backlog {backlog})")))
+}
+
+/// nix refuses backlogs above libc's `SOMAXCONN` constant (4096) with `EINVAL`, although the
+/// kernel takes up to `net.core.somaxconn`, which may be set higher. Above the constant, ask
+/// for the most the kernel allows (`-1`, which it cuts to `somaxconn`): `config::load` has
+/// already clamped `listen` to that limit.
+fn backlog_for(backlog: u32) -> Backlog {
+    i32::try_from(backlog)
+        .ok()
+        .and_then(|n| Backlog::new(n).ok())
+        .unwrap_or(Backlog::MAXALLOWABLE)
 }
 
 fn local_addr(fd: BorrowedFd<'_>) -> io::Result<LocalAddr> {
@@ -270,10 +312,6 @@ fn local_addr(fd: BorrowedFd<'_>) -> io::Result<LocalAddr> {
             "not a TCP or unix socket",
         )),
     }
-}
-
-fn with_context(error: io::Error, context: String) -> io::Error {
-    io::Error::new(error.kind(), format!("{context}: {error}"))
 }
 
 #[cfg(test)]
@@ -311,6 +349,34 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
         listener.remove_socket_file();
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bind_errors_name_the_option_the_address_and_the_step() {
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let spec: SocketSpec = taken.local_addr().unwrap().to_string().parse().unwrap();
+        let err = Listener::bind(&spec, Protocol::Http, 16, UnixOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("http-socket {spec}: bind: address already in use")
+        );
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let spec = SocketSpec::Unix("/nonexistent-dir/app.sock".into());
+        let err = Listener::bind(&spec, Protocol::Uwsgi, 16, UnixOptions::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "socket /nonexistent-dir/app.sock: bind: no such file or directory"
+        );
+    }
+
+    #[test]
+    fn backlogs_above_the_libc_constant_ask_for_the_kernel_maximum() {
+        assert_eq!(i32::from(backlog_for(1024)), 1024);
+        assert_eq!(i32::from(backlog_for(16384)), -1);
+        assert_eq!(i32::from(backlog_for(u32::MAX)), -1);
+        let spec: SocketSpec = "127.0.0.1:0".parse().unwrap();
+        Listener::bind(&spec, Protocol::Http, 65535, UnixOptions::default())
+            .expect("a backlog above SOMAXCONN binds");
     }
 
     #[test]

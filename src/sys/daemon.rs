@@ -3,31 +3,37 @@
 //!
 //! Owns the double fork, `setsid` and the stdio redirections. It must not write a pidfile or
 //! bind anything: the master does that after `daemonize` returns, then reports readiness so the
-//! command that started it can exit with a meaningful code.
+//! command that started it can exit with a meaningful code, and print why when start-up
+//! failed: by then the daemon's own output goes to the log file, which nobody is looking at.
 //!
 //! Choices: the working directory is kept (relative paths in the INI keep their meaning; `chdir`
 //! exists for those who want `/`), and so is the umask (`umask` is a separate option).
 
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::wait::waitpid;
 
+use super::error::{context, describe, with_context};
 use super::process::{Forked, exit_now, fork};
 use crate::exit;
 
 /// Held by the daemonized master; tells the original command how start-up went.
 ///
 /// The command that ran `rcontainer --daemonize` waits until the daemon calls
-/// [`DaemonReady::report_ready`] (exit 0) or [`DaemonReady::report_failure`] (that code). If the
-/// daemon drops this without reporting (an early error, a crash, an exec), the command exits
-/// with the runtime-failure code 2. Workers forked before the report inherit the pipe; that is
-/// harmless because the command only waits for the first byte or for every copy to close.
+/// [`DaemonReady::report_ready`] (exit 0) or [`DaemonReady::report_failure`] (that code, and
+/// the reason, which the command prints on its stderr). If the daemon drops this without
+/// reporting (a crash, an exec), the command exits with the runtime-failure code 2 and says so.
+/// Workers forked before the report inherit the pipe; that is harmless because a report is one
+/// `write` (atomic, at most `PIPE_BUF` bytes) and the command reads no further than its end.
+///
+/// The report on the pipe: one byte (the exit code), then for a failure a little-endian `u16`
+/// length and that many bytes of UTF-8 reason.
 #[derive(Debug)]
 pub(crate) struct DaemonReady {
     pipe: OwnedFd,
@@ -36,67 +42,176 @@ pub(crate) struct DaemonReady {
 impl DaemonReady {
     /// Start-up succeeded (sockets bound, pidfile written): the original command exits 0.
     pub(crate) fn report_ready(self) {
-        self.report(exit::OK);
-    }
-
-    /// Start-up failed: the original command exits with `code`.
-    pub(crate) fn report_failure(self, code: u8) {
-        self.report(code);
-    }
-
-    fn report(self, code: u8) {
         // Nobody is left to tell if the command is already gone; ignore the error.
-        let _ = nix::unistd::write(&self.pipe, &[code]);
+        let _ = nix::unistd::write(&self.pipe, &[exit::OK]);
     }
+
+    /// Start-up failed: the original command prints `reason` (when not empty) on its stderr
+    /// and exits with `code`.
+    pub(crate) fn report_failure(self, code: u8, reason: &str) {
+        let _ = nix::unistd::write(&self.pipe, &failure_report(code, reason));
+    }
+}
+
+/// The most reason bytes a report carries: the whole report stays within `PIPE_BUF` (4096 on
+/// Linux), so it is written in one piece.
+const MAX_REASON: usize = 2048;
+
+/// `code`, then the reason's length and bytes (cut at a character boundary if too long).
+fn failure_report(code: u8, reason: &str) -> Vec<u8> {
+    let mut end = reason.len().min(MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let reason = &reason.as_bytes()[..end];
+    let len = u16::try_from(reason.len()).expect("invariant: at most MAX_REASON bytes");
+    let mut report = Vec::with_capacity(3 + reason.len());
+    report.push(code);
+    report.extend_from_slice(&len.to_le_bytes());
+    report.extend_from_slice(reason);
+    report
 }
 
 /// Detaches the process: fork, `setsid`, fork again; stdin from `/dev/null`, stdout and stderr
 /// appended to `logfile`. Returns only in the grandchild (the daemon), which is not a session
 /// leader and so can never acquire a controlling terminal again.
 ///
-/// The original process waits for the daemon's [`DaemonReady`] report and exits with its code
-/// (so `rcontainer --daemonize ... && curl ...` works: the pidfile exists once the command
-/// returns); the intermediate process exits at once. Errors opening the log file are returned
-/// before anything forks, so they reach the terminal. Must be called while single-threaded.
+/// The original process waits for the daemon's [`DaemonReady`] report, prints the reason of a
+/// failure on its stderr and exits with the daemon's code (so `rcontainer --daemonize ... &&
+/// curl ...` works: the pidfile exists once the command returns); the intermediate process exits
+/// at once. A log file that cannot be one (see [`check_log_path`]) or cannot be opened is
+/// reported before anything forks, so the error reaches the terminal. Errors read `open:
+/// permission denied`; the caller adds the option and path. Must be called while
+/// single-threaded.
 pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
+    check_log_path(logfile).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     let log = open_log(logfile)?;
-    let devnull = File::open("/dev/null")?;
-    let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-    match fork()? {
+    let devnull = File::open("/dev/null").map_err(context("open /dev/null"))?;
+    let (read_end, write_end) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| with_context(e.into(), "pipe"))?;
+    match fork().map_err(context("fork"))? {
         Forked::Parent(child) => {
             drop(write_end);
             let _ = waitpid(child, None);
-            exit_now(wait_for_report(&read_end))
+            let (code, reason) = wait_for_report(&read_end);
+            if let Some(reason) = reason {
+                let _ = writeln!(io::stderr(), "rcontainer: {reason}");
+            } else if code != exit::OK {
+                let _ = writeln!(
+                    io::stderr(),
+                    "rcontainer: the daemon stopped before it was ready (exit code {code}); \
+                     its log is {}",
+                    logfile.display()
+                );
+            }
+            exit_now(code)
         }
         Forked::Child => drop(read_end),
     }
+    let ready = DaemonReady { pipe: write_end };
     if let Err(errno) = nix::unistd::setsid() {
-        log::error!("daemonize: setsid failed errno={errno}");
+        ready.report_failure(
+            exit::RUNTIME,
+            &format!("daemonize: setsid: {}", errno.desc()),
+        );
         exit_now(exit::RUNTIME);
     }
     match fork() {
         Ok(Forked::Parent(_)) => exit_now(exit::OK),
         Ok(Forked::Child) => {}
         Err(err) => {
-            log::error!("daemonize: second fork failed: {err}");
+            let reason = format!("daemonize: second fork: {}", describe(&err));
+            ready.report_failure(exit::RUNTIME, &reason);
             exit_now(exit::RUNTIME);
         }
     }
-    nix::unistd::dup2_stdin(&devnull)?;
+    nix::unistd::dup2_stdin(&devnull).map_err(|e| with_context(e.into(), "dup2 stdin"))?;
     redirect_stdout_stderr(&log)?;
-    Ok(DaemonReady { pipe: write_end })
+    Ok(ready)
 }
 
-/// The first byte the daemon writes, or the runtime-failure code on EOF.
-fn wait_for_report(pipe: &OwnedFd) -> u8 {
-    let mut code = [exit::RUNTIME];
-    loop {
-        match nix::unistd::read(pipe, &mut code) {
+/// Reads the daemon's report: its exit code and, for a failure, its reason. End of file
+/// without a report (the daemon died) is the runtime-failure code without a reason.
+fn wait_for_report(pipe: &OwnedFd) -> (u8, Option<String>) {
+    let mut code = [0u8];
+    if read_full(pipe, &mut code) < 1 {
+        return (exit::RUNTIME, None);
+    }
+    if code[0] == exit::OK {
+        return (exit::OK, None);
+    }
+    let mut len = [0u8; 2];
+    if read_full(pipe, &mut len) < len.len() {
+        return (code[0], None);
+    }
+    let mut reason = vec![0u8; usize::from(u16::from_le_bytes(len))];
+    let got = read_full(pipe, &mut reason);
+    reason.truncate(got);
+    let reason = String::from_utf8_lossy(&reason).into_owned();
+    (code[0], Some(reason).filter(|r| !r.is_empty()))
+}
+
+/// Reads until `buf` is full or the pipe reaches end of file; returns how many bytes came.
+fn read_full(pipe: &OwnedFd, buf: &mut [u8]) -> usize {
+    let mut got = 0;
+    while got < buf.len() {
+        match nix::unistd::read(pipe, &mut buf[got..]) {
             Err(Errno::EINTR) => continue,
-            Ok(1) => return code[0],
-            _ => return exit::RUNTIME,
+            Ok(n) if n > 0 => got += n,
+            _ => break,
         }
     }
+    got
+}
+
+/// Checks that `path` can be a daemon's log file, before anything is started: a regular file
+/// (or one to be created) that is writable, or `/dev/null` to discard the log. A directory, a
+/// FIFO (opening it would block until a reader comes), a device, or a path on `/proc` or
+/// `/sys` (where files are kernel interfaces, not logs) is refused. A missing directory is left
+/// for the start to report, like the pidfile's: it may be created by then. `Err` is the
+/// reason, naming the path.
+pub(crate) fn check_log_path(path: &Path) -> Result<(), String> {
+    let shown = path.display();
+    let on_kernel_fs = |dir: &Path| {
+        nix::sys::statfs::statfs(dir).is_ok_and(|fs| {
+            let kind = fs.filesystem_type();
+            kind == nix::sys::statfs::PROC_SUPER_MAGIC || kind == nix::sys::statfs::SYSFS_MAGIC
+        })
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(format!("{shown} is a directory, not a log file")),
+        Ok(meta) if meta.file_type().is_char_device() && is_dev_null(&meta) => Ok(()),
+        Ok(meta) if !meta.is_file() => Err(format!("{shown} is not a regular file")),
+        Ok(_) if on_kernel_fs(path) => Err(format!(
+            "{shown} is on /proc or /sys (a kernel file system), not a log file"
+        )),
+        Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::W_OK)
+            .map_err(|errno| format!("{shown} is not writable: {}", lower(errno.desc()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let dir = match path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => dir,
+                _ => Path::new("."),
+            };
+            if on_kernel_fs(dir) {
+                return Err(format!(
+                    "{shown} is on /proc or /sys (a kernel file system), not a log file"
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => Err(format!("{shown}: {}", describe(&e))),
+    }
+}
+
+fn is_dev_null(meta: &std::fs::Metadata) -> bool {
+    std::fs::metadata("/dev/null").is_ok_and(|null| null.rdev() == meta.rdev())
+}
+
+fn lower(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_ascii_lowercase().to_string() + chars.as_str()
+    })
 }
 
 /// Points stdout and stderr at `logfile` (opened for append, created 0640 if missing).
@@ -111,18 +226,21 @@ pub(crate) fn redirect_output(logfile: &Path) -> io::Result<()> {
 }
 
 fn redirect_stdout_stderr(log: &impl AsFd) -> io::Result<()> {
-    nix::unistd::dup2_stdout(log)?;
-    nix::unistd::dup2_stderr(log)?;
+    nix::unistd::dup2_stdout(log).map_err(|e| with_context(e.into(), "dup2 stdout"))?;
+    nix::unistd::dup2_stderr(log).map_err(|e| with_context(e.into(), "dup2 stderr"))?;
     Ok(())
 }
 
+/// Opens `path` for appending; errors read `open: permission denied` (the caller names the
+/// option and the path).
 fn open_log(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
         .open(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("log file {}: {e}", path.display())))
+        .map_err(context("open"))
 }
 
 #[cfg(test)]
@@ -153,7 +271,7 @@ mod tests {
             let stdin_read = nix::unistd::read(std::io::stdin(), &mut stdin).expect("read");
             println!("stdin_bytes={stdin_read}");
             std::io::stdout().flush().expect("flush");
-            ready.report_failure(7);
+            ready.report_failure(7, "");
             exit_now(0);
         }
         let log = shared_log_path("daemon", std::process::id());
@@ -197,11 +315,55 @@ mod tests {
     }
 
     #[test]
-    fn an_unwritable_log_file_is_reported_with_its_path() {
+    fn a_log_file_that_cannot_be_opened_says_why() {
         let err = open_log(Path::new("/nonexistent-dir/x.log")).expect_err("no such dir");
-        assert!(
-            err.to_string()
-                .starts_with("log file /nonexistent-dir/x.log: ")
+        assert_eq!(err.to_string(), "open: no such file or directory");
+    }
+
+    #[test]
+    fn only_regular_files_and_dev_null_can_be_daemon_logs() {
+        let dir = crate::sys::tempdir::TempDir::new("daemon-log-path");
+        assert_eq!(
+            check_log_path(&dir.join("new.log")),
+            Ok(()),
+            "to be created"
+        );
+        std::fs::write(dir.join("old.log"), "x").expect("write");
+        assert_eq!(check_log_path(&dir.join("old.log")), Ok(()));
+        assert_eq!(check_log_path(Path::new("/dev/null")), Ok(()));
+        let refused = |path: &Path| check_log_path(path).expect_err("refused");
+        assert!(refused(dir.path()).ends_with("is a directory, not a log file"));
+        assert!(refused(Path::new("/dev/zero")).ends_with("is not a regular file"));
+        assert!(refused(Path::new("/proc/app.log")).contains("is on /proc or /sys"));
+        assert!(refused(Path::new("/proc/version")).contains("is on /proc or /sys"));
+        let fifo = dir.join("log.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+        assert!(refused(&fifo).ends_with("is not a regular file"));
+    }
+
+    #[test]
+    fn a_failure_report_carries_the_code_and_the_reason_within_pipe_buf() {
+        assert_eq!(
+            failure_report(2, "bind"),
+            vec![2, 4, 0, b'b', b'i', b'n', b'd']
+        );
+        let long = "é".repeat(3000);
+        let report = failure_report(3, &long);
+        assert!(report.len() <= 4096);
+        let reason = std::str::from_utf8(&report[3..]).expect("cut at a char boundary");
+        assert!(reason.starts_with('é'));
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        DaemonReady { pipe: write_end }.report_failure(2, "socket :80: bind: permission denied");
+        assert_eq!(
+            wait_for_report(&read_end),
+            (2, Some("socket :80: bind: permission denied".to_owned()))
+        );
+        let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
+        drop(write_end);
+        assert_eq!(
+            wait_for_report(&read_end),
+            (exit::RUNTIME, None),
+            "died unreported"
         );
     }
 }

@@ -18,6 +18,8 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::Mode;
 
+use super::error::with_context;
+
 /// An open master FIFO; register it in a `mio::Poll` and call [`MasterFifo::read_commands`]
 /// when it is readable.
 #[derive(Debug)]
@@ -33,18 +35,18 @@ impl MasterFifo {
     /// may already have it open, e.g. across a re-exec); any other file there is refused.
     pub(crate) fn create(path: &Path) -> io::Result<MasterFifo> {
         let with_path =
-            |e: io::Error| io::Error::new(e.kind(), format!("master-fifo {}: {e}", path.display()));
+            |e: io::Error| with_context(e, format_args!("master-fifo {}", path.display()));
         prepare_fifo(path).map_err(with_path)?;
         let reader = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
-            .map_err(with_path)?;
+            .map_err(|e| with_path(with_context(e, "open")))?;
         let keepalive = OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
-            .map_err(with_path)?;
+            .map_err(|e| with_path(with_context(e, "open")))?;
         Ok(MasterFifo {
             path: path.to_path_buf(),
             reader,
@@ -93,9 +95,10 @@ fn prepare_fifo(path: &Path) -> io::Result<()> {
             ));
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+        Err(e) => return Err(with_context(e, "stat")),
     }
-    nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR)?;
+    nix::unistd::mkfifo(path, Mode::S_IRUSR | Mode::S_IWUSR)
+        .map_err(|e| with_context(e.into(), "mkfifo"))?;
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use std::io;
 use std::path::Path;
 
 use nix::sys::stat::Mode;
+
+use super::error::{context, with_context};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// Who to become, resolved from the `uid` / `gid` options.
@@ -55,11 +57,12 @@ impl Credentials {
 /// `www-data` or `33` -> the uid, with the passwd entry when there is one. A number without an
 /// entry is accepted (containers often run with bare ids).
 fn resolve_user(spec: &str) -> io::Result<(Uid, Option<User>)> {
+    let lookup = |e: nix::Error| with_context(e.into(), format!("uid {spec}: getpwnam"));
     if let Ok(number) = spec.parse::<u32>() {
         let uid = Uid::from_raw(number);
-        return Ok((uid, User::from_uid(uid)?));
+        return Ok((uid, User::from_uid(uid).map_err(lookup)?));
     }
-    match User::from_name(spec)? {
+    match User::from_name(spec).map_err(lookup)? {
         Some(user) => Ok((user.uid, Some(user))),
         None => Err(not_found(format!("uid {spec}: no such user"))),
     }
@@ -70,7 +73,8 @@ fn resolve_group(spec: &str) -> io::Result<Gid> {
     if let Ok(number) = spec.parse::<u32>() {
         return Ok(Gid::from_raw(number));
     }
-    match Group::from_name(spec)? {
+    let lookup = |e: nix::Error| with_context(e.into(), format!("gid {spec}: getgrnam"));
+    match Group::from_name(spec).map_err(lookup)? {
         Some(group) => Ok(group.gid),
         None => Err(not_found(format!("gid {spec}: no such group"))),
     }
@@ -80,19 +84,24 @@ fn resolve_group(spec: &str) -> io::Result<Gid> {
 /// then the gid, then the uid, and checks that the uid cannot be regained.
 ///
 /// Without root this can only "drop" to the ids the process already has; anything else fails
-/// with `EPERM`. An empty `Credentials` is a no-op.
+/// with `EPERM`. An empty `Credentials` is a no-op. Errors name the call: `setuid 33:
+/// operation not permitted`.
 pub(crate) fn drop_privileges(credentials: &Credentials) -> io::Result<()> {
+    let failed = |call: String| move |e: nix::Error| with_context(e.into(), call);
     if let Some(gid) = credentials.gid {
         if is_root() {
             match &credentials.user_name {
-                Some(name) => nix::unistd::initgroups(name, gid)?,
-                None => nix::unistd::setgroups(&[gid])?,
+                Some(name) => nix::unistd::initgroups(name, gid)
+                    .map_err(failed(format!("initgroups {}", name.to_string_lossy())))?,
+                None => {
+                    nix::unistd::setgroups(&[gid]).map_err(failed(format!("setgroups {gid}")))?
+                }
             }
         }
-        nix::unistd::setgid(gid)?;
+        nix::unistd::setgid(gid).map_err(failed(format!("setgid {gid}")))?;
     }
     if let Some(uid) = credentials.uid {
-        nix::unistd::setuid(uid)?;
+        nix::unistd::setuid(uid).map_err(failed(format!("setuid {uid}")))?;
         if !uid.is_root() && nix::unistd::setuid(Uid::from_raw(0)).is_ok() {
             return Err(io::Error::other(
                 "privileges could be regained after setuid",
@@ -113,10 +122,9 @@ pub(crate) fn set_umask(mask: u32) -> u32 {
     previous.bits()
 }
 
-/// `chdir`, with the path in the error (`chdir /srv/app: No such file or directory`).
+/// `chdir`, with the path in the error (`chdir /srv/app: no such file or directory`).
 pub(crate) fn change_dir(path: &Path) -> io::Result<()> {
-    std::env::set_current_dir(path)
-        .map_err(|e| io::Error::new(e.kind(), format!("chdir {}: {e}", path.display())))
+    std::env::set_current_dir(path).map_err(context(format_args!("chdir {}", path.display())))
 }
 
 fn not_found(message: String) -> io::Error {

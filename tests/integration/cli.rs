@@ -49,7 +49,7 @@ fn a_migrated_uwsgi_file_loads_with_one_warning_per_ignored_key() {
     let ini = repo_file("conf/uwsgi-migrated.ini");
     let out = run_cli(scratch.path(), &["--ini", &ini, "--check-config"]);
     assert_eq!(out.code(), Some(0), "stderr: {}", out.stderr);
-    for key in ["plugins", "callable", "vhost", "limit-as"] {
+    for key in ["plugins", "vhost", "limit-as"] {
         let warnings = out
             .stderr
             .lines()
@@ -64,7 +64,7 @@ fn a_typo_in_a_key_exits_1_with_file_line_and_a_suggestion() {
     let scratch = Scratch::new("typo");
     scratch.write(
         "x.ini",
-        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprcesses = 4\n",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprcesses = 4\nmodule = hello\n",
     );
     let out = run_cli(scratch.path(), &["--ini", "x.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
@@ -79,7 +79,7 @@ fn a_typo_in_a_key_exits_1_with_file_line_and_a_suggestion() {
 #[test]
 fn a_bad_value_exits_1_naming_file_line_and_key() {
     let scratch = Scratch::new("bad-value");
-    scratch.write("x.ini", "[uwsgi]\nprocesses = many\n");
+    scratch.write("x.ini", "[uwsgi]\nprocesses = many\nmodule = hello\n");
     let out = run_cli(scratch.path(), &["--ini", "x.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
     assert!(
@@ -102,7 +102,7 @@ fn print_config_shows_cli_winning_over_the_ini_and_placeholders_expanded() {
     let scratch = Scratch::new("print-config");
     scratch.write(
         "app.ini",
-        "[rcontainer]\nprocesses = 2\nhttp-socket = 127.0.0.1:0\npidfile = %d%n.pid\n",
+        "[rcontainer]\nprocesses = 2\nhttp-socket = 127.0.0.1:0\npidfile = %d%n.pid\nmodule = hello\n",
     );
     let out = run_cli(
         scratch.path(),
@@ -143,7 +143,7 @@ fn environment_variables_override_the_ini_and_lose_to_the_cli() {
     let scratch = Scratch::new("env-precedence");
     scratch.write(
         "app.ini",
-        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nasync = 10\n",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nprocesses = 2\nasync = 10\nmodule = hello\n",
     );
     let out = run_cli_with_env(
         scratch.path(),
@@ -216,4 +216,193 @@ fn the_fetch_app_without_fetch_url_is_refused_before_anything_starts() {
     let out = run_cli(scratch.path(), &["--ini", "app.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
     assert!(out.stderr.contains("fetch-url"), "{}", out.stderr);
+}
+
+/// `--check-config` of `ini` (written as `app.ini`): exit code and stderr.
+fn check(name: &str, ini: &str) -> (Option<i32>, String) {
+    let scratch = Scratch::new(name);
+    scratch.write("app.ini", ini);
+    let out = run_cli(scratch.path(), &["--ini", "app.ini", "--check-config"]);
+    (out.code(), out.stderr)
+}
+
+#[test]
+fn a_config_without_an_app_is_refused_at_check_config_and_at_start() {
+    let ini = "[rcontainer]\nhttp-socket = 127.0.0.1:0\n";
+    let expected = "config: no app configured: set module = APP \
+                    (apps of this binary: echo, fetch, hello, panic, sleep)";
+    let (code, stderr) = check("no-app", ini);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.trim_end(), expected);
+    let scratch = Scratch::new("no-app-start");
+    scratch.write("app.ini", ini);
+    let out = run_cli(scratch.path(), &["--ini", "app.ini"]);
+    assert_eq!(out.code(), Some(1), "nothing starts: {}", out.stderr);
+    assert_eq!(out.stderr.trim_end(), expected);
+}
+
+#[test]
+fn wsgi_file_is_one_error_line_saying_python_is_not_supported() {
+    let (code, stderr) = check(
+        "wsgi-file",
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = project/wsgi.py\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr
+            .starts_with("app.ini:3: wsgi-file: Python WSGI apps are not supported by this build"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn callable_and_a_python_looking_module_are_refused_in_one_line_each() {
+    let (code, stderr) = check(
+        "callable",
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nmodule = hello\ncallable = application\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("app.ini:4: callable: Python WSGI apps are not supported"),
+        "{stderr}"
+    );
+    for module in ["project.wsgi", "pkg.mod:app"] {
+        let (code, stderr) = check(
+            "python-module",
+            &format!("[uwsgi]\nhttp-socket = 127.0.0.1:0\nmodule = {module}\n"),
+        );
+        assert_eq!(code, Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "app.ini:3: module: '{module}' looks like a Python module: \
+                 Python WSGI apps are not supported by this build"
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_instance_serving_only_static_maps_needs_no_app_and_answers_404_elsewhere() {
+    use crate::harness::Instance;
+    use crate::harness::client::{Proto, http_get};
+    let server = Instance::start(
+        "static-only",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nstatic-map = /files=%d\n",
+        &[],
+    );
+    let target = server.target(Proto::Http);
+    assert_eq!(http_get(&target, "/files/app.ini").status, 200);
+    assert_eq!(http_get(&target, "/other").status, 404);
+}
+
+#[test]
+fn keys_used_as_placeholders_are_accepted_without_a_warning() {
+    let scratch = Scratch::new("placeholders");
+    scratch.write(
+        "app.ini",
+        "[uwsgi]\nproject = shop\nbase = /srv/%(project)\nsocket = %(base)/%(project).sock\n\
+         module = hello\nset-placeholder = tier=blue\nset-ph = zone=eu\n\
+         stats = /run/%(tier)-%(zone).sock\n",
+    );
+    let out = run_cli(scratch.path(), &["--ini", "app.ini", "--print-config"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert_eq!(out.stderr, "", "no warnings");
+    let value_of = |key: &str| -> String {
+        let line = (out.stdout.lines())
+            .find(|l| l.split_whitespace().next() == Some(key))
+            .unwrap_or_else(|| panic!("no {key} in {}", out.stdout));
+        line.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(value_of("socket"), "/srv/shop/shop.sock");
+    assert_eq!(value_of("stats"), "/run/blue-eu.sock");
+}
+
+#[test]
+fn an_unknown_key_nobody_refers_to_is_still_an_error_with_a_suggestion() {
+    let (code, stderr) = check(
+        "unreferenced",
+        "[uwsgi]\nproject = shop\nsocket = /tmp/%(project).sock\nmodule = hello\nprocesess = 2\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "app.ini:5: procesess: unknown option (did you mean processes?)"
+    );
+}
+
+#[test]
+fn http_is_served_as_an_http_socket_with_one_warning() {
+    use crate::harness::Instance;
+    use crate::harness::client::{Proto, http_get};
+    let ini = "[uwsgi]\nhttp = 127.0.0.1:0\nmodule = hello\nhttp-to = 127.0.0.1:3031\n";
+    let (code, stderr) = check("http-router", ini);
+    assert_eq!(code, Some(0), "{stderr}");
+    let served = "app.ini:2: http = 127.0.0.1:0 served as http-socket \
+                  (rcontainer has no separate HTTP router process)";
+    assert_eq!(
+        stderr.lines().filter(|l| *l == served).count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("app.ini:4: ignored: uWSGI option 'http-to'"),
+        "{stderr}"
+    );
+    let server = Instance::start("http-router-start", ini, &[]);
+    assert_eq!(http_get(&server.target(Proto::Http), "/").status, 200);
+}
+
+#[test]
+fn a_missing_chdir_is_an_error_at_check_config() {
+    let (code, stderr) = check(
+        "chdir-missing",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nchdir = %dmissing\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("app.ini:4: chdir: ") && stderr.contains("missing: no such directory"),
+        "{stderr}"
+    );
+    let (code, stderr) = check(
+        "chdir-file",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nchdir = %p\n",
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("app.ini:4: chdir: ") && stderr.contains("app.ini: not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_daemonize_log_that_is_not_a_regular_file_is_an_error_at_check_config() {
+    for (value, why) in [
+        ("%d", "is a directory"),
+        ("/proc/app.log", "is on /proc"),
+        ("/dev/zero", "not a regular file"),
+    ] {
+        let (code, stderr) = check(
+            "daemonize-path",
+            &format!(
+                "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\ndaemonize = {value}\n"
+            ),
+        );
+        assert_eq!(code, Some(1), "{value}: {stderr}");
+        assert!(
+            stderr.contains("app.ini:4: daemonize: ") && stderr.contains(why),
+            "{value}: {stderr}"
+        );
+    }
+    let (code, stderr) = check(
+        "daemonize-devnull",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\ndaemonize = /dev/null\n",
+    );
+    assert_eq!(code, Some(0), "/dev/null discards the log: {stderr}");
 }

@@ -118,7 +118,11 @@ fn http10_requests_are_answered_and_closed_unless_keep_alive_is_asked() {
 
 #[test]
 fn hello_answers_hello_world_and_large_bodies_intact() {
-    let server = Instance::start("hello", "[rcontainer]\nhttp-socket = 127.0.0.1:0\n", &[]);
+    let server = Instance::start(
+        "hello",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
+        &[],
+    );
     let target = &http(&server);
     let r = http_get(target, "/");
     assert_eq!((r.status, r.text().as_str()), (200, "Hello World"));
@@ -130,7 +134,11 @@ fn hello_answers_hello_world_and_large_bodies_intact() {
 
 #[test]
 fn head_gets_the_headers_of_get_and_no_body() {
-    let server = Instance::start("head", "[rcontainer]\nhttp-socket = 127.0.0.1:0\n", &[]);
+    let server = Instance::start(
+        "head",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
+        &[],
+    );
     let mut conn = http(&server).connect();
     conn.send(b"HEAD /?bytes=1000 HTTP/1.1\r\nHost: t\r\n\r\n");
     let r = conn.read_head_response();
@@ -259,7 +267,7 @@ fn term_lets_the_request_in_flight_finish_then_the_worker_exits_0() {
 fn a_client_that_disconnects_mid_response_is_logged_and_the_worker_goes_on() {
     let server = Instance::start(
         "disconnect",
-        "[rcontainer]\nhttp-socket = 127.0.0.1:0\n",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
         &[],
     );
     let target = &http(&server);

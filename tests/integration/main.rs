@@ -12,6 +12,7 @@ mod library;
 mod logs;
 mod master;
 mod nginx;
+mod operations;
 mod reload;
 mod stats;
 mod uwsgi;

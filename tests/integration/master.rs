@@ -217,7 +217,7 @@ fn a_worker_that_cannot_boot_stops_the_master_with_code_3_not_a_hot_loop() {
     // A million cores of 64 MiB stacks cannot be reserved: every worker fails at boot.
     let mut server = Instance::spawn(
         "boot-failure",
-        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nasync = 1000000\nstack-size = 65536\n",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nasync = 1000000\nstack-size = 65536\nmodule = hello\n",
         &[],
     );
     let status = server.wait_exit();
@@ -319,7 +319,7 @@ fn daemonize_detaches_logs_to_the_file_and_stops_by_pidfile() {
     scratch.write(
         "app.ini",
         &format!(
-            "[rcontainer]\nhttp-socket = 127.0.0.1:0\ndaemonize = {dir}/app.log\npidfile = {dir}/app.pid\n"
+            "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\ndaemonize = {dir}/app.log\npidfile = {dir}/app.pid\n"
         ),
     );
     let out = run_cli(scratch.path(), &["--ini", "app.ini"]);

@@ -65,7 +65,11 @@ fn a_unix_socket_serves_the_same_protocol() {
 
 #[test]
 fn a_ping_gets_a_pong() {
-    let server = Instance::start("uwsgi-ping", "[rcontainer]\nsocket = 127.0.0.1:0\n", &[]);
+    let server = Instance::start(
+        "uwsgi-ping",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = hello\n",
+        &[],
+    );
     let mut conn = uwsgi(&server).connect();
     conn.send(&[100, 0, 0, 0]);
     assert_eq!(conn.read_to_end(), [100, 0, 0, 1]);
@@ -73,7 +77,11 @@ fn a_ping_gets_a_pong() {
 
 #[test]
 fn http_sent_to_a_uwsgi_socket_is_refused_with_400_and_logged() {
-    let mut server = Instance::start("uwsgi-http", "[rcontainer]\nsocket = 127.0.0.1:0\n", &[]);
+    let mut server = Instance::start(
+        "uwsgi-http",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = hello\n",
+        &[],
+    );
     let mut conn = uwsgi(&server).connect();
     conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     let response = conn.read_response();
@@ -85,7 +93,7 @@ fn http_sent_to_a_uwsgi_socket_is_refused_with_400_and_logged() {
 fn a_vars_block_over_buffer_size_gets_431_naming_the_option_in_the_log() {
     let mut server = Instance::start(
         "uwsgi-431",
-        "[rcontainer]\nsocket = 127.0.0.1:0\nbuffer-size = 4096\n",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nbuffer-size = 4096\nmodule = hello\n",
         &[],
     );
     let mut vars = nginx_vars("GET", "/", b"");
@@ -101,7 +109,11 @@ fn a_vars_block_over_buffer_size_gets_431_naming_the_option_in_the_log() {
 #[test]
 fn an_unread_body_is_drained_so_the_answer_arrives() {
     // hello never reads the body; the worker drains it before answering and closing.
-    let server = Instance::start("uwsgi-drain", "[rcontainer]\nsocket = 127.0.0.1:0\n", &[]);
+    let server = Instance::start(
+        "uwsgi-drain",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nmodule = hello\n",
+        &[],
+    );
     let body = vec![b'z'; 3 << 20];
     let vars = nginx_vars("POST", "/", &body);
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -124,7 +136,7 @@ fn an_unread_body_is_drained_so_the_answer_arrives() {
 fn a_peer_outside_uwsgi_allow_from_is_refused() {
     let mut server = Instance::start(
         "uwsgi-allow",
-        "[rcontainer]\nsocket = 127.0.0.1:0\nuwsgi-allow-from = 10.1.2.3\n",
+        "[rcontainer]\nsocket = 127.0.0.1:0\nuwsgi-allow-from = 10.1.2.3\nmodule = hello\n",
         &[],
     );
     let mut conn = uwsgi(&server).connect();
@@ -141,7 +153,8 @@ fn chown_socket_gives_the_unix_socket_its_owner() {
     }
     let server = Instance::start(
         "uwsgi-chown",
-        "[rcontainer]\nsocket = %dapp.sock\nchown-socket = nobody:nogroup\nchmod-socket = 600\n",
+        "[rcontainer]\nsocket = %dapp.sock\nchown-socket = nobody:nogroup\nchmod-socket = 600\n\
+         module = hello\n",
         &[],
     );
     use std::os::unix::fs::MetadataExt;
