@@ -172,9 +172,10 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
     let cores = config.async_cores;
     let mut runtime = Runtime::new(RuntimeConfig {
         stack_size: config.stack_size,
-        // One coroutine per core, one per acceptor, and as many again for what handlers
-        // spawn themselves (fan-out to upstreams).
-        max_coroutines: cores * 2 + spec.listeners.len(),
+        // One coroutine per core and one per acceptor; what handlers spawn themselves
+        // (fan-out to upstreams) has a budget of its own.
+        max_coroutines: cores + spec.listeners.len(),
+        max_tasks: cores,
         offload_threads: config.offload_threads,
     })?;
     let shared = Rc::new(Shared {
@@ -412,7 +413,7 @@ fn start_connection(
         return;
     }
     let shared = Rc::clone(shared);
-    let spawned = coro::spawn_detached(move || {
+    let spawned = coro::spawn_owned(move || {
         let _core = core;
         conn::serve_connection(stream, peer, protocol, &shared);
     });
