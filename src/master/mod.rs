@@ -398,14 +398,18 @@ impl<'a> Master<'a> {
                 Ok(pid)
             }
             Forked::Child => {
-                // A worker must not outlive its master (killed with -9, say): it then drains.
+                // A worker must not outlive its master (killed with -9, say): it then closes
+                // its listeners and drains.
                 if process::set_parent_death_signal(OsSignal::SIGTERM, master_pid).is_err() {
                     process::exit_now(exit::RUNTIME);
                 }
+                // The worker owns the listeners (it closes them if the master dies) and never
+                // serves stats: its copy of that socket would keep the port after the master.
+                drop(self.stats.take());
                 let code = worker::run(WorkerSpec {
                     id: u32::from(slot.0),
                     config: &self.config,
-                    listeners: &self.listeners,
+                    listeners: std::mem::take(&mut self.listeners),
                     apps: self.apps,
                     slot: self.scoreboard.slot(slot),
                 });

@@ -4,6 +4,7 @@
 //! an inline INI in a temp dir and kills what it started; every wait has a deadline.
 
 mod cli;
+mod cores;
 mod corpus;
 mod harness;
 mod http;
