@@ -39,6 +39,7 @@ fn runtime(max: usize, stack_size: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
         stack_size,
         max_coroutines: max,
+        max_tasks: 0,
         offload_threads: 1,
     })
     .expect("runtime")

@@ -74,6 +74,11 @@
 //! - **Stacks are finite** (`stack-size`, default 256 KiB). Deep recursion or big arrays on
 //!   the stack overflow it; the worker then logs the request and exits (it is respawned).
 //!   Put large buffers on the heap (`Vec`).
+//! - **Spawned tasks have a budget** of their own, apart from the request cores: at most
+//!   `spawn-limit` per worker at once (by default 4 x `async`, at least 1024), shared by all
+//!   its requests. Size it for the peak fan-out (requests in flight x tasks each). When it is
+//!   spent, [`rt::spawn`] panics (the request gets a 500) and [`rt::try_spawn`] returns the
+//!   error, naming the option, for the handler to answer otherwise.
 //! - **Cancellation unwinds.** When a request is cancelled (`harakiri`, shutdown) or an
 //!   [`rt::timeout`] expires, the handler's frames are unwound like a panic: destructors run.
 //!   A `catch_unwind` in a handler must re-raise what it did not expect
@@ -109,7 +114,7 @@ pub(crate) mod worker;
 /// | need | call |
 /// |---|---|
 /// | wait | [`rt::sleep`], [`rt::sleep_until`], [`rt::yield_now`] |
-/// | run things in parallel | [`rt::spawn`] → [`rt::JoinHandle::join`], [`rt::join_all`] |
+/// | run things in parallel | [`rt::spawn`] → [`rt::JoinHandle::join`], [`rt::join_all`]; [`rt::try_spawn`] when the worker's `spawn-limit` may be reached |
 /// | give up after a while | [`rt::timeout`]`(dur, \|\| ..)` |
 /// | talk between coroutines | [`rt::channel`], [`rt::Mutex`], [`rt::Semaphore`] |
 /// | sockets | [`rt::TcpStream::connect`] (DNS on the offload pool), [`rt::UnixStream`] |

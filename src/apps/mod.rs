@@ -4,7 +4,8 @@
 //! - `echo`: the request as JSON (method, uri, path, query, protocol, headers, vars,
 //!   body_len, body when UTF-8 and at most 64 KiB, worker id, pid).
 //! - `sleep`: `?ms=N` parks the coroutine N ms (other requests go on); `&block=1` blocks the
-//!   whole worker thread instead, to exercise the watchdog.
+//!   whole worker thread instead, to exercise the watchdog; `&spawn=N` fans out to N tasks
+//!   (`rt::try_spawn`) that each sleep `ms`, to exercise the spawn budget.
 //! - `panic`: panics, to show that a handler panic costs one 500 and nothing else.
 //! - `fetch`: GETs `fetch-url` through `rcontainer::client` (the request's query appended) and
 //!   answers with the upstream's status and body; 502 when the upstream is down.

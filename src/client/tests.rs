@@ -83,6 +83,7 @@ fn in_runtime<T: 'static>(f: impl FnOnce() -> T + 'static) -> T {
     let mut rt = Runtime::new(RuntimeConfig {
         stack_size: 128 * 1024,
         max_coroutines: 16,
+        max_tasks: 16,
         offload_threads: 1,
     })
     .unwrap();

@@ -179,6 +179,10 @@ option_table! {
         ["1"], "Worker processes.";
     async_cores: one Count<1, 1_000_000> = "async" | "gevent",
         ["100"], "Coroutine cores per worker: the most requests one worker has in flight.";
+    worker_connections: one Count<0, 1_000_000> = "worker-connections",
+        ["0"], "Most client connections one worker holds, idle keep-alive included (more wait in the listen backlog); 0 = 4 x async, at least 1024.";
+    spawn_limit: one Count<0, 1_000_000> = "spawn-limit",
+        ["0"], "Most tasks a worker's handlers may run at once with rt::spawn, apart from the cores (beyond: rt::try_spawn fails); 0 = 4 x async, at least 1024.";
     sockets: list Socket = "socket" | "uwsgi-socket",
         [], "uwsgi-protocol listener: host:port, :port, a unix path or fd://N (IPv6 in brackets).";
     http_sockets: list Socket = "http-socket",
@@ -257,6 +261,10 @@ option_table! {
         ["0"], "Largest request body, in bytes (413 beyond); 0 = no limit.";
     socket_timeout: one Seconds = "socket-timeout",
         ["30"], "Idle read/write timeout on client connections, keep-alive included.";
+    http_header_timeout: one Seconds = "http-header-timeout",
+        ["20"], "Deadline for a whole request head (or uwsgi packet) from its first byte: 408 and close (uwsgi: close); 0 = none.";
+    body_min_rate: one Size<0, { u64::MAX }> = "body-min-rate",
+        ["1k"], "Slowest request body taken, bytes/s: waiting for it may total socket-timeout + 1 s per this many bytes received, then 408 and close; 0 = off.";
     stats: maybe Socket = "stats" | "stats-server",
         [], "Serve uwsgitop-compatible stats JSON on this address.";
     stats_http: one Flag = "stats-http",

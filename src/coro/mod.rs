@@ -40,6 +40,11 @@
 //! - **Stacks are finite** (`stack-size`, default 256 KiB). Deep recursion or big arrays on
 //!   the stack overflow it; the worker then logs the request and exits (it is respawned).
 //!   Put large buffers on the heap (`Vec`).
+//! - **Spawned tasks have a budget** of their own, apart from the request cores: at most
+//!   `spawn-limit` per worker at once (by default 4 x `async`, at least 1024), shared by all
+//!   its requests. Size it for the peak fan-out (requests in flight x tasks each). When it is
+//!   spent, `rt::spawn` panics (the request gets a 500) and `rt::try_spawn` returns the
+//!   error, naming the option, for the handler to answer otherwise.
 //! - **Cancellation unwinds.** When a request is cancelled (deadline, shutdown) or a
 //!   `timeout` expires, the handler's frames are unwound like a panic: destructors run. A
 //!   `catch_unwind` in a handler must re-raise what it did not expect (`rt::catch_panic` does).
@@ -60,6 +65,7 @@ pub use offload::offload;
 pub use runtime::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig};
 pub use sched::{CancelReason, TaskId};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
+pub(crate) use task::spawn_owned;
 pub use task::{
     JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, join_all,
     set_label, spawn, spawn_detached, take_cancel, try_spawn,

@@ -8,7 +8,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::sched::{self, CancelReason, Inner, TaskId};
+use super::sched::{self, Budget, CancelReason, Inner, Limits, TaskId};
 use super::stack::StackPool;
 use super::task::{JoinError, JoinHandle};
 use crate::sys::fault::{self, AltStack};
@@ -24,8 +24,15 @@ pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 pub struct RuntimeConfig {
     /// Usable bytes of each coroutine stack (`stack-size`), at least [`MIN_STACK_SIZE`].
     pub stack_size: usize,
-    /// Most coroutines alive at once (`async`, plus any the worker needs for listeners).
+    /// Most coroutines the runtime's owner runs at once: those it starts with
+    /// [`Runtime::spawn`], [`Runtime::spawn_detached`] and [`Runtime::block_on`] (a worker: one
+    /// per acceptor and one per connection slot, `worker-connections`).
     pub max_coroutines: usize,
+    /// Most tasks alive at once that coroutines start with [`rt::spawn`](crate::rt::spawn),
+    /// [`rt::try_spawn`](crate::rt::try_spawn) and
+    /// [`rt::spawn_detached`](crate::rt::spawn_detached) (a worker's `spawn-limit`). A budget of
+    /// its own: tasks never take one of the `max_coroutines`, and the other way round.
+    pub max_tasks: usize,
     /// Threads of the offload pool (`offload-threads`); started lazily, at least 1.
     pub offload_threads: usize,
 }
@@ -35,6 +42,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             stack_size: DEFAULT_STACK_SIZE,
             max_coroutines: 100,
+            max_tasks: 1024,
             offload_threads: 4,
         }
     }
@@ -66,7 +74,8 @@ impl Default for RuntimeConfig {
 /// # fn worker(listener_fds: Vec<OwnedFd>, cores: usize, stop: impl Fn() -> bool) -> std::io::Result<()> {
 /// let mut runtime = Runtime::new(RuntimeConfig {
 ///     stack_size: 256 * 1024,
-///     max_coroutines: cores + listener_fds.len(), // requests + one acceptor per listener
+///     max_coroutines: listener_fds.len(), // one acceptor per listener
+///     max_tasks: cores,                   // the connections the acceptors spawn
 ///     offload_threads: 4,
 /// })?;
 /// let free_cores = Semaphore::new(cores);
@@ -111,9 +120,10 @@ impl std::fmt::Debug for Runtime {
 }
 
 impl Runtime {
-    /// Creates the runtime of the current thread: reserves the stacks, installs the
+    /// Creates the runtime of the current thread: reserves the stacks (one per slot of
+    /// `max_coroutines` and `max_tasks`; address space only until used), installs the
     /// stack-overflow handler, opens the poller. Fails if the thread already has a runtime, if
-    /// the stack size is below 64 KiB, or if `max_coroutines` stacks would not fit under
+    /// the stack size is below 64 KiB, or if the stacks would not fit under
     /// `vm.max_map_count`.
     pub fn new(config: RuntimeConfig) -> io::Result<Runtime> {
         if sched::runtime().is_some() {
@@ -132,35 +142,39 @@ impl Runtime {
                 ),
             ));
         }
-        let capacity = config.max_coroutines.max(1);
+        let limits = Limits {
+            owner: config.max_coroutines.max(1),
+            tasks: config.max_tasks,
+        };
+        let capacity = limits.owner.saturating_add(limits.tasks);
         check_map_count(capacity)?;
         let pool = StackPool::new(capacity, config.stack_size)?;
         let altstack = fault::ensure_altstack()?;
-        let inner = Inner::install(pool, config.offload_threads)?;
+        let inner = Inner::install(pool, limits, config.offload_threads)?;
         Ok(Runtime {
             inner,
             _altstack: altstack,
         })
     }
 
-    /// Starts `f` on a new coroutine; it first runs at the next [`turn`](Self::turn). Fails with
-    /// `WouldBlock` when `max_coroutines` are alive.
+    /// Starts `f` on a new coroutine of the owner's budget; it first runs at the next
+    /// [`turn`](Self::turn). Fails with `WouldBlock` when `max_coroutines` of them are alive.
     pub fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
-        self.inner.spawn(f)
+        self.inner.spawn(Budget::Owner, f)
     }
 
-    /// Starts `f` on a new coroutine without a join handle (cheaper: no allocation). For the
-    /// worker's per-connection coroutines, which report their own outcome (wrap the handler
-    /// in [`catch_panic`](crate::rt::catch_panic)). Fails with `WouldBlock` at the limit.
+    /// Starts `f` on a new coroutine of the owner's budget without a join handle (cheaper: no
+    /// allocation), for coroutines that report their own outcome (wrap what may panic in
+    /// [`catch_panic`](crate::rt::catch_panic)). Fails with `WouldBlock` at the limit.
     pub fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
     where
         F: FnOnce() + 'static,
     {
-        self.inner.spawn_detached(f)
+        self.inner.spawn_detached(Budget::Owner, f)
     }
 
     /// Runs `f` on a coroutine and turns the loop until it finishes (other coroutines run
@@ -186,9 +200,14 @@ impl Runtime {
         self.inner.live()
     }
 
-    /// How many more coroutines can be spawned now.
+    /// How many more coroutines of the owner's budget (`max_coroutines`) can start now.
     pub fn free_slots(&self) -> usize {
-        self.inner.pool().capacity() - self.live()
+        self.inner.free_slots(Budget::Owner)
+    }
+
+    /// How many more tasks (`max_tasks`) coroutines can spawn now.
+    pub fn free_task_slots(&self) -> usize {
+        self.inner.free_slots(Budget::Tasks)
     }
 
     /// Usable bytes of each coroutine stack.
@@ -266,9 +285,10 @@ fn map_budget_error(capacity: usize, per_slot: usize, limit: usize, now: usize) 
     let needed = now + capacity * per_slot + 1024;
     (needed > limit).then(|| {
         format!(
-            "async = {capacity} coroutines need {} memory mappings (each stack and its guard \
-             page), but vm.max_map_count is {limit} and the process already uses {now}: lower \
-             `async` or raise the limit (sysctl -w vm.max_map_count={needed})",
+            "{capacity} coroutine stacks (connections, acceptors and spawned tasks) need {} \
+             memory mappings (each stack and its guard page), but vm.max_map_count is {limit} \
+             and the process already uses {now}: lower `worker-connections`, `spawn-limit` or \
+             `async`, or raise the limit (sysctl -w vm.max_map_count={needed})",
             capacity * per_slot
         )
     })
@@ -287,7 +307,7 @@ mod tests {
         );
         assert_eq!(map_budget_error(20_000, 2, 65_530, 100), None);
         let err = map_budget_error(40_000, 2, 65_530, 100).expect("too many");
-        assert!(err.contains("async = 40000"), "{err}");
+        assert!(err.contains("40000 coroutine stacks"), "{err}");
         assert!(err.contains("vm.max_map_count is 65530"), "{err}");
         assert!(err.contains("sysctl -w vm.max_map_count=81124"), "{err}");
     }

@@ -63,6 +63,61 @@ pub(crate) struct Waiter {
     epoch: u32,
 }
 
+/// Which budget a coroutine counts against: the runtime owner's coroutines and the tasks
+/// coroutines spawn are sized apart, so a handler that fans out can never take the coroutine
+/// a worker set aside for a connection it accepted (nor the other way round).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Budget {
+    /// Started by the runtime's owner (`Runtime::spawn`, a worker's acceptors and
+    /// connections): at most `RuntimeConfig::max_coroutines`.
+    Owner,
+    /// Started by coroutines with `rt::spawn`, `rt::try_spawn` or `rt::spawn_detached`: at
+    /// most `RuntimeConfig::max_tasks` (a worker's `spawn-limit`).
+    Tasks,
+}
+
+impl Budget {
+    fn index(self) -> usize {
+        match self {
+            Budget::Owner => 0,
+            Budget::Tasks => 1,
+        }
+    }
+}
+
+/// The most coroutines of each [`Budget`] alive at once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Limits {
+    pub(crate) owner: usize,
+    pub(crate) tasks: usize,
+}
+
+impl Limits {
+    fn of(self, budget: Budget) -> usize {
+        match budget {
+            Budget::Owner => self.owner,
+            Budget::Tasks => self.tasks,
+        }
+    }
+
+    /// Why a coroutine of `budget` cannot start: every slot of it is taken.
+    fn exhausted(self, budget: Budget) -> io::Error {
+        let message = match budget {
+            Budget::Owner => format!(
+                "all {} coroutines of the runtime's owner are in use (RuntimeConfig::max_coroutines)",
+                self.owner
+            ),
+            Budget::Tasks => format!(
+                "spawn budget exhausted: all {} task slots are in use (the worker's \
+                 `spawn-limit`, RuntimeConfig::max_tasks); raise spawn-limit, or bound the \
+                 fan-out of each request (rt::Semaphore)",
+                self.tasks
+            ),
+        };
+        io::Error::new(io::ErrorKind::WouldBlock, message)
+    }
+}
+
 /// Why a parked coroutine was resumed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Wake {
@@ -147,6 +202,7 @@ struct Task {
     scopes: Vec<(u64, Instant)>,
     /// What it is doing, for the stack-overflow report; empty if unnamed.
     label: Box<str>,
+    budget: Budget,
 }
 
 struct Timer {
@@ -196,6 +252,8 @@ pub(crate) enum Dir {
 /// The mutable state of the scheduler, borrowed only between switches.
 pub(crate) struct Core {
     tasks: Slab<Task>,
+    /// Tasks alive per [`Budget`] (indexed by `Budget::index`).
+    live: [usize; 2],
     ready: VecDeque<(TaskId, Wake)>,
     timers: BinaryHeap<Reverse<Timer>>,
     stale_timers: usize,
@@ -208,6 +266,7 @@ impl Core {
     fn new(capacity: usize) -> Core {
         Core {
             tasks: Slab::with_capacity(capacity),
+            live: [0; 2],
             ready: VecDeque::with_capacity(capacity),
             timers: BinaryHeap::new(),
             stale_timers: 0,
@@ -222,6 +281,13 @@ impl Core {
         self.tasks
             .get_mut(id.index as usize)
             .filter(|t| t.generation == id.generation)
+    }
+
+    /// Takes task `index` out of the slab, counting it off its budget.
+    fn remove_task(&mut self, index: usize) -> Option<Task> {
+        let task = self.tasks.try_remove(index)?;
+        self.live[task.budget.index()] -= 1;
+        Some(task)
     }
 
     fn generation(&mut self) -> u32 {
@@ -354,6 +420,7 @@ pub(crate) struct Inner {
     events: RefCell<Events>,
     registry: mio::Registry,
     pool: StackPool,
+    limits: Limits,
     pub(crate) offload: Offload,
     /// The running (or being-dropped) task.
     current: Cell<Option<TaskId>>,
@@ -367,8 +434,13 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
-    /// Creates the runtime state around `pool` and makes it this thread's runtime.
-    pub(super) fn install(pool: StackPool, offload_threads: usize) -> io::Result<Box<Inner>> {
+    /// Creates the runtime state around `pool` (whose capacity covers every budget of
+    /// `limits`) and makes it this thread's runtime.
+    pub(super) fn install(
+        pool: StackPool,
+        limits: Limits,
+        offload_threads: usize,
+    ) -> io::Result<Box<Inner>> {
         let poll = Poll::new()?;
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(&registry, WAKER_TOKEN)?;
@@ -378,6 +450,7 @@ impl Inner {
             events: RefCell::new(Events::with_capacity(1024)),
             registry,
             pool,
+            limits,
             offload: Offload::new(offload_threads.max(1), waker),
             current: Cell::new(None),
             yielder: Cell::new(ptr::null()),
@@ -406,42 +479,48 @@ impl Inner {
         self.core.borrow().tasks.len()
     }
 
+    /// How many more coroutines of `budget` may start now.
+    pub(super) fn free_slots(&self, budget: Budget) -> usize {
+        let live = self.core.borrow().live[budget.index()];
+        self.limits.of(budget).saturating_sub(live)
+    }
+
     pub(super) fn pool(&self) -> &StackPool {
         &self.pool
     }
 
-    pub(crate) fn spawn<F, T>(&self, f: F) -> io::Result<JoinHandle<T>>
+    pub(crate) fn spawn<F, T>(&self, budget: Budget, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + 'static,
         T: 'static,
     {
         let (slot, completion) = task::join_slot();
-        let id = self.spawn_root(move |y| task::run_root(y, f, Some(completion)))?;
+        let id = self.spawn_root(budget, move |y| task::run_root(y, f, Some(completion)))?;
         Ok(JoinHandle::new(id, slot))
     }
 
     /// Spawns without a join slot (no allocation): for the worker's connection coroutines,
     /// which report their own outcome. A panic is still caught at the root (and printed by the
     /// panic hook).
-    pub(crate) fn spawn_detached<F>(&self, f: F) -> io::Result<TaskId>
+    pub(crate) fn spawn_detached<F>(&self, budget: Budget, f: F) -> io::Result<TaskId>
     where
         F: FnOnce() + 'static,
     {
-        self.spawn_root(move |y| task::run_root::<F, ()>(y, f, None))
+        self.spawn_root(budget, move |y| task::run_root::<F, ()>(y, f, None))
     }
 
-    fn spawn_root(&self, root: impl FnOnce(&Y) + 'static) -> io::Result<TaskId> {
+    fn spawn_root(&self, budget: Budget, root: impl FnOnce(&Y) + 'static) -> io::Result<TaskId> {
+        if self.free_slots(budget) == 0 {
+            return Err(self.limits.exhausted(budget));
+        }
+        // The pool holds a stack for every slot of every budget; it can only run dry while a
+        // dropped coroutine's stack is on its way back (a destructor spawning mid-unwind).
         let Some(stack) = self.pool.take()? else {
-            return Err(io::Error::new(
-                io::ErrorKind::WouldBlock,
-                format!(
-                    "all {} coroutines are in use (the `async` limit)",
-                    self.pool.capacity()
-                ),
-            ));
+            return Err(self.limits.exhausted(budget));
         };
         let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| root(y));
         let mut core = self.core.borrow_mut();
+        core.live[budget.index()] += 1;
         let generation = core.generation();
         let index = core.tasks.insert(Task {
             co: Some(co),
@@ -455,6 +534,7 @@ impl Inner {
             cancel_timer: 0,
             scopes: Vec::new(),
             label: Box::default(),
+            budget,
         });
         let id = TaskId {
             index: index as u32,
@@ -519,7 +599,7 @@ impl Inner {
                 self.drop_coroutine(id, co, self.yielder.get());
             }
             CoroutineResult::Return(()) => {
-                let removed = self.core.borrow_mut().tasks.try_remove(id.index as usize);
+                let removed = self.core.borrow_mut().remove_task(id.index as usize);
                 drop(removed);
                 drop(co.into_stack()); // back to the pool
             }
@@ -548,10 +628,9 @@ impl Inner {
         let taken = {
             let mut core = self.core.borrow_mut();
             match core.task(id) {
-                Some(task) if task.state != State::Running => {
-                    let task = core.tasks.remove(id.index as usize);
-                    task.co.map(|co| (co, task.yielder))
-                }
+                Some(task) if task.state != State::Running => core
+                    .remove_task(id.index as usize)
+                    .and_then(|task| task.co.map(|co| (co, task.yielder))),
                 _ => None,
             }
         };

@@ -12,7 +12,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::sched::{self, CancelReason, CancelUnwind, TaskId, TimeoutUnwind, Waiter, Y};
+use super::sched::{self, Budget, CancelReason, CancelUnwind, TaskId, TimeoutUnwind, Waiter, Y};
 
 /// Why [`JoinHandle::join`] (or [`catch_panic`]) did not return a value.
 pub enum JoinError {
@@ -201,11 +201,19 @@ impl<T> JoinHandle<T> {
     }
 }
 
-/// Starts `f` on a new coroutine of this thread's runtime and returns its handle.
+/// Starts `f` on a new task (a coroutine of this thread's runtime) and returns its handle.
+///
+/// Tasks have their own budget, apart from the worker's request cores and connections: in a
+/// worker, `spawn-limit` tasks may be alive at once (by default 4 x `async`, at least 1024),
+/// shared by every request of the worker. Size it for the fan-out at peak: requests in flight
+/// x tasks each (70 requests spawning 3 tasks hold 210). Each task gets a `stack-size` stack
+/// from the same reservation as the cores (address space only, until used). Tasks that outlive
+/// their request (detached, not joined) keep their slot until they end.
 ///
 /// # Panics
-/// If the thread has no runtime or all `async` coroutines are in use (use [`try_spawn`] to
-/// handle that).
+/// If the thread has no runtime or the task budget is exhausted (the message says so and names
+/// `spawn-limit`). In a handler that panic is a 500; use [`try_spawn`] to answer otherwise
+/// (503, or doing the work inline).
 ///
 /// ```no_run
 /// # use rcontainer::rt;
@@ -223,19 +231,36 @@ where
     }
 }
 
-/// Starts `f` on a new coroutine without a join handle (no allocation); see
-/// `Runtime::spawn_detached`. Fails like [`try_spawn`].
+/// Starts `f` on a new task without a join handle (no allocation), for fire-and-forget work.
+/// It counts against the task budget like [`spawn`] and fails like [`try_spawn`].
 pub fn spawn_detached<F>(f: F) -> io::Result<TaskId>
 where
     F: FnOnce() + 'static,
 {
     let Some(rt) = sched::runtime() else {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no coroutine runtime on this thread",
-        ));
+        return Err(no_runtime());
     };
-    rt.spawn_detached(f)
+    rt.spawn_detached(Budget::Tasks, f)
+}
+
+/// Starts `f` without a join handle on a coroutine of the runtime owner's budget
+/// (`RuntimeConfig::max_coroutines`), which handlers' tasks cannot use up: for the worker's
+/// connections, which an acceptor starts only once it holds a connection slot.
+pub(crate) fn spawn_owned<F>(f: F) -> io::Result<TaskId>
+where
+    F: FnOnce() + 'static,
+{
+    let Some(rt) = sched::runtime() else {
+        return Err(no_runtime());
+    };
+    rt.spawn_detached(Budget::Owner, f)
+}
+
+fn no_runtime() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::NotFound,
+        "no coroutine runtime on this thread",
+    )
 }
 
 /// Waits for every coroutine in `handles` and returns their outcomes in the same order.
@@ -256,20 +281,30 @@ pub fn join_all<T>(handles: impl IntoIterator<Item = JoinHandle<T>>) -> Vec<Resu
     handles.into_iter().map(JoinHandle::join).collect()
 }
 
-/// Like [`spawn`], but fails (`WouldBlock`) when all coroutines are in use, or (`NotFound`) when
-/// the thread has no runtime.
+/// Like [`spawn`], but returns an error instead of panicking: `WouldBlock` when the task
+/// budget (`spawn-limit` in a worker) is exhausted, with a message naming it, or `NotFound`
+/// when the thread has no runtime.
+///
+/// ```no_run
+/// use rcontainer::{Request, Response, rt};
+///
+/// fn handler(_req: &mut Request) -> Response {
+///     match rt::try_spawn(|| 6 * 7) {
+///         Ok(task) => Response::text(format!("{}\n", task.join().unwrap_or(0))),
+///         // Every task slot of the worker is taken: shed the load (or do the work inline).
+///         Err(e) => Response::error(503).body(format!("{e}\n")),
+///     }
+/// }
+/// ```
 pub fn try_spawn<F, T>(f: F) -> io::Result<JoinHandle<T>>
 where
     F: FnOnce() -> T + 'static,
     T: 'static,
 {
     let Some(rt) = sched::runtime() else {
-        return Err(io::Error::new(
-            io::ErrorKind::NotFound,
-            "no coroutine runtime on this thread",
-        ));
+        return Err(no_runtime());
     };
-    rt.spawn(f)
+    rt.spawn(Budget::Tasks, f)
 }
 
 /// Runs `f`, catching a panic or a cancellation unwind as a [`JoinError`] (the connection code

@@ -13,6 +13,7 @@ fn runtime(max: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
         stack_size: 64 * 1024,
         max_coroutines: max,
+        max_tasks: max,
         offload_threads: 2,
     })
     .expect("runtime")
@@ -522,6 +523,72 @@ fn spawning_beyond_the_limit_fails_instead_of_mapping_more() {
     let err = rt.spawn(|| ()).expect_err("limit");
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
     assert_eq!(rt.free_slots(), 0);
+}
+
+#[test]
+fn spawned_tasks_have_a_budget_of_their_own() {
+    let mut rt = Runtime::new(RuntimeConfig {
+        stack_size: 64 * 1024,
+        max_coroutines: 3,
+        max_tasks: 2,
+        offload_threads: 1,
+    })
+    .expect("runtime");
+    let outcome = rt
+        .block_on(|| {
+            let a = try_spawn(|| sleep(Duration::from_millis(20))).expect("task 1");
+            spawn_detached(|| sleep(Duration::from_millis(20))).expect("task 2");
+            let refused = try_spawn(|| ()).expect_err("the task budget is spent");
+            // The owner's coroutines are counted apart: one is running this, two are free.
+            let owner_free = super::sched::runtime()
+                .map(|rt| rt.free_slots(super::sched::Budget::Owner))
+                .expect("runtime");
+            a.join().expect("task 1 ends");
+            (refused, owner_free)
+        })
+        .expect("block_on");
+    let (refused, owner_free) = outcome;
+    assert_eq!(refused.kind(), io::ErrorKind::WouldBlock);
+    let message = refused.to_string();
+    assert!(
+        message.contains("all 2 task slots") && message.contains("spawn-limit"),
+        "{message}"
+    );
+    assert_eq!(owner_free, 2);
+    // Tasks never take the owner's slots: all three are there for the worker's own use.
+    let owned: Vec<_> = (0..3)
+        .map(|_| rt.spawn(|| ()).expect("owner slot"))
+        .collect();
+    assert_eq!(rt.free_slots(), 0);
+    drop(owned);
+    while rt.live() > 0 {
+        rt.turn(Some(Duration::from_millis(10))).expect("turn");
+    }
+    assert_eq!(
+        rt.free_task_slots(),
+        2,
+        "finished tasks give their slots back"
+    );
+}
+
+#[test]
+fn rt_spawn_panics_with_the_budget_error() {
+    let mut rt = Runtime::new(RuntimeConfig {
+        stack_size: 64 * 1024,
+        max_coroutines: 1,
+        max_tasks: 0,
+        offload_threads: 1,
+    })
+    .expect("runtime");
+    let joined = rt.block_on(|| catch_panic(|| spawn(|| ())).map(drop));
+    let Ok(Err(error)) = joined else {
+        panic!("spawn beyond the budget must panic: {joined:?}");
+    };
+    let message = error.message().unwrap_or_default();
+    assert!(
+        message.starts_with("rt::spawn: spawn budget exhausted"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -498,14 +498,16 @@ impl<'a> Master<'a> {
             }
             Forked::Child => {
                 self.close_master_fds();
-                // A worker must not outlive its master (killed with -9, say): it then drains.
+                // A worker must not outlive its master (killed with -9, say): it then closes
+                // its listeners and drains.
                 if process::set_parent_death_signal(OsSignal::SIGTERM, master_pid).is_err() {
                     process::exit_now(exit::RUNTIME);
                 }
+                // The worker owns the listeners: it closes them if the master dies.
                 let code = worker::run(WorkerSpec {
                     id: u32::from(id.0),
                     config: &self.config,
-                    listeners: &self.listeners,
+                    listeners: std::mem::take(&mut self.listeners),
                     apps: self.apps,
                     slot: self.scoreboard.slot(slot),
                 });

@@ -1,12 +1,39 @@
 //! The request body as the handler reads it: bytes already buffered first, then the socket,
 //! through the protocol's body decoder (length or chunked). Also the bounded drain of what the
 //! handler left unread, so the peer never sees a reset.
+//!
+//! A body must keep coming ([`BodyPace`]): besides `socket-timeout` per read, the time spent
+//! waiting for its bytes may total `socket-timeout` plus one second per `body-min-rate` bytes
+//! received. Only waiting counts, not the handler's own work between reads (the client's bytes
+//! wait in the kernel meanwhile). A body too slow either way ends the request with 408 and a
+//! close: a drip-fed body cannot hold a core for long.
 
 use std::io::{self, Read};
+use std::time::{Duration, Instant};
 
 use super::conn::Conn;
+use crate::coro;
 use crate::proto::ParseError;
 use crate::proto::http1::{self, BodyDecoder};
+
+/// How slowly a request body may arrive (`socket-timeout`, `body-min-rate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct BodyPace {
+    /// Waiting allowed before the rate counts (`socket-timeout`); `None`: no bound at all.
+    pub(crate) grace: Option<Duration>,
+    /// Each this many bytes received earn one more second of waiting; `None`: no bound.
+    pub(crate) min_rate: Option<u64>,
+}
+
+impl BodyPace {
+    /// How much longer a body that brought `received` bytes in `waited` may be waited for;
+    /// `None` when there is no bound.
+    fn allowance(&self, received: u64, waited: Duration) -> Option<Duration> {
+        let (grace, rate) = (self.grace?, self.min_rate?);
+        let earned = Duration::from_millis(received.saturating_mul(1000) / rate.max(1));
+        Some(grace.saturating_add(earned).saturating_sub(waited))
+    }
+}
 
 /// Where a request body stands; outlives the handler's borrow of the connection.
 #[derive(Debug)]
@@ -16,14 +43,24 @@ pub(crate) struct BodyState {
     continue_pending: bool,
     /// The framing error that stopped the body, if any (its status answers the request).
     pub(crate) error: Option<ParseError>,
+    /// The body came too slowly (per read or in all, see [`BodyPace`]): 408 answers.
+    pub(crate) timed_out: bool,
+    pace: BodyPace,
+    /// Bytes read from the socket for this body, and the time spent waiting for them.
+    received: u64,
+    waited: Duration,
 }
 
 impl BodyState {
-    pub(crate) fn new(decoder: BodyDecoder, expects_continue: bool) -> BodyState {
+    pub(crate) fn new(decoder: BodyDecoder, expects_continue: bool, pace: BodyPace) -> BodyState {
         BodyState {
             decoder,
             continue_pending: expects_continue,
             error: None,
+            timed_out: false,
+            pace,
+            received: 0,
+            waited: Duration::ZERO,
         }
     }
 
@@ -68,6 +105,9 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
         if let Some(error) = state.error {
             return Err(body_error(error));
         }
+        if state.timed_out {
+            return Err(too_slow());
+        }
         if !conn.input.is_empty() {
             // At most `out.len()` input bytes, so the decoded data always fits in `out`.
             let pending = conn.input.pending();
@@ -92,7 +132,7 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
             state.continue_pending = false;
             conn.stream.write_all(http1::CONTINUE_100)?;
         }
-        if conn.fill()? == 0 {
+        if fill_paced(conn, state)? == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "client closed the connection inside the request body",
@@ -101,10 +141,41 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
     }
 }
 
+/// Reads more body bytes within what [`BodyPace`] still allows; a read that times out marks the
+/// body too slow (a cancelled request's `TimedOut`, harakiri's, is not the client's doing).
+fn fill_paced(conn: &mut Conn, state: &mut BodyState) -> io::Result<usize> {
+    let allowance = state.pace.allowance(state.received, state.waited);
+    if allowance == Some(Duration::ZERO) {
+        state.timed_out = true;
+        return Err(too_slow());
+    }
+    let started = Instant::now();
+    let result = conn.fill_before(allowance.and_then(|left| started.checked_add(left)));
+    state.waited += started.elapsed();
+    match result {
+        Ok(n) => {
+            state.received += n as u64;
+            Ok(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::TimedOut && !coro::is_cancelled() => {
+            state.timed_out = true;
+            Err(too_slow())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn too_slow() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the request body came too slowly (socket-timeout, body-min-rate)",
+    )
+}
+
 /// Reads and discards what the handler left of the body, up to `max` bytes. Returns whether
 /// the body was read to its end (the connection is then in sync for the next request).
 pub(crate) fn drain(conn: &mut Conn, state: &mut BodyState, max: u64) -> bool {
-    if state.continue_unanswered() || state.error.is_some() {
+    if state.continue_unanswered() || state.error.is_some() || state.timed_out {
         return false;
     }
     let mut scratch = [0u8; 16 * 1024];
@@ -124,4 +195,45 @@ pub(crate) fn drain(conn: &mut Conn, state: &mut BodyState, max: u64) -> bool {
 
 fn body_error(error: ParseError) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, error.reason())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_may_wait_the_grace_plus_a_second_per_min_rate_bytes() {
+        let pace = BodyPace {
+            grace: Some(Duration::from_secs(5)),
+            min_rate: Some(1000),
+        };
+        assert_eq!(
+            pace.allowance(0, Duration::ZERO),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            pace.allowance(3000, Duration::from_secs(2)),
+            Some(Duration::from_secs(6)),
+            "5 s + 3 s earned - 2 s waited"
+        );
+        assert_eq!(
+            pace.allowance(10, Duration::from_secs(9)),
+            Some(Duration::ZERO),
+            "a drip-fed body runs out"
+        );
+    }
+
+    #[test]
+    fn without_a_timeout_or_a_rate_a_body_is_not_bounded_in_all() {
+        let no_rate = BodyPace {
+            grace: Some(Duration::from_secs(5)),
+            min_rate: None,
+        };
+        assert_eq!(no_rate.allowance(0, Duration::from_secs(60)), None);
+        let no_timeout = BodyPace {
+            grace: None,
+            min_rate: Some(1000),
+        };
+        assert_eq!(no_timeout.allowance(0, Duration::from_secs(60)), None);
+    }
 }

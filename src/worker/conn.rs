@@ -3,10 +3,13 @@
 //! - [`Conn`]: the stream and its read buffer (bytes read but not parsed yet).
 //! - [`ConnTable`]: which connections the worker has and whether each is idle, so a drain can
 //!   close idle keep-alive connections at once and wait for busy ones.
+//! - [`Cores`]: the worker's `async` cores. A connection holds one only from the end of a
+//!   request head to the end of its answer, never while it waits for a client.
 //! - [`call_app`]: runs the handler under the request's deadline (`harakiri`), turning a panic
 //!   into a 500 and an expired deadline into a 504 (respond exactly once, STYLE 6).
 //! - [`write_response`]: the head the protocol built, then the body, framed.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
@@ -17,7 +20,7 @@ use super::reqlog::RecordStart;
 use super::{Counters, Shared};
 use crate::api::{Handler, Request, Response, ResponseBody};
 use crate::config::value::AllowedPeer;
-use crate::coro::{self, Addr, CancelReason, CoStream, TaskId};
+use crate::coro::{self, Addr, CancelReason, CoStream, Permit, Semaphore, TaskId};
 use crate::net::listener::Protocol;
 use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
 
@@ -101,6 +104,27 @@ impl Conn {
         let n = self.stream.read(self.input.spare())?;
         self.input.end += n;
         Ok(n)
+    }
+
+    /// Like [`fill`](Self::fill), failing with `TimedOut` at `deadline` too (the whole head's
+    /// or the body's), whichever comes first of it and the per-read `socket-timeout`.
+    pub(crate) fn fill_before(&mut self, deadline: Option<Instant>) -> io::Result<usize> {
+        let Some(deadline) = deadline else {
+            return self.fill();
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "read deadline passed",
+            ));
+        }
+        let per_read = self.stream.read_timeout();
+        self.stream
+            .set_read_timeout(Some(per_read.map_or(left, |t| t.min(left))));
+        let result = self.fill();
+        self.stream.set_read_timeout(per_read);
+        result
     }
 
     /// Writes `bytes` completely.
@@ -192,16 +216,65 @@ impl<'s> ConnGuard<'s> {
             entry.idle = idle;
         }
     }
-
-    /// The connection's core number, for the request log.
-    pub(crate) fn core(&self) -> usize {
-        self.key
-    }
 }
 
 impl Drop for ConnGuard<'_> {
     fn drop(&mut self) {
         self.shared.conns.borrow_mut().entries.try_remove(self.key);
+    }
+}
+
+/// The worker's `async` cores, numbered `0..async` for the scoreboard and the request log.
+#[derive(Debug)]
+pub(crate) struct Cores {
+    permits: Semaphore,
+    /// Numbers of the free cores; the lowest on top, so a quiet worker keeps using core 0.
+    free: RefCell<Vec<usize>>,
+}
+
+impl Cores {
+    pub(crate) fn new(count: usize) -> Cores {
+        Cores {
+            permits: Semaphore::new(count),
+            free: RefCell::new((0..count).rev().collect()),
+        }
+    }
+
+    /// Takes a core, parking while all are busy. Fails only when the coroutine is cancelled.
+    pub(crate) fn acquire(&self) -> io::Result<Core<'_>> {
+        let permit = self.permits.acquire()?;
+        let id = self
+            .free
+            .borrow_mut()
+            .pop()
+            .expect("invariant: a free permit means a free core number");
+        Ok(Core {
+            cores: self,
+            id,
+            _permit: permit,
+        })
+    }
+}
+
+/// A core held by one request; free again when dropped.
+#[derive(Debug)]
+pub(crate) struct Core<'c> {
+    cores: &'c Cores,
+    id: usize,
+    // Dropped after `drop` put the number back, so the woken waiter finds it.
+    _permit: Permit,
+}
+
+impl Core<'_> {
+    /// The core's number (stats, USR2, the request log's `core`).
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+}
+
+impl Drop for Core<'_> {
+    fn drop(&mut self) {
+        self.cores.free.borrow_mut().push(self.id);
     }
 }
 
@@ -306,11 +379,12 @@ pub(crate) struct Answer {
 }
 
 /// Sends `answer` and accounts for the request whatever happens: the scoreboard (the core is
-/// free again), the counters and, once it went out, the request log.
+/// shown free again; the caller gives it back), the counters and, once it went out, the
+/// request log.
 pub(crate) fn send_answer(
     conn: &mut Conn,
     shared: &Shared,
-    guard: &ConnGuard<'_>,
+    core: &Core<'_>,
     answer: Answer,
     record: RecordStart,
     started: Instant,
@@ -324,7 +398,7 @@ pub(crate) fn send_answer(
         answer.send_body,
     );
     let elapsed = started.elapsed();
-    shared.end_request(guard.core(), *sent.as_ref().unwrap_or(&0), elapsed);
+    shared.end_request(core.id(), *sent.as_ref().unwrap_or(&0), elapsed);
     let sent = sent?;
     shared
         .request_log
@@ -458,6 +532,17 @@ mod tests {
         assert!(peer_allowed(&Addr::Tcp(mapped), &allowed));
         assert!(!peer_allowed(&Addr::Tcp(other), &allowed));
         assert!(peer_allowed(&Addr::Tcp(other), &[AllowedPeer::Any]));
+    }
+
+    #[test]
+    fn cores_are_numbered_and_the_lowest_free_one_is_taken_first() {
+        let cores = Cores::new(2);
+        let a = cores.acquire().expect("core");
+        let b = cores.acquire().expect("core");
+        assert_eq!((a.id(), b.id()), (0, 1));
+        assert!(cores.permits.try_acquire().is_none(), "both are busy");
+        drop(a);
+        assert_eq!(cores.acquire().expect("core").id(), 0);
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! HTTP/1.1 connections (`http-socket`): keep-alive, pipelining, request bodies by length or
 //! chunks, `Expect: 100-continue`, and framing of the answer by length, chunks or close.
+//!
+//! A request head is read without a core and must be complete within `http-header-timeout`
+//! of its first byte (408 and close); it is scanned for its end as it arrives and parsed only
+//! when it may be complete ([`HeadScan`]). The core is taken for the app and the answer only.
 
 use std::io;
 use std::time::Instant;
 
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
+use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard, Core};
 use crate::api::{Body, Request, Response};
 use crate::proto::cgi::{self, ConnInfo};
 use crate::proto::http1::{self, BodyDecoder, RequestHead, ResponseContext};
@@ -36,7 +40,13 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         };
         guard.set_idle(false);
         first = false;
-        match serve_request(&mut conn, head, shared, guard) {
+        // A core from now until the answer is out: the client waited for nothing else.
+        let Ok(core) = shared.cores.acquire() else {
+            return; // cancelled: the worker is stopping
+        };
+        let served = serve_request(&mut conn, head, shared, &core);
+        drop(core);
+        match served {
             Ok(true) => continue,
             Ok(false) => {
                 conn.close_gracefully();
@@ -55,31 +65,87 @@ struct Refused(u16);
 
 /// Reads until a whole head is buffered. `Ok(None)`: the client closed, or went idle past
 /// `socket-timeout` between requests, or a drain closed the idle connection: nothing to
-/// answer.
+/// answer. A head begun but not complete within `http-header-timeout` (or stalled past
+/// `socket-timeout`) is a 408.
 fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Refused> {
+    let mut scan = HeadScan::default();
+    // Counted from the head's first byte: before it, only `socket-timeout` bounds the wait.
+    let mut deadline = None;
+    let mut begun = false;
     loop {
-        match http1::parse_request_head(conn.input.pending(), &shared.limits) {
-            Ok(Some((head, consumed))) => {
-                conn.input.consume(consumed);
-                return Ok(Some(head));
-            }
-            Ok(None) => {}
-            Err(error) => {
-                log_refused(conn, error);
-                return Err(Refused(error.status()));
+        if !begun && !conn.input.is_empty() {
+            begun = true;
+            deadline = shared
+                .header_timeout
+                .and_then(|limit| Instant::now().checked_add(limit));
+        }
+        if scan.parse_due(conn.input.pending(), shared.limits.buffer_size) {
+            match http1::parse_request_head(conn.input.pending(), &shared.limits) {
+                Ok(Some((head, consumed))) => {
+                    conn.input.consume(consumed);
+                    return Ok(Some(head));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    log_refused(conn, error);
+                    return Err(Refused(error.status()));
+                }
             }
         }
-        match conn.fill() {
+        match conn.fill_before(deadline) {
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut && !conn.input.is_empty() => {
-                log::info!("request head timed out peer={}", conn.peer);
+                let limit = match deadline {
+                    Some(at) if Instant::now() >= at => "http-header-timeout",
+                    _ => "socket-timeout",
+                };
+                log::info!(
+                    "request head timed out peer={} limit={limit} status=408",
+                    conn.peer
+                );
                 return Err(Refused(408));
             }
             // Closed, reset, idle keep-alive timeout, or cancelled by a drain.
             Err(_) => return Ok(None),
         }
     }
+}
+
+/// Where the search for the end of a request head stands, so that a head arriving in many
+/// small reads is scanned once and parsed a few times, not parsed again from its start after
+/// every read (a 60 KB head sent byte by byte would cost 60,000 parses).
+#[derive(Debug, Default)]
+struct HeadScan {
+    /// Leading bytes of the pending input already searched.
+    scanned: usize,
+    /// The end of the request line was seen (and the parser ran on it).
+    line_ended: bool,
+}
+
+impl HeadScan {
+    /// Whether the parser should look at `pending` now: at its first bytes and at the end of
+    /// the request line (so another protocol or a bad request line is refused at once), when
+    /// an empty line may end the head (`\r\n\r\n`, or with bare LFs, which httparse takes
+    /// too), and once `limit` bytes are buffered (too large). Otherwise the head is surely
+    /// incomplete and only the new bytes were looked at.
+    fn parse_due(&mut self, pending: &[u8], limit: usize) -> bool {
+        if pending.len() <= self.scanned {
+            return false;
+        }
+        let first = self.scanned == 0;
+        // Two bytes back: an empty line may straddle the previous read and this one.
+        let fresh = &pending[self.scanned.saturating_sub(2)..];
+        self.scanned = pending.len();
+        let line_end = !self.line_ended && fresh.contains(&b'\n');
+        self.line_ended |= line_end;
+        first || line_end || holds_empty_line(fresh) || pending.len() >= limit
+    }
+}
+
+/// Whether `bytes` hold a line break followed by an empty line (`\n\n` or `\n\r\n`).
+fn holds_empty_line(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 fn log_refused(conn: &Conn, error: ParseError) {
@@ -96,7 +162,7 @@ fn serve_request(
     conn: &mut Conn,
     head: RequestHead,
     shared: &Shared,
-    guard: &ConnGuard<'_>,
+    core: &Core<'_>,
 ) -> io::Result<bool> {
     let started = Instant::now();
     let (remote_addr, remote_port) = conn.peer_parts();
@@ -111,11 +177,12 @@ fn serve_request(
     let mut body_state = BodyState::new(
         BodyDecoder::new(head.framing(), shared.limits.limit_post),
         head.expects_continue(),
+        shared.body_pace,
     );
     let route = shared.router.route(head_path(&vars));
     let record_base =
-        (shared.request_log).begin(&head_summary(&head), &remote_addr, guard.core(), &vars);
-    shared.begin_request(guard.core(), head.method(), head.target());
+        (shared.request_log).begin(&head_summary(&head), &remote_addr, core.id(), &vars);
+    shared.begin_request(core.id(), head.method(), head.target());
     let (response, outcome) = {
         let mut req = request_from_head(&head, vars, route.script_name, conn, &mut body_state);
         req.worker_id = shared.worker_id;
@@ -127,6 +194,10 @@ fn serve_request(
         Some(error) if outcome == AppOutcome::Answered => {
             log_refused(conn, error);
             Response::error(error.status())
+        }
+        _ if body_state.timed_out && outcome == AppOutcome::Answered => {
+            log::info!("request body too slow peer={} status=408", conn.peer);
+            Response::error(408)
         }
         _ => response,
     };
@@ -161,7 +232,7 @@ fn serve_request(
         encoding: framing.encoding,
         send_body: framing.send_body,
     };
-    conn::send_answer(conn, shared, guard, answer, record, started)?;
+    conn::send_answer(conn, shared, core, answer, record, started)?;
     Ok(framing.keep_alive)
 }
 
@@ -223,5 +294,85 @@ fn request_from_head<'c>(
         script_name: script_name.to_string(),
         worker_id: 0,
         body: Body::new(BodyReader::new(conn, body_state)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Limits;
+
+    /// Feeds `head` to a [`HeadScan`] in reads of `step` bytes, parsing when it says so, as
+    /// `read_head` does; returns how many parses it took and the length parsed.
+    fn scan_in_reads(head: &[u8], step: usize) -> (usize, Option<usize>) {
+        let limits = Limits::default();
+        let mut scan = HeadScan::default();
+        let mut parses = 0;
+        for end in (step..head.len() + step).step_by(step) {
+            let pending = &head[..end.min(head.len())];
+            if scan.parse_due(pending, limits.buffer_size) {
+                parses += 1;
+                if let Some((_, used)) =
+                    http1::parse_request_head(pending, &limits).expect("a valid head")
+                {
+                    return (parses, Some(used));
+                }
+            }
+        }
+        (parses, None)
+    }
+
+    fn big_head() -> Vec<u8> {
+        let mut head = b"GET /big HTTP/1.1\r\nHost: t\r\n".to_vec();
+        for i in 0..60 {
+            head.extend(format!("X-Fill-{i:02}: {}\r\n", "v".repeat(990)).bytes());
+        }
+        head.extend(b"\r\n");
+        head
+    }
+
+    #[test]
+    fn a_60_kb_head_arriving_byte_by_byte_is_parsed_three_times_not_sixty_thousand() {
+        let head = big_head();
+        assert!(head.len() > 60_000);
+        let (parses, parsed) = scan_in_reads(&head, 1);
+        assert_eq!(parsed, Some(head.len()), "complete at its last byte");
+        assert_eq!(
+            parses, 3,
+            "first byte, end of the request line, end of the head"
+        );
+    }
+
+    #[test]
+    fn the_end_of_a_head_is_found_wherever_the_reads_split_it() {
+        for head in [
+            &b"GET / HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            b"GET / HTTP/1.1\nHost: t\n\n",
+            b"GET / HTTP/1.1\r\nHost: t\n\r\n",
+        ] {
+            for step in 1..=head.len() {
+                let (_, parsed) = scan_in_reads(head, step);
+                assert_eq!(parsed, Some(head.len()), "{head:?} in reads of {step}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_first_read_is_parsed_at_once() {
+        let mut scan = HeadScan::default();
+        assert!(
+            scan.parse_due(b"\x16\x03\x01", 65535),
+            "TLS on an HTTP port"
+        );
+        assert!(!scan.parse_due(b"\x16\x03\x01\x02", 65535));
+    }
+
+    #[test]
+    fn a_head_reaching_buffer_size_is_parsed_to_be_refused() {
+        let mut scan = HeadScan::default();
+        let head = [b'a'; 600];
+        assert!(scan.parse_due(&head[..100], 512));
+        assert!(!scan.parse_due(&head[..300], 512));
+        assert!(scan.parse_due(&head[..600], 512));
     }
 }

@@ -1,15 +1,26 @@
 //! A worker process: one thread, one coroutine runtime, every configured listener.
 //!
-//! The worker accepts on each listener from an acceptor coroutine that first takes a *core*
-//! (a permit of the `async` semaphore): when all cores are busy the acceptors park on the
-//! semaphore, the listeners are no longer polled, and the kernel's backlog holds new
-//! connections (never a spin). Each accepted connection runs on its own coroutine
-//! ([`conn`]), which speaks the listener's protocol ([`http`] or [`uwsgi`]) and calls the app.
+//! Three budgets keep slow clients and busy handlers from starving each other:
+//! - **Connections** (`worker-connections`): an acceptor coroutine per listener takes a
+//!   connection slot before it accepts. When every slot is taken the acceptors park, the
+//!   listeners are no longer polled, and the kernel's backlog holds new clients (never a spin).
+//!   The runtime reserves a coroutine for every slot, so an accepted connection always gets
+//!   one: it is never accepted and then reset.
+//! - **Cores** (`async`): each connection runs on its own coroutine ([`conn`]), speaking the
+//!   listener's protocol ([`http`] or [`uwsgi`]). It reads a request head (or uwsgi packet)
+//!   without a core, takes one once the head is complete, right before the app runs, and gives
+//!   it back once the answer is sent. Idle keep-alive connections and clients still sending
+//!   their heads hold none; a head must be complete within `http-header-timeout` of its first
+//!   byte and a body must keep to `body-min-rate` ([`body`]), both answered 408.
+//! - **Tasks** (`spawn-limit`): what handlers start with `rt::spawn`, a budget of the runtime
+//!   of its own.
 //!
 //! The loop turns the runtime and, between turns, looks at the signal flags: TERM drains
 //! (stop accepting, close idle keep-alive connections, let requests in flight finish within
 //! `worker-reload-mercy`), INT and QUIT exit at once, USR1 reopens the log files, HUP is
-//! ignored.
+//! ignored. A worker whose master died (its parent is no longer the master that forked it:
+//! the TERM came from `PR_SET_PDEATHSIG`) closes every listener at once, so the port is free
+//! for a new instance, serves nothing queued, and drains what is in flight the same way.
 //!
 //! It must not know about other workers or the master's decisions: it serves until told to
 //! stop and returns an exit code.
@@ -37,6 +48,8 @@ use crate::net::listener::{Listener, Protocol};
 use crate::proto::Limits;
 use crate::scoreboard::{WorkerSlot, WorkerStatus};
 use crate::sys::signal::{Signal, SignalSource};
+use body::BodyPace;
+use conn::Cores;
 
 /// The apps a worker serves, as the master hands them through without looking inside.
 pub(crate) use crate::api::AppRegistry as Apps;
@@ -46,6 +59,9 @@ pub(crate) use conn::ConnTable;
 const IDLE_TURN: Duration = Duration::from_millis(500);
 /// While draining: how long an idle keep-alive connection may still bring a request.
 const IDLE_GRACE: Duration = Duration::from_secs(1);
+/// `worker-connections = 0` and `spawn-limit = 0`: this many per core, and at least the floor.
+const AUTO_PER_CORE: usize = 4;
+const AUTO_FLOOR: usize = 1024;
 
 /// What a worker needs to serve.
 #[derive(Debug)]
@@ -53,7 +69,8 @@ pub(crate) struct WorkerSpec<'a> {
     /// 1-based worker id.
     pub(crate) id: u32,
     pub(crate) config: &'a Config,
-    pub(crate) listeners: &'a [Listener],
+    /// The listening sockets, owned: a worker whose master died closes every copy it has.
+    pub(crate) listeners: Vec<Listener>,
     pub(crate) apps: &'a AppRegistry,
     /// This worker's scoreboard slot (absent when run without a master, in tests).
     pub(crate) slot: Option<WorkerSlot>,
@@ -67,6 +84,12 @@ pub(crate) struct Shared {
     pub(crate) limits: Limits,
     /// `socket-timeout`: idle read/write timeout on client sockets.
     pub(crate) socket_timeout: Option<Duration>,
+    /// `http-header-timeout`: a whole request head (or uwsgi packet) from its first byte.
+    pub(crate) header_timeout: Option<Duration>,
+    /// `socket-timeout` and `body-min-rate`: how slowly a request body may come.
+    pub(crate) body_pace: BodyPace,
+    /// The `async` cores: held from a complete request head to the end of its answer.
+    pub(crate) cores: Cores,
     /// `harakiri`: per-request deadline.
     pub(crate) harakiri: Option<Duration>,
     pub(crate) allow_from: Vec<AllowedPeer>,
@@ -167,17 +190,24 @@ pub(crate) fn run(spec: WorkerSpec<'_>) -> u8 {
 
 fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
     let config = spec.config;
+    let listeners = spec.listeners;
+    // The master that forked this worker; a TERM after it died comes from PR_SET_PDEATHSIG.
+    let master = parent_pid();
     let mut signals = SignalSource::install_worker()?;
     let router = Router::new(spec.apps, &route_settings(config))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let cores = config.async_cores;
+    let connections = auto_budget(config.worker_connections, cores);
+    let tasks = auto_budget(config.spawn_limit, cores);
     let mut runtime = Runtime::new(RuntimeConfig {
         stack_size: config.stack_size,
-        // One coroutine per core, one per acceptor, and as many again for what handlers
-        // spawn themselves (fan-out to upstreams).
-        max_coroutines: cores * 2 + spec.listeners.len(),
+        // A coroutine for every connection slot and every acceptor: what is accepted always
+        // gets its coroutine, whatever the handlers spawn (that is `max_tasks`).
+        max_coroutines: connections + listeners.len(),
+        max_tasks: tasks,
         offload_threads: config.offload_threads,
     })?;
+    let socket_timeout = non_zero(config.socket_timeout);
     let shared = Rc::new(Shared {
         worker_id: spec.id,
         router,
@@ -186,7 +216,13 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
             limit_post: (config.limit_post > 0).then_some(config.limit_post),
             ..Limits::default()
         },
-        socket_timeout: non_zero(config.socket_timeout),
+        socket_timeout,
+        header_timeout: non_zero(config.http_header_timeout),
+        body_pace: BodyPace {
+            grace: socket_timeout,
+            min_rate: (config.body_min_rate > 0).then_some(config.body_min_rate),
+        },
+        cores: Cores::new(cores),
         harakiri: non_zero(config.harakiri),
         allow_from: config.uwsgi_allow_from.clone(),
         request_log: reqlog::RequestLog::from_config(config),
@@ -196,15 +232,15 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         counters: Counters::default(),
         slot: spec.slot.clone(),
     });
-    let permits = Rc::new(Semaphore::new(cores));
-    let mut acceptors = start_acceptors(&runtime, spec.listeners, &shared, &permits)?;
+    let connection_slots = Rc::new(Semaphore::new(connections));
+    let mut acceptors = start_acceptors(&runtime, &listeners, &shared, &connection_slots)?;
     let slot = spec.slot.clone();
     if let Some(slot) = &slot {
         slot.heartbeat();
         slot.set_status(WorkerStatus::Accepting);
     }
     log::info!(
-        "worker ready id={} pid={} cores={cores} {}",
+        "worker ready id={} pid={} cores={cores} connections={connections} tasks={tasks} {}",
         spec.id,
         std::process::id(),
         runtime.stack_summary()
@@ -229,7 +265,7 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
                 slot.set_status(WorkerStatus::Paused);
                 log::info!("worker paused id={}", spec.id);
             } else {
-                acceptors = start_acceptors(&runtime, spec.listeners, &shared, &permits)?;
+                acceptors = start_acceptors(&runtime, &listeners, &shared, &connection_slots)?;
                 slot.set_status(WorkerStatus::Accepting);
                 log::info!("worker resumed id={}", spec.id);
             }
@@ -239,10 +275,14 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         log::info!("worker exiting now id={}", spec.id);
         return Ok(exit::OK);
     }
+    // The acceptors hold copies of their own; the port stays open through them (and the
+    // master's) until they stop.
+    drop(listeners);
     drain(
         &mut runtime,
         &shared,
         acceptors,
+        master,
         config.worker_reload_mercy,
         &mut signals,
     )
@@ -255,6 +295,18 @@ fn reopen_logs_on_usr1(shared: &Shared, received: &[Signal]) {
         shared.request_log.reopen();
         log::info!("worker reopened logs id={}", shared.worker_id);
     }
+}
+
+/// `0` means automatic: [`AUTO_PER_CORE`] per core, at least [`AUTO_FLOOR`].
+fn auto_budget(configured: usize, cores: usize) -> usize {
+    match configured {
+        0 => cores.saturating_mul(AUTO_PER_CORE).max(AUTO_FLOOR),
+        n => n,
+    }
+}
+
+fn parent_pid() -> i32 {
+    nix::unistd::getppid().as_raw()
 }
 
 /// What the router and the configured apps need from the configuration.
@@ -282,14 +334,26 @@ fn route_settings(config: &Config) -> RouteSettings {
 
 /// Stops accepting, closes idle connections and lets the requests in flight finish until
 /// `mercy` runs out; what is left then is dropped (its sockets close).
+///
+/// The acceptors first serve what already waits in the kernel's backlog, unless the master
+/// (pid `master`) is gone: then nobody will ever accept on these sockets again, so the
+/// acceptors are dropped at once and with them the worker's last listener fds, which frees the
+/// port for whoever starts next. That is checked again at every turn, for a master that dies
+/// while the worker drains.
 fn drain(
     runtime: &mut Runtime,
     shared: &Shared,
     acceptors: Vec<JoinHandle<()>>,
+    master: i32,
     mercy: Duration,
     signals: &mut SignalSource,
 ) -> io::Result<u8> {
     let in_flight = shared.conns.borrow().len();
+    let mut acceptors = acceptors;
+    let orphaned = || parent_pid() != master;
+    if orphaned() {
+        close_listeners(shared, &mut acceptors, master);
+    }
     log::info!(
         "worker draining id={} connections={in_flight}",
         shared.worker_id
@@ -312,6 +376,9 @@ fn drain(
         let now = Instant::now();
         if now >= deadline {
             break;
+        }
+        if !acceptors.is_empty() && orphaned() {
+            close_listeners(shared, &mut acceptors, master);
         }
         if !idle_closed && now >= idle_deadline {
             for task in shared.conns.borrow().idle_tasks() {
@@ -341,12 +408,26 @@ fn drain(
     Ok(exit::OK)
 }
 
+/// The master is gone: drops the acceptors (and so the worker's last fds of the listening
+/// sockets) without serving their backlog.
+fn close_listeners(shared: &Shared, acceptors: &mut Vec<JoinHandle<()>>, master: i32) {
+    for acceptor in acceptors.drain(..) {
+        acceptor.abort();
+    }
+    log::warn!(
+        "worker orphaned id={}: master pid={master} is gone; listeners closed, finishing \
+         connections={} within worker-reload-mercy",
+        shared.worker_id,
+        shared.conns.borrow().len()
+    );
+}
+
 /// One acceptor coroutine per listener.
 fn start_acceptors(
     runtime: &Runtime,
     listeners: &[Listener],
     shared: &Rc<Shared>,
-    permits: &Rc<Semaphore>,
+    slots: &Rc<Semaphore>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     listeners
         .iter()
@@ -354,28 +435,23 @@ fn start_acceptors(
             let co_listener = CoListener::from_fd(listener.try_clone_fd()?)?;
             let protocol = listener.protocol();
             let shared = Rc::clone(shared);
-            let permits = Rc::clone(permits);
-            runtime.spawn(move || accept_loop(co_listener, protocol, shared, permits))
+            let slots = Rc::clone(slots);
+            runtime.spawn(move || accept_loop(co_listener, protocol, shared, slots))
         })
         .collect()
 }
 
-/// Accepts on one listener while a core is free; each connection runs on its own coroutine
-/// holding the core until it closes. When the worker drains, the acceptor is cancelled and
-/// then [`sweep_backlog`]s: what already waits in the kernel is still served.
-fn accept_loop(
-    listener: CoListener,
-    protocol: Protocol,
-    shared: Rc<Shared>,
-    permits: Rc<Semaphore>,
-) {
+/// Accepts on one listener while a connection slot is free; each connection runs on its own
+/// coroutine holding the slot until it closes. When the worker drains, the acceptor is
+/// cancelled and then [`sweep_backlog`]s: what already waits in the kernel is still served.
+fn accept_loop(listener: CoListener, protocol: Protocol, shared: Rc<Shared>, slots: Rc<Semaphore>) {
     loop {
-        // Parks while every core is busy: the listener is then not polled at all.
-        let Ok(permit) = permits.acquire() else {
+        // Parks while every slot is taken: the listener is then not polled at all.
+        let Ok(slot) = slots.acquire() else {
             break; // cancelled: the worker drains
         };
         match listener.accept() {
-            Ok((stream, peer)) => start_connection(stream, peer, protocol, &shared, permit),
+            Ok((stream, peer)) => start_connection(stream, peer, protocol, &shared, slot),
             Err(_) if shared.draining.get() => break,
             Err(e) => {
                 // EMFILE and friends: back off a little instead of spinning on the error.
@@ -386,7 +462,7 @@ fn accept_loop(
     }
     if shared.draining.get() {
         coro::take_cancel();
-        sweep_backlog(&listener, protocol, &shared, &permits);
+        sweep_backlog(&listener, protocol, &shared, &slots);
     }
 }
 
@@ -397,37 +473,45 @@ fn sweep_backlog(
     listener: &CoListener,
     protocol: Protocol,
     shared: &Rc<Shared>,
-    permits: &Semaphore,
+    slots: &Semaphore,
 ) {
+    // Counted while it runs, even when it is dropped midway (the master died meanwhile).
+    struct Sweeping<'s>(&'s Shared);
+    impl Drop for Sweeping<'_> {
+        fn drop(&mut self) {
+            self.0.sweepers.set(self.0.sweepers.get() - 1);
+        }
+    }
     shared.sweepers.set(shared.sweepers.get() + 1);
+    let _sweeping = Sweeping(shared);
     loop {
-        // Waits for a core (requests in flight free them): the queued client waits anyway.
-        let Ok(permit) = permits.acquire() else {
+        // Waits for a slot (connections closing free them): the queued client waits anyway.
+        let Ok(slot) = slots.acquire() else {
             break;
         };
         match coro::timeout(Duration::ZERO, || listener.accept()) {
-            Ok(Ok((stream, peer))) => start_connection(stream, peer, protocol, shared, permit),
+            Ok(Ok((stream, peer))) => start_connection(stream, peer, protocol, shared, slot),
             _ => break, // nothing queued any more
         }
     }
-    shared.sweepers.set(shared.sweepers.get() - 1);
 }
 
-/// Runs an accepted connection on its own coroutine, holding `core` until it closes.
+/// Runs an accepted connection on its own coroutine, holding its connection `slot` until it
+/// closes. The coroutine comes from the budget reserved for connection slots.
 fn start_connection(
     stream: CoStream,
     peer: Addr,
     protocol: Protocol,
     shared: &Rc<Shared>,
-    core: Permit,
+    slot: Permit,
 ) {
     if protocol == Protocol::Uwsgi && !conn::peer_allowed(&peer, &shared.allow_from) {
         log::warn!("uwsgi connection refused peer={peer} (not in uwsgi-allow-from)");
         return;
     }
     let shared = Rc::clone(shared);
-    let spawned = coro::spawn_detached(move || {
-        let _core = core;
+    let spawned = coro::spawn_owned(move || {
+        let _slot = slot;
         conn::serve_connection(stream, peer, protocol, &shared);
     });
     if let Err(e) = spawned {
@@ -442,6 +526,18 @@ fn non_zero(d: Duration) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_budgets_are_four_per_core_and_at_least_1024() {
+        assert_eq!(auto_budget(0, 100), 1024);
+        assert_eq!(auto_budget(0, 1000), 4000);
+        assert_eq!(auto_budget(0, usize::MAX), usize::MAX);
+        assert_eq!(
+            auto_budget(7, 1000),
+            7,
+            "a configured budget is taken as it is"
+        );
+    }
 
     #[test]
     fn term_drains_and_int_or_quit_exit_now_whatever_came_before() {

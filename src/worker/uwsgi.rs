@@ -1,5 +1,10 @@
 //! uwsgi-protocol connections (`socket`), as nginx's `uwsgi_pass` speaks it: one packet, its
 //! body, one raw HTTP answer (never chunked), then `shutdown(SHUT_WR)` and close.
+//!
+//! The packet is read without a core and must be complete within `http-header-timeout` of its
+//! first byte (nginx sends it at once; a peer that does not is closed without an answer). Its
+//! header gives its length, so an incomplete packet costs no parsing. The core is taken for
+//! the app and the answer only.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,7 +12,7 @@ use std::time::Instant;
 
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard};
+use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard, Core};
 use crate::api::{Body, Request, Response};
 use crate::proto::http1::{BodyDecoder, BodyEncoding};
 use crate::proto::uwsgi::{self, Packet};
@@ -33,24 +38,44 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         }
     };
     guard.set_idle(false);
-    match serve_request(&mut conn, request, shared, guard) {
+    let Ok(core) = shared.cores.acquire() else {
+        return; // cancelled: the worker is stopping
+    };
+    let served = serve_request(&mut conn, request, shared, &core);
+    drop(core);
+    match served {
         Ok(()) => conn.close_gracefully(),
         Err(e) => conn::note_write_error(shared, &conn, &e),
     }
 }
 
-/// Reads until a whole packet (header + vars) is buffered; `Ok(None)` when the peer closed
-/// or went silent first.
+/// Reads until a whole packet (header + vars) is buffered; `Ok(None)` when the peer closed,
+/// went silent first, or did not complete the packet within `http-header-timeout`.
 fn read_packet(conn: &mut Conn, shared: &Shared) -> Result<Option<Packet>, ParseError> {
+    let mut deadline = None;
     loop {
+        // Parsing an incomplete packet stops at its 4-byte header: no cost to retry.
         if let Some((packet, consumed)) = uwsgi::parse_packet(conn.input.pending(), &shared.limits)?
         {
             conn.input.consume(consumed);
             return Ok(Some(packet));
         }
-        match conn.fill() {
-            Ok(0) | Err(_) => return Ok(None),
+        if deadline.is_none() && !conn.input.is_empty() {
+            deadline = shared
+                .header_timeout
+                .and_then(|limit| Instant::now().checked_add(limit));
+        }
+        match conn.fill_before(deadline) {
+            Ok(0) => return Ok(None),
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut && !conn.input.is_empty() => {
+                log::info!(
+                    "uwsgi packet incomplete in time peer={} (http-header-timeout, socket-timeout): closing",
+                    conn.peer
+                );
+                return Ok(None);
+            }
+            Err(_) => return Ok(None),
         }
     }
 }
@@ -92,11 +117,11 @@ fn serve_request(
     conn: &mut Conn,
     request: uwsgi::Request,
     shared: &Shared,
-    guard: &ConnGuard<'_>,
+    core: &Core<'_>,
 ) -> io::Result<()> {
     let started = Instant::now();
     let decoder = BodyDecoder::new(request.body_framing(), shared.limits.limit_post);
-    let mut body_state = BodyState::new(decoder, false);
+    let mut body_state = BodyState::new(decoder, false, shared.body_pace);
     let scheme = request.scheme().to_string();
     let vars = vars_to_strings(request.vars());
     let var = |name: &str| {
@@ -133,10 +158,10 @@ fn serve_request(
     let record_base = (shared.request_log).begin(
         &(method.clone(), uri.clone()),
         &remote_ip,
-        guard.core(),
+        core.id(),
         request.vars(),
     );
-    shared.begin_request(guard.core(), &method, &uri);
+    shared.begin_request(core.id(), &method, &uri);
     let (response, outcome) = {
         let headers = headers_from_vars(&vars);
         let mut req = Request {
@@ -163,6 +188,10 @@ fn serve_request(
     body::drain(conn, &mut body_state, MAX_DRAIN);
     let response = match body_state.error {
         Some(error) if outcome == AppOutcome::Answered => Response::error(error.status()),
+        _ if body_state.timed_out && outcome == AppOutcome::Answered => {
+            log::info!("request body too slow peer={} status=408", conn.peer);
+            Response::error(408)
+        }
         _ => response,
     };
     let (status, headers, body) = conn::checked(response).into_parts();
@@ -188,7 +217,7 @@ fn serve_request(
         encoding,
         send_body,
     };
-    conn::send_answer(conn, shared, guard, answer, record, started)
+    conn::send_answer(conn, shared, core, answer, record, started)
 }
 
 /// The vars as strings (bytes that are not UTF-8 are replaced, as the handler API is text).

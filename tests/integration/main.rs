@@ -5,6 +5,7 @@
 
 mod cli;
 mod conformance;
+mod cores;
 mod corpus;
 mod harness;
 mod http;

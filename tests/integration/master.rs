@@ -673,10 +673,11 @@ fn a_socket_passed_by_systemd_socket_activation_is_served() {
 
 #[test]
 fn sigterm_still_serves_connections_already_queued_in_the_kernel() {
-    // One worker with one core: while the core is busy, a second client waits in the backlog.
+    // One worker with one core and one connection slot: while they are busy, a second client
+    // waits in the backlog.
     let mut server = Instance::start(
         "term-backlog",
-        &ini("processes = 1\nasync = 1\nmodule = sleep\n"),
+        &ini("processes = 1\nasync = 1\nworker-connections = 1\nmodule = sleep\n"),
         &[],
     );
     let target = http(&server);
