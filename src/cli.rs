@@ -20,6 +20,8 @@ use crate::config::error::ConfigError;
 use crate::config::options::{self, find_option};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
+use crate::master::Instance;
+use crate::master::handover::Handover;
 use crate::sys::pidfile::{self, Identity};
 use crate::sys::process::{OsSignal, Pid, send_signal};
 use crate::sys::signal::{Answer, request_answer};
@@ -117,11 +119,11 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
             println!("rcontainer {}", env!("CARGO_PKG_VERSION"));
             ExitCode::from(exit::OK)
         }
-        Invocation::CheckConfig(args) => match load_reporting(args, apps, Warnings::Print) {
+        Invocation::CheckConfig(args) => match load_reporting(args, None, apps, Warnings::Print) {
             Some(_) => ExitCode::from(exit::OK),
             None => ExitCode::from(exit::CONFIG),
         },
-        Invocation::PrintConfig(args) => match load_reporting(args, apps, Warnings::Print) {
+        Invocation::PrintConfig(args) => match load_reporting(args, None, apps, Warnings::Print) {
             Some(loaded) => {
                 print!("{}", loaded.render_effective());
                 ExitCode::from(exit::OK)
@@ -130,11 +132,7 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
         },
         Invocation::Serve(args) => {
             crate::log::init();
-            match load_reporting(args.clone(), apps, Warnings::Log) {
-                Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
-                Some(loaded) => run_instance(loaded.config, &args, apps),
-                None => ExitCode::from(exit::CONFIG),
-            }
+            serve(args, apps)
         }
         Invocation::SignalPidfile { request, pidfile } => signal_pidfile(request, &pidfile),
     }
@@ -149,10 +147,42 @@ enum Warnings {
     Log,
 }
 
-/// Loads the configuration, reporting warnings (see [`Warnings`]) and errors (stderr); `None`
-/// if it is unusable.
-fn load_reporting(args: ConfigArgs, apps: &AppRegistry, warnings: Warnings) -> Option<Loaded> {
-    let sources = Sources::from_process(args.ini_files, args.overrides);
+/// Runs what the configuration asks for. An image started by a reload whose configuration no
+/// longer loads goes back to the previous image, which serves on.
+fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
+    let handover = match Handover::from_env() {
+        Ok(handover) => handover,
+        Err(e) => {
+            log::error!("inherited descriptors: {e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    // A fallback image loads the INI texts of the configuration it goes back to.
+    let replay = handover.replaying().map(|(_, texts)| texts.to_vec());
+    match load_reporting(args.clone(), replay, apps, Warnings::Log) {
+        Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
+        Some(loaded) => run_instance(loaded, handover, &args, apps),
+        None if handover.can_fall_back() => {
+            let why = "the configuration does not load";
+            log::error!("reload failed: {why}; starting the previous configuration again");
+            let error = handover.fall_back(why, &[], &[]);
+            log::error!("going back to the previous configuration failed: {error}");
+            ExitCode::from(exit::CONFIG)
+        }
+        None => ExitCode::from(exit::CONFIG),
+    }
+}
+
+/// Loads the configuration (from `replay`'s texts instead of the files, when given), reporting
+/// warnings (see [`Warnings`]) and errors (stderr); `None` if it is unusable.
+fn load_reporting(
+    args: ConfigArgs,
+    replay: Option<Vec<(PathBuf, String)>>,
+    apps: &AppRegistry,
+    warnings: Warnings,
+) -> Option<Loaded> {
+    let mut sources = Sources::from_process(args.ini_files, args.overrides);
+    sources.replay = replay;
     match config::load(&sources) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
@@ -233,7 +263,12 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
 
 /// Runs one instance: master and workers. A reload first checks that `args` still load (its
 /// warnings are not shown: the reloaded master logs them when it loads the same files).
-fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCode {
+fn run_instance(
+    loaded: Loaded,
+    handover: Handover,
+    args: &ConfigArgs,
+    apps: &AppRegistry,
+) -> ExitCode {
     // The master may `chdir` before it reloads: relative `--ini` paths stay relative to the
     // directory the command was started in, as in uWSGI.
     let start_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
@@ -254,9 +289,16 @@ fn run_instance(config: Config, args: &ConfigArgs, apps: &AppRegistry) -> ExitCo
         if !unknown.is_empty() {
             return Err(unknown);
         }
-        crate::worker::check_routes(&loaded.config, apps).map_err(|e| vec![format!("config: {e}")])
+        crate::worker::check_routes(&loaded.config, apps)
+            .map_err(|e| vec![format!("config: {e}")])?;
+        Ok(loaded.config)
     };
-    crate::master::run(config, apps, &recheck)
+    let instance = Instance {
+        config: loaded.config,
+        texts: loaded.texts,
+        handover,
+    };
+    crate::master::run(instance, apps, &recheck)
 }
 
 /// Runs an emperor over `config.emperor`. Not built yet.

@@ -57,6 +57,9 @@ pub(crate) struct Sources {
     pub(crate) env: BTreeMap<String, String>,
     /// `--key value` options, in command-line order.
     pub(crate) cli: Vec<CliSetting>,
+    /// The text of each INI file as an earlier load read it, to use instead of the files on
+    /// disk (a master falling back to the configuration it ran before a failed reload).
+    pub(crate) replay: Option<Vec<(PathBuf, String)>>,
     /// Where relative INI paths are resolved: to read them, and for `%d` and `%p`.
     pub(crate) cwd: PathBuf,
     /// The value of `%k`.
@@ -117,6 +120,7 @@ impl Sources {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
             somaxconn: crate::net::listener::kernel_backlog_limit(),
+            replay: None,
         }
     }
 
@@ -147,6 +151,9 @@ pub(crate) struct Loaded {
     pub(crate) warnings: Vec<Warning>,
     /// Every option's effective value and origin, in table order, for `--print-config`.
     pub(crate) effective: Vec<Effective>,
+    /// The text of each INI file as it was read, by its `--ini` path: what a later fallback
+    /// replays ([`Sources::replay`]).
+    pub(crate) texts: Vec<(PathBuf, String)>,
 }
 
 /// A failed load: nothing may start. Warnings are kept so that they can be shown too.
@@ -169,7 +176,7 @@ pub(crate) struct Effective {
 pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     let mut gathered = Gathered::default();
     let files: Vec<IniFile> = (sources.ini_files.iter())
-        .filter_map(|ini| gathered.lex_ini(ini, &sources.cwd))
+        .filter_map(|ini| gathered.lex_ini(ini, sources))
         .collect();
     // Placeholders may be used before (or in another file than) the line that defines them.
     let referenced: HashSet<&str> = (files.iter())
@@ -216,6 +223,9 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
             effective: OPTIONS
                 .iter()
                 .flat_map(|spec| effective_rows(spec, &settings_for(spec.key)))
+                .collect(),
+            texts: (files.iter())
+                .map(|file| (file.path.clone(), file.text.clone()))
                 .collect(),
         }),
         _ => Err(Failed { errors, warnings }),
@@ -378,6 +388,8 @@ struct IniFile {
     path: PathBuf,
     /// The path as the user wrote it, for messages.
     file: Arc<str>,
+    /// The whole text as read.
+    text: String,
     entries: Vec<ini::Entry>,
 }
 
@@ -391,11 +403,15 @@ struct Gathered {
 
 impl Gathered {
     /// Reads and tokenizes one INI file, keeping the entries of its selected section.
-    fn lex_ini(&mut self, ini: &IniRef, cwd: &std::path::Path) -> Option<IniFile> {
+    fn lex_ini(&mut self, ini: &IniRef, sources: &Sources) -> Option<IniFile> {
         let file: Arc<str> = ini.path.to_string_lossy().into();
+        let replayed = (sources.replay.iter().flatten())
+            .find(|(path, _)| *path == ini.path)
+            .map(|(_, text)| Ok(text.clone()));
         // A relative path is relative to `cwd` (where the command started), not to wherever
         // the process is now (a master reloading after `chdir`).
-        let text = match std::fs::read_to_string(cwd.join(&ini.path)) {
+        let read = replayed.unwrap_or_else(|| std::fs::read_to_string(sources.cwd.join(&ini.path)));
+        let text = match read {
             Ok(text) => text,
             Err(error) => {
                 self.errors.push(ConfigError::in_file(
@@ -420,10 +436,12 @@ impl Gathered {
                 error.message.clone(),
             ));
         }
+        let entries = selected.entries.into_iter().cloned().collect();
         Some(IniFile {
             path: ini.path.clone(),
-            entries: selected.entries.into_iter().cloned().collect(),
+            entries,
             file,
+            text,
         })
     }
 

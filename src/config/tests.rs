@@ -55,6 +55,7 @@ fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>
         cwd: PathBuf::from("/"),
         cpu_count: 3,
         somaxconn: None,
+        replay: None,
     }
 }
 
@@ -701,4 +702,27 @@ fn ini_paths_with_a_section_suffix_split_at_the_last_colon() {
     );
     assert_eq!(IniRef::parse("conf/app.ini").section, None);
     assert_eq!(IniRef::parse("/odd:dir/app.ini").section, None);
+}
+
+#[test]
+fn the_texts_read_are_kept_and_a_replay_is_loaded_instead_of_the_files() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = :0\nmodule = echo\nprocesses = 2\n",
+    );
+    let loaded = load(&sources(&[&path], &[], &[])).expect("loads");
+    assert_eq!(loaded.config.processes, 2);
+    assert_eq!(loaded.texts.len(), 1);
+    assert_eq!(loaded.texts[0].0, path);
+    // The file changes on disk; the replay still loads what was read before.
+    std::fs::write(&path, "[rcontainer]\nprcesses = broken\n").expect("rewrite");
+    let mut replayed = sources(&[&path], &[], &[]);
+    replayed.replay = Some(loaded.texts.clone());
+    let again = load(&replayed).expect("the replay loads");
+    assert_eq!(again.config.processes, 2);
+    assert!(
+        load(&sources(&[&path], &[], &[])).is_err(),
+        "the file itself no longer does"
+    );
 }

@@ -148,7 +148,16 @@ impl Runtime {
         };
         let capacity = limits.owner.saturating_add(limits.tasks);
         check_map_count(capacity)?;
-        let pool = StackPool::new(capacity, config.stack_size)?;
+        let pool = StackPool::new(capacity, config.stack_size).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "coroutine stacks: reserving {capacity} x {} KiB: {e} (lower async, \
+                     worker-connections, spawn-limit or stack-size)",
+                    config.stack_size / 1024
+                ),
+            )
+        })?;
         let altstack = fault::ensure_altstack()?;
         let inner = Inner::install(pool, limits, config.offload_threads)?;
         Ok(Runtime {

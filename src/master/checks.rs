@@ -35,11 +35,15 @@ impl Master<'_> {
                 self.retire(old, "replaced");
             }
         }
-        let all_accepting = self
-            .workers
-            .iter()
+        // Ready means: workers of this image accept, none is still booting, none waits for a
+        // back-off after a failed boot.
+        let own: Vec<Lifecycle> = (self.workers.iter())
             .filter(|w| w.slot.is_some() && w.state.is_serving())
-            .all(|w| w.state == Lifecycle::Accepting);
+            .map(|w| w.state)
+            .collect();
+        let all_accepting = !own.is_empty()
+            && own.iter().all(|&state| state == Lifecycle::Accepting)
+            && self.backoffs.is_empty();
         if self.announced || !all_accepting || self.stopping.is_some() {
             return;
         }
@@ -65,10 +69,15 @@ impl Master<'_> {
         let _ = self
             .notifier
             .ready(&format!("{} workers accepting", self.workers.serving()));
-        Master::answer_requesters(
-            std::mem::take(&mut self.answer_when_ready),
-            signal::Answer::Done,
-        );
+        // This image is up: what it inherited for a way back is released, and whoever asked
+        // for the reload hears how it went (a fallback image is the old configuration again).
+        let answer = if self.replaying().is_some() {
+            signal::Answer::Refused
+        } else {
+            signal::Answer::Done
+        };
+        self.handover.commit();
+        Master::answer_requesters(std::mem::take(&mut self.answer_when_ready), answer);
         if let Some(daemon) = daemon.take() {
             daemon.report_ready();
         }

@@ -24,6 +24,8 @@
 
 pub(crate) mod action;
 mod checks;
+pub(crate) mod handover;
+mod preflight;
 mod reload;
 mod startup;
 mod stats;
@@ -46,7 +48,7 @@ use crate::net::addr::SocketSpec;
 use crate::net::listener::Listener;
 use crate::scoreboard::{Scoreboard, SlotId, WorkerId, WorkerStatus};
 use crate::sys::daemon::{self, DaemonReady};
-use crate::sys::error::context;
+use crate::sys::error::{context, with_context};
 use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
 use crate::sys::notify::Notifier;
@@ -55,6 +57,7 @@ use crate::sys::signal::{self, Signal, SignalSource};
 use crate::sys::{clock, pidfile, privilege, rlimit};
 use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
+use handover::{Handover, Launch};
 use reload::adopt_old_workers;
 use startup::{bind_listeners, drop_privileges, set_up_output, take_named};
 use stats::{StatsListener, StatsServer};
@@ -88,17 +91,30 @@ const STATS: Token = Token(2);
 /// Stats clients are polled under tokens from here on.
 const STATS_CLIENTS: usize = 16;
 
-/// Checks that the configuration as it is on disk now still loads (before a reload).
-pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<(), Vec<String>>;
+/// Loads the configuration as it is on disk now (before a reload); `Err` holds the errors.
+pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<Config, Vec<String>>;
 
-/// Runs one instance of `config` with `apps`; returns the process exit code.
-pub(crate) fn run(config: Config, apps: &Apps, recheck: ConfigCheck<'_>) -> ExitCode {
+/// An instance to run: its configuration, the INI texts it was loaded from, and what the
+/// previous image of this master handed over (nothing on a first start).
+#[derive(Debug)]
+pub(crate) struct Instance {
+    pub(crate) config: Config,
+    pub(crate) texts: Vec<(PathBuf, String)>,
+    pub(crate) handover: Handover,
+}
+
+/// Runs one instance with `apps`; returns the process exit code.
+pub(crate) fn run(instance: Instance, apps: &Apps, recheck: ConfigCheck<'_>) -> ExitCode {
     crate::log::set_role_master();
+    // Signals wait until the master can act on them (a re-executed image has them blocked
+    // since the exec): none may kill a master that is still starting.
+    let _ = signal::block_master_signals();
     let mut daemon = None;
     // Why start-up failed, for the command that launched a daemon (it prints it).
     let mut reason = String::new();
-    let code = match Master::start(config, apps, recheck, &mut daemon) {
+    let code = match Master::start(instance, apps, recheck, &mut daemon) {
         Ok(mut master) => {
+            let _ = signal::unblock_master_signals();
             let code = master.supervise(&mut daemon);
             master.clean_up();
             code
@@ -142,6 +158,12 @@ struct Master<'a> {
     /// The environment before the configuration's `env` lines: what a re-exec starts from, so
     /// a line removed from the INI is gone after the reload.
     base_env: Vec<(OsString, OsString)>,
+    /// What the previous image handed over, and the way back to it until this one is up.
+    handover: Handover,
+    /// How to start this image again (the way back for the next reload, once this one is up).
+    launch: Launch,
+    /// This image's binary, kept open for that way back (a new binary may replace it on disk).
+    own_binary: Option<std::fs::File>,
     listeners: Vec<Listener>,
     scoreboard: Scoreboard,
     workers: WorkerTable,
@@ -180,16 +202,54 @@ struct Master<'a> {
 impl<'a> Master<'a> {
     /// Everything before the first worker: logs, daemon, sockets, pidfile, privileges,
     /// scoreboard, signals, FIFO, stats; then the workers are forked.
+    ///
+    /// An image started by a reload that fails here goes back to the previous image instead
+    /// (`handover`): the instance keeps serving with the configuration it had.
     fn start(
+        instance: Instance,
+        apps: &'a Apps,
+        recheck: ConfigCheck<'a>,
+        daemon: &mut Option<DaemonReady>,
+    ) -> io::Result<Master<'a>> {
+        let Instance {
+            config,
+            texts,
+            mut handover,
+        } = instance;
+        match Master::build(config, texts, &mut handover, apps, recheck, daemon) {
+            Ok(mut master) => {
+                master.handover = handover;
+                if let Some(why) = master.replaying() {
+                    log::error!(
+                        "reload failed: {why}; serving the previous configuration again (the \
+                         INI files as they were then)"
+                    );
+                }
+                Ok(master)
+            }
+            Err(e) if handover.can_fall_back() => {
+                log::error!("reload failed: {e}; starting the previous configuration again");
+                let error = handover.fall_back(&e.to_string(), &[], &[]);
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("{e}; and going back failed: {error}"),
+                ))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn build(
         config: Config,
+        texts: Vec<(PathBuf, String)>,
+        handover: &mut Handover,
         apps: &'a Apps,
         recheck: ConfigCheck<'a>,
         daemon: &mut Option<DaemonReady>,
     ) -> io::Result<Master<'a>> {
         let start_dir = std::env::current_dir().map_err(context("working directory: getcwd"))?;
-        let mut inherited = fd::adopt_inherited_fds(|key| std::env::var(key).ok())
-            .map_err(context("inherited sockets"))?;
-        let reexec = inherited.iter().any(|f| f.origin == fd::FdOrigin::Reexec);
+        let mut inherited = handover.take_sockets();
+        let reexec = handover.is_reexec();
         let inherited_stats = match &config.stats {
             Some(spec) => take_named(&mut inherited, &stats_fd_name(spec)),
             None => None,
@@ -219,6 +279,14 @@ impl<'a> Master<'a> {
             log::info!("paused accepting (as before the reload)");
         }
         let base_env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+        let launch = Launch {
+            argv: std::env::args_os().collect(),
+            env: base_env.clone(),
+            files: texts,
+        };
+        let own_binary = handover::open_own_binary()
+            .map_err(|e| log::warn!("a reload will have no way back: /proc/self/exe: {e}"))
+            .ok();
         for pair in &config.env {
             process::set_env(&pair.name, &pair.value);
         }
@@ -275,6 +343,9 @@ impl<'a> Master<'a> {
             recheck,
             start_dir,
             base_env,
+            handover: Handover::default(),
+            launch,
+            own_binary,
             listeners,
             scoreboard,
             workers: WorkerTable::default(),
@@ -297,10 +368,24 @@ impl<'a> Master<'a> {
             jitter: Jitter::seeded(),
         };
         let old = adopt_old_workers(&mut master.workers);
-        master
-            .spawn_generation(&old)
-            .map_err(context("starting the workers"))?;
+        if let Err(e) = master.spawn_generation(&old) {
+            // Those that did start go: the way back (or the next start) brings its own.
+            master.kill_own(OsSignal::SIGKILL);
+            return Err(with_context(e, "starting the workers"));
+        }
         Ok(master)
+    }
+
+    /// For an image that replays the previous configuration after a failed reload: why.
+    fn replaying(&self) -> Option<&str> {
+        self.handover.replaying().map(|(why, _)| why)
+    }
+
+    /// Sends `signal` to the workers this image started (not those of the previous image).
+    fn kill_own(&self, signal: OsSignal) {
+        for worker in self.workers.iter().filter(|w| w.slot.is_some()) {
+            let _ = process::send_signal(worker.pid, signal);
+        }
     }
 
     /// The loop: wait for an event or the tick, apply actions, reap, run the checks.
@@ -517,10 +602,13 @@ impl<'a> Master<'a> {
     }
 
     /// In a forked worker: closes what only the master uses (its poll, signal pipe, FIFO,
-    /// stats listener and clients). A worker holding a stats client would keep that
-    /// connection open after the master closed it; one holding the FIFO would keep it alive.
+    /// stats listener and clients, what it keeps for a way back). A worker holding a stats
+    /// client would keep that connection open after the master closed it; one holding the FIFO
+    /// would keep it alive; one holding an inherited socket would keep its port if orphaned.
     fn close_master_fds(&self) {
         let mut fds = vec![self.poll.as_raw_fd()];
+        fds.extend(self.handover.originals());
+        fds.extend(self.own_binary.as_ref().map(AsRawFd::as_raw_fd));
         fds.extend(self.signals.raw_fds());
         if let Some(fifo) = &self.fifo {
             fds.extend(fifo.raw_fds());
@@ -562,21 +650,38 @@ impl<'a> Master<'a> {
                         self.backoffs.push(Backoff { at, slot, id });
                     }
                 }
-                Decision::Backoff(slot, id, delay) => {
-                    self.backoffs.push(Backoff {
-                        at: now + delay,
-                        slot,
-                        id,
-                    });
+                Decision::Backoff(..) | Decision::Halt(_) if self.handover.can_fall_back() => {
+                    // A reload's new workers cannot boot: the previous configuration serves on.
+                    let why = format!("the new workers cannot start (worker id={id} {status})");
+                    let error = self.fall_back(&why);
+                    log::error!("going back to the previous configuration failed: {error}");
+                    let _ = signal::unblock_master_signals();
+                    self.retry_after(decision, now);
                 }
-                Decision::Halt(code) => {
-                    log::error!(
-                        "workers keep failing at boot ({} times in a row): giving up",
-                        workers::MAX_BOOT_FAILURES
-                    );
-                    self.halt = Some(code);
-                }
+                Decision::Backoff(..) | Decision::Halt(_) => self.retry_after(decision, now),
             }
+        }
+    }
+
+    /// After a boot failure: the worker is started again after its back-off (or the master
+    /// gives up, for [`Decision::Halt`]).
+    fn retry_after(&mut self, decision: Decision, now: Instant) {
+        match decision {
+            Decision::Backoff(slot, id, delay) => {
+                self.backoffs.push(Backoff {
+                    at: now + delay,
+                    slot,
+                    id,
+                });
+            }
+            Decision::Halt(code) => {
+                log::error!(
+                    "workers keep failing at boot ({} times in a row): giving up",
+                    workers::MAX_BOOT_FAILURES
+                );
+                self.halt = Some(code);
+            }
+            Decision::Nothing | Decision::Respawn(..) => {}
         }
     }
 

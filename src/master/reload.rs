@@ -2,12 +2,14 @@
 //! (all at once or one at a time), and adopting the previous image's workers after an exec.
 
 use std::ffi::OsString;
-use std::os::fd::AsRawFd;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
+use super::handover::{FALLBACK_BINARY, FALLBACK_LAUNCH, pid_list};
+use super::preflight::Prepared;
 use super::workers::{Lifecycle, Worker, WorkerTable};
-use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV};
-use crate::net::listener::Listener;
+use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV, stats_fd_name};
 use crate::scoreboard::WorkerId;
 use crate::sys::process::{self, OsSignal, Pid};
 use crate::sys::signal::{self, Answer};
@@ -49,16 +51,27 @@ impl Master<'_> {
     }
 
     /// Re-executes the master in place (graceful: old workers drain once replaced; brutal:
-    /// they are killed first). A configuration that no longer loads keeps the old one running.
+    /// they are killed first). A reload that cannot work (the configuration does not load, the
+    /// binary does not run, a socket cannot be bound, ... see `preflight`) is refused and the
+    /// old image keeps serving.
     fn reexec(&mut self, brutal: bool) {
-        if let Err(errors) = (self.recheck)() {
-            log::error!(
-                "reload refused, the configuration does not load; still running the old one:\n{}",
-                errors.join("\n")
-            );
-            Master::answer_requesters(std::mem::take(&mut self.requesters), Answer::Refused);
-            return;
-        }
+        let new = match (self.recheck)() {
+            Ok(config) => config,
+            Err(errors) => {
+                self.refuse_reload(&format!(
+                    "the configuration does not load:\n{}",
+                    errors.join("\n")
+                ));
+                return;
+            }
+        };
+        let prepared = match self.preflight(&new) {
+            Ok(prepared) => prepared,
+            Err(why) => {
+                self.refuse_reload(&why);
+                return;
+            }
+        };
         log::info!("reloading: re-executing the master in place (brutal={brutal})");
         let _ = self.notifier.reloading();
         if brutal {
@@ -68,33 +81,70 @@ impl Master<'_> {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        let names: Vec<String> = self.listeners.iter().map(Listener::handover_name).collect();
-        let mut fds: Vec<(i32, &str)> = self
-            .listeners
-            .iter()
-            .zip(&names)
-            .map(|(l, name)| (l.as_raw_fd(), name.as_str()))
+        let error = self.exec_reload(prepared);
+        log::error!("reload failed: {error}; still running the old master");
+    }
+
+    /// Logs why a reload is refused and tells whoever waits for it.
+    fn refuse_reload(&mut self, why: &str) {
+        log::error!("reload refused: {why}; still running the old configuration");
+        Master::answer_requesters(std::mem::take(&mut self.requesters), Answer::Refused);
+    }
+
+    /// Executes the binary on disk with this image's arguments and hands over: the listeners,
+    /// the stats socket, what `prepared` bound, the workers, the pause, the requesters, and the
+    /// way back to this configuration. Returns only if the exec failed (everything is as it
+    /// was then, and the requesters are told).
+    fn exec_reload(&mut self, prepared: Prepared) -> io::Error {
+        let mut fds: Vec<(RawFd, String)> = (self.listeners.iter())
+            .map(|l| (l.as_raw_fd(), l.handover_name()))
             .collect();
         // The stats socket too: a monitor polling it never sees a refused connection.
-        let stats_name = self.config.stats.as_ref().map(super::stats_fd_name);
-        if let (Some(stats), Some(name)) = (&self.stats, &stats_name) {
-            fds.push((stats.listener().as_raw_fd(), name.as_str()));
+        if let (Some(stats), Some(spec)) = (&self.stats, &self.config.stats) {
+            fds.push((stats.listener().as_raw_fd(), stats_fd_name(spec)));
         }
-        for &(raw, name) in &fds {
-            if let Err(e) = fd::set_cloexec_raw(raw, false) {
-                log::error!("reload aborted: cannot hand over {name}: {e}");
-                return;
+        fds.extend(
+            prepared
+                .listeners
+                .iter()
+                .map(|(n, l)| (l.as_raw_fd(), n.clone())),
+        );
+        fds.extend(
+            prepared
+                .stats
+                .iter()
+                .map(|(n, l)| (l.as_raw_fd(), n.clone())),
+        );
+        // The way back: the previous image's if this one is not up yet, else this one's.
+        let launch_fd = match self.handover.fallback_parts() {
+            Some((_, launch)) => launch.to_memfd(),
+            None => self.launch.to_memfd(),
+        };
+        let launch_fd = match launch_fd {
+            Ok(fd) => fd,
+            Err(e) => return io::Error::new(e.kind(), format!("launch record: {e}")),
+        };
+        let binary = match self.handover.fallback_parts() {
+            Some((binary, _)) => Some(binary),
+            None => self.own_binary.as_ref().map(AsRawFd::as_raw_fd),
+        };
+        fds.push((launch_fd.as_raw_fd(), FALLBACK_LAUNCH.to_string()));
+        if let Some(binary) = binary {
+            fds.push((binary, FALLBACK_BINARY.to_string()));
+        }
+        for (raw, name) in &fds {
+            if let Err(e) = fd::set_cloexec_raw(*raw, false) {
+                self.restore_after_failed_exec(&fds);
+                return io::Error::new(e.kind(), format!("cannot hand over {name}: {e}"));
             }
         }
+        // Descriptors this image inherited and does not pass on must not leak into the next.
+        self.handover.seal_originals(true);
+        let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
         let base = self.base_env.iter().cloned();
-        let mut env = fd::env_for_reexec(base, &fds, process::current_pid());
-        let old: Vec<String> = self
-            .workers
-            .iter()
-            .map(|w| format!("{}:{}", w.pid, w.id))
-            .collect();
-        env.retain(|(k, _)| k != OLD_WORKERS_ENV && k != PAUSED_ENV);
-        env.push((OLD_WORKERS_ENV.into(), old.join(",").into()));
+        let mut env = fd::env_for_reexec(base, &named, process::current_pid());
+        env.retain(|(k, _)| k != OLD_WORKERS_ENV && k != PAUSED_ENV && k != REQUESTERS_ENV);
+        env.push((OLD_WORKERS_ENV.into(), self.worker_list().into()));
         if self.paused {
             env.push((PAUSED_ENV.into(), "1".into()));
         }
@@ -104,34 +154,64 @@ impl Master<'_> {
         let mask = match signal::block_master_signals() {
             Ok(mask) => mask,
             Err(e) => {
-                log::error!("reload aborted: cannot block signals: {e}");
+                self.handover.seal_originals(false);
                 self.restore_after_failed_exec(&fds);
-                return;
+                return io::Error::new(e.kind(), format!("cannot block signals: {e}"));
             }
         };
+        let requesters = self.take_requesters_for_exec();
+        if !requesters.is_empty() {
+            env.push((REQUESTERS_ENV.into(), pid_list(&requesters).into()));
+        }
+        let _ = std::env::set_current_dir(&self.start_dir);
+        let error = process::exec_self(&argv, env);
+        Master::answer_requesters(requesters, Answer::Refused);
+        let _ = signal::restore_mask(&mask);
+        self.handover.seal_originals(false);
+        self.restore_after_failed_exec(&fds);
+        io::Error::new(error.kind(), format!("exec: {error}"))
+    }
+
+    /// This image came from a reload and cannot serve (its workers do not boot): executes the
+    /// previous image again with everything it handed over, plus this image's workers (they
+    /// drain once replaced). Returns only if that is impossible.
+    pub(super) fn fall_back(&mut self, reason: &str) -> io::Error {
+        log::error!("reload failed: {reason}; starting the previous configuration again");
+        let _ = signal::block_master_signals();
+        let own: Vec<String> = (self.workers.iter())
+            .filter(|w| w.slot.is_some())
+            .map(|w| format!("{}:{}", w.pid, w.id))
+            .collect();
+        let mut requesters = self.take_requesters_for_exec();
+        requesters.append(&mut self.answer_when_ready);
+        self.handover.fall_back(reason, &own, &requesters)
+    }
+
+    /// The `--reload` commands to hand to the next image: those waiting now, and those whose
+    /// signal is still in the pipe (it is emptied: the signals are raised again to stay
+    /// pending across the exec).
+    fn take_requesters_for_exec(&mut self) -> Vec<Pid> {
         let mut requesters = std::mem::take(&mut self.requesters);
         match self.signals.requeue_unread() {
             Ok(more) => requesters.extend(more),
             Err(e) => log::warn!("signals received during the reload may be lost: {e}"),
         }
-        env.retain(|(k, _)| k != REQUESTERS_ENV);
-        if !requesters.is_empty() {
-            let list: Vec<String> = requesters.iter().map(ToString::to_string).collect();
-            env.push((REQUESTERS_ENV.into(), list.join(",").into()));
-        }
-        let _ = std::env::set_current_dir(&self.start_dir);
-        let error = process::exec_self(&argv, env);
-        log::error!("reload failed: exec: {error}; still running the old master");
-        Master::answer_requesters(requesters, Answer::Refused);
-        let _ = signal::restore_mask(&mask);
-        self.restore_after_failed_exec(&fds);
+        requesters
+    }
+
+    /// `pid:id,...` of every worker, for the next image to adopt.
+    fn worker_list(&self) -> String {
+        let old: Vec<String> = (self.workers.iter())
+            .map(|w| format!("{}:{}", w.pid, w.id))
+            .collect();
+        old.join(",")
     }
 
     /// After an exec that did not happen: the hand-over fds are private again and the
     /// working directory is the configured one.
-    fn restore_after_failed_exec(&self, fds: &[(i32, &str)]) {
-        for &(raw, _) in fds {
-            let _ = fd::set_cloexec_raw(raw, true);
+    fn restore_after_failed_exec(&self, fds: &[(RawFd, String)]) {
+        for (raw, _) in fds {
+            let _ = fd::set_cloexec_raw(*raw, true);
         }
         if let Some(dir) = &self.config.chdir {
             let _ = privilege::change_dir(dir);

@@ -43,22 +43,8 @@ pub(super) fn bind_listeners(
     config: &Config,
     inherited: Vec<InheritedFd>,
 ) -> io::Result<Vec<Listener>> {
-    let owner = match &config.chown_socket {
-        Some(spec) => {
-            let (user, group) = spec
-                .split_once(':')
-                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
-            let who = privilege::Credentials::resolve(Some(user), group)
-                .map_err(context(format_args!("chown-socket {spec}")))?;
-            Some((who.uid, who.gid))
-        }
-        None => None,
-    };
-    let unix = UnixOptions {
-        mode: config.chmod_socket,
-        owner,
-    };
-    let backlog = u32::try_from(config.listen).unwrap_or(u32::MAX);
+    let unix = unix_options(config)?;
+    let backlog = listen_backlog(config);
     let mut inherited: Vec<(Option<String>, Option<OwnedFd>)> = inherited
         .into_iter()
         .map(|f| (f.name, Some(f.fd)))
@@ -94,6 +80,30 @@ pub(super) fn bind_listeners(
     }
     // Sockets a previous image had but this configuration no longer lists are closed here.
     Ok(listeners)
+}
+
+/// How unix sockets are made (`chmod-socket`, `chown-socket`).
+pub(super) fn unix_options(config: &Config) -> io::Result<UnixOptions> {
+    let owner = match &config.chown_socket {
+        Some(spec) => {
+            let (user, group) = spec
+                .split_once(':')
+                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
+            let who = privilege::Credentials::resolve(Some(user), group)
+                .map_err(context(format_args!("chown-socket {spec}")))?;
+            Some((who.uid, who.gid))
+        }
+        None => None,
+    };
+    Ok(UnixOptions {
+        mode: config.chmod_socket,
+        owner,
+    })
+}
+
+/// The backlog of every listener (`listen`).
+pub(super) fn listen_backlog(config: &Config) -> u32 {
+    u32::try_from(config.listen).unwrap_or(u32::MAX)
 }
 
 /// Removes the inherited fd named `name` from `inherited` and returns it.

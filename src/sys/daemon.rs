@@ -92,6 +92,8 @@ pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
     match fork().map_err(context("fork"))? {
         Forked::Parent(child) => {
             drop(write_end);
+            // The launching command only waits: Ctrl-C may stop it (not the daemon).
+            let _ = super::signal::unblock_master_signals();
             let _ = waitpid(child, None);
             let (code, reason) = wait_for_report(&read_end);
             if let Some(reason) = reason {

@@ -13,6 +13,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 
 use super::process::Pid;
@@ -94,13 +95,18 @@ pub(crate) enum FdOrigin {
 }
 
 /// A descriptor handed over by the previous image, now owned by this one.
+///
+/// From a re-exec, `fd` is a close-on-exec copy and the number the previous image listed stays
+/// open and inheritable (`original`) until the new image is sure it runs: if it cannot start,
+/// it passes the very same list on to a fallback image.
 #[derive(Debug)]
 pub(crate) struct InheritedFd {
     pub(crate) fd: OwnedFd,
+    /// The number the previous image passed, still open (re-exec only).
+    pub(crate) original: Option<RawFd>,
     /// The name given by the master that passed it (a socket spec) or by systemd
     /// (`LISTEN_FDNAMES`), if any.
     pub(crate) name: Option<String>,
-    pub(crate) origin: FdOrigin,
 }
 
 /// Builds the environment for a re-exec: `current` (e.g. `std::env::vars_os()`) without any
@@ -149,14 +155,60 @@ pub(crate) fn adopt_inherited_fds(
         .into_iter()
         .map(|(raw, name, origin)| {
             ensure_open(raw)?;
-            // SAFETY: `raw` is open (checked above), was passed by the previous image of this
-            // process (the pid matched) for us to own, and this code runs once per image (the
-            // `ADOPTED` guard), so no other `OwnedFd` in this process holds that number.
+            if origin == FdOrigin::Reexec {
+                // SAFETY: `raw` is open (checked above); the borrow lasts for the dup only.
+                let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+                let fd = borrowed.try_clone_to_owned()?;
+                return Ok(InheritedFd {
+                    fd,
+                    original: Some(raw),
+                    name,
+                });
+            }
+            // SAFETY: `raw` is open (checked above), was passed by the service manager for
+            // this pid to own, and this code runs once per image (the `ADOPTED` guard), so no
+            // other `OwnedFd` in this process holds that number.
             let fd = unsafe { OwnedFd::from_raw_fd(raw) };
             set_cloexec(&fd, true)?;
-            Ok(InheritedFd { fd, name, origin })
+            Ok(InheritedFd {
+                fd,
+                original: None,
+                name,
+            })
         })
         .collect()
+}
+
+/// A memory file (`memfd_create`, close-on-exec) holding `bytes`: data handed to the next image
+/// of this process by descriptor.
+pub(crate) fn memfd_with(name: &str, bytes: &[u8]) -> io::Result<OwnedFd> {
+    use nix::sys::memfd::{MFdFlags, memfd_create};
+    let fd = memfd_create(name, MFdFlags::MFD_CLOEXEC)?;
+    let mut written = 0;
+    while written < bytes.len() {
+        let offset = libc::off_t::try_from(written).map_err(|_| invalid("too big".into()))?;
+        match nix::sys::uio::pwrite(&fd, &bytes[written..], offset) {
+            Ok(n) => written += n,
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    Ok(fd)
+}
+
+/// Everything in the file `fd` refers to, read from offset 0 (it is not moved).
+pub(crate) fn read_whole(fd: impl AsFd) -> io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let offset = libc::off_t::try_from(out.len()).map_err(|_| invalid("too big".into()))?;
+        match nix::sys::uio::pread(fd.as_fd(), &mut buf, offset) {
+            Ok(0) => return Ok(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(Errno::EINTR) => {}
+            Err(errno) => return Err(errno.into()),
+        }
+    }
 }
 
 /// The accept queue of a listening TCP socket: connections waiting for `accept` and the
@@ -444,11 +496,22 @@ mod tests {
         let lookup = |key: &str| vars.get(key).cloned();
         let adopted = adopt_inherited_fds(lookup).expect("adopt");
         assert_eq!(adopted.len(), 1, "RCONTAINER_FDS wins over LISTEN_FDS");
-        assert_eq!(adopted[0].fd.as_raw_fd(), raw);
+        assert_eq!(
+            adopted[0].original,
+            Some(raw),
+            "a re-exec keeps the number listed"
+        );
+        assert_ne!(adopted[0].fd.as_raw_fd(), raw, "and works on a copy");
         assert_eq!(adopted[0].name.as_deref(), Some("pipe"));
-        assert_eq!(adopted[0].origin, FdOrigin::Reexec);
         assert!(is_cloexec(&adopted[0].fd).expect("flags"));
+        // SAFETY: `raw` is open (the test owns it until the close below).
+        let original = unsafe { BorrowedFd::borrow_raw(raw) };
+        assert!(
+            !is_cloexec(original).expect("flags"),
+            "the original stays inheritable"
+        );
         assert!(adopt_inherited_fds(lookup).is_err(), "second adoption");
+        close_inherited(raw);
         drop(write);
     }
 }

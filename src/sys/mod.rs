@@ -45,6 +45,7 @@ pub(crate) mod memory;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
 pub(crate) mod privilege;
+pub(crate) mod probe;
 pub(crate) mod process;
 #[cfg(test)]
 pub(crate) mod rerun;

@@ -286,10 +286,12 @@ impl SignalSource {
         for &signal in role.ignored() {
             set_disposition(signal, SigHandler::SigIgn)?;
         }
-        // A re-executed master starts with these blocked (see `block_master_signals`): what
-        // arrived since is pending and reaches the handler now, not a default disposition.
-        let caught = signal_set(role.caught());
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&caught), None)?;
+        // A forked child starts with the signals blocked (`reset_in_child`), so none could hit
+        // a default disposition before this point: a worker takes them from now on. A master
+        // unblocks them itself once it can act on them (`unblock_master_signals`).
+        if role == Role::Worker {
+            unblock_master_signals()?;
+        }
         Ok(source)
     }
 
@@ -459,6 +461,13 @@ pub(crate) fn block_master_signals() -> io::Result<SigSet> {
     Ok(previous)
 }
 
+/// Unblocks what [`block_master_signals`] blocked: pending signals reach the handlers now.
+pub(crate) fn unblock_master_signals() -> io::Result<()> {
+    let set = signal_set(&Signal::MASTER);
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None)?;
+    Ok(())
+}
+
 /// Blocks every signal for the calling thread and returns the previous mask (used around fork).
 pub(crate) fn block_all() -> io::Result<SigSet> {
     let mut previous = SigSet::empty();
@@ -477,15 +486,17 @@ pub(crate) fn restore_mask(mask: &SigSet) -> io::Result<()> {
 }
 
 /// In a freshly forked child: forgets the parent's pipe, puts every signal either role catches
-/// back to its default disposition, then unblocks all signals. Ignored signals stay ignored
-/// (as across exec). [`crate::sys::process::fork`] calls it; the child installs its own source
-/// afterwards. The parent's `SignalSource` copy in the child is inert and may be dropped.
+/// back to its default disposition, and leaves those signals blocked (all others unblocked)
+/// until the child installs its own source: a worker sent TERM or USR1 while it boots gets it
+/// once it can act on it, instead of dying by the default action. Ignored signals stay ignored
+/// (as across exec). [`crate::sys::process::fork`] calls it. The parent's `SignalSource` copy
+/// in the child is inert and may be dropped.
 pub(crate) fn reset_in_child() -> io::Result<()> {
     PIPE_WRITE_FD.store(-1, Ordering::SeqCst);
     for signal in Signal::MASTER {
         set_disposition(signal.os(), SigHandler::SigDfl)?;
     }
-    restore_mask(&SigSet::empty())
+    restore_mask(&signal_set(&Signal::MASTER))
 }
 
 #[cfg(test)]

@@ -379,3 +379,208 @@ fn pidfile_reload_reports_a_refused_reload_with_exit_1() {
         "the old one serves"
     );
 }
+
+/// Rewrites the INI with `extra`, reloads under load and checks the reload was refused (or
+/// went back) with `expected` in the log: the same workers or their replacements serve, every
+/// request succeeds, the master lives.
+fn reload_that_cannot_work(server: &mut Instance, extra: &str, expected: &str) {
+    let load = Load::start(http(server));
+    thread::sleep(Duration::from_millis(100));
+    server
+        .scratch
+        .write("app.ini", &ini(&format!("processes = 2\n{extra}")));
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log(expected);
+    // Still serving, a while after.
+    thread::sleep(Duration::from_millis(300));
+    let (ok, failures) = load.finish();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}\n{}",
+        failures.len(),
+        ok + failures.len(),
+        server.logs()
+    );
+    assert!(ok > 0);
+    assert!(server.is_running(), "{}", server.logs());
+    assert_eq!(http_get(&http(server), "/").status, 200);
+    assert_eq!(worker_pids(server).len(), 2);
+}
+
+#[test]
+fn a_reload_to_a_busy_stats_port_is_refused_and_the_instance_serves_on() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = busy.local_addr().expect("addr").port();
+    let mut server = Instance::start("reload-busy-stats", &ini("processes = 2\n"), &[]);
+    let before = worker_pids(&server);
+    reload_that_cannot_work(
+        &mut server,
+        &format!("stats = 127.0.0.1:{port}\n").replace("stats = %dstats.sock\n", ""),
+        "reload refused",
+    );
+    assert_eq!(worker_pids(&server), before, "the same workers serve");
+}
+
+#[test]
+fn a_reload_to_a_pidfile_or_fifo_in_a_missing_directory_is_refused() {
+    let mut server = Instance::start("reload-missing-dir", &ini("processes = 2\n"), &[]);
+    reload_that_cannot_work(&mut server, "pidfile = %dmissing/app.pid\n", "pidfile");
+    server.wait_for_log("reload refused");
+    reload_that_cannot_work(&mut server, "master-fifo = %dmissing/fifo\n", "master-fifo");
+    assert_eq!(
+        server.logs().matches("reload refused").count(),
+        2,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn a_reload_to_a_pidfile_the_uid_cannot_write_is_refused() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to drop to another uid");
+        return;
+    }
+    let mut server = Instance::start(
+        "reload-uid-pidfile",
+        &ini("processes = 2\nuid = nobody\ngid = nogroup\n"),
+        &[],
+    );
+    let private = server.scratch.path().join("root-only");
+    fs::create_dir(&private).expect("a directory only root can write");
+    fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .expect("chmod");
+    // The scratch dir must stay readable for nobody (the INI is read again there).
+    fs::set_permissions(
+        server.scratch.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    reload_that_cannot_work(
+        &mut server,
+        "uid = nobody\ngid = nogroup\npidfile = %droot-only/app.pid\n",
+        "reload refused",
+    );
+}
+
+/// A copy of the binary in its own scratch dir, and how to replace it "the way package
+/// managers do" (write aside, rename over).
+struct Installed {
+    dir: crate::harness::Scratch,
+    program: std::path::PathBuf,
+}
+
+impl Installed {
+    fn new(name: &str) -> Installed {
+        let dir = crate::harness::Scratch::new(name);
+        let program = dir.path().join("rcontainer");
+        fs::copy(Instance::binary(), &program).expect("copy the binary");
+        Installed { dir, program }
+    }
+
+    /// Installs `contents` (an executable) in place of the binary.
+    fn replace_with(&self, contents: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let staged = self.dir.path().join("rcontainer.new");
+        fs::write(&staged, contents).expect("stage");
+        fs::set_permissions(&staged, fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::rename(&staged, &self.program).expect("install");
+    }
+
+    /// A second copy of the real binary, for wrapper scripts to run.
+    fn real_copy(&self) -> std::path::PathBuf {
+        let real = self.dir.path().join("rcontainer-real");
+        fs::copy(Instance::binary(), &real).expect("copy the binary");
+        real
+    }
+}
+
+#[test]
+fn a_reload_into_a_broken_binary_on_disk_is_refused() {
+    let installed = Installed::new("broken-binary-bin");
+    let mut server =
+        Instance::start_program(&installed.program, "broken-binary", &ini("processes = 2\n"));
+    installed.replace_with("#!/bin/sh\nexit 1\n");
+    reload_that_cannot_work(&mut server, "", "reload refused");
+    installed.replace_with("this is not a program\n");
+    reload_that_cannot_work(&mut server, "", "cannot be run");
+}
+
+#[test]
+fn a_new_image_that_fails_at_start_goes_back_to_the_previous_binary_and_config() {
+    let installed = Installed::new("fallback-start-bin");
+    let real = installed.real_copy();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
+    let port = busy.local_addr().expect("addr").port();
+    let mut server = Instance::start_program(
+        &installed.program,
+        "fallback-start",
+        &ini("processes = 2\npidfile = %dapp.pid\n"),
+    );
+    // A "new release" that answers --version but whose start fails (its stats port is busy):
+    // nothing the running master can check beforehand.
+    installed.replace_with(&format!(
+        "#!/bin/sh\nRCONTAINER_STATS=127.0.0.1:{port} exec {} \"$@\"\n",
+        real.display()
+    ));
+    let pidfile = server.scratch.path().join("app.pid");
+    let load = Load::start(http(&server));
+    let out = run_cli(
+        server.scratch.path(),
+        &["--reload", pidfile.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(out.code(), Some(1), "{}\n{}", out.stderr, server.logs());
+    server.wait_for_log("serving the previous configuration again");
+    let (ok, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}\n{}", server.logs());
+    assert!(ok > 0);
+    assert!(server.is_running());
+    eventually("two workers of the previous configuration", &server, || {
+        worker_pids(&server).len() == 2 && children(&server).len() == 2
+    });
+    // And the instance is whole again: a later reload (the binary fixed) works.
+    fs::copy(&real, installed.dir.path().join("fixed")).expect("copy");
+    fs::rename(installed.dir.path().join("fixed"), &installed.program).expect("install");
+    let out = run_cli(
+        server.scratch.path(),
+        &["--reload", pidfile.to_str().expect("utf-8 path")],
+    );
+    assert_eq!(out.code(), Some(0), "{}\n{}", out.stderr, server.logs());
+}
+
+#[test]
+fn a_new_image_whose_config_does_not_load_goes_back() {
+    let installed = Installed::new("fallback-config-bin");
+    let real = installed.real_copy();
+    let mut server = Instance::start_program(
+        &installed.program,
+        "fallback-config",
+        &ini("processes = 2\n"),
+    );
+    installed.replace_with(&format!(
+        "#!/bin/sh\nRCONTAINER_PROCESSES=many exec {} \"$@\"\n",
+        real.display()
+    ));
+    reload_that_cannot_work(&mut server, "", "serving the previous configuration again");
+}
+
+#[test]
+fn a_new_image_whose_workers_cannot_boot_goes_back() {
+    let installed = Installed::new("fallback-boot-bin");
+    let real = installed.real_copy();
+    let mut server =
+        Instance::start_program(&installed.program, "fallback-boot", &ini("processes = 2\n"));
+    // The new image's workers cannot reserve their coroutine stacks (4 x 500000 x 64 MiB
+    // is more address space than there is), which only a worker finds out.
+    installed.replace_with(&format!(
+        "#!/bin/sh\nRCONTAINER_ASYNC=500000 RCONTAINER_STACK_SIZE=65536 exec {} \"$@\"\n",
+        real.display()
+    ));
+    reload_that_cannot_work(&mut server, "", "serving the previous configuration again");
+    eventually("nothing left of the failed image", &server, || {
+        children(&server).len() == 2
+    });
+}
