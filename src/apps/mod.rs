@@ -2,7 +2,8 @@
 //!
 //! - `hello`: `Hello World`; `?bytes=N` answers N bytes instead (for large-response tests).
 //! - `echo`: the request as JSON (method, uri, path, query, protocol, headers, vars,
-//!   body_len, body when UTF-8 and at most 64 KiB, worker id, pid).
+//!   body_len, body when UTF-8 and at most 64 KiB, worker id, pid); `?env=NAME,...` adds those
+//!   variables of the worker's environment (a debugging aid: never expose `echo`).
 //! - `sleep`: `?ms=N` parks the coroutine N ms (other requests go on); `&block=1` blocks the
 //!   whole worker thread instead, to exercise the watchdog; `&spawn=N` fans out to N tasks
 //!   (`rt::try_spawn`) that each sleep `ms`, to exercise the spawn budget.

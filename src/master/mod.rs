@@ -771,15 +771,10 @@ impl<'a> Master<'a> {
             }
         }
         // Workers write through their own copies of the old descriptors, and to their own
-        // req-logger files: they reopen on USR1 too. A booting worker may not catch USR1 yet
-        // (its default action kills), so only workers that have accepted are told.
+        // req-logger files: they reopen on USR1 too. A worker still booting holds the signal
+        // until its handler is in place (`signal::reset_in_child`), so every one is told.
         for worker in self.workers.iter() {
-            if matches!(
-                worker.state,
-                Lifecycle::Accepting | Lifecycle::Retiring { .. }
-            ) {
-                let _ = process::send_signal(worker.pid, OsSignal::SIGUSR1);
-            }
+            let _ = process::send_signal(worker.pid, OsSignal::SIGUSR1);
         }
     }
 

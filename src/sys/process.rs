@@ -34,8 +34,9 @@ pub(crate) enum Forked {
 /// very thread could start another one, the check cannot race.
 ///
 /// Signals are blocked around the fork, and the child resets every disposition to the default
-/// (see [`crate::sys::signal::reset_in_child`]) before unblocking them, so a signal sent to the
-/// new pid can never run the master's handler and land in the master's signal pipe.
+/// (see [`crate::sys::signal::reset_in_child`]), so a signal sent to the new pid can never run
+/// the master's handler and land in the master's signal pipe; the signals a master or worker
+/// catches stay blocked in the child until it installs its own handlers.
 pub(crate) fn fork() -> io::Result<Forked> {
     ensure_single_threaded()?;
     let saved_mask = super::signal::block_all()?;
