@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::Path;
 
-use crate::harness::client::{Proto, Response, http_get, http_request};
+use crate::harness::client::{Proto, Response, http_get, http_request, uwsgi_packet_raw};
 use crate::harness::{Instance, Scratch, Target, json};
 
 fn http(instance: &Instance) -> Target {
@@ -16,40 +16,24 @@ fn uwsgi(instance: &Instance) -> Target {
     instance.target(Proto::Uwsgi)
 }
 
-/// A uwsgi packet from raw var bytes (the harness builder takes `&str`, and these tests need
-/// bytes that are not UTF-8, as nginx sends them after decoding `%ff`).
-fn raw_uwsgi_packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (key, value) in vars {
-        for part in [*key, *value] {
-            let len = u16::try_from(part.len()).expect("var fits u16");
-            block.extend_from_slice(&len.to_le_bytes());
-            block.extend_from_slice(part);
-        }
-    }
-    let size = u16::try_from(block.len()).expect("block fits u16");
-    let mut packet = vec![0u8];
-    packet.extend_from_slice(&size.to_le_bytes());
-    packet.push(0);
-    packet.extend_from_slice(&block);
-    packet
-}
-
 /// A GET over uwsgi with `path` as PATH_INFO (raw bytes) and `uri` as REQUEST_URI.
 fn uwsgi_get(target: &Target, uri: &str, path: &[u8]) -> Response {
-    let packet = raw_uwsgi_packet(&[
-        (b"QUERY_STRING", b""),
-        (b"REQUEST_METHOD", b"GET"),
-        (b"CONTENT_TYPE", b""),
-        (b"CONTENT_LENGTH", b""),
-        (b"REQUEST_URI", uri.as_bytes()),
-        (b"PATH_INFO", path),
-        (b"SERVER_PROTOCOL", b"HTTP/1.1"),
-        (b"REMOTE_ADDR", b"127.0.0.1"),
-        (b"REMOTE_PORT", b"40000"),
-        (b"SERVER_NAME", b"localhost"),
-        (b"HTTP_HOST", b"localhost"),
-    ]);
+    let packet = uwsgi_packet_raw(
+        &[
+            (b"QUERY_STRING", b""),
+            (b"REQUEST_METHOD", b"GET"),
+            (b"CONTENT_TYPE", b""),
+            (b"CONTENT_LENGTH", b""),
+            (b"REQUEST_URI", uri.as_bytes()),
+            (b"PATH_INFO", path),
+            (b"SERVER_PROTOCOL", b"HTTP/1.1"),
+            (b"REMOTE_ADDR", b"127.0.0.1"),
+            (b"REMOTE_PORT", b"40000"),
+            (b"SERVER_NAME", b"localhost"),
+            (b"HTTP_HOST", b"localhost"),
+        ],
+        b"",
+    );
     target.connect().send(&packet).read_response()
 }
 
@@ -172,10 +156,13 @@ fn connect_is_answered_501_and_the_connection_closed() {
     let response = conn.read_response();
     assert_eq!(response.status, 501);
     assert!(conn.is_closed_by_peer(), "closed after refusing CONNECT");
-    let packet = raw_uwsgi_packet(&[
-        (b"REQUEST_METHOD", b"CONNECT"),
-        (b"REQUEST_URI", b"a.test:443"),
-    ]);
+    let packet = uwsgi_packet_raw(
+        &[
+            (b"REQUEST_METHOD", b"CONNECT"),
+            (b"REQUEST_URI", b"a.test:443"),
+        ],
+        b"",
+    );
     let over_uwsgi = uwsgi(&server).connect().send(&packet).read_response();
     assert_eq!(over_uwsgi.status, 501);
 }
@@ -248,14 +235,17 @@ fn a_repeated_content_type_gets_400_on_both_protocols() {
           Content-Length: 2\r\nConnection: close\r\n\r\n{}",
     );
     assert_eq!(response.status, 400);
-    let packet = raw_uwsgi_packet(&[
-        (b"REQUEST_METHOD", b"POST"),
-        (b"PATH_INFO", b"/f"),
-        (b"CONTENT_TYPE", b"text/plain"),
-        (b"CONTENT_LENGTH", b""),
-        (b"HTTP_CONTENT_TYPE", b"text/plain"),
-        (b"HTTP_CONTENT_TYPE", b"application/json"),
-    ]);
+    let packet = uwsgi_packet_raw(
+        &[
+            (b"REQUEST_METHOD", b"POST"),
+            (b"PATH_INFO", b"/f"),
+            (b"CONTENT_TYPE", b"text/plain"),
+            (b"CONTENT_LENGTH", b""),
+            (b"HTTP_CONTENT_TYPE", b"text/plain"),
+            (b"HTTP_CONTENT_TYPE", b"application/json"),
+        ],
+        b"",
+    );
     assert_eq!(
         uwsgi(&server)
             .connect()

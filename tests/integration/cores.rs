@@ -10,10 +10,8 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::client::{Addr, Conn, Proto, http_get, uwsgi_packet};
-use crate::harness::{DEADLINE, Instance, Signal, Target, json};
+use crate::harness::{DEADLINE, Instance, Signal, Target, eventually, json, stats};
 
 fn http(instance: &Instance) -> Target {
     instance.target(Proto::Http)
@@ -24,30 +22,6 @@ fn tcp_addr(target: &Target) -> SocketAddr {
         Addr::Tcp(addr) => *addr,
         Addr::Unix(path) => panic!("expected a TCP listener, got {}", path.display()),
     }
-}
-
-/// Waits until `check` holds (polling), failing the test after [`DEADLINE`].
-fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "never happened: {what}\n{}",
-            instance.logs()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The stats JSON from the instance's `stats = %dstats.sock`.
-fn stats(instance: &Instance) -> Value {
-    let mut stream =
-        std::os::unix::net::UnixStream::connect(instance.scratch.path().join("stats.sock"))
-            .expect("connect to the stats socket");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read stats");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
 }
 
 fn busy_cores(instance: &Instance) -> usize {

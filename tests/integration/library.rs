@@ -5,15 +5,12 @@
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::client::{Proto, http_get, http_request};
-use crate::harness::{Instance, Scratch, Target};
+use crate::harness::{Instance, Scratch, Target, stats};
 
 /// A local upstream on a std thread: answers every request after `delay` with `status` and a
 /// body naming the request target. Lives as long as the test process (threads are detached).
@@ -120,15 +117,6 @@ fn fetch_from_a_slow_upstream_is_cut_by_harakiri_with_a_504() {
     eprintln!("harakiri cut the 4 s upstream call after {elapsed:?}");
     assert_eq!(response.status, 504);
     server.wait_for_log("harakiri");
-}
-
-/// The stats JSON from `stats = %dstats.sock`.
-fn stats(instance: &Instance) -> Value {
-    let mut stream = UnixStream::connect(instance.scratch.path().join("stats.sock"))
-        .expect("connect to the stats socket");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read stats");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
 }
 
 /// The resident memory of `pid` in KiB, from `/proc/<pid>/status`.

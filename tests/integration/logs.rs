@@ -3,47 +3,14 @@
 
 use std::fs;
 use std::path::Path;
-use std::thread;
-use std::time::{Duration, Instant};
 
-use crate::harness::client::{Proto, http_get, http_request};
-use crate::harness::{DEADLINE, Instance, Signal, Target, run_cli};
-
-/// Waits (with the deadline) until `check` holds; fails with the instance's logs and `what`.
-fn eventually(what: &str, server: &Instance, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "timed out waiting for: {what}\n{}",
-            server.logs()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::harness::client::{Proto, http_get, http_request, uwsgi_packet_raw};
+use crate::harness::{Instance, Signal, Target, eventually, run_cli};
 
 fn read(path: &Path) -> String {
     fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
-}
-
-/// A uwsgi packet from raw var bytes.
-fn raw_uwsgi_packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (key, value) in vars {
-        for part in [*key, *value] {
-            let len = u16::try_from(part.len()).expect("var fits u16");
-            block.extend_from_slice(&len.to_le_bytes());
-            block.extend_from_slice(part);
-        }
-    }
-    let size = u16::try_from(block.len()).expect("block fits u16");
-    let mut packet = vec![0u8];
-    packet.extend_from_slice(&size.to_le_bytes());
-    packet.push(0);
-    packet.extend_from_slice(&block);
-    packet
 }
 
 // ----- control bytes never split a log line ----------------------------------------------------
@@ -56,15 +23,18 @@ fn log_lines_for_forged_request(name: &str, extra_ini: &str) -> Vec<String> {
         &format!("[rcontainer]\nsocket = 127.0.0.1:0\nmodule = echo\n{extra_ini}"),
         &[],
     );
-    let packet = raw_uwsgi_packet(&[
-        (
-            b"REQUEST_METHOD",
-            b"GET\r\n[pid: 1|worker: 1|req: 1] forged-method",
-        ),
-        (b"REQUEST_URI", b"/x\nforged-uri\x1b[31m\x7f"),
-        (b"PATH_INFO", b"/x"),
-        (b"REMOTE_ADDR", b"127.0.0.1"),
-    ]);
+    let packet = uwsgi_packet_raw(
+        &[
+            (
+                b"REQUEST_METHOD",
+                b"GET\r\n[pid: 1|worker: 1|req: 1] forged-method",
+            ),
+            (b"REQUEST_URI", b"/x\nforged-uri\x1b[31m\x7f"),
+            (b"PATH_INFO", b"/x"),
+            (b"REMOTE_ADDR", b"127.0.0.1"),
+        ],
+        b"",
+    );
     let response = server
         .target(Proto::Uwsgi)
         .connect()

@@ -3,30 +3,16 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Read;
-use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use crate::harness::client::{Proto, http_get};
-use crate::harness::{DEADLINE, Instance, Scratch, Signal, Target, run_cli};
+use crate::harness::{DEADLINE, Instance, Scratch, Signal, Target, eventually, run_cli, stats};
 
 pub(crate) fn http(instance: &Instance) -> Target {
     instance.target(Proto::Http)
-}
-
-/// The stats JSON from the instance's `stats = %dstats.sock`.
-pub(crate) fn stats(instance: &Instance) -> Value {
-    let mut stream = UnixStream::connect(instance.scratch.path().join("stats.sock"))
-        .expect("connect to the stats socket");
-    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("read stats");
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
 }
 
 pub(crate) fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
@@ -37,19 +23,6 @@ pub(crate) fn worker_pids(instance: &Instance) -> BTreeSet<u64> {
         .filter_map(|w| w["pid"].as_u64())
         .filter(|&pid| pid != 0)
         .collect()
-}
-
-/// Waits until `check` holds (polling), failing the test after [`DEADLINE`].
-pub(crate) fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !check() {
-        assert!(
-            start.elapsed() < DEADLINE,
-            "never happened: {what}\n{}",
-            instance.logs()
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 pub(crate) fn ini(extra: &str) -> String {

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::harness::client::http_get;
 use crate::harness::{Instance, Signal, run_cli};
-use crate::master::{Load, eventually, http, ini, stats, worker_pids};
+use crate::harness::{eventually, stats};
+use crate::master::{Load, http, ini, worker_pids};
 
 /// The `id` of every worker the stats show.
 fn worker_ids(instance: &Instance) -> BTreeSet<u64> {

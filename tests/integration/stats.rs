@@ -10,8 +10,9 @@ use std::thread;
 use std::time::Duration;
 
 use crate::harness::client::http_get;
+use crate::harness::eventually;
 use crate::harness::{DEADLINE, Instance, Scratch, Signal, run_cli};
-use crate::master::{eventually, http};
+use crate::master::http;
 
 /// Keeps `count` connections to the unix socket at `path` open at all times, never sending or
 /// reading a byte: whenever the server closes one, another takes its place.

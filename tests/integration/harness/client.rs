@@ -299,9 +299,19 @@ pub(crate) fn http_get(target: &Target, path: &str) -> Response {
 
 /// Builds a uwsgi request packet (modifier1 0) from CGI vars and a body.
 pub(crate) fn uwsgi_packet(vars: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let raw: Vec<(&[u8], &[u8])> = vars
+        .iter()
+        .map(|(key, value)| (key.as_bytes(), value.as_bytes()))
+        .collect();
+    uwsgi_packet_raw(&raw, body)
+}
+
+/// [`uwsgi_packet`] from raw var bytes: nginx sends `PATH_INFO` decoded, so `%ff` arrives as a
+/// byte that is not UTF-8.
+pub(crate) fn uwsgi_packet_raw(vars: &[(&[u8], &[u8])], body: &[u8]) -> Vec<u8> {
     let mut block = Vec::new();
     for (key, value) in vars {
-        for part in [key.as_bytes(), value.as_bytes()] {
+        for part in [*key, *value] {
             let len = u16::try_from(part.len()).expect("uwsgi var longer than 65535");
             block.extend_from_slice(&len.to_le_bytes());
             block.extend_from_slice(part);

@@ -372,6 +372,32 @@ fn kill_group(pid: u32) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
 }
 
+/// Waits until `check` holds (polling), failing the test with the instance's logs after
+/// [`DEADLINE`].
+pub(crate) fn eventually(what: &str, instance: &Instance, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "never happened: {what}\n{}",
+            instance.logs()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The stats JSON from the instance's `stats = %dstats.sock` (plain, not `stats-http`).
+pub(crate) fn stats(instance: &Instance) -> serde_json::Value {
+    use std::io::Read;
+    let mut stream =
+        std::os::unix::net::UnixStream::connect(instance.scratch.path().join("stats.sock"))
+            .expect("connect to the stats socket");
+    stream.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read stats");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
+}
+
 /// Parses a JSON body, failing the test with the body when it is not JSON.
 pub(crate) fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
