@@ -143,8 +143,9 @@ fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
 enum Warnings {
     /// On stderr as they are: `--check-config`, `--print-config`.
     Print,
-    /// As log lines (the logger is set up): an instance, whose stderr may be a log file.
-    Log,
+    /// Kept in the [`Loaded`] for the instance to log once its output is set up (its log
+    /// file, `logto` or `daemonize`, is where they belong).
+    Keep,
 }
 
 /// Runs what the configuration asks for. An image started by a reload whose configuration no
@@ -159,8 +160,13 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
     };
     // A fallback image loads the INI texts of the configuration it goes back to.
     let replay = handover.replaying().map(|(_, texts)| texts.to_vec());
-    match load_reporting(args.clone(), replay, apps, Warnings::Log) {
-        Some(loaded) if loaded.config.emperor.is_some() => run_emperor(&loaded.config),
+    match load_reporting(args.clone(), replay, apps, Warnings::Keep) {
+        Some(loaded) if loaded.config.emperor.is_some() => {
+            for warning in &loaded.warnings {
+                log::warn!("{warning}");
+            }
+            run_emperor(&loaded.config)
+        }
         Some(loaded) => run_instance(loaded, handover, &args, apps),
         None if handover.can_fall_back() => {
             let why = "the configuration does not load";
@@ -185,10 +191,9 @@ fn load_reporting(
     sources.replay = replay;
     match config::load(&sources) {
         Ok(loaded) => {
-            for warning in &loaded.warnings {
-                match warnings {
-                    Warnings::Print => eprintln!("{warning}"),
-                    Warnings::Log => log::warn!("{warning}"),
+            if warnings == Warnings::Print {
+                for warning in &loaded.warnings {
+                    eprintln!("{warning}");
                 }
             }
             let app_errors = check_apps(&loaded, apps);
@@ -295,6 +300,7 @@ fn run_instance(
     };
     let instance = Instance {
         config: loaded.config,
+        warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
         texts: loaded.texts,
         handover,
     };

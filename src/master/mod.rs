@@ -99,6 +99,8 @@ pub(crate) type ConfigCheck<'a> = &'a dyn Fn() -> Result<Config, Vec<String>>;
 #[derive(Debug)]
 pub(crate) struct Instance {
     pub(crate) config: Config,
+    /// What loading it warned about: logged once the instance's output is set up.
+    pub(crate) warnings: Vec<String>,
     pub(crate) texts: Vec<(PathBuf, String)>,
     pub(crate) handover: Handover,
 }
@@ -213,10 +215,12 @@ impl<'a> Master<'a> {
     ) -> io::Result<Master<'a>> {
         let Instance {
             config,
+            warnings,
             texts,
             mut handover,
         } = instance;
-        match Master::build(config, texts, &mut handover, apps, recheck, daemon) {
+        let loaded = (config, warnings, texts);
+        match Master::build(loaded, &mut handover, apps, recheck, daemon) {
             Ok(mut master) => {
                 master.handover = handover;
                 if let Some(why) = master.replaying() {
@@ -240,8 +244,7 @@ impl<'a> Master<'a> {
     }
 
     fn build(
-        config: Config,
-        texts: Vec<(PathBuf, String)>,
+        (config, warnings, texts): (Config, Vec<String>, Vec<(PathBuf, String)>),
         handover: &mut Handover,
         apps: &'a Apps,
         recheck: ConfigCheck<'a>,
@@ -256,6 +259,10 @@ impl<'a> Master<'a> {
         };
         if !reexec {
             set_up_output(&config, daemon)?;
+        }
+        // Once per load, where the instance logs (its log file once daemonized or `logto`).
+        for warning in &warnings {
+            log::warn!("{warning}");
         }
         if let Ok(change) = rlimit::raise_nofile_limit()
             && change.after != change.before

@@ -295,3 +295,27 @@ fn config_warnings_are_logged_once_per_load_with_a_timestamp() {
     );
     assert!(after.iter().all(|l| is_a_warning_log_line(l)), "{after:?}");
 }
+
+#[test]
+fn config_warnings_of_a_first_start_land_in_the_logto_file() {
+    let ini = "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nlimit-as = 512\n\
+               logto = %dserver.log\n";
+    let server = Instance::spawn("warnings-logto", ini, &[]);
+    let path = server.scratch.path().join("server.log");
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    crate::harness::eventually("the ready line in the log file", &server, || {
+        read().contains("rcontainer ready")
+    });
+    let log = read();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("ignored: uWSGI option 'limit-as'"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{log}");
+    assert!(is_a_warning_log_line(lines[0]), "{}", lines[0]);
+    assert!(
+        !server.logs().contains("limit-as"),
+        "not on the terminal: {}",
+        server.logs()
+    );
+}
