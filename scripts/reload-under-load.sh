@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Zero-downtime check under load: wrk drives HTTP traffic at one rcontainer instance while this
-# script issues 10 graceful reloads (HUP), 10 chain reloads (FIFO `c`) and 5 touch-reloads. It
-# prints what wrk saw: requests, errors (socket errors and non-2xx answers) and the worst latency.
+# script issues 10 graceful reloads (HUP), 10 chain reloads (FIFO `c`), 5 touch-reloads, a
+# storm of 30 HUPs 10 ms apart, and 2 reloads that cannot work (a busy stats port, a pidfile in
+# a missing directory: both must be refused while the old instance serves on). It prints what
+# wrk saw: requests, errors (socket errors and non-2xx answers) and the worst latency.
 #
 #   scripts/reload-under-load.sh [CONNECTIONS] [PROCESSES]
 #
@@ -44,7 +46,7 @@ wait_ready() { # wait until the ready line count reaches $1 (at most 20 s)
 }
 wait_ready 1
 
-duration=60
+duration=70
 wrk -t1 -c"$conns" -d"${duration}s" --latency "http://127.0.0.1:$port/" >"$work/wrk.txt" 2>&1 &
 wrk_pid=$!
 pids+=("$wrk_pid")
@@ -65,7 +67,31 @@ for i in $(seq 5); do
   touch "$work/reload.touch"
   expected=$((expected + 1)); wait_ready "$expected"; sleep 0.5
 done
-echo "reloads issued: 10 HUP, 10 chain ($(chain_done) logged), 5 touch; master pid $master unchanged: $(cat "$work/app.pid")"
+# A storm: 30 HUPs 10 ms apart (they coalesce into a few re-execs).
+before_storm=$(ready_lines)
+for i in $(seq 30); do
+  kill -HUP "$master"
+  sleep 0.01
+done
+wait_ready $((before_storm + 1)); sleep 3
+expected=$(ready_lines)
+storm_execs=$((expected - before_storm))
+# Reloads that cannot work: refused, the old configuration serves on.
+cp "$work/app.ini" "$work/app.ini.good"
+python3 -c 'import socket,time; s=socket.socket(); s.bind(("127.0.0.1",0)); s.listen(); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$work/busy.port" &
+pids+=("$!")
+for _ in $(seq 50); do [ -s "$work/busy.port" ] && break; sleep 0.1; done
+busy=$(cat "$work/busy.port")
+refusals() { grep -c "reload refused" "$work/rc.log" || true; }
+for extra in "stats = 127.0.0.1:$busy" "pidfile = $work/missing/app.pid"; do
+  refused=$(refusals)
+  { cat "$work/app.ini.good"; echo "$extra"; } >"$work/app.ini"
+  kill -HUP "$master"
+  for _ in $(seq 100); do [ "$(refusals)" -gt "$refused" ] && break; sleep 0.1; done
+  sleep 1
+done
+cp "$work/app.ini.good" "$work/app.ini"
+echo "reloads issued: 10 HUP, 10 chain ($(chain_done) logged), 5 touch, a storm of 30 HUPs ($storm_execs re-execs), 2 that cannot work ($(refusals) refused); master pid $master unchanged: $(cat "$work/app.pid"), alive: $(kill -0 "$master" && echo yes)"
 
 wait "$wrk_pid" || true
 cat "$work/wrk.txt"

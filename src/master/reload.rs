@@ -28,7 +28,7 @@ impl Master<'_> {
 
     /// Re-executes when a reload was asked for, unless the master is stopping; a graceful
     /// reload first waits (up to [`RELOAD_PATIENCE`]) for workers still booting, so that a
-    /// storm of HUPs becomes a few re-execs, each with a generation that came up.
+    /// storm of HUPs never stacks re-execs on generations that have not come up.
     pub(super) fn check_reload(&mut self) {
         let Some(brutal) = self.reload else {
             return;
