@@ -132,14 +132,16 @@ impl Master<'_> {
         if let Some(binary) = binary {
             fds.push((binary, FALLBACK_BINARY.to_string()));
         }
+        // Descriptors this image inherited and does not pass on must not leak into the next
+        // (those it does pass on, such as the previous binary, are opened again just below).
+        self.handover.seal_originals(true);
         for (raw, name) in &fds {
             if let Err(e) = fd::set_cloexec_raw(*raw, false) {
+                self.handover.seal_originals(false);
                 self.restore_after_failed_exec(&fds);
                 return io::Error::new(e.kind(), format!("cannot hand over {name}: {e}"));
             }
         }
-        // Descriptors this image inherited and does not pass on must not leak into the next.
-        self.handover.seal_originals(true);
         let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
         let base = self.base_env.iter().cloned();
         let mut env = fd::env_for_reexec(base, &named, process::current_pid());
