@@ -119,6 +119,10 @@ pub(crate) fn run(instance: Instance, apps: &Apps, recheck: ConfigCheck<'_>) -> 
             let _ = signal::unblock_master_signals();
             let code = master.supervise(&mut daemon);
             master.clean_up();
+            // Dropping the master restores the default dispositions: a late TERM must not turn
+            // this exit into a kill.
+            let _ = signal::block_master_signals();
+            drop(master);
             code
         }
         Err(e) => {

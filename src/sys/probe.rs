@@ -30,13 +30,16 @@ pub(crate) fn can_create_in(dir: &Path) -> io::Result<()> {
 /// Runs `program --version` and returns the first line it printed; an error if it cannot be
 /// started, is killed, exits with a failure or takes longer than `timeout` (it is then killed).
 pub(crate) fn version_of(program: &Path, timeout: Duration) -> io::Result<String> {
-    let mut child = Command::new(program)
-        .arg("--version")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .env_clear()
-        .spawn()?;
+    let spawn = || {
+        Command::new(program)
+            .arg("--version")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .env_clear()
+            .spawn()
+    };
+    let mut child = super::process::retry_text_busy(spawn)?;
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Some(status) = child.try_wait()? {

@@ -280,11 +280,30 @@ where
         Ok((path, args, vars))
     })();
     match built {
-        Ok((path, args, vars)) => match nix::unistd::execve(&path, &args, &vars) {
-            Err(errno) => errno.into(),
-        },
+        Ok((path, args, vars)) => {
+            let exec = || nix::unistd::execve(&path, &args, &vars).map_err(io::Error::from);
+            match retry_text_busy(exec) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            }
+        }
         Err(e) => e,
     }
+}
+
+/// Runs `attempt` again (a few times, briefly) while it fails with `ETXTBSY`: a binary just
+/// written is still open for writing in a process that was forked meanwhile, until that
+/// process execs or exits.
+pub(crate) fn retry_text_busy<T>(mut attempt: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    for _ in 0..25 {
+        match attempt() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+    attempt()
 }
 
 /// A short identity of the running binary file (device, inode, size, modification time of

@@ -215,13 +215,15 @@ impl Instance {
         scratch.write("app.ini", ini);
         let stdout = scratch.path().join("stdout.log");
         let stderr = scratch.path().join("stderr.log");
-        let child = program_command(program, scratch.path(), args)
-            .envs(env.iter().copied())
-            .stdout(fs::File::create(&stdout).expect("create stdout file"))
-            .stderr(fs::File::create(&stderr).expect("create stderr file"))
-            .process_group(0)
-            .spawn()
-            .expect("spawn rcontainer");
+        let child = spawn_retrying(|| {
+            program_command(program, scratch.path(), args)
+                .envs(env.iter().copied())
+                .stdout(fs::File::create(&stdout).expect("create stdout file"))
+                .stderr(fs::File::create(&stderr).expect("create stderr file"))
+                .process_group(0)
+                .spawn()
+        })
+        .expect("spawn rcontainer");
         Instance {
             child: Some(child),
             scratch,
@@ -364,6 +366,21 @@ fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatu
             return None;
         }
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `spawn` again while it fails with ETXTBSY: a binary a test just copied may still be
+/// open for writing in a child another test thread forked (until that child execs).
+fn spawn_retrying(mut spawn: impl FnMut() -> std::io::Result<Child>) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                tries += 1;
+                thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 
