@@ -9,25 +9,25 @@
 //! curl 'http://127.0.0.1:9090/search?q=rust'
 //! ```
 //!
-//! The upstream is `SEARCH_UPSTREAM` (default `http://127.0.0.1:9090/upstream`). By default it
-//! is the `fake-upstream` app of this same binary, mounted at `/upstream` by
-//! `conf/search.ini`: it answers after `UPSTREAM_DELAY_MS` (default 100) milliseconds, like a
-//! slow API would. Point `SEARCH_UPSTREAM` at any real `http://` service that answers
-//! `GET {base}/{kind}?q=...` to use that instead.
+//! Its apps declare options of their own, read from the INI like rcontainer's (and listed by
+//! `--help` and `--print-config`): `search-upstream` is the search API (default
+//! `http://127.0.0.1:9090/upstream`). By default that is the `fake-upstream` app of this same
+//! binary, mounted at `/upstream` by `conf/search.ini`: it answers after
+//! `fake-upstream-delay` (default 100 ms), like a slow API would. Point `search-upstream` at
+//! any real `http://` or `https://` service that answers `GET {base}/{kind}?q=...` to use that
+//! instead.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use rcontainer::client::{self, Client};
-use rcontainer::{Request, Response, Routes, Server, rt};
+use rcontainer::{
+    AppConfig, AppOption, Handler, OptionKind, Request, Response, Routes, Server, rt,
+};
 use serde_json::{Value, json};
 
 /// The kinds of results fetched in parallel after the main call.
 const FAN_OUT: [&str; 3] = ["news", "images", "videos"];
-
-fn upstream_base() -> String {
-    std::env::var("SEARCH_UPSTREAM").unwrap_or_else(|_| "http://127.0.0.1:9090/upstream".into())
-}
 
 /// One upstream call: the JSON it answered, or an error object saying why not.
 fn call_upstream(client: &Client, url: &str) -> Value {
@@ -40,12 +40,11 @@ fn call_upstream(client: &Client, url: &str) -> Value {
     }
 }
 
-/// `GET /search?q=...`: one upstream call, then three in parallel.
-fn search(req: &mut Request) -> Response {
+/// `GET /search?q=...` against `base`: one upstream call, then three in parallel.
+fn search(base: &str, req: &mut Request) -> Response {
     let Some(q) = req.query_param("q") else {
         return Response::error(400).body("missing ?q=\n");
     };
-    let base = upstream_base();
     let q = client::encode_component(&q);
     let client = Client::new().timeout(Duration::from_secs(5));
     let started = Instant::now();
@@ -79,33 +78,65 @@ fn search(req: &mut Request) -> Response {
     }))
 }
 
-/// A stand-in for a slow search API: parks `UPSTREAM_DELAY_MS` (or `?ms=`) and answers JSON.
-fn fake_upstream(req: &mut Request) -> Response {
-    let default_ms = std::env::var("UPSTREAM_DELAY_MS")
-        .ok()
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(100);
-    let ms = req
-        .query_param("ms")
-        .and_then(|ms| ms.parse().ok())
-        .unwrap_or(default_ms)
-        .min(10_000);
-    rt::sleep(Duration::from_millis(ms));
-    Response::json_value(&json!({
-        "source": req.path().trim_start_matches('/'),
-        "q": req.query_param("q"),
-        "results": [format!("first result for {}", req.query_param("q").unwrap_or_default())],
-    }))
+/// The `search` app, built in each worker from its options.
+fn search_app(config: &AppConfig) -> Result<Routes, String> {
+    let base = config
+        .url("search-upstream")
+        .ok_or("needs search-upstream")?
+        .trim_end_matches('/')
+        .to_string();
+    let banner = format!("try /search?q=rust (upstream: {base})\n");
+    Ok(Routes::new()
+        .get("/search", move |req: &mut Request| search(&base, req))
+        .get("/", move |_: &mut Request| Response::text(banner.clone())))
+}
+
+/// A stand-in for a slow search API: parks `fake-upstream-delay` (or `?ms=`) and answers JSON.
+///
+/// (`use<>`: the handler keeps nothing borrowed from `config`; a builder returning
+/// `impl Handler` must say so, as handlers outlive it.)
+fn fake_upstream(config: &AppConfig) -> Result<impl Handler + use<>, String> {
+    let delay = config.seconds("fake-upstream-delay").unwrap_or_default();
+    Ok(move |req: &mut Request| {
+        let pause = req
+            .query_param("ms")
+            .and_then(|ms| ms.parse().ok())
+            .map_or(delay, Duration::from_millis)
+            .min(Duration::from_secs(10));
+        rt::sleep(pause);
+        Response::json_value(&json!({
+            "source": req.path().trim_start_matches('/'),
+            "q": req.query_param("q"),
+            "results": [format!("first result for {}", req.query_param("q").unwrap_or_default())],
+        }))
+    })
 }
 
 fn main() -> ExitCode {
-    let app = Routes::new()
-        .get("/search", search)
-        .get("/", |_: &mut Request| {
-            Response::text("try /search?q=rust (upstream: SEARCH_UPSTREAM)\n")
-        });
     Server::new()
-        .app("search", app)
-        .app("fake-upstream", fake_upstream)
+        .app_with_options(
+            "search",
+            vec![
+                AppOption::new(
+                    "search-upstream",
+                    OptionKind::Url,
+                    "Base URL of the search API the search app calls.",
+                )
+                .default("http://127.0.0.1:9090/upstream"),
+            ],
+            search_app,
+        )
+        .app_with_options(
+            "fake-upstream",
+            vec![
+                AppOption::new(
+                    "fake-upstream-delay",
+                    OptionKind::Seconds,
+                    "How long the fake upstream takes to answer.",
+                )
+                .default("100ms"),
+            ],
+            fake_upstream,
+        )
         .run()
 }

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::api::AppRegistry;
+use crate::api::OptionKind;
+use crate::config::app_options::{AppOptionSpec, ValueKind};
 use crate::config::error::ConfigError;
 use crate::config::options::{self, find_option};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
@@ -112,7 +114,7 @@ pub(crate) fn main(args: Vec<OsString>, apps: &AppRegistry) -> ExitCode {
 fn run(invocation: Invocation, apps: &AppRegistry) -> ExitCode {
     match invocation {
         Invocation::Help => {
-            print!("{}", usage());
+            print!("{}", usage(apps));
             ExitCode::from(exit::OK)
         }
         Invocation::Version => {
@@ -187,38 +189,107 @@ fn load_reporting(
     apps: &AppRegistry,
     warnings: Warnings,
 ) -> Option<Loaded> {
-    let mut sources = Sources::from_process(args.ini_files, args.overrides);
+    let mut sources = match sources_for(&args, apps) {
+        Ok(sources) => sources,
+        Err(e) => {
+            eprintln!("rcontainer: {e}");
+            return None;
+        }
+    };
     sources.replay = replay;
-    match config::load(&sources) {
+    match load_checked(&sources, apps) {
         Ok(loaded) => {
             if warnings == Warnings::Print {
                 for warning in &loaded.warnings {
                     eprintln!("{warning}");
                 }
             }
-            let app_errors = check_apps(&loaded, apps);
-            for error in &app_errors {
-                eprintln!("{error}");
-            }
-            if !app_errors.is_empty() {
-                return None;
-            }
-            if let Err(e) = crate::worker::check_routes(&loaded.config, apps) {
-                eprintln!("config: {e}");
-                return None;
-            }
             Some(loaded)
         }
         Err(failed) => {
-            for warning in &failed.warnings {
-                eprintln!("{warning}");
-            }
-            for error in &failed.errors {
-                eprintln!("{error}");
+            for line in failed.warnings.iter().chain(&failed.errors) {
+                eprintln!("{line}");
             }
             None
         }
     }
+}
+
+/// A load that failed: the errors, and the warnings of the files that were read.
+#[derive(Debug)]
+struct LoadFailure {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Loads the configuration from `sources`, then checks what only this binary can: the apps
+/// it names (and their required options) and the routes a worker would build. The one way
+/// every start, `--check-config` and the check before a reload load a configuration.
+fn load_checked(sources: &Sources, apps: &AppRegistry) -> Result<Loaded, LoadFailure> {
+    fn texts(items: &[impl ToString]) -> Vec<String> {
+        items.iter().map(ToString::to_string).collect()
+    }
+    let loaded = config::load(sources).map_err(|failed| LoadFailure {
+        errors: texts(&failed.errors),
+        warnings: texts(&failed.warnings),
+    })?;
+    let failure = |errors: Vec<String>| LoadFailure {
+        errors,
+        warnings: texts(&loaded.warnings),
+    };
+    let app_errors = check_apps(&loaded, apps);
+    if !app_errors.is_empty() {
+        return Err(failure(texts(&app_errors)));
+    }
+    if let Err(e) = crate::worker::check_routes(&loaded.config, apps) {
+        return Err(failure(vec![format!("config: {e}")]));
+    }
+    Ok(loaded)
+}
+
+/// The sources for `args`: this process's environment and directory, and the options the
+/// binary's apps declare.
+fn sources_for(args: &ConfigArgs, apps: &AppRegistry) -> Result<Sources, String> {
+    let mut sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+    sources.app_options = app_option_specs(apps)?;
+    Ok(sources)
+}
+
+/// The options the apps of this binary declare, for `config::load`. An app may not declare an
+/// option rcontainer has, nor one another app declares.
+fn app_option_specs(apps: &AppRegistry) -> Result<Vec<AppOptionSpec>, String> {
+    let mut specs: Vec<AppOptionSpec> = Vec::new();
+    for (app, option) in apps.options() {
+        if options::find_option(option.key).is_some() {
+            return Err(format!(
+                "app '{app}' declares option '{}', which is an option of rcontainer itself",
+                option.key
+            ));
+        }
+        if let Some(other) = specs.iter().find(|s| s.key == option.key) {
+            return Err(format!(
+                "apps '{}' and '{app}' both declare option '{}'",
+                other.app, option.key
+            ));
+        }
+        specs.push(AppOptionSpec {
+            key: option.key,
+            app: app.to_string(),
+            kind: match option.kind {
+                OptionKind::Text => ValueKind::Text,
+                OptionKind::Url => ValueKind::Url,
+                OptionKind::Path => ValueKind::Path,
+                OptionKind::Integer => ValueKind::Integer,
+                OptionKind::Seconds => ValueKind::Seconds,
+                OptionKind::Flag => ValueKind::Flag,
+            },
+            repeatable: option.repeatable,
+            default: option.default,
+            help: option.help,
+            metavar: crate::api::metavar(option.kind),
+        });
+    }
+    Ok(specs)
 }
 
 /// An instance must serve something: a `module`, a `mount` or a `static-map` (a placeholder
@@ -251,7 +322,8 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
             };
             let name = name.trim();
             if apps.get(name).is_some() {
-                return None;
+                return missing_option(apps, name, config)
+                    .map(|why| ConfigError::at(&entry.origin, entry.key, why));
             }
             let message = if name.contains(['.', ':']) {
                 format!(
@@ -266,6 +338,19 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
         .collect()
 }
 
+/// What app `name` (which this instance serves) lacks: its first required option that the
+/// configuration does not set.
+fn missing_option(apps: &AppRegistry, name: &str, config: &Config) -> Option<String> {
+    let option = (apps.options_of(name).iter())
+        .find(|option| option.required && !config.app_options.contains_key(option.key))?;
+    Some(format!(
+        "app '{name}' needs {} = {} ({})",
+        option.key,
+        crate::api::metavar(option.kind),
+        option.help
+    ))
+}
+
 /// Runs one instance: master and workers. A reload first checks that `args` still load (its
 /// warnings are not shown: the reloaded master logs them when it loads the same files).
 fn run_instance(
@@ -278,25 +363,11 @@ fn run_instance(
     // directory the command was started in, as in uWSGI.
     let start_dir = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     let recheck = || {
-        let mut sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+        let mut sources = sources_for(args, apps).map_err(|e| vec![e])?;
         sources.cwd = start_dir.clone();
-        let loaded = config::load(&sources).map_err(|failed| {
-            failed
-                .errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        })?;
-        let unknown: Vec<String> = check_apps(&loaded, apps)
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        if !unknown.is_empty() {
-            return Err(unknown);
-        }
-        crate::worker::check_routes(&loaded.config, apps)
-            .map_err(|e| vec![format!("config: {e}")])?;
-        Ok(loaded.config)
+        load_checked(&sources, apps)
+            .map(|loaded| loaded.config)
+            .map_err(|failed| failed.errors)
     };
     let instance = Instance {
         config: loaded.config,
@@ -567,7 +638,15 @@ fn take_value<'a>(
 }
 
 /// `--help`: usage, then every option generated from the table.
-pub(crate) fn usage() -> String {
+pub(crate) fn usage(apps: &AppRegistry) -> String {
+    let app_options = match app_option_specs(apps) {
+        Ok(specs) if !specs.is_empty() => format!(
+            "\nOptions of this binary's apps (they take effect where the app is served):\n{}",
+            config::app_options::render_help(&specs)
+        ),
+        Ok(_) => String::new(),
+        Err(e) => format!("\n{e}\n"),
+    };
     format!(
         "rcontainer {version}: a uWSGI-style application container
 
@@ -586,7 +665,7 @@ command line. Repeatable options accumulate across all of them. Flags take no se
 value: --vacuum, --vacuum=false.
 
 Options:
-{options}",
+{options}{app_options}",
         version = env!("CARGO_PKG_VERSION"),
         options = options::render_help(),
     )
@@ -595,6 +674,78 @@ Options:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
+
+    /// The registry of the stock binary.
+    fn builtin_apps() -> AppRegistry {
+        let mut apps = AppRegistry::default();
+        crate::apps::register(&mut apps);
+        apps
+    }
+
+    /// Regenerates the README block with `RCONTAINER_BLESS=1 cargo test readme`: rcontainer's
+    /// options, then those of the built-in apps.
+    #[test]
+    fn readme_options_table_is_current() {
+        const BEGIN: &str = "<!-- options:begin -->\n";
+        const END: &str = "<!-- options:end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+        let readme = std::fs::read_to_string(&path).expect("README.md is readable");
+        let start = readme.find(BEGIN).expect("README has the begin marker") + BEGIN.len();
+        let end = readme.find(END).expect("README has the end marker");
+        let specs = app_option_specs(&builtin_apps()).expect("the built-in apps' options");
+        let table =
+            options::render_markdown_table() + &config::app_options::render_markdown_rows(&specs);
+        if std::env::var("RCONTAINER_BLESS").as_deref() == Ok("1") {
+            let blessed = format!("{}{table}{}", &readme[..start], &readme[end..]);
+            std::fs::write(&path, blessed).expect("README.md is writable");
+            return;
+        }
+        assert!(
+            readme[start..end] == table,
+            "README.md options table is stale: run RCONTAINER_BLESS=1 cargo test readme_options_table_is_current"
+        );
+    }
+
+    #[test]
+    fn the_built_in_apps_declare_the_options_design_section_5_gives_them() {
+        let specs = app_option_specs(&builtin_apps()).expect("no clash");
+        let keys: Vec<(&str, &str)> = specs.iter().map(|s| (s.key, s.app.as_str())).collect();
+        assert!(keys.contains(&("fetch-url", "fetch")), "{keys:?}");
+        assert!(keys.contains(&("static-index", "static-map")), "{keys:?}");
+    }
+
+    #[test]
+    fn an_app_may_not_declare_an_option_of_rcontainer_or_of_another_app() {
+        use crate::api::{AppOption, Handler};
+        let build = || {
+            Rc::new(|_: &crate::api::AppConfig| {
+                Ok(
+                    Rc::new(|_: &mut crate::Request<'_>| crate::Response::text("x"))
+                        as Rc<dyn Handler>,
+                )
+            })
+        };
+        let mut apps = builtin_apps();
+        apps.insert_configured(
+            "mine",
+            vec![AppOption::new("socket", OptionKind::Text, "clash")],
+            build(),
+        );
+        let error = app_option_specs(&apps).expect_err("socket is rcontainer's");
+        assert!(error.contains("'socket'"), "{error}");
+        let mut apps = builtin_apps();
+        apps.insert_configured(
+            "mine",
+            vec![AppOption::new("fetch-url", OptionKind::Url, "clash")],
+            build(),
+        );
+        let error = app_option_specs(&apps).expect_err("fetch-url is fetch's");
+        assert!(
+            error.contains("'fetch'") && error.contains("'mine'"),
+            "{error}"
+        );
+    }
 
     fn parse(args: &[&str]) -> Result<Invocation, Vec<String>> {
         let args: Vec<OsString> = std::iter::once("rcontainer")
@@ -759,7 +910,11 @@ mod tests {
 
     #[test]
     fn usage_lists_the_modes_and_every_option() {
-        let text = usage();
+        let text = usage(&builtin_apps());
+        assert!(
+            text.contains("--fetch-url URL") && text.contains("app fetch"),
+            "the built-in apps' options are listed"
+        );
         assert!(text.contains("--check-config"));
         assert!(text.contains("--emperor DIR|GLOB"));
         assert!(text.contains("--processes N, --workers"));

@@ -127,7 +127,8 @@ pub mod rt {
 use std::process::ExitCode;
 
 pub use api::{
-    Body, Handler, Request, RequestBuilder, Response, ResponseBody, Routes, reason_phrase,
+    AppConfig, AppOption, Body, Handler, OptionKind, Request, RequestBuilder, Response,
+    ResponseBody, Routes, reason_phrase,
 };
 pub use server::Server;
 

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use crate::api::{AppRegistry, Handler};
+use crate::api::{AppConfig, AppOption, AppRegistry, Handler};
 
 /// Builds a binary that serves your handlers with rcontainer's whole command line and INI
 /// files: the same `--ini`, options, signals and reloads as the stock `rcontainer`.
@@ -57,6 +57,44 @@ impl Server {
     /// Adds the app `name`, served where the configuration's `module` or a `mount` names it.
     pub fn app(mut self, name: &str, handler: impl Handler) -> Server {
         self.apps.insert(name, Rc::new(handler));
+        self
+    }
+
+    /// Adds the app `name` with options of its own (see [`AppOption`]): they are read from
+    /// the INI, the command line and the environment like rcontainer's own options, checked
+    /// when the configuration loads (`file:line` errors, `--check-config`), and listed by
+    /// `--help` and `--print-config`. Each worker calls `build` once with their values; an
+    /// `Err` stops the worker's start with that message (`--check-config` runs `build` too).
+    ///
+    /// ```no_run
+    /// use rcontainer::{AppConfig, AppOption, OptionKind, Request, Response, Server, client};
+    ///
+    /// fn main() -> std::process::ExitCode {
+    ///     Server::new()
+    ///         .app_with_options(
+    ///             "proxy",
+    ///             vec![AppOption::new("proxy-upstream", OptionKind::Url, "Where to send requests.")
+    ///                 .required()],
+    ///             |config: &AppConfig| {
+    ///                 let upstream = config.url("proxy-upstream").unwrap_or_default().to_string();
+    ///                 Ok(move |req: &mut Request| match client::get(&format!("{upstream}{}", req.uri())) {
+    ///                     Ok(answer) => Response::new(answer.status()).body(answer.into_body()),
+    ///                     Err(_) => Response::error(502),
+    ///                 })
+    ///             },
+    ///         )
+    ///         .run()
+    /// }
+    /// ```
+    pub fn app_with_options<H, B>(mut self, name: &str, options: Vec<AppOption>, build: B) -> Server
+    where
+        H: Handler,
+        B: Fn(&AppConfig) -> Result<H, String> + 'static,
+    {
+        let factory = move |config: &AppConfig| -> Result<Rc<dyn Handler>, String> {
+            build(config).map(|handler| Rc::new(handler) as Rc<dyn Handler>)
+        };
+        self.apps.insert_configured(name, options, Rc::new(factory));
         self
     }
 

@@ -9,6 +9,7 @@
 //! This module must not know about sockets, processes or configuration: the worker builds a
 //! [`Request`] and consumes a [`Response`].
 
+mod options;
 mod request;
 mod response;
 mod router;
@@ -16,9 +17,11 @@ mod routes;
 
 /// HTTP dates for apps that send `Last-Modified` or read `If-Modified-Since`.
 pub(crate) use crate::proto::date::{format_http_date, parse_http_date};
+pub(crate) use options::metavar;
+pub use options::{AppConfig, AppOption, OptionKind};
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
-pub(crate) use router::{AppRegistry, AppSettings, RouteSettings, Router};
+pub(crate) use router::{AppRegistry, RouteSettings, Router};
 pub use routes::Routes;
 
 /// Serves requests: implemented for every `Fn(&mut Request) -> Response + 'static`.

@@ -15,10 +15,14 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use super::options::{AppConfig, AppOption};
 use super::{Handler, Request, Response};
 
+/// The checked values of every app option the configuration set (or defaulted), by key.
+pub(crate) type OptionValues = BTreeMap<&'static str, Vec<String>>;
+
 /// What the configuration says about routing: the default app, the mounts and the static maps,
-/// plus the settings the built-in apps read. The worker fills it from its `Config`.
+/// plus the values of the apps' options. The worker fills it from its `Config`.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct RouteSettings {
     /// `module`: the app serving every path nothing else claims; without one such paths are
@@ -28,36 +32,32 @@ pub(crate) struct RouteSettings {
     pub(crate) mounts: Vec<(String, String)>,
     /// `static-map = /prefix=dir`, as `(prefix, directory)`; checked before the mounts.
     pub(crate) static_maps: Vec<(String, PathBuf)>,
-    pub(crate) apps: AppSettings,
+    /// The values of the apps' options.
+    pub(crate) options: OptionValues,
 }
 
-/// Settings a configured app reads when the worker builds it.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct AppSettings {
-    /// `fetch-url`: the upstream of the built-in `fetch` app.
-    pub(crate) fetch_url: Option<String>,
-    /// `static-index`: file names served for a directory of a static map.
-    pub(crate) static_index: Vec<String>,
-}
-
-/// Builds an app from the settings, once per worker; fails with a message for the log.
-pub(crate) type AppFactory = Rc<dyn Fn(&AppSettings) -> Result<Rc<dyn Handler>, String>>;
+/// Builds an app from its options, once per worker; fails with a message for the log.
+pub(crate) type AppFactory = Rc<dyn Fn(&AppConfig) -> Result<Rc<dyn Handler>, String>>;
 
 /// Builds the handler serving one `static-map` directory.
-pub(crate) type StaticFactory = Rc<dyn Fn(&Path, &AppSettings) -> Rc<dyn Handler>>;
+pub(crate) type StaticFactory = Rc<dyn Fn(&Path, &AppConfig) -> Rc<dyn Handler>>;
 
-/// An app as registered: ready to serve, or built from the settings in each worker.
+/// An app as registered: ready to serve, or built from its options in each worker.
 #[derive(Clone)]
 pub(crate) enum AppEntry {
     Ready(Rc<dyn Handler>),
-    Configured(AppFactory),
+    Configured {
+        options: Vec<AppOption>,
+        factory: AppFactory,
+    },
 }
 
 /// The apps a binary offers, by name: the built-ins plus the user's own.
 #[derive(Default)]
 pub(crate) struct AppRegistry {
     apps: BTreeMap<String, AppEntry>,
-    static_files: Option<StaticFactory>,
+    /// What serves `static-map` directories, and its options.
+    static_files: Option<(Vec<AppOption>, StaticFactory)>,
 }
 
 impl fmt::Debug for AppRegistry {
@@ -72,15 +72,43 @@ impl AppRegistry {
         self.apps.insert(name.to_string(), AppEntry::Ready(handler));
     }
 
-    /// Adds (or replaces) the app `name`, built from the settings by each worker.
-    pub(crate) fn insert_configured(&mut self, name: &str, factory: AppFactory) {
+    /// Adds (or replaces) the app `name`, built by each worker from its `options`.
+    pub(crate) fn insert_configured(
+        &mut self,
+        name: &str,
+        options: Vec<AppOption>,
+        factory: AppFactory,
+    ) {
         self.apps
-            .insert(name.to_string(), AppEntry::Configured(factory));
+            .insert(name.to_string(), AppEntry::Configured { options, factory });
     }
 
-    /// Sets what serves `static-map` directories.
-    pub(crate) fn set_static_files(&mut self, factory: StaticFactory) {
-        self.static_files = Some(factory);
+    /// Sets what serves `static-map` directories, with its options.
+    pub(crate) fn set_static_files(&mut self, options: Vec<AppOption>, factory: StaticFactory) {
+        self.static_files = Some((options, factory));
+    }
+
+    /// Every option every app declares, with the app that declares it (`static-map` for the
+    /// static-file server), in registration order within each app.
+    pub(crate) fn options(&self) -> Vec<(&str, &AppOption)> {
+        let mut all: Vec<(&str, &AppOption)> = Vec::new();
+        for (name, entry) in &self.apps {
+            if let AppEntry::Configured { options, .. } = entry {
+                all.extend(options.iter().map(|option| (name.as_str(), option)));
+            }
+        }
+        if let Some((options, _)) = &self.static_files {
+            all.extend(options.iter().map(|option| ("static-map", option)));
+        }
+        all
+    }
+
+    /// The options app `name` declares (empty for an app without any, or an unknown one).
+    pub(crate) fn options_of(&self, name: &str) -> &[AppOption] {
+        match self.apps.get(name) {
+            Some(AppEntry::Configured { options, .. }) => options,
+            _ => &[],
+        }
     }
 
     /// The app named `name`.
@@ -98,16 +126,27 @@ impl AppRegistry {
         format!("no app named '{name}' (apps: {})", self.names().join(", "))
     }
 
-    /// The handler of app `name`, built with `settings` if it is a configured app.
-    fn build(&self, name: &str, settings: &AppSettings) -> Result<Rc<dyn Handler>, String> {
+    /// The handler of app `name`, built from its options' `values` if it is a configured app.
+    fn build(&self, name: &str, values: &OptionValues) -> Result<Rc<dyn Handler>, String> {
         match self.get(name) {
             None => Err(self.unknown_app(name)),
             Some(AppEntry::Ready(handler)) => Ok(Rc::clone(handler)),
-            Some(AppEntry::Configured(factory)) => {
-                factory(settings).map_err(|e| format!("app '{name}': {e}"))
+            Some(AppEntry::Configured { options, factory }) => {
+                factory(&app_config(options, values)).map_err(|e| format!("app '{name}': {e}"))
             }
         }
     }
+}
+
+/// The values of `options` (and only those) out of every app option's `values`.
+fn app_config(options: &[AppOption], values: &OptionValues) -> AppConfig {
+    let mut config = AppConfig::default();
+    for option in options {
+        if let Some(values) = values.get(option.key) {
+            config.insert(option.key, values.clone());
+        }
+    }
+    config
 }
 
 /// Routes a request path to an app.
@@ -153,7 +192,7 @@ impl Router {
             if let Some(handler) = built.get(name) {
                 return Ok(Rc::clone(handler));
             }
-            let handler = registry.build(name, &settings.apps)?;
+            let handler = registry.build(name, &settings.options)?;
             let key = registry
                 .apps
                 .get_key_value(name)
@@ -175,13 +214,14 @@ impl Router {
         routes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         let mut statics = Vec::new();
         if !settings.static_maps.is_empty() {
-            let Some(factory) = &registry.static_files else {
+            let Some((options, factory)) = &registry.static_files else {
                 return Err("static-map is set but this binary cannot serve static files".into());
             };
+            let config = app_config(options, &settings.options);
             for (prefix, dir) in &settings.static_maps {
                 let prefix = prefix.trim_end_matches('/').to_string();
                 statics.retain(|(p, _)| *p != prefix);
-                statics.push((prefix, factory(dir, &settings.apps)));
+                statics.push((prefix, factory(dir, &config)));
             }
             statics.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         }
@@ -233,6 +273,7 @@ fn matches_prefix(path: &[u8], prefix: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::OptionKind;
 
     fn registry() -> AppRegistry {
         let mut registry = AppRegistry::default();
@@ -276,9 +317,12 @@ mod tests {
     #[test]
     fn routing_compares_decoded_bytes_and_never_a_lossy_form() {
         let mut registry = registry();
-        registry.set_static_files(Rc::new(|_: &Path, _: &AppSettings| {
-            Rc::new(|_: &mut Request<'_>| Response::text("static")) as Rc<dyn Handler>
-        }));
+        registry.set_static_files(
+            Vec::new(),
+            Rc::new(|_: &Path, _: &AppConfig| {
+                Rc::new(|_: &mut Request<'_>| Response::text("static")) as Rc<dyn Handler>
+            }),
+        );
         let mut routes = settings("a", &[("/api".to_string(), "b".to_string())]);
         routes.static_maps = vec![("/s".to_string(), PathBuf::from("/srv"))];
         let router = Router::new(&registry, &routes).unwrap();
@@ -331,10 +375,13 @@ mod tests {
     #[test]
     fn static_maps_take_precedence_over_mounts() {
         let mut registry = registry();
-        registry.set_static_files(Rc::new(|dir: &Path, _: &AppSettings| {
-            let body = format!("static {}", dir.display());
-            Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())) as Rc<dyn Handler>
-        }));
+        registry.set_static_files(
+            Vec::new(),
+            Rc::new(|dir: &Path, _: &AppConfig| {
+                let body = format!("static {}", dir.display());
+                Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())) as Rc<dyn Handler>
+            }),
+        );
         let mut routes = settings("a", &[("/static".to_string(), "b".to_string())]);
         routes.static_maps = vec![("/static/".to_string(), PathBuf::from("/srv"))];
         let router = Router::new(&registry, &routes).unwrap();
@@ -350,11 +397,14 @@ mod tests {
         let mut registry = registry();
         let builds = Rc::new(std::cell::Cell::new(0));
         let counter = Rc::clone(&builds);
+        let upstream = AppOption::new("cfg-url", OptionKind::Url, "where");
         registry.insert_configured(
             "cfg",
-            Rc::new(move |s: &AppSettings| {
+            vec![upstream],
+            Rc::new(move |config: &AppConfig| {
                 counter.set(counter.get() + 1);
-                let url = s.fetch_url.clone().ok_or("needs fetch-url")?;
+                let url = config.url("cfg-url").ok_or("needs cfg-url")?.to_string();
+                assert_eq!(config.text("other-url"), None, "only its own options");
                 Ok(
                     Rc::new(move |_: &mut Request<'_>| Response::text(url.clone()))
                         as Rc<dyn Handler>,
@@ -368,10 +418,11 @@ mod tests {
         let mut routes = settings("cfg", &mounts);
         assert_eq!(
             Router::new(&registry, &routes).unwrap_err(),
-            "app 'cfg': needs fetch-url"
+            "app 'cfg': needs cfg-url"
         );
         builds.set(0);
-        routes.apps.fetch_url = Some("http://u/".into());
+        routes.options.insert("cfg-url", vec!["http://u/".into()]);
+        routes.options.insert("other-url", vec!["http://v/".into()]);
         let router = Router::new(&registry, &routes).unwrap();
         assert_eq!(app_for(&router, "/y/z").0, "http://u/");
         assert_eq!(builds.get(), 1);

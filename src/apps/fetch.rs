@@ -9,15 +9,30 @@
 
 use std::rc::Rc;
 
-use crate::api::{AppSettings, Handler, Request, Response};
+use crate::api::{AppConfig, AppOption, Handler, OptionKind, Request, Response};
 use crate::client::{Client, ErrorKind};
 
+/// `fetch-url`: the upstream.
+const URL: &str = "fetch-url";
+
+/// The options of `fetch`.
+pub(crate) fn options() -> Vec<AppOption> {
+    vec![
+        AppOption::new(
+            URL,
+            OptionKind::Url,
+            "Upstream URL of the built-in fetch app.",
+        )
+        .required(),
+    ]
+}
+
 /// Builds the app from `fetch-url` (required).
-pub(crate) fn configure(settings: &AppSettings) -> Result<Rc<dyn Handler>, String> {
-    let upstream = settings
-        .fetch_url
-        .clone()
-        .ok_or("needs fetch-url = http://host:port/path")?;
+pub(crate) fn configure(config: &AppConfig) -> Result<Rc<dyn Handler>, String> {
+    let upstream = config
+        .url(URL)
+        .ok_or("needs fetch-url = http://host:port/path")?
+        .to_string();
     Ok(Rc::new(Fetch {
         upstream,
         client: Client::new(),
@@ -76,7 +91,7 @@ mod tests {
 
     #[test]
     fn fetch_needs_its_url() {
-        assert!(configure(&AppSettings::default()).is_err());
+        assert!(configure(&AppConfig::default()).is_err());
     }
 
     #[test]
@@ -86,11 +101,8 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
-        let settings = AppSettings {
-            fetch_url: Some(format!("http://127.0.0.1:{port}/")),
-            ..AppSettings::default()
-        };
-        let app = configure(&settings).unwrap();
+        let url = format!("http://127.0.0.1:{port}/");
+        let app = configure(&AppConfig::from_values([(URL, url)])).unwrap();
         let response = app.handle(&mut Request::builder("GET", "/?q=1").build());
         assert_eq!(response.status(), 502);
     }

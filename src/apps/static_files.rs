@@ -29,15 +29,30 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::api::{AppSettings, Handler, Request, Response};
+use crate::api::{AppConfig, AppOption, Handler, OptionKind, Request, Response};
 use crate::api::{format_http_date, parse_http_date};
 use crate::coro::offload;
 
 /// The most bytes one offloaded read asks for.
 const READ_CHUNK: usize = 256 * 1024;
 
+/// `static-index`: the file served for a directory.
+const INDEX: &str = "static-index";
+
+/// The options of the static-file server.
+pub(crate) fn options() -> Vec<AppOption> {
+    vec![
+        AppOption::new(
+            INDEX,
+            OptionKind::Text,
+            "File served when a static-map path is a directory (index.html).",
+        )
+        .repeatable(),
+    ]
+}
+
 /// Builds the handler serving `dir`.
-pub(crate) fn configure(dir: &Path, settings: &AppSettings) -> Rc<dyn Handler> {
+pub(crate) fn configure(dir: &Path, config: &AppConfig) -> Rc<dyn Handler> {
     // Canonicalized once here (worker start-up, not a request), so every request compares
     // against the real directory.
     let root = dir.canonicalize().unwrap_or_else(|e| {
@@ -46,7 +61,7 @@ pub(crate) fn configure(dir: &Path, settings: &AppSettings) -> Rc<dyn Handler> {
     });
     Rc::new(StaticFiles {
         root,
-        index: settings.static_index.clone(),
+        index: config.all(INDEX).to_vec(),
     })
 }
 
@@ -470,11 +485,8 @@ mod tests {
         let data: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(dir.path().join("data.bin"), &data).unwrap();
         std::fs::write(dir.path().join("index.html"), "<p>hi</p>").unwrap();
-        let settings = AppSettings {
-            static_index: vec!["index.html".into()],
-            ..AppSettings::default()
-        };
-        let app = configure(dir.path(), &settings);
+        let config = AppConfig::from_values([(INDEX, "index.html")]);
+        let app = configure(dir.path(), &config);
         let get = |uri: &str, headers: &[(&str, &str)]| {
             let mut b = Request::builder("GET", uri);
             for (n, v) in headers {
@@ -527,7 +539,7 @@ mod tests {
         )
         .unwrap();
         std::os::unix::fs::symlink(dir.path().join("pipe"), dir.path().join("link")).unwrap();
-        let app = configure(dir.path(), &AppSettings::default());
+        let app = configure(dir.path(), &AppConfig::default());
         for path in ["/pipe", "/link"] {
             let response = app.handle(&mut Request::builder("GET", path).build());
             assert_eq!(response.status(), 404, "{path}");
@@ -542,7 +554,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
         std::fs::write(dir.path().join("real"), "r").unwrap();
         std::os::unix::fs::symlink(dir.path().join("real"), dir.path().join("inner")).unwrap();
-        let app = configure(dir.path(), &AppSettings::default());
+        let app = configure(dir.path(), &AppConfig::default());
         let get = |uri: &str| app.handle(&mut Request::builder("GET", uri).build());
         assert_eq!(get("/link").status(), 404);
         assert_eq!(get("/inner").status(), 200);

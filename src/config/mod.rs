@@ -25,6 +25,7 @@
 //! }
 //! ```
 
+pub(crate) mod app_options;
 pub(crate) mod error;
 mod expand;
 pub(crate) mod ini;
@@ -38,6 +39,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use app_options::AppOptionSpec;
 use error::Position;
 pub(crate) use error::{ConfigError, Origin, Warning};
 pub(crate) use options::Config;
@@ -57,6 +59,8 @@ pub(crate) struct Sources {
     pub(crate) env: BTreeMap<String, String>,
     /// `--key value` options, in command-line order.
     pub(crate) cli: Vec<CliSetting>,
+    /// The options the binary's apps declare: loaded like the table's.
+    pub(crate) app_options: Vec<AppOptionSpec>,
     /// The text of each INI file as an earlier load read it, to use instead of the files on
     /// disk (a master falling back to the configuration it ran before a failed reload).
     pub(crate) replay: Option<Vec<(PathBuf, String)>>,
@@ -120,6 +124,7 @@ impl Sources {
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
             somaxconn: crate::net::listener::kernel_backlog_limit(),
+            app_options: Vec::new(),
             replay: None,
         }
     }
@@ -188,8 +193,8 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     for file in &files {
         gathered.read_ini(file, sources, &referenced, &mut earlier);
     }
-    gathered.read_env(&sources.env);
-    gathered.read_cli(&sources.cli);
+    gathered.read_env(&sources.env, &sources.app_options);
+    gathered.read_cli(&sources.cli, &sources.app_options);
     let Gathered {
         settings,
         mut warnings,
@@ -208,6 +213,10 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
             None
         }
     };
+    let app_values = app_options::convert(&sources.app_options, settings_for, &mut errors);
+    if let Some(config) = config.as_mut() {
+        config.app_options = app_values;
+    }
     // Only judge the combination of a config whose parts are all fine, or a file that failed
     // to load would also be reported as "no listener".
     if let Some(config) = config.as_mut().filter(|_| errors.is_empty()) {
@@ -223,12 +232,31 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
             effective: OPTIONS
                 .iter()
                 .flat_map(|spec| effective_rows(spec, &settings_for(spec.key)))
+                .chain(app_options::effective_rows(
+                    &sources.app_options,
+                    settings_for,
+                ))
                 .collect(),
             texts: (files.iter())
                 .map(|file| (file.path.clone(), file.text.clone()))
                 .collect(),
         }),
         _ => Err(Failed { errors, warnings }),
+    }
+}
+
+impl Config {
+    /// Who the workers run as (`uid`, `gid`): the user's primary group unless `gid` is set.
+    pub(crate) fn credentials(&self) -> crate::sys::privilege::Credentials {
+        let mut credentials = self
+            .uid
+            .as_ref()
+            .map(|user| user.credentials.clone())
+            .unwrap_or_default();
+        if let Some(group) = &self.gid {
+            credentials.gid = Some(group.gid);
+        }
+        credentials
     }
 }
 
@@ -472,7 +500,7 @@ impl Gathered {
                 .map(|value| expand::expand(value, &context))
                 .transpose();
             let key = entry.key.as_str();
-            let Some(spec) = find_option(key) else {
+            let Some(known) = Known::find(key, &sources.app_options) else {
                 match expanded {
                     Ok(value) => self.read_foreign_key(&origin, key, value, referenced, earlier),
                     Err(why) => self.errors.push(ConfigError::at(&origin, key, why)),
@@ -486,12 +514,12 @@ impl Gathered {
                     continue;
                 }
             };
-            if let Some(text) = value.as_deref().filter(|v| !v.is_empty()).or(spec.bare) {
+            if let Some(text) = value.as_deref().filter(|v| !v.is_empty()).or(known.bare()) {
                 earlier.insert(entry.key.clone(), text.to_owned());
-                earlier.insert(spec.key.to_owned(), text.to_owned());
+                earlier.insert(known.key().to_owned(), text.to_owned());
             }
             self.settings.push(Setting {
-                key: spec.key,
+                key: known.key(),
                 written: entry.key.clone(),
                 value,
                 origin,
@@ -561,16 +589,16 @@ impl Gathered {
     /// Reads `RCONTAINER_<KEY>` variables (upper case, `-` as `_`). Other `RCONTAINER_*`
     /// variables may belong to tools around rcontainer, so they only warn when they look like a
     /// misspelt option.
-    fn read_env(&mut self, env: &BTreeMap<String, String>) {
+    fn read_env(&mut self, env: &BTreeMap<String, String>, apps: &[AppOptionSpec]) {
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
             };
             let key = rest.to_ascii_lowercase().replace('_', "-");
             let origin = Origin::Env(name.clone());
-            match find_option(&key) {
-                Some(spec) => self.settings.push(Setting {
-                    key: spec.key,
+            match Known::find(&key, apps) {
+                Some(known) => self.settings.push(Setting {
+                    key: known.key(),
                     written: key,
                     value: Some(value.clone()).filter(|v| !v.is_empty()),
                     origin,
@@ -591,12 +619,12 @@ impl Gathered {
         }
     }
 
-    fn read_cli(&mut self, cli: &[CliSetting]) {
+    fn read_cli(&mut self, cli: &[CliSetting], apps: &[AppOptionSpec]) {
         for option in cli {
             let origin = Origin::Cli(format!("--{}", option.name));
-            match find_option(&option.name) {
-                Some(spec) => self.settings.push(Setting {
-                    key: spec.key,
+            match Known::find(&option.name, apps) {
+                Some(known) => self.settings.push(Setting {
+                    key: known.key(),
                     written: option.name.clone(),
                     value: option.value.clone(),
                     origin,
@@ -613,6 +641,35 @@ impl Gathered {
                     .errors
                     .push(unknown_option(&origin, &option.name, "--")),
             }
+        }
+    }
+}
+
+/// An option of the table, or one an app declares.
+#[derive(Debug, Clone, Copy)]
+enum Known<'s> {
+    Table(&'static OptionSpec),
+    App(&'s AppOptionSpec),
+}
+
+impl<'s> Known<'s> {
+    fn find(name: &str, apps: &'s [AppOptionSpec]) -> Option<Known<'s>> {
+        find_option(name)
+            .map(Known::Table)
+            .or_else(|| apps.iter().find(|app| app.key == name).map(Known::App))
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Known::Table(spec) => spec.key,
+            Known::App(app) => app.key,
+        }
+    }
+
+    fn bare(self) -> Option<&'static str> {
+        match self {
+            Known::Table(spec) => spec.bare,
+            Known::App(app) => app.bare(),
         }
     }
 }

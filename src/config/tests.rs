@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::net::addr::{Host, SocketSpec};
+use app_options::AppOptionSpec;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -55,6 +56,7 @@ fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>
         cwd: PathBuf::from("/"),
         cpu_count: 3,
         somaxconn: None,
+        app_options: Vec::new(),
         replay: None,
     }
 }
@@ -112,7 +114,7 @@ fn ini_values_are_typed_into_the_config() {
          http-socket = :8000\nchmod-socket\nvacuum\nharakiri = 30\nlog-slow = 250\nlimit-post = 1m\n\
          stack-size = 64k\nenv = LANG=C.UTF-8\nmodule = hello\nmount = /api=echo\n\
          static-map = /static=/srv/www\n\
-         uwsgi-allow-from = 10.0.0.1, 10.0.0.2\nstats = :9191\nfetch-url = http://127.0.0.1:9000/\n",
+         uwsgi-allow-from = 10.0.0.1, 10.0.0.2\nstats = :9191\n",
     );
     let config = load_ok(&sources(&[&ini], &[], &[])).config;
     assert_eq!(config.processes, 4);
@@ -138,7 +140,64 @@ fn ini_values_are_typed_into_the_config() {
     assert_eq!(config.static_maps[0].target, "/srv/www");
     assert_eq!(config.uwsgi_allow_from.len(), 2);
     assert!(config.stats.is_some());
-    assert_eq!(config.fetch_url.as_deref(), Some("http://127.0.0.1:9000/"));
+}
+
+fn app_option(key: &'static str, kind: app_options::ValueKind) -> AppOptionSpec {
+    AppOptionSpec {
+        key,
+        app: "myapp".into(),
+        kind,
+        repeatable: false,
+        default: None,
+        help: "an app option",
+        metavar: "X",
+    }
+}
+
+#[test]
+fn app_options_load_from_every_source_checked_and_stored() {
+    use app_options::ValueKind;
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = :0\nmodule = myapp\nmy-url = http://u:9/\n\
+         my-pause = 2s\nmy-flag\nmy-list = a\nmy-list = b\n",
+    );
+    let mut sources = sources(&[&ini], &[("RCONTAINER_MY_COUNT", "7")], &[]);
+    sources.app_options = vec![
+        app_option("my-url", ValueKind::Url),
+        app_option("my-pause", ValueKind::Seconds),
+        app_option("my-flag", ValueKind::Flag),
+        app_option("my-count", ValueKind::Integer),
+        AppOptionSpec {
+            repeatable: true,
+            ..app_option("my-list", ValueKind::Text)
+        },
+        AppOptionSpec {
+            default: Some("fallback"),
+            ..app_option("my-default", ValueKind::Text)
+        },
+    ];
+    let loaded = load_ok(&sources);
+    let values = &loaded.config.app_options;
+    let get = |key: &str| values.get(key).cloned().unwrap_or_default();
+    assert_eq!(get("my-url"), ["http://u:9/"]);
+    assert_eq!(get("my-pause"), ["2000ms"]);
+    assert_eq!(get("my-flag"), ["true"]);
+    assert_eq!(get("my-count"), ["7"]);
+    assert_eq!(get("my-list"), ["a", "b"]);
+    assert_eq!(get("my-default"), ["fallback"]);
+    assert_eq!(origin_of(&loaded, "my-count"), vec!["RCONTAINER_MY_COUNT"]);
+    // A bad value is an error at its line, like any option's.
+    let bad = dir.write(
+        "bad.ini",
+        "[rcontainer]\nhttp-socket = :0\nmodule = myapp\nmy-url = ftp://u/\n",
+    );
+    let mut sources_bad = self::sources(&[&bad], &[], &[]);
+    sources_bad.app_options = vec![app_option("my-url", ValueKind::Url)];
+    let errors = load(&sources_bad).expect_err("a bad url").errors;
+    let text = errors[0].to_string();
+    assert!(text.contains("bad.ini:4: my-url:"), "{text}");
 }
 
 #[test]
@@ -265,7 +324,7 @@ fn p_expands_to_the_absolute_path_of_the_file() {
     let absolute = std::fs::canonicalize(&ini).unwrap();
     assert_eq!(
         config.req_logger,
-        Some(format!("file:{}.log", absolute.display()))
+        Some(PathBuf::from(format!("{}.log", absolute.display())))
     );
 }
 

@@ -9,7 +9,10 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use nix::unistd::{Gid, Uid};
+
 use crate::net::addr::SocketSpec;
+use crate::sys::privilege::Credentials;
 
 /// One kind of option value.
 pub(crate) trait Kind {
@@ -480,7 +483,147 @@ impl Kind for Path {
     }
 }
 
-/// An `http://` URL for the built-in HTTP client (no TLS).
+/// `req-logger = file:PATH`: where request lines go. uWSGI's other loggers (`syslog`,
+/// `socket:`, `udp:`, ...) are refused, not ignored: requests would silently go elsewhere.
+#[derive(Debug)]
+pub(crate) struct ReqLogger;
+
+impl Kind for ReqLogger {
+    type Out = PathBuf;
+    const METAVAR: &'static str = "file:PATH";
+    fn parse(text: &str) -> Result<PathBuf, String> {
+        let text = text.trim();
+        match text.strip_prefix("file:") {
+            Some(path) if !path.trim().is_empty() => Ok(PathBuf::from(path.trim())),
+            Some(_) => Err("file: needs a path (file:/var/log/app/requests.log)".to_string()),
+            None => {
+                let scheme = text.split(':').next().unwrap_or(text);
+                Err(format!(
+                    "only file:PATH is supported (uWSGI's '{scheme}' logger is not)"
+                ))
+            }
+        }
+    }
+}
+
+/// `uid`: a user name or number, resolved (with its primary group) when the configuration
+/// loads, so a user that does not exist stops `--check-config`.
+#[derive(Debug)]
+pub(crate) struct User;
+
+/// A resolved `uid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserSpec {
+    /// As written (for messages).
+    pub(crate) text: String,
+    /// The uid, the user's primary group and its name (for `initgroups`).
+    pub(crate) credentials: Credentials,
+}
+
+impl Kind for User {
+    type Out = UserSpec;
+    const METAVAR: &'static str = "USER";
+    fn parse(text: &str) -> Result<UserSpec, String> {
+        let text = text.trim();
+        let credentials = Credentials::resolve(Some(text), None).map_err(resolve_error)?;
+        Ok(UserSpec {
+            text: text.to_string(),
+            credentials,
+        })
+    }
+}
+
+/// `gid`: a group name or number, resolved when the configuration loads.
+#[derive(Debug)]
+pub(crate) struct Group;
+
+/// A resolved `gid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupSpec {
+    pub(crate) text: String,
+    pub(crate) gid: Gid,
+}
+
+impl Kind for Group {
+    type Out = GroupSpec;
+    const METAVAR: &'static str = "GROUP";
+    fn parse(text: &str) -> Result<GroupSpec, String> {
+        let text = text.trim();
+        let resolved = Credentials::resolve(None, Some(text)).map_err(resolve_error)?;
+        let gid = resolved.gid.ok_or_else(|| format!("no group '{text}'"))?;
+        Ok(GroupSpec {
+            text: text.to_string(),
+            gid,
+        })
+    }
+}
+
+/// `chown-socket = user[:group]`, resolved when the configuration loads.
+#[derive(Debug)]
+pub(crate) struct Owner;
+
+/// A resolved `chown-socket`: the owner to give unix sockets (the group defaults to the
+/// user's primary group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnerSpec {
+    pub(crate) text: String,
+    pub(crate) uid: Option<Uid>,
+    pub(crate) gid: Option<Gid>,
+}
+
+impl Kind for Owner {
+    type Out = OwnerSpec;
+    const METAVAR: &'static str = "USER[:GROUP]";
+    fn parse(text: &str) -> Result<OwnerSpec, String> {
+        let text = text.trim();
+        let (user, group) = match text.split_once(':') {
+            Some((user, group)) => (user, Some(group)),
+            None => (text, None),
+        };
+        let user = Some(user).filter(|u| !u.is_empty());
+        let group = group.filter(|g| !g.is_empty());
+        if user.is_none() && group.is_none() {
+            return Err("needs a user, user:group or :group".to_string());
+        }
+        let resolved = Credentials::resolve(user, group).map_err(resolve_error)?;
+        Ok(OwnerSpec {
+            text: text.to_string(),
+            uid: resolved.uid,
+            gid: resolved.gid,
+        })
+    }
+}
+
+/// `no such user 'www'` rather than the lookup's own `uid www: no such user`.
+fn resolve_error(error: std::io::Error) -> String {
+    let text = error.to_string();
+    let parts = text
+        .split_once(": ")
+        .and_then(|(what, why)| Some((what.split_once(' ')?.1, why)));
+    match parts {
+        Some((name, why)) => format!("{why} '{name}'"),
+        None => text,
+    }
+}
+
+/// `module` and the app of a `mount`: the name of an app of this binary (which ones exist is
+/// checked once the configuration is loaded).
+#[derive(Debug)]
+pub(crate) struct AppName;
+
+impl Kind for AppName {
+    type Out = String;
+    const METAVAR: &'static str = "APP";
+    fn parse(text: &str) -> Result<String, String> {
+        let name = text.trim();
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(format!("'{text}' is not an app name"));
+        }
+        Ok(name.to_string())
+    }
+}
+
+/// An `http://` or `https://` URL with a host, for the HTTP client.
 #[derive(Debug)]
 pub(crate) struct HttpUrl;
 
@@ -488,9 +631,14 @@ impl Kind for HttpUrl {
     type Out = String;
     const METAVAR: &'static str = "URL";
     fn parse(text: &str) -> Result<String, String> {
-        match text.strip_prefix("http://") {
+        let rest = text
+            .strip_prefix("http://")
+            .or_else(|| text.strip_prefix("https://"));
+        match rest {
             Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(text.to_owned()),
-            _ => Err(format!("'{text}' is not an http:// URL with a host")),
+            _ => Err(format!(
+                "'{text}' is not an http:// or https:// URL with a host"
+            )),
         }
     }
 }
@@ -729,10 +877,56 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_plain_http() {
+    fn urls_are_http_or_https_with_a_host() {
         assert!(HttpUrl::parse("http://127.0.0.1:9000/x").is_ok());
-        assert!(HttpUrl::parse("https://example.com").is_err());
+        assert!(HttpUrl::parse("https://example.com").is_ok());
+        assert!(HttpUrl::parse("ftp://example.com").is_err());
         assert!(HttpUrl::parse("http://").is_err());
+        assert!(HttpUrl::parse("https:///path").is_err());
+    }
+
+    #[test]
+    fn req_logger_is_file_colon_path_and_other_loggers_are_refused() {
+        assert_eq!(
+            ReqLogger::parse("file:/var/log/req.log"),
+            Ok(PathBuf::from("/var/log/req.log"))
+        );
+        let error = ReqLogger::parse("syslog:app").expect_err("syslog");
+        assert!(error.contains("'syslog'"), "{error}");
+        assert!(ReqLogger::parse("file:").is_err());
+    }
+
+    #[test]
+    fn users_groups_and_owners_are_resolved_when_loaded() {
+        let root = User::parse("root").expect("root exists");
+        assert_eq!(root.credentials.uid, Some(Uid::from_raw(0)));
+        assert_eq!(
+            root.credentials.gid,
+            Some(Gid::from_raw(0)),
+            "its primary group"
+        );
+        assert_eq!(
+            User::parse("4000123").expect("a bare id").credentials.uid,
+            Some(Uid::from_raw(4000123))
+        );
+        let error = User::parse("no-such-user-rc").expect_err("missing");
+        assert_eq!(error, "no such user 'no-such-user-rc'");
+        assert_eq!(Group::parse("0").expect("gid 0").gid, Gid::from_raw(0));
+        assert!(Group::parse("no-such-group-rc").is_err());
+        let owner = Owner::parse("root:0").expect("owner");
+        assert_eq!(
+            (owner.uid, owner.gid),
+            (Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+        );
+        assert!(Owner::parse(":").is_err());
+        assert!(Owner::parse("no-such-user-rc").is_err());
+    }
+
+    #[test]
+    fn app_names_are_single_words() {
+        assert_eq!(AppName::parse(" echo "), Ok("echo".to_string()));
+        assert!(AppName::parse("two words").is_err());
+        assert!(AppName::parse("").is_err());
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Master<'_> {
                     protocol.option()
                 ));
             }
-            let unix = unix_options(new).map_err(|e| e.to_string())?;
+            let unix = unix_options(new);
             let listener = Listener::bind(spec, protocol, listen_backlog(new), unix)
                 .map_err(|e| e.to_string())?;
             log::info!("bound {} for the new image", listener.url());
@@ -94,8 +94,7 @@ fn check_binary(program: &Path) -> Result<(), String> {
 
 /// A new image runs as this one does: it can switch to other credentials only as root.
 fn check_credentials(new: &Config) -> Result<(), String> {
-    let wanted = privilege::Credentials::resolve(new.uid.as_deref(), new.gid.as_deref())
-        .map_err(|e| e.to_string())?;
+    let wanted = new.credentials();
     if privilege::is_root() {
         return Ok(());
     }

@@ -43,7 +43,7 @@ pub(super) fn bind_listeners(
     config: &Config,
     inherited: Vec<InheritedFd>,
 ) -> io::Result<Vec<Listener>> {
-    let unix = unix_options(config)?;
+    let unix = unix_options(config);
     let backlog = listen_backlog(config);
     let mut inherited: Vec<(Option<String>, Option<OwnedFd>)> = inherited
         .into_iter()
@@ -82,23 +82,16 @@ pub(super) fn bind_listeners(
     Ok(listeners)
 }
 
-/// How unix sockets are made (`chmod-socket`, `chown-socket`).
-pub(super) fn unix_options(config: &Config) -> io::Result<UnixOptions> {
-    let owner = match &config.chown_socket {
-        Some(spec) => {
-            let (user, group) = spec
-                .split_once(':')
-                .map_or((spec.as_str(), None), |(u, g)| (u, Some(g)));
-            let who = privilege::Credentials::resolve(Some(user), group)
-                .map_err(context(format_args!("chown-socket {spec}")))?;
-            Some((who.uid, who.gid))
-        }
-        None => None,
-    };
-    Ok(UnixOptions {
+/// How unix sockets are made (`chmod-socket`, `chown-socket`, resolved when the
+/// configuration loaded).
+pub(super) fn unix_options(config: &Config) -> UnixOptions {
+    UnixOptions {
         mode: config.chmod_socket,
-        owner,
-    })
+        owner: config
+            .chown_socket
+            .as_ref()
+            .map(|owner| (owner.uid, owner.gid)),
+    }
 }
 
 /// The backlog of every listener (`listen`).
@@ -116,8 +109,7 @@ pub(super) fn take_named(inherited: &mut Vec<InheritedFd>, name: &str) -> Option
 
 /// Drops to `uid`/`gid` once the sockets are bound; warns when workers would run as root.
 pub(super) fn drop_privileges(config: &Config) -> io::Result<()> {
-    let credentials =
-        privilege::Credentials::resolve(config.uid.as_deref(), config.gid.as_deref())?;
+    let credentials = config.credentials();
     if credentials.is_empty() {
         if privilege::is_root() {
             log::warn!("running workers as root: set uid and gid to drop privileges");
@@ -125,10 +117,10 @@ pub(super) fn drop_privileges(config: &Config) -> io::Result<()> {
         return Ok(());
     }
     let who = match (&config.uid, &config.gid) {
-        (Some(uid), Some(gid)) => format!("uid {uid}, gid {gid}"),
-        (Some(uid), None) => format!("uid {uid}"),
-        (None, Some(gid)) => format!("gid {gid}"),
-        (None, None) => unreachable!("invariant: credentials are not empty"),
+        (Some(uid), Some(gid)) => format!("uid {}, gid {}", uid.text, gid.text),
+        (Some(uid), None) => format!("uid {}", uid.text),
+        (None, Some(gid)) => format!("gid {}", gid.text),
+        (None, None) => String::from("uid/gid"),
     };
     privilege::drop_privileges(&credentials).map_err(context(who))
 }

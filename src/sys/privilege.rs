@@ -15,7 +15,7 @@ use super::error::{context, with_context};
 use nix::unistd::{Gid, Group, Uid, User};
 
 /// Who to become, resolved from the `uid` / `gid` options.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Credentials {
     pub(crate) uid: Option<Uid>,
     pub(crate) gid: Option<Gid>,

@@ -36,7 +36,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::api::{AppRegistry, AppSettings, RouteSettings, Router};
+use crate::api::{AppRegistry, RouteSettings, Router};
 use crate::config::Config;
 use crate::config::value::AllowedPeer;
 use crate::coro::{
@@ -325,10 +325,7 @@ fn route_settings(config: &Config) -> RouteSettings {
         static_maps: (config.static_maps.iter())
             .map(|m| (m.prefix.clone(), m.target.clone().into()))
             .collect(),
-        apps: AppSettings {
-            fetch_url: config.fetch_url.clone(),
-            static_index: config.static_index.clone(),
-        },
+        options: config.app_options.clone(),
     }
 }
 

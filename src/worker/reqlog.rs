@@ -106,27 +106,17 @@ pub(crate) struct RequestLog {
 
 impl RequestLog {
     pub(crate) fn from_config(config: &Config) -> RequestLog {
-        if let Some(target) = config.req_logger.as_deref()
-            && !target.starts_with("file:")
-        {
-            log::warn!(
-                "req-logger {target}: only file:PATH is supported; logging requests to the server log"
-            );
-        }
-        let file = config
-            .req_logger
-            .as_deref()
-            .and_then(|target| target.strip_prefix("file:"))
-            .and_then(|path| {
-                open_append(Path::new(path))
-                    .map_err(|e| {
-                        log::error!(
-                            "req-logger file:{path}: {e}; logging requests to the server log"
-                        )
-                    })
-                    .ok()
-                    .map(|file| (PathBuf::from(path), RefCell::new(file)))
-            });
+        let file = config.req_logger.as_deref().and_then(|path| {
+            open_append(path)
+                .map_err(|e| {
+                    log::error!(
+                        "req-logger file:{}: {e}; logging requests to the server log",
+                        path.display()
+                    )
+                })
+                .ok()
+                .map(|file| (path.to_path_buf(), RefCell::new(file)))
+        });
         RequestLog {
             enabled: !config.disable_logging,
             log_4xx: config.log_4xx,

@@ -215,7 +215,12 @@ fn the_fetch_app_without_fetch_url_is_refused_before_anything_starts() {
     );
     let out = run_cli(scratch.path(), &["--ini", "app.ini", "--check-config"]);
     assert_eq!(out.code(), Some(1));
-    assert!(out.stderr.contains("fetch-url"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("app.ini:3: module: app 'fetch' needs fetch-url = URL"),
+        "{}",
+        out.stderr
+    );
 }
 
 /// `--check-config` of `ini` (written as `app.ini`): exit code and stderr.
@@ -405,4 +410,42 @@ fn a_daemonize_log_that_is_not_a_regular_file_is_an_error_at_check_config() {
         "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\ndaemonize = /dev/null\n",
     );
     assert_eq!(code, Some(0), "/dev/null discards the log: {stderr}");
+}
+
+#[test]
+fn bad_req_logger_chown_socket_uid_gid_mount_and_module_values_fail_check_config_at_their_line() {
+    for (line, expected) in [
+        (
+            "req-logger = syslog:app",
+            "app.ini:4: req-logger: only file:PATH is supported",
+        ),
+        (
+            "chown-socket = no-such-user-rc",
+            "app.ini:4: chown-socket: no such user 'no-such-user-rc'",
+        ),
+        (
+            "uid = no-such-user-rc",
+            "app.ini:4: uid: no such user 'no-such-user-rc'",
+        ),
+        (
+            "gid = no-such-group-rc",
+            "app.ini:4: gid: no such group 'no-such-group-rc'",
+        ),
+        ("mount = /api", "app.ini:4: mount:"),
+        ("mount = /api=nope", "app.ini:4: mount: no app named 'nope'"),
+        (
+            "module = two words",
+            "app.ini:4: module: 'two words' is not an app name",
+        ),
+    ] {
+        let (code, stderr) = check(
+            "bad-typed-values",
+            &format!("[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n{line}\n"),
+        );
+        assert_eq!(code, Some(1), "{line}: {stderr}");
+        assert!(
+            stderr.contains(expected),
+            "{line}: expected {expected:?} in {stderr}"
+        );
+    }
 }

@@ -300,3 +300,90 @@ fn a_100_mib_static_file_is_served_with_flat_worker_memory() {
         "worker RSS grew from {before} KiB to {peak} KiB"
     );
 }
+
+// ----- a binary of one's own: the search example -------------------------------------------
+
+#[test]
+fn the_search_example_lists_its_app_options_in_help_and_print_config() {
+    let program = Instance::example("search");
+    let scratch = Scratch::new("search-help");
+    let help = std::process::Command::new(&program)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    assert!(help.contains("--search-upstream URL"), "{help}");
+    assert!(help.contains("--fake-upstream-delay SECS"), "{help}");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = search\n\
+         search-upstream = https://search.example/api\n",
+    );
+    let printed = std::process::Command::new(&program)
+        .args(["--ini", "app.ini", "--print-config"])
+        .current_dir(scratch.path())
+        .output()
+        .expect("run --print-config");
+    let printed = String::from_utf8_lossy(&printed.stdout).into_owned();
+    let row = printed
+        .lines()
+        .find(|l| l.starts_with("search-upstream"))
+        .unwrap_or_else(|| panic!("no search-upstream row: {printed}"));
+    assert!(
+        row.contains("https://search.example/api") && row.contains("app.ini:4"),
+        "{row}"
+    );
+    let delay = printed
+        .lines()
+        .find(|l| l.starts_with("fake-upstream-delay"))
+        .unwrap_or_else(|| panic!("no fake-upstream-delay row: {printed}"));
+    assert!(
+        delay.contains("100ms") && delay.contains("default"),
+        "{delay}"
+    );
+}
+
+#[test]
+fn a_bad_search_upstream_fails_check_config_with_file_and_line() {
+    let program = Instance::example("search");
+    let scratch = Scratch::new("search-bad-upstream");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = search\nsearch-upstream = ftp://nope/\n",
+    );
+    let out = std::process::Command::new(&program)
+        .args(["--ini", "app.ini", "--check-config"])
+        .current_dir(scratch.path())
+        .output()
+        .expect("run --check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("app.ini:4: search-upstream:"), "{stderr}");
+}
+
+#[test]
+fn the_search_example_calls_its_upstream_once_then_three_times_in_parallel() {
+    let program = Instance::example("search");
+    let upstream = Instance::start_program(
+        &program,
+        "search-upstream",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = fake-upstream\nfake-upstream-delay = 200ms\n",
+    );
+    let base = format!("{}", upstream.target(Proto::Http));
+    let search = Instance::start_program(
+        &program,
+        "search-front",
+        &format!(
+            "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = search\nsearch-upstream = {base}\n"
+        ),
+    );
+    let response = http_get(&search.target(Proto::Http), "/search?q=rust");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let doc: serde_json::Value = serde_json::from_slice(&response.body).expect("JSON");
+    for kind in ["web", "news", "images", "videos"] {
+        assert_eq!(doc[kind]["source"], kind, "{doc}");
+        assert_eq!(doc[kind]["results"][0], "first result for rust", "{doc}");
+    }
+    // Printed, not asserted (the machine is shared): the fan-out takes about one delay.
+    eprintln!("search timings: {}", doc["timing_ms"]);
+}

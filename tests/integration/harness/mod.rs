@@ -174,6 +174,29 @@ impl Instance {
         Path::new(BIN)
     }
 
+    /// The binary of example `name` (`examples/NAME.rs`), built on first use: a plain
+    /// `cargo test` has built it already, a filtered run may not have.
+    pub(crate) fn example(name: &str) -> PathBuf {
+        static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+        let out = Command::new(env!("CARGO"))
+            .args(["build", "--locked", "--quiet", "--example", name])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdin(Stdio::null())
+            .output()
+            .expect("run cargo build --example");
+        assert!(
+            out.status.success(),
+            "cargo build --example {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Path::new(BIN)
+            .parent()
+            .expect("the binary's directory")
+            .join("examples")
+            .join(name)
+    }
+
     /// Like [`Instance::start`], running `program` (a copy of the binary) instead.
     pub(crate) fn start_program(program: &Path, name: &str, ini: &str) -> Instance {
         let mut instance = Instance::spawn_program(program, name, ini, &[], &[]);
