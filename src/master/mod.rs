@@ -59,7 +59,9 @@ use crate::worker::{self, Apps, WorkerSpec};
 use action::Action;
 use handover::{Handover, Launch};
 use reload::adopt_old_workers;
-use startup::{bind_listeners, drop_privileges, set_up_output, take_named};
+use startup::{
+    bind_listeners, drop_privileges, listen_backlog, set_up_output, take_named, unix_options,
+};
 use stats::{StatsListener, StatsServer};
 use touch::TouchFiles;
 use workers::{Decision, Lifecycle, Worker, WorkerTable};
@@ -328,7 +330,9 @@ impl<'a> Master<'a> {
             Some(spec) => {
                 let listener = match inherited_stats {
                     Some(fd) => StatsListener::adopt(fd, spec)?,
-                    None => StatsListener::bind(spec)?,
+                    None => {
+                        StatsListener::bind(spec, listen_backlog(&config), unix_options(&config))?
+                    }
                 };
                 log::info!("stats server on {}", listener.describe());
                 let server = StatsServer::new(

@@ -73,7 +73,8 @@ impl Master<'_> {
         if let Some(spec) = &new.stats
             && self.config.stats.as_ref() != Some(spec)
         {
-            let listener = StatsListener::bind(spec).map_err(|e| e.to_string())?;
+            let listener = StatsListener::bind(spec, listen_backlog(new), unix_options(new))
+                .map_err(|e| e.to_string())?;
             prepared.stats = Some((stats_fd_name(spec), listener));
         }
         Ok(prepared)

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::net::addr::{Host, SocketSpec};
-use crate::net::listener::{self, Listener};
+use crate::net::addr::SocketSpec;
+use crate::net::listener::{self, Listener, LocalAddr, UnixOptions};
 use crate::scoreboard::{Scoreboard, WorkerSnapshot};
 
 /// Longest a stats client may take, from its connection to the last byte of its answer.
@@ -39,63 +39,34 @@ const HTTP_HEAD: &[u8] =
 /// The stats listener (`stats = addr`).
 #[derive(Debug)]
 pub(crate) enum StatsListener {
-    Tcp(mio::net::TcpListener),
-    Unix(mio::net::UnixListener),
+    Tcp(TcpListener),
+    Unix(UnixListener),
 }
 
 impl StatsListener {
-    /// Binds `spec` non-blocking. A unix path holding anything but a stale socket is refused,
-    /// never removed.
-    pub(crate) fn bind(spec: &SocketSpec) -> io::Result<StatsListener> {
-        let context = |e: io::Error| io::Error::new(e.kind(), format!("stats {spec}: {e}"));
-        match spec {
-            SocketSpec::Tcp { host, port } => {
-                let ip = match host {
-                    Host::Any => std::net::IpAddr::from([0, 0, 0, 0]),
-                    Host::Ip(ip) => *ip,
-                    Host::Name(name) => {
-                        std::net::ToSocketAddrs::to_socket_addrs(&(name.as_str(), *port))
-                            .map_err(context)?
-                            .next()
-                            .ok_or_else(|| context(io::Error::other("no address")))?
-                            .ip()
-                    }
-                };
-                let listener = TcpListener::bind((ip, *port)).map_err(context)?;
-                listener.set_nonblocking(true).map_err(context)?;
-                Ok(StatsListener::Tcp(mio::net::TcpListener::from_std(
-                    listener,
-                )))
-            }
-            SocketSpec::Unix(path) => {
-                listener::remove_stale_socket(path).map_err(context)?;
-                let listener = UnixListener::bind(path).map_err(context)?;
-                listener.set_nonblocking(true).map_err(context)?;
-                Ok(StatsListener::Unix(mio::net::UnixListener::from_std(
-                    listener,
-                )))
-            }
-            SocketSpec::Fd(_) => Err(context(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "stats cannot use an inherited fd",
-            ))),
-        }
+    /// Binds `spec` like every listening socket of the instance (`net::listener`): the same
+    /// backlog, unix-socket mode and owner, and a unix path holding anything but a stale socket
+    /// is refused, never removed.
+    pub(crate) fn bind(
+        spec: &SocketSpec,
+        backlog: u32,
+        unix: UnixOptions,
+    ) -> io::Result<StatsListener> {
+        let what = format!("stats {spec}");
+        let (fd, local) = listener::bind_socket(spec, &what, backlog, unix)?;
+        Ok(StatsListener::from_fd(fd, &local))
     }
 
     /// Takes over the stats socket of the previous master image.
     pub(crate) fn adopt(fd: OwnedFd, spec: &SocketSpec) -> io::Result<StatsListener> {
-        if matches!(spec, SocketSpec::Unix(_)) {
-            let listener = UnixListener::from(fd);
-            listener.set_nonblocking(true)?;
-            Ok(StatsListener::Unix(mio::net::UnixListener::from_std(
-                listener,
-            )))
-        } else {
-            let listener = TcpListener::from(fd);
-            listener.set_nonblocking(true)?;
-            Ok(StatsListener::Tcp(mio::net::TcpListener::from_std(
-                listener,
-            )))
+        let local = listener::adopt_socket(&fd, &format!("stats {spec}: adopt"))?;
+        Ok(StatsListener::from_fd(fd, &local))
+    }
+
+    fn from_fd(fd: OwnedFd, local: &LocalAddr) -> StatsListener {
+        match local {
+            LocalAddr::Tcp(_) => StatsListener::Tcp(TcpListener::from(fd)),
+            LocalAddr::Unix(_) => StatsListener::Unix(UnixListener::from(fd)),
         }
     }
 
@@ -114,14 +85,20 @@ impl StatsListener {
     /// The next pending connection, non-blocking; `Ok(None)` when there is none.
     fn accept(&self) -> io::Result<Option<ClientStream>> {
         let accepted = match self {
-            StatsListener::Tcp(l) => l.accept().map(|(s, _)| ClientStream::Tcp(s.into())),
-            StatsListener::Unix(l) => l.accept().map(|(s, _)| ClientStream::Unix(s.into())),
+            StatsListener::Tcp(l) => l.accept().map(|(s, _)| ClientStream::Tcp(s)),
+            StatsListener::Unix(l) => l.accept().map(|(s, _)| ClientStream::Unix(s)),
         };
-        match accepted {
-            Ok(stream) => Ok(Some(stream)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(e),
+        let stream = match accepted {
+            Ok(stream) => stream,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // An accepted socket does not inherit O_NONBLOCK from the listener.
+        match &stream {
+            ClientStream::Tcp(s) => s.set_nonblocking(true)?,
+            ClientStream::Unix(s) => s.set_nonblocking(true)?,
         }
+        Ok(Some(stream))
     }
 }
 
@@ -134,30 +111,9 @@ impl AsRawFd for StatsListener {
     }
 }
 
-impl mio::event::Source for StatsListener {
-    fn register(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        match self {
-            StatsListener::Tcp(l) => l.register(r, t, i),
-            StatsListener::Unix(l) => l.register(r, t, i),
-        }
-    }
+crate::sys::fd_event_source!(StatsListener, |listener| listener.as_raw_fd());
 
-    fn reregister(&mut self, r: &mio::Registry, t: mio::Token, i: mio::Interest) -> io::Result<()> {
-        match self {
-            StatsListener::Tcp(l) => l.reregister(r, t, i),
-            StatsListener::Unix(l) => l.reregister(r, t, i),
-        }
-    }
-
-    fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
-        match self {
-            StatsListener::Tcp(l) => l.deregister(r),
-            StatsListener::Unix(l) => l.deregister(r),
-        }
-    }
-}
-
-/// An accepted stats connection (non-blocking: mio's accept sets `O_NONBLOCK`).
+/// An accepted stats connection, non-blocking.
 #[derive(Debug)]
 enum ClientStream {
     Tcp(TcpStream),

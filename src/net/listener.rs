@@ -98,16 +98,12 @@ impl Listener {
         unix: UnixOptions,
     ) -> io::Result<Listener> {
         let what = format!("{} {spec}", protocol.option());
-        let (fd, local) = match spec {
-            SocketSpec::Tcp { host, port } => bind_tcp(host, *port).map_err(context(&what))?,
-            SocketSpec::Unix(path) => bind_unix(path, unix).map_err(context(&what))?,
-            SocketSpec::Fd(raw) => {
-                let fd = fd::adopt_fd(*raw)
-                    .map_err(|e| with_context(with_context(e, "adopt"), &what))?;
-                return Listener::adopt(fd, spec, protocol);
-            }
-        };
-        set_backlog(fd.as_fd(), backlog).map_err(context(&what))?;
+        if let SocketSpec::Fd(raw) = spec {
+            let fd =
+                fd::adopt_fd(*raw).map_err(|e| with_context(with_context(e, "adopt"), &what))?;
+            return Listener::adopt(fd, spec, protocol);
+        }
+        let (fd, local) = bind_socket(spec, &what, backlog, unix)?;
         Ok(Listener {
             fd,
             protocol,
@@ -123,17 +119,8 @@ impl Listener {
         spec: &SocketSpec,
         protocol: Protocol,
     ) -> io::Result<Listener> {
-        let what = format_args!("{} {spec}: adopt", protocol.option());
-        let listening = socket::getsockopt(&fd, sockopt::AcceptConn)
-            .map_err(|e| with_context(e.into(), what))?;
-        if !listening {
-            return Err(with_context(
-                io::Error::new(io::ErrorKind::InvalidInput, "not a listening socket"),
-                what,
-            ));
-        }
-        let local = local_addr(fd.as_fd()).map_err(context(what))?;
-        fd::set_nonblocking(&fd, true).map_err(context(what))?;
+        let what = format!("{} {spec}: adopt", protocol.option());
+        let local = adopt_socket(&fd, &what)?;
         Ok(Listener {
             fd,
             protocol,
@@ -189,6 +176,46 @@ impl AsFd for Listener {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// Checks that `fd` (handed over) is a listening socket, makes it non-blocking and returns
+/// its address; errors start with `what`.
+pub(crate) fn adopt_socket(fd: &OwnedFd, what: &str) -> io::Result<LocalAddr> {
+    let listening =
+        socket::getsockopt(fd, sockopt::AcceptConn).map_err(|e| with_context(e.into(), what))?;
+    if !listening {
+        return Err(with_context(
+            io::Error::new(io::ErrorKind::InvalidInput, "not a listening socket"),
+            what,
+        ));
+    }
+    let local = local_addr(fd.as_fd()).map_err(context(what))?;
+    fd::set_nonblocking(fd, true).map_err(context(what))?;
+    Ok(local)
+}
+
+/// Binds the TCP or unix socket `spec` non-blocking, listening with `backlog`; a unix socket
+/// replaces only a stale socket file and gets `unix`'s mode and owner. Every listening socket
+/// of the instance (the served ones and the stats socket) is made here. Errors start with
+/// `what` (`stats 127.0.0.1:9191: bind: address already in use`).
+pub(crate) fn bind_socket(
+    spec: &SocketSpec,
+    what: &str,
+    backlog: u32,
+    unix: UnixOptions,
+) -> io::Result<(OwnedFd, LocalAddr)> {
+    let (fd, local) = match spec {
+        SocketSpec::Tcp { host, port } => bind_tcp(host, *port).map_err(context(what))?,
+        SocketSpec::Unix(path) => bind_unix(path, unix).map_err(context(what))?,
+        SocketSpec::Fd(raw) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what}: fd://{raw} cannot be bound here"),
+            ));
+        }
+    };
+    set_backlog(fd.as_fd(), backlog).map_err(context(what))?;
+    Ok((fd, local))
 }
 
 fn bind_tcp(host: &Host, port: u16) -> io::Result<(OwnedFd, LocalAddr)> {
