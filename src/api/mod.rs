@@ -16,6 +16,7 @@ mod routes;
 
 /// HTTP dates for apps that send `Last-Modified` or read `If-Modified-Since`.
 pub(crate) use crate::proto::date::{format_http_date, parse_http_date};
+pub(crate) use request::RequestParts;
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
 pub(crate) use router::{AppRegistry, AppSettings, RouteSettings, Router};
