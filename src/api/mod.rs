@@ -19,6 +19,7 @@ mod routes;
 pub(crate) use crate::proto::date::{format_http_date, parse_http_date};
 pub(crate) use options::metavar;
 pub use options::{AppConfig, AppOption, OptionKind};
+pub(crate) use request::RequestParts;
 pub use request::{Body, Request, RequestBuilder};
 pub use response::{Response, ResponseBody, reason_phrase};
 pub(crate) use router::{AppRegistry, RouteSettings, Router};

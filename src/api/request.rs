@@ -4,6 +4,8 @@ use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 
+use crate::proto::Vars;
+
 /// The request body: read it like any `std::io::Read`.
 ///
 /// Reading parks the handler's coroutine while bytes are in flight; the worker serves other
@@ -60,7 +62,65 @@ pub struct Request<'a> {
     pub(crate) body: Body<'a>,
 }
 
+/// What a protocol parsed of one request: every field of a [`Request`] that does not depend on
+/// the route, the worker or the body. Owned, so it outlives the connection's read buffer.
+#[derive(Debug, Default)]
+pub(crate) struct RequestParts {
+    pub(crate) method: String,
+    /// The target as sent (`REQUEST_URI`).
+    pub(crate) uri: String,
+    /// The percent-decoded path with the mount point still in front (`PATH_INFO` as text).
+    pub(crate) path: String,
+    pub(crate) query: String,
+    pub(crate) protocol: String,
+    pub(crate) scheme: String,
+    pub(crate) headers: Vec<(String, String)>,
+    /// The CGI vars as bytes: the request log and the router read them before the handler's
+    /// text copy is made.
+    pub(crate) vars: Vars,
+    pub(crate) remote_addr: Option<SocketAddr>,
+}
+
 impl<'a> Request<'a> {
+    /// The one way a request is built, by the worker and by [`Request::builder`]: `parts`
+    /// routed to the app mounted at `script_name`, served by worker `worker_id`.
+    pub(crate) fn new(
+        parts: RequestParts,
+        script_name: &str,
+        worker_id: u32,
+        body: Body<'a>,
+    ) -> Request<'a> {
+        let RequestParts {
+            method,
+            uri,
+            mut path,
+            query,
+            protocol,
+            scheme,
+            headers,
+            vars,
+            remote_addr,
+        } = parts;
+        // The handler sees the path below its mount point (in place: no second copy).
+        if path.starts_with(script_name) {
+            path.drain(..script_name.len());
+        }
+        Request {
+            method,
+            uri,
+            path,
+            query,
+            protocol,
+            scheme,
+            headers,
+            vars: vars_to_strings(&vars),
+            remote_addr,
+            script_name: script_name.to_string(),
+            worker_id,
+            body,
+        }
+    }
+
     /// The method, such as `GET`.
     pub fn method(&self) -> &str {
         &self.method
@@ -299,20 +359,16 @@ impl<'a> Request<'a> {
     pub fn builder(method: &str, uri: &str) -> RequestBuilder {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
         RequestBuilder {
-            request: Request {
+            parts: RequestParts {
                 method: method.to_string(),
                 uri: uri.to_string(),
                 path: decode_path(path),
                 query: query.to_string(),
                 protocol: "HTTP/1.1".to_string(),
                 scheme: "http".to_string(),
-                headers: Vec::new(),
-                vars: Vec::new(),
-                remote_addr: None,
-                script_name: String::new(),
-                worker_id: 0,
-                body: Body::empty(),
+                ..RequestParts::default()
             },
+            body: Body::empty(),
         }
     }
 }
@@ -320,13 +376,14 @@ impl<'a> Request<'a> {
 /// Builds a [`Request`] by hand (see [`Request::builder`]).
 #[derive(Debug)]
 pub struct RequestBuilder {
-    request: Request<'static>,
+    parts: RequestParts,
+    body: Body<'static>,
 }
 
 impl RequestBuilder {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.request
+        self.parts
             .headers
             .push((name.to_string(), value.to_string()));
         self
@@ -334,22 +391,32 @@ impl RequestBuilder {
 
     /// Adds a CGI/uwsgi variable.
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.request
-            .vars
-            .push((name.to_string(), value.to_string()));
+        self.parts.vars.push(name, value);
         self
     }
 
     /// Sets the body.
     pub fn body(mut self, reader: impl Read + 'static) -> Self {
-        self.request.body = Body::new(reader);
+        self.body = Body::new(reader);
         self
     }
 
-    /// The request.
+    /// The request (served by no worker, routed to no mount point).
     pub fn build(self) -> Request<'static> {
-        self.request
+        Request::new(self.parts, "", 0, self.body)
     }
+}
+
+/// The vars as text for the handler (bytes that are not UTF-8 are replaced: the API is text).
+fn vars_to_strings(vars: &Vars) -> Vec<(String, String)> {
+    vars.iter()
+        .map(|(k, v)| {
+            (
+                String::from_utf8_lossy(k).into_owned(),
+                String::from_utf8_lossy(v).into_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Splits `a=1&b=x+y` into decoded `(name, value)` pairs (a name alone has an empty value).

@@ -173,6 +173,11 @@ impl Request {
         &self.vars
     }
 
+    /// The vars, taken out of the request (no copy).
+    pub(crate) fn into_vars(self) -> Vars {
+        self.vars
+    }
+
     #[cfg(any(test, fuzzing))]
     /// The header's modifier2 (0 from nginx).
     pub(crate) fn modifier2(&self) -> u8 {

@@ -5,9 +5,9 @@
 //!   close idle keep-alive connections at once and wait for busy ones.
 //! - [`Cores`]: the worker's `async` cores. A connection holds one only from the end of a
 //!   request head to the end of its answer, never while it waits for a client.
-//! - [`call_app`]: runs the handler under the request's deadline (`harakiri`), turning a panic
-//!   into a 500 and an expired deadline into a 504 (respond exactly once, STYLE 6).
-//! - [`write_response`]: the head the protocol built, then the body, framed.
+//! - [`write_response`]: an answer's head, then its body, framed.
+//!
+//! What happens to one request on a connection, whichever protocol, is [`super::exchange`]'s.
 
 use std::cell::RefCell;
 use std::io::{self, Read};
@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::reqlog::RecordStart;
 use super::{Counters, Shared};
-use crate::api::{Handler, Request, Response, ResponseBody};
+use crate::api::ResponseBody;
 use crate::config::value::AllowedPeer;
-use crate::coro::{self, Addr, CancelReason, CoStream, Permit, Semaphore, TaskId};
+use crate::coro::{self, Addr, CoStream, Permit, Semaphore, TaskId};
 use crate::net::listener::Protocol;
 use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
 
@@ -318,94 +317,6 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// How a request ended, for the log and the counters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum AppOutcome {
-    /// The handler answered.
-    Answered,
-    /// The handler panicked: 500.
-    Panicked,
-    /// The request's deadline passed: 504.
-    TimedOut,
-}
-
-/// Calls `handler` under the request deadline; always yields a response to send.
-pub(crate) fn call_app(
-    shared: &Shared,
-    handler: &dyn Handler,
-    req: &mut Request<'_>,
-) -> (Response, AppOutcome) {
-    if let Some(limit) = shared.harakiri {
-        coro::cancel_at(Some(Instant::now() + limit), CancelReason::Deadline);
-    }
-    let result = coro::catch_panic(|| handler.handle(req));
-    // The deadline covers the handler; sending the answer is bounded by socket-timeout.
-    coro::cancel_at(None, CancelReason::Deadline);
-    let cancelled = coro::take_cancel();
-    Counters::bump(&shared.counters.requests);
-    match (result, cancelled) {
-        (_, Some(CancelReason::Deadline)) => {
-            shared.count_harakiri();
-            log::warn!(
-                "harakiri: request cancelled after {}s method={} uri={}",
-                shared.harakiri.map_or(0, |d| d.as_secs()),
-                req.method(),
-                req.uri()
-            );
-            (Response::error(504), AppOutcome::TimedOut)
-        }
-        (Ok(response), _) => (response, AppOutcome::Answered),
-        (Err(error), _) => {
-            shared.count_exception();
-            log::error!(
-                "handler panicked method={} uri={}: {}",
-                req.method(),
-                req.uri(),
-                error.message().unwrap_or("(no message)")
-            );
-            (Response::error(500), AppOutcome::Panicked)
-        }
-    }
-}
-
-/// A response ready for the wire: its head already encoded for the protocol.
-#[derive(Debug)]
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) head: Vec<u8>,
-    pub(crate) body: ResponseBody,
-    pub(crate) encoding: BodyEncoding,
-    pub(crate) send_body: bool,
-}
-
-/// Sends `answer` and accounts for the request whatever happens: the scoreboard (the core is
-/// shown free again; the caller gives it back), the counters and, once it went out, the
-/// request log.
-pub(crate) fn send_answer(
-    conn: &mut Conn,
-    shared: &Shared,
-    core: &Core<'_>,
-    answer: Answer,
-    record: RecordStart,
-    started: Instant,
-) -> io::Result<()> {
-    let status = answer.status;
-    let sent = write_response(
-        conn,
-        answer.head,
-        answer.body,
-        answer.encoding,
-        answer.send_body,
-    );
-    let elapsed = started.elapsed();
-    shared.end_request(core.id(), *sent.as_ref().unwrap_or(&0), elapsed);
-    let sent = sent?;
-    shared
-        .request_log
-        .log(shared, record.finish(status, sent, elapsed));
-    Ok(())
-}
-
 /// Writes `head` and then `body` with `encoding`; returns the bytes written in all.
 ///
 /// A body shorter than its announced length is an error (the connection must close: the
@@ -481,37 +392,6 @@ fn stream_body(
     Ok(sent)
 }
 
-/// A response whose headers cannot go on the wire (a name that is not a token, a value with
-/// CR, LF or NUL) becomes a logged 500: a handler must never be able to split a response.
-pub(crate) fn checked(response: Response) -> Response {
-    let invalid = response.headers().iter().find(|(name, value)| {
-        !http1::response::is_valid_field_name(name.as_bytes())
-            || !http1::response::is_valid_field_value(value.as_bytes())
-    });
-    match invalid {
-        None => response,
-        Some((name, _)) => {
-            log::error!("handler sent an invalid header {name:?}: answering 500");
-            Response::error(500)
-        }
-    }
-}
-
-/// The body's length when it is known in advance.
-pub(crate) fn body_len(body: &ResponseBody) -> Option<u64> {
-    match body {
-        ResponseBody::Bytes(bytes) => Some(bytes.len() as u64),
-        ResponseBody::Stream { len, .. } => *len,
-    }
-}
-
-/// Whether the handler asked for the connection to close (`Connection: close`).
-pub(crate) fn wants_close(response: &Response) -> bool {
-    response
-        .header_value("connection")
-        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
-}
-
 /// Logs a failed write once, at info level (a client going away is normal), and counts it.
 pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) {
     Counters::bump(&shared.counters.disconnects);
@@ -543,12 +423,6 @@ mod tests {
         assert!(cores.permits.try_acquire().is_none(), "both are busy");
         drop(a);
         assert_eq!(cores.acquire().expect("core").id(), 0);
-    }
-
-    #[test]
-    fn connection_close_from_the_handler_is_seen() {
-        assert!(wants_close(&Response::ok().header("Connection", "Close")));
-        assert!(!wants_close(&Response::ok()));
     }
 }
 

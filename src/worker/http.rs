@@ -9,15 +9,12 @@ use std::io;
 use std::time::Instant;
 
 use super::Shared;
-use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard, Core};
-use crate::api::{Body, Request, Response};
+use super::conn::{Conn, ConnGuard};
+use super::exchange::{self, AnswerHead, Framing, Next, ParsedRequest};
+use crate::api::RequestParts;
 use crate::proto::cgi::{self, ConnInfo};
-use crate::proto::http1::{self, BodyDecoder, RequestHead, ResponseContext};
-use crate::proto::{ParseError, Vars};
-
-/// Unread request body beyond this is not drained: the connection closes after the answer.
-const MAX_DRAIN: u64 = 1 << 20;
+use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
+use crate::proto::http1::{self, RequestHead, ResponseContext};
 
 /// Serves requests on `conn` until the client closes, an error, or the worker drains.
 pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
@@ -40,22 +37,20 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         };
         guard.set_idle(false);
         first = false;
-        // A core from now until the answer is out: the client waited for nothing else.
-        let Ok(core) = shared.cores.acquire() else {
-            return; // cancelled: the worker is stopping
+        let request = parse_request(&head, &conn);
+        let framing = ResponseContext {
+            version: head.version(),
+            is_head: head.is_head(),
+            keep_alive: head.keep_alive(),
         };
-        let served = serve_request(&mut conn, head, shared, &core);
-        drop(core);
-        match served {
-            Ok(true) => continue,
-            Ok(false) => {
+        drop(head);
+        match exchange::serve_request(&mut conn, shared, request, &framing) {
+            Next::Reuse => continue,
+            Next::Close => {
                 conn.close_gracefully();
                 return;
             }
-            Err(e) => {
-                conn::note_write_error(shared, &conn, &e);
-                return;
-            }
+            Next::Abandon => return,
         }
     }
 }
@@ -87,7 +82,7 @@ fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Re
                 }
                 Ok(None) => {}
                 Err(error) => {
-                    log_refused(conn, error);
+                    exchange::log_refused(&conn.peer, error);
                     return Err(Refused(error.status()));
                 }
             }
@@ -148,123 +143,18 @@ fn holds_empty_line(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
-fn log_refused(conn: &Conn, error: ParseError) {
-    log::info!(
-        "bad request peer={} status={} reason={}",
-        conn.peer,
-        error.status(),
-        error.reason()
-    );
-}
-
-/// Serves one request whose head was read; returns whether the connection stays open.
-fn serve_request(
-    conn: &mut Conn,
-    head: RequestHead,
-    shared: &Shared,
-    core: &Core<'_>,
-) -> io::Result<bool> {
-    let started = Instant::now();
+/// The request of `head`, as the lifecycle and the handler see it: the CGI vars derived from
+/// the head and the connection, the headers as the client sent them.
+fn parse_request(head: &RequestHead, conn: &Conn) -> ParsedRequest {
     let (remote_addr, remote_port) = conn.peer_parts();
     let vars = cgi::vars_from_head(
-        &head,
+        head,
         &ConnInfo {
             remote_addr: &remote_addr,
             remote_port: &remote_port,
             ..ConnInfo::default()
         },
     );
-    let mut body_state = BodyState::new(
-        BodyDecoder::new(head.framing(), shared.limits.limit_post),
-        head.expects_continue(),
-        shared.body_pace,
-    );
-    let route = shared.router.route(head_path(&vars));
-    let record_base =
-        (shared.request_log).begin(&head_summary(&head), &remote_addr, core.id(), &vars);
-    shared.begin_request(core.id(), head.method(), head.target());
-    let (response, outcome) = {
-        let mut req = request_from_head(&head, vars, route.script_name, conn, &mut body_state);
-        req.worker_id = shared.worker_id;
-        conn::call_app(shared, route.handler.as_ref(), &mut req)
-    };
-    let drained = body::drain(conn, &mut body_state, MAX_DRAIN);
-    let response = match body_state.error {
-        // The body was malformed (or over limit-post): that, not the handler, answers.
-        Some(error) if outcome == AppOutcome::Answered => {
-            log_refused(conn, error);
-            Response::error(error.status())
-        }
-        _ if body_state.timed_out && outcome == AppOutcome::Answered => {
-            log::info!("request body too slow peer={} status=408", conn.peer);
-            Response::error(408)
-        }
-        _ => response,
-    };
-    let keep_alive = head.keep_alive()
-        && drained
-        && body_state.is_done()
-        && !shared.draining.get()
-        && !conn::wants_close(&response)
-        && outcome != AppOutcome::TimedOut;
-    let ctx = ResponseContext {
-        version: head.version(),
-        is_head: head.is_head(),
-        keep_alive,
-    };
-    let (status, headers, body) = conn::checked(response).into_parts();
-    let len = conn::body_len(&body);
-    let framing = http1::decide_framing(ctx, status, len);
-    let mut out = Vec::with_capacity(256);
-    http1::write_response_head(
-        &mut out,
-        head.version(),
-        status,
-        headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
-        &framing,
-    )
-    .expect("invariant: conn::checked let only valid headers through");
-    let record = (record_base.with_protocol(head.version().as_str())).with_response_head(&out);
-    let answer = Answer {
-        status,
-        head: out,
-        body,
-        encoding: framing.encoding,
-        send_body: framing.send_body,
-    };
-    conn::send_answer(conn, shared, core, answer, record, started)?;
-    Ok(framing.keep_alive)
-}
-
-/// `PATH_INFO` of the derived vars (percent-decoded bytes, UTF-8 or not), for routing.
-fn head_path(vars: &Vars) -> &[u8] {
-    vars.get("PATH_INFO")
-        .filter(|p| !p.is_empty())
-        .unwrap_or(b"/")
-}
-
-fn head_summary(head: &RequestHead) -> (String, String) {
-    (head.method().to_string(), head.target().to_string())
-}
-
-/// The handler's view of an HTTP request.
-fn request_from_head<'c>(
-    head: &RequestHead,
-    vars: Vars,
-    script_name: &str,
-    conn: &'c mut Conn,
-    body_state: &'c mut BodyState,
-) -> Request<'c> {
-    let vars = super::uwsgi::vars_to_strings(&vars);
-    let path_info = vars
-        .iter()
-        .find(|(k, _)| k == "PATH_INFO")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("/");
-    let path = path_info
-        .strip_prefix(script_name)
-        .unwrap_or(path_info)
-        .to_string();
     // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
     let authority = head.authority();
     let headers = head
@@ -280,20 +170,41 @@ fn request_from_head<'c>(
             )
         })
         .collect();
-    let remote_addr = conn.peer_socket_addr();
-    Request {
-        method: head.method().to_string(),
-        uri: head.target().to_string(),
-        path,
-        query: head.query().to_string(),
-        protocol: head.version().as_str().to_string(),
-        scheme: "http".to_string(),
-        headers,
-        vars,
-        remote_addr,
-        script_name: script_name.to_string(),
-        worker_id: 0,
-        body: Body::new(BodyReader::new(conn, body_state)),
+    ParsedRequest {
+        parts: RequestParts {
+            method: head.method().to_string(),
+            uri: head.target().to_string(),
+            path: exchange::path_text(&vars),
+            query: head.query().to_string(),
+            protocol: head.version().as_str().to_string(),
+            scheme: "http".to_string(),
+            headers,
+            vars,
+            remote_addr: conn.peer_socket_addr(),
+        },
+        body: head.framing(),
+        expects_continue: head.expects_continue(),
+    }
+}
+
+/// HTTP/1.x framing: what the request's version and method allow, keep-alive when the client
+/// asked for it and the request left the connection reusable.
+impl Framing for ResponseContext {
+    // Unread request body beyond this is not drained: the connection closes after the answer.
+    const MAX_DRAIN: u64 = 1 << 20;
+
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        head: &AnswerHead<'_>,
+    ) -> Result<ResponseFraming, InvalidHeader> {
+        let ctx = ResponseContext {
+            keep_alive: self.keep_alive && head.reusable,
+            ..*self
+        };
+        let framing = http1::decide_framing(ctx, head.status, head.body_len);
+        http1::write_response_head(out, self.version, head.status, head.fields(), &framing)?;
+        Ok(framing)
     }
 }
 

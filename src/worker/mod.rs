@@ -9,9 +9,10 @@
 //! - **Cores** (`async`): each connection runs on its own coroutine ([`conn`]), speaking the
 //!   listener's protocol ([`http`] or [`uwsgi`]). It reads a request head (or uwsgi packet)
 //!   without a core, takes one once the head is complete, right before the app runs, and gives
-//!   it back once the answer is sent. Idle keep-alive connections and clients still sending
-//!   their heads hold none; a head must be complete within `http-header-timeout` of its first
-//!   byte and a body must keep to `body-min-rate` ([`body`]), both answered 408.
+//!   it back once the answer is sent (that lifecycle, the same for both protocols, is
+//!   [`exchange`]'s). Idle keep-alive connections and clients still sending their heads hold
+//!   none; a head must be complete within `http-header-timeout` of its first byte and a body
+//!   must keep to `body-min-rate` ([`body`]), both answered 408.
 //! - **Tasks** (`spawn-limit`): what handlers start with `rt::spawn`, a budget of the runtime
 //!   of its own.
 //!
@@ -27,6 +28,7 @@
 
 mod body;
 mod conn;
+mod exchange;
 mod http;
 mod reqlog;
 mod uwsgi;

@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::Shared;
+use crate::api::RequestParts;
 use crate::config::Config;
 use crate::config::value::{LogPart, LogVar, RequestLogFormat};
 use crate::log::escape_controls;
-use crate::proto::Vars;
 
 /// What one finished request contributes to the log.
 #[derive(Debug, Clone)]
@@ -60,12 +60,6 @@ pub(crate) struct RecordStart {
 }
 
 impl RecordStart {
-    /// The protocol version the answer uses (`HTTP/1.1`).
-    pub(crate) fn with_protocol(mut self, protocol: &str) -> RecordStart {
-        self.protocol = protocol.to_string();
-        self
-    }
-
     /// The response head about to be written (status line, headers, blank line): the log
     /// reports its size and header count apart from the body's size.
     pub(crate) fn with_response_head(mut self, head: &[u8]) -> RecordStart {
@@ -129,21 +123,16 @@ impl RequestLog {
         }
     }
 
-    /// Starts the record of a request: `(method, uri)`, the peer address, the core, and the
-    /// request's CGI vars (only those the format shows are kept).
-    pub(crate) fn begin(
-        &self,
-        (method, uri): &(String, String),
-        addr: &str,
-        core: usize,
-        vars: &Vars,
-    ) -> RecordStart {
+    /// Starts the record of `request` from the peer at `addr` served on `core`: its method,
+    /// URI and protocol, and of its CGI vars only those the format shows.
+    pub(crate) fn begin(&self, request: &RequestParts, addr: &str, core: usize) -> RecordStart {
+        let vars = &request.vars;
         RecordStart {
-            method: method.clone(),
-            uri: uri.clone(),
+            method: request.method.clone(),
+            uri: request.uri.clone(),
             addr: addr.to_string(),
             core,
-            protocol: String::new(),
+            protocol: request.protocol.clone(),
             at: SystemTime::now(),
             vars: (self.wanted_vars.iter())
                 .map(|name| {
@@ -351,13 +340,20 @@ fn value_of(var: &LogVar, wanted: &[String], r: &RequestRecord, worker: u32) -> 
 mod tests {
     use super::*;
     use crate::config::value::{Kind, LogFormat};
+    use crate::proto::Vars;
 
-    fn vars() -> Vars {
+    fn request(method: &str, uri: &str, protocol: &str) -> RequestParts {
         let mut vars = Vars::with_capacity(256, 8);
         vars.push("REQUEST_METHOD", "GET");
         vars.push("HTTP_USER_AGENT", "curl/8\r\nforged");
         vars.push("CONTENT_LENGTH", "");
-        vars
+        RequestParts {
+            method: method.into(),
+            uri: uri.into(),
+            protocol: protocol.into(),
+            vars,
+            ..RequestParts::default()
+        }
     }
 
     fn log_with(format: Option<&str>) -> RequestLog {
@@ -379,8 +375,7 @@ mod tests {
     fn record(log: &RequestLog, status: u16, ms: u64) -> RequestRecord {
         let head = b"HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 9\r\n\r\n";
         assert_eq!(head.len(), 44);
-        log.begin(&("GET".into(), "/x?y=1".into()), "127.0.0.1", 3, &vars())
-            .with_protocol("HTTP/1.1")
+        log.begin(&request("GET", "/x?y=1", "HTTP/1.1"), "127.0.0.1", 3)
             .with_response_head(head)
             .finish(status, 44 + 42, Duration::from_millis(ms))
     }
@@ -410,8 +405,7 @@ mod tests {
     fn control_bytes_in_values_are_escaped() {
         assert_eq!(line("ua=%(uagent)"), r"ua=curl/8\r\nforged");
         let log = log_with(None);
-        let mut start = log.begin(&("G\nET".into(), "/\r".into()), "", 0, &vars());
-        start = start.with_protocol("HTTP/1.1\t");
+        let start = log.begin(&request("G\nET", "/\r", "HTTP/1.1\t"), "", 0);
         let line = default_line(&start.finish(200, 0, Duration::ZERO), 1, 1);
         assert!(line.contains(r"] G\nET /\r => generated 0 bytes"), "{line}");
         assert!(line.contains(r"(HTTP/1.1\t 200)"), "{line}");

@@ -7,20 +7,17 @@
 //! the app and the answer only.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use super::Shared;
-use super::body::{self, BodyReader, BodyState};
-use super::conn::{self, Answer, AppOutcome, Conn, ConnGuard, Core};
-use crate::api::{Body, Request, Response};
-use crate::proto::http1::{BodyDecoder, BodyEncoding};
+use super::conn::{Conn, ConnGuard};
+use super::exchange::{self, AnswerHead, Framing, Next, ParsedRequest};
+use crate::api::RequestParts;
+use crate::proto::http1::BodyEncoding;
+use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
 use crate::proto::uwsgi::{self, Packet};
 use crate::proto::{ParseError, Vars, http1};
-
-/// Unread request body drained before answering, at most (nginx sends it all at once and
-/// resets would turn into 502s); past it the connection closes after the answer regardless.
-const MAX_DRAIN: u64 = 64 << 20;
 
 /// Serves the one request of a uwsgi connection.
 pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
@@ -38,14 +35,13 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         }
     };
     guard.set_idle(false);
-    let Ok(core) = shared.cores.acquire() else {
-        return; // cancelled: the worker is stopping
+    let framing = UwsgiFraming {
+        is_head: request.vars().get("REQUEST_METHOD") == Some(b"HEAD"),
     };
-    let served = serve_request(&mut conn, request, shared, &core);
-    drop(core);
-    match served {
-        Ok(()) => conn.close_gracefully(),
-        Err(e) => conn::note_write_error(shared, &conn, &e),
+    let request = parse_request(request);
+    match exchange::serve_request(&mut conn, shared, request, &framing) {
+        Next::Reuse | Next::Close => conn.close_gracefully(),
+        Next::Abandon => {}
     }
 }
 
@@ -113,134 +109,96 @@ fn refuse(mut conn: Conn, error: ParseError) {
     }
 }
 
-fn serve_request(
-    conn: &mut Conn,
-    request: uwsgi::Request,
-    shared: &Shared,
-    core: &Core<'_>,
-) -> io::Result<()> {
-    let started = Instant::now();
-    let decoder = BodyDecoder::new(request.body_framing(), shared.limits.limit_post);
-    let mut body_state = BodyState::new(decoder, false, shared.body_pace);
+/// The request of a packet, as the lifecycle and the handler see it: the vars as nginx sent
+/// them, the request line and the headers rebuilt from them.
+fn parse_request(request: uwsgi::Request) -> ParsedRequest {
+    let body = request.body_framing();
     let scheme = request.scheme().to_string();
-    let vars = vars_to_strings(request.vars());
-    let var = |name: &str| {
-        vars.iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("")
-    };
-    let method = var("REQUEST_METHOD").to_string();
-    let path_info = match var("PATH_INFO") {
-        "" => "/".to_string(),
-        p => p.to_string(),
-    };
-    let query = var("QUERY_STRING").to_string();
+    let vars = request.into_vars();
+    let var = |name| exchange::var_text(&vars, name);
+    let path = exchange::path_text(&vars);
+    let query = var("QUERY_STRING").into_owned();
     let uri = match var("REQUEST_URI") {
-        "" if query.is_empty() => path_info.clone(),
-        "" => format!("{path_info}?{query}"),
-        uri => uri.to_string(),
+        uri if !uri.is_empty() => uri.into_owned(),
+        _ if query.is_empty() => path.clone(),
+        _ => format!("{path}?{query}"),
     };
     let protocol = match var("SERVER_PROTOCOL") {
-        "" => "HTTP/1.0".to_string(),
-        p => p.to_string(),
+        p if p.is_empty() => "HTTP/1.0".to_string(),
+        p => p.into_owned(),
     };
-    let remote_ip = var("REMOTE_ADDR").to_string();
-    let remote_addr = format!("{remote_ip}:{}", var("REMOTE_PORT"))
-        .parse::<SocketAddr>()
-        .ok();
-    let is_head = method == "HEAD";
-    // Route on nginx's decoded bytes, as HTTP does, not on their lossy text.
-    let route = shared.router.route(match request.vars().get("PATH_INFO") {
-        None | Some(b"") => b"/",
-        Some(raw) => raw,
-    });
-    let record_base = (shared.request_log).begin(
-        &(method.clone(), uri.clone()),
-        &remote_ip,
-        core.id(),
-        request.vars(),
-    );
-    shared.begin_request(core.id(), &method, &uri);
-    let (response, outcome) = {
-        let headers = headers_from_vars(&vars);
-        let mut req = Request {
-            method,
+    ParsedRequest {
+        parts: RequestParts {
+            method: var("REQUEST_METHOD").into_owned(),
             uri,
-            path: path_info
-                .strip_prefix(route.script_name)
-                .unwrap_or(&path_info)
-                .to_string(),
+            path,
             query,
-            protocol: protocol.clone(),
+            protocol,
             scheme,
-            headers,
+            headers: headers_from_vars(&vars),
+            remote_addr: remote_addr(&vars),
             vars,
-            remote_addr,
-            script_name: route.script_name.to_string(),
-            worker_id: shared.worker_id,
-            body: Body::new(BodyReader::new(conn, &mut body_state)),
-        };
-        conn::call_app(shared, route.handler.as_ref(), &mut req)
-    };
-    // Drain before answering: closing with unread bytes would reset the connection and
-    // nginx would answer 502 instead of our response.
-    body::drain(conn, &mut body_state, MAX_DRAIN);
-    let response = match body_state.error {
-        Some(error) if outcome == AppOutcome::Answered => Response::error(error.status()),
-        _ if body_state.timed_out && outcome == AppOutcome::Answered => {
-            log::info!("request body too slow peer={} status=408", conn.peer);
-            Response::error(408)
-        }
-        _ => response,
-    };
-    let (status, headers, body) = conn::checked(response).into_parts();
-    let len = conn::body_len(&body);
-    let mut out = Vec::with_capacity(256);
-    uwsgi::write_response_head(
-        &mut out,
-        status,
-        headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())),
-        len,
-    )
-    .expect("invariant: conn::checked let only valid headers through");
-    let record = record_base
-        .with_protocol(&protocol)
-        .with_response_head(&out);
-    // Never chunked: a body of unknown length ends when we close.
-    let encoding = len.map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length);
-    let send_body = !is_head && http1::response::status_allows_body(status);
-    let answer = Answer {
-        status,
-        head: out,
+        },
         body,
-        encoding,
-        send_body,
-    };
-    conn::send_answer(conn, shared, core, answer, record, started)
+        expects_continue: false,
+    }
 }
 
-/// The vars as strings (bytes that are not UTF-8 are replaced, as the handler API is text).
-pub(crate) fn vars_to_strings(vars: &Vars) -> Vec<(String, String)> {
-    vars.iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
+/// The client's address from `REMOTE_ADDR` and `REMOTE_PORT` (IPv4 or IPv6), if both parse.
+fn remote_addr(vars: &Vars) -> Option<SocketAddr> {
+    let text = |name| std::str::from_utf8(vars.get(name)?).ok();
+    let ip: IpAddr = text("REMOTE_ADDR")?.parse().ok()?;
+    let port: u16 = text("REMOTE_PORT")?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+/// uwsgi framing, as nginx reads it: a raw HTTP/1.1 head, never chunked (a body of unknown
+/// length ends when we close), and the connection always closes after the answer.
+struct UwsgiFraming {
+    is_head: bool,
+}
+
+impl Framing for UwsgiFraming {
+    // nginx sends the whole body at once, and a reset would turn our answer into its 502:
+    // drain much more than on HTTP before giving up.
+    const MAX_DRAIN: u64 = 64 << 20;
+
+    fn write_head(
+        &self,
+        out: &mut Vec<u8>,
+        head: &AnswerHead<'_>,
+    ) -> Result<ResponseFraming, InvalidHeader> {
+        uwsgi::write_response_head(out, head.status, head.fields(), head.body_len)?;
+        Ok(ResponseFraming {
+            encoding: (head.body_len).map_or(BodyEncoding::CloseDelimited, BodyEncoding::Length),
+            send_body: !self.is_head && http1::response::status_allows_body(head.status),
+            keep_alive: false,
         })
-        .collect()
+    }
 }
 
 /// Request headers rebuilt from the CGI vars: `HTTP_USER_AGENT` is `user-agent`; the body's
 /// `CONTENT_TYPE`/`CONTENT_LENGTH` count as headers when nginx did not also send them as
 /// `HTTP_*`.
-fn headers_from_vars(vars: &[(String, String)]) -> Vec<(String, String)> {
+fn headers_from_vars(vars: &Vars) -> Vec<(String, String)> {
+    let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
     let mut headers: Vec<(String, String)> = vars
         .iter()
         .filter_map(|(k, v)| {
-            let name = k.strip_prefix("HTTP_")?;
-            Some((name.to_ascii_lowercase().replace('_', "-"), v.clone()))
+            let name = k.strip_prefix(b"HTTP_")?;
+            let name = name
+                .iter()
+                .map(|&b| {
+                    if b == b'_' {
+                        b'-'
+                    } else {
+                        b.to_ascii_lowercase()
+                    }
+                })
+                .collect::<Vec<u8>>();
+            let name = String::from_utf8(name)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            Some((name, text(v)))
         })
         .collect();
     for (var, header) in [
@@ -248,10 +206,12 @@ fn headers_from_vars(vars: &[(String, String)]) -> Vec<(String, String)> {
         ("CONTENT_LENGTH", "content-length"),
     ] {
         let present = headers.iter().any(|(n, _)| n == header);
-        if let Some((_, value)) = vars.iter().find(|(k, v)| k == var && !v.is_empty())
+        if let Some((_, value)) = vars
+            .iter()
+            .find(|(k, v)| *k == var.as_bytes() && !v.is_empty())
             && !present
         {
-            headers.push((header.to_string(), value.clone()));
+            headers.push((header.to_string(), text(value)));
         }
     }
     headers
@@ -261,18 +221,23 @@ fn headers_from_vars(vars: &[(String, String)]) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
+    fn vars_of(pairs: &[(&str, &str)]) -> Vars {
+        let mut vars = Vars::with_capacity(256, pairs.len());
+        for (k, v) in pairs {
+            vars.push(k, v);
+        }
+        vars
+    }
+
     #[test]
     fn headers_are_rebuilt_from_http_vars_and_the_body_vars() {
-        let vars: Vec<(String, String)> = [
+        let vars = vars_of(&[
             ("HTTP_USER_AGENT", "curl"),
             ("HTTP_X_FORWARDED_FOR", "1.2.3.4"),
             ("CONTENT_TYPE", "text/plain"),
             ("CONTENT_LENGTH", ""),
             ("REQUEST_METHOD", "POST"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+        ]);
         let headers = headers_from_vars(&vars);
         assert_eq!(
             headers,
@@ -282,5 +247,15 @@ mod tests {
                 ("content-type".to_string(), "text/plain".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn the_client_address_is_taken_from_remote_addr_and_port_ipv6_too() {
+        let addr = |ip, port| remote_addr(&vars_of(&[("REMOTE_ADDR", ip), ("REMOTE_PORT", port)]));
+        assert_eq!(addr("10.0.0.7", "5000"), "10.0.0.7:5000".parse().ok());
+        assert_eq!(addr("2001:db8::1", "443"), "[2001:db8::1]:443".parse().ok());
+        assert_eq!(addr("10.0.0.7", ""), None, "no port");
+        assert_eq!(addr("", "80"), None, "no address");
+        assert_eq!(remote_addr(&vars_of(&[])), None);
     }
 }

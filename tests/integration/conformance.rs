@@ -1,6 +1,7 @@
 //! Request conformance on both protocols: what a request's bytes route to (`%ff` paths under
 //! mounts and static maps), request-target forms (CONNECT, absolute-form, fragments), chunk
-//! sizes, repeated `Content-Type`, and static directories holding what is not a file.
+//! sizes, a chunked body over `limit-post`, repeated `Content-Type`, and static directories
+//! holding what is not a file.
 
 use std::fs;
 use std::path::Path;
@@ -261,4 +262,33 @@ fn a_repeated_content_type_gets_400_on_both_protocols() {
           Connection: close\r\n\r\nhi",
     );
     assert_eq!(json(&one.body)["vars"]["CONTENT_TYPE"], "text/plain");
+}
+
+#[test]
+fn a_chunked_body_over_limit_post_answers_413_instead_of_the_app_and_is_logged() {
+    // hello never reads the body: the worker's drain finds it too large, and that, not the
+    // app's 200, answers (the request log records the 413 too).
+    let mut server = Instance::start(
+        "chunked-over-limit",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nlimit-post = 10\nmodule = hello\n",
+        &[],
+    );
+    let mut conn = http(&server).connect();
+    conn.send(
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          14\r\n01234567890123456789\r\n0\r\n\r\n",
+    );
+    let response = conn.read_response();
+    assert_eq!(response.status, 413);
+    assert!(
+        conn.is_closed_by_peer(),
+        "the stream is out of sync: closed"
+    );
+    server.wait_for_log("status=413 reason=body larger than limit-post");
+    server.wait_for_log("POST /up => generated");
+    assert!(
+        server.logs().contains("(HTTP/1.1 413)"),
+        "{}",
+        server.logs()
+    );
 }
