@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use crate::config::Config;
+use crate::exit;
 use crate::net::addr::SocketSpec;
 use crate::net::listener::{Listener, Protocol, UnixOptions};
 use crate::sys::daemon::{self, DaemonReady};
@@ -24,7 +25,7 @@ pub(super) fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -
             log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
         } else {
             *daemon = Some(
-                daemon::daemonize(logfile)
+                daemon::daemonize(logfile, exit::RUNTIME)
                     .map_err(context(format_args!("daemonize {}", logfile.display())))?,
             );
             return Ok(());

@@ -21,7 +21,6 @@ use nix::sys::wait::waitpid;
 
 use super::error::{context, describe, with_context};
 use super::process::{Forked, exit_now, fork};
-use crate::exit;
 
 /// Held by the daemonized master; tells the original command how start-up went.
 ///
@@ -43,7 +42,7 @@ impl DaemonReady {
     /// Start-up succeeded (sockets bound, pidfile written): the original command exits 0.
     pub(crate) fn report_ready(self) {
         // Nobody is left to tell if the command is already gone; ignore the error.
-        let _ = nix::unistd::write(&self.pipe, &[exit::OK]);
+        let _ = nix::unistd::write(&self.pipe, &[READY]);
     }
 
     /// Start-up failed: the original command prints `reason` (when not empty) on its stderr
@@ -52,6 +51,9 @@ impl DaemonReady {
         let _ = nix::unistd::write(&self.pipe, &failure_report(code, reason));
     }
 }
+
+/// The report of a daemon that is ready: exit status 0, the launching command's too.
+const READY: u8 = 0;
 
 /// The most reason bytes a report carries: the whole report stays within `PIPE_BUF` (4096 on
 /// Linux), so it is written in one piece.
@@ -83,7 +85,7 @@ fn failure_report(code: u8, reason: &str) -> Vec<u8> {
 /// reported before anything forks, so the error reaches the terminal. Errors read `open:
 /// permission denied`; the caller adds the option and path. Must be called while
 /// single-threaded.
-pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
+pub(crate) fn daemonize(logfile: &Path, failure_code: u8) -> io::Result<DaemonReady> {
     check_log_path(logfile).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
     let log = open_log(logfile)?;
     let devnull = File::open("/dev/null").map_err(context("open /dev/null"))?;
@@ -95,10 +97,10 @@ pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
             // The launching command only waits: Ctrl-C may stop it (not the daemon).
             let _ = super::signal::unblock_master_signals();
             let _ = waitpid(child, None);
-            let (code, reason) = wait_for_report(&read_end);
+            let (code, reason) = wait_for_report(&read_end, failure_code);
             if let Some(reason) = reason {
                 let _ = writeln!(io::stderr(), "rcontainer: {reason}");
-            } else if code != exit::OK {
+            } else if code != READY {
                 let _ = writeln!(
                     io::stderr(),
                     "rcontainer: the daemon stopped before it was ready (exit code {code}); \
@@ -113,18 +115,18 @@ pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
     let ready = DaemonReady { pipe: write_end };
     if let Err(errno) = nix::unistd::setsid() {
         ready.report_failure(
-            exit::RUNTIME,
+            failure_code,
             &format!("daemonize: setsid: {}", errno.desc()),
         );
-        exit_now(exit::RUNTIME);
+        exit_now(failure_code);
     }
     match fork() {
-        Ok(Forked::Parent(_)) => exit_now(exit::OK),
+        Ok(Forked::Parent(_)) => exit_now(READY),
         Ok(Forked::Child) => {}
         Err(err) => {
             let reason = format!("daemonize: second fork: {}", describe(&err));
-            ready.report_failure(exit::RUNTIME, &reason);
-            exit_now(exit::RUNTIME);
+            ready.report_failure(failure_code, &reason);
+            exit_now(failure_code);
         }
     }
     nix::unistd::dup2_stdin(&devnull).map_err(|e| with_context(e.into(), "dup2 stdin"))?;
@@ -133,14 +135,14 @@ pub(crate) fn daemonize(logfile: &Path) -> io::Result<DaemonReady> {
 }
 
 /// Reads the daemon's report: its exit code and, for a failure, its reason. End of file
-/// without a report (the daemon died) is the runtime-failure code without a reason.
-fn wait_for_report(pipe: &OwnedFd) -> (u8, Option<String>) {
+/// without a report (the daemon died) is `failure_code` without a reason.
+fn wait_for_report(pipe: &OwnedFd, failure_code: u8) -> (u8, Option<String>) {
     let mut code = [0u8];
     if read_full(pipe, &mut code) < 1 {
-        return (exit::RUNTIME, None);
+        return (failure_code, None);
     }
-    if code[0] == exit::OK {
-        return (exit::OK, None);
+    if code[0] == READY {
+        return (READY, None);
     }
     let mut len = [0u8; 2];
     if read_full(pipe, &mut len) < len.len() {
@@ -264,7 +266,7 @@ mod tests {
         if rerun::is_child_for(TEST) {
             let parent = nix::unistd::getppid().as_raw().unsigned_abs();
             let log = shared_log_path("daemon", parent);
-            let ready = daemonize(&log).expect("daemonize");
+            let ready = daemonize(&log, 2).expect("daemonize");
             // Only the daemon gets here.
             let me = nix::unistd::getpid();
             let sid = nix::unistd::getsid(None).expect("sid");
@@ -357,15 +359,15 @@ mod tests {
         let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
         DaemonReady { pipe: write_end }.report_failure(2, "socket :80: bind: permission denied");
         assert_eq!(
-            wait_for_report(&read_end),
+            wait_for_report(&read_end, 9),
             (2, Some("socket :80: bind: permission denied".to_owned()))
         );
         let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_CLOEXEC).expect("pipe");
         drop(write_end);
         assert_eq!(
-            wait_for_report(&read_end),
-            (exit::RUNTIME, None),
-            "died unreported"
+            wait_for_report(&read_end, 9),
+            (9, None),
+            "died unreported: the caller's failure code"
         );
     }
 }

@@ -17,6 +17,10 @@ use nix::unistd::ForkResult;
 pub(crate) use nix::sys::signal::Signal as OsSignal;
 pub(crate) use nix::unistd::Pid;
 
+/// The exit status of a forked child that could not reset its signal handling: a runtime
+/// failure (the crate's `exit::RUNTIME`; a test there keeps the two equal: `sys` imports nothing).
+pub(crate) const CHILD_SETUP_FAILED: u8 = 2;
+
 /// Which side of a [`fork`] we are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Forked {
@@ -52,7 +56,7 @@ pub(crate) fn fork() -> io::Result<Forked> {
             // Cannot fail with valid arguments; if it did, the child must not go on as a
             // copy of the parent with the parent's handlers.
             if super::signal::reset_in_child().is_err() {
-                exit_now(crate::exit::RUNTIME);
+                exit_now(CHILD_SETUP_FAILED);
             }
             Ok(Forked::Child)
         }

@@ -1,13 +1,22 @@
 //! Signals as data: a self-pipe that the master's or a worker's `mio` loop reads.
 //!
-//! Owns the process's signal dispositions. The handler only writes the signal number as one
-//! byte into a non-blocking pipe (async-signal-safe, errno preserved); everything else happens
-//! in the loop that drains [`SignalSource`]. It must not log, allocate or lock in the handler.
+//! Owns the process's signal dispositions. The handler only writes a five-byte record (the
+//! signal number, and the sender's pid when it asked for an answer) into a non-blocking pipe
+//! (async-signal-safe, errno preserved); everything else happens in the loop that drains
+//! [`SignalSource`]. It must not log, allocate or lock in the handler.
 //!
-//! Why not `signal-hook`'s registry: it keeps process-global state that survives `fork` and never
-//! re-installs its handler after a child resets a disposition to the default, so a worker could
-//! not both start from clean defaults and then catch TERM again. The whole mechanism here is one
-//! handler function and one atomic file descriptor, reset in every forked child.
+//! Why not `signal-hook` (the crate is not a dependency):
+//! - its pipe registration (`signal_hook::low_level::pipe::register`) writes the same byte, `X`,
+//!   for every signal and passes on nothing of the `siginfo_t`: telling HUP from TERM would take
+//!   one pipe per signal (eleven in the master, six per worker), and who sent a signal
+//!   (`si_pid` of a `sigqueue` with our value: how `rcontainer --reload` gets its answer) could
+//!   not reach the loop at all;
+//! - its registry is process-global and survives `fork`: a forked worker must unregister every
+//!   action of the master's by `SigId` before it installs its own, and its handler stays
+//!   installed after that, where a worker wants clean defaults until it is ready.
+//!
+//! The whole mechanism here is one `SA_SIGINFO` handler function and one atomic file
+//! descriptor, reset in every forked child.
 //!
 //! Exactly one source is installed per process at a time (the master's, or after a fork the
 //! worker's). Signal numbers below are the Linux ones.
