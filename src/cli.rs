@@ -708,6 +708,13 @@ mod tests {
     }
 
     #[test]
+    fn the_exit_codes_sys_uses_by_number_are_the_runtime_failure() {
+        // `sys` imports nothing of the crate, so it spells these out.
+        assert_eq!(crate::sys::fault::OVERFLOW_EXIT_CODE, i32::from(exit::RUNTIME));
+        assert_eq!(crate::sys::process::CHILD_SETUP_FAILED, exit::RUNTIME);
+    }
+
+    #[test]
     fn the_built_in_apps_declare_the_options_design_section_5_gives_them() {
         let specs = app_option_specs(&builtin_apps()).expect("no clash");
         let keys: Vec<(&str, &str)> = specs.iter().map(|s| (s.key, s.app.as_str())).collect();

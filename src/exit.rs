@@ -11,15 +11,3 @@ pub(crate) const CONFIG: u8 = 1;
 pub(crate) const RUNTIME: u8 = 2;
 /// A worker failed right after boot: respawning it would only loop.
 pub(crate) const WORKER_BOOT: u8 = 3;
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_codes_sys_uses_by_number_are_the_runtime_failure() {
-        assert_eq!(
-            crate::sys::fault::OVERFLOW_EXIT_CODE,
-            i32::from(super::RUNTIME)
-        );
-        assert_eq!(crate::sys::process::CHILD_SETUP_FAILED, super::RUNTIME);
-    }
-}

@@ -17,7 +17,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The exit status of a worker killed by a coroutine stack overflow: a runtime failure
-/// (the crate's `exit::RUNTIME`; a test there keeps the two equal: `sys` imports nothing).
+/// (the crate's `exit::RUNTIME`; a test of the command line keeps the two equal: `sys` imports nothing).
 pub(crate) const OVERFLOW_EXIT_CODE: i32 = 2;
 
 const MAX_REGIONS: usize = 64;

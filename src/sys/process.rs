@@ -18,7 +18,7 @@ pub(crate) use nix::sys::signal::Signal as OsSignal;
 pub(crate) use nix::unistd::Pid;
 
 /// The exit status of a forked child that could not reset its signal handling: a runtime
-/// failure (the crate's `exit::RUNTIME`; a test there keeps the two equal: `sys` imports nothing).
+/// failure (the crate's `exit::RUNTIME`; a test of the command line keeps the two equal: `sys` imports nothing).
 pub(crate) const CHILD_SETUP_FAILED: u8 = 2;
 
 /// Which side of a [`fork`] we are on.
