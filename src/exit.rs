@@ -7,7 +7,7 @@
 pub(crate) const OK: u8 = 0;
 /// Bad configuration or command line: nothing was started.
 pub(crate) const CONFIG: u8 = 1;
-/// A runtime failure after start-up (or a mode that is not built yet).
+/// A runtime failure after start-up (or a mode this build does not have).
 pub(crate) const RUNTIME: u8 = 2;
 /// A worker failed right after boot: respawning it would only loop.
 pub(crate) const WORKER_BOOT: u8 = 3;

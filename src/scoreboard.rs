@@ -9,7 +9,7 @@
 //! **Sizing.** The slot count is fixed at creation. Old and new workers coexist during a workers
 //! reload and TTIN adds workers, so the master should ask for [`Scoreboard::capacity_for`]
 //! `(processes)` and refuse TTIN beyond it. The core count is the config's `async`.
-//! Memory: `slots * 16 * 8` bytes plus `slots * cores * 21 * 8` bytes (1000 cores ~ 168 KiB per
+//! Memory: `slots * 17 * 8` bytes plus `slots * cores * 21 * 8` bytes (1000 cores ~ 168 KiB per
 //! slot). A re-exec'd master starts a new scoreboard; workers forked earlier keep the old one.
 //!
 //! **Clocks.** `heartbeat` is `CLOCK_MONOTONIC` milliseconds (one clock for all processes on a
@@ -112,8 +112,10 @@ enum Field {
     PauseRequested,
     /// The [`WorkerId`] of the process in the slot.
     WorkerId,
+    /// Answers cut short because the client went away.
+    WriteErrors,
 }
-const WORKER_WORDS: usize = 16;
+const WORKER_WORDS: usize = 17;
 
 /// The words of a core row: five counters, then the request text.
 #[derive(Debug, Clone, Copy)]
@@ -286,6 +288,7 @@ impl Scoreboard {
             delta_requests: get(row, Field::DeltaRequests),
             exceptions: get(row, Field::Exceptions),
             harakiri_count: get(row, Field::HarakiriCount),
+            write_errors: get(row, Field::WriteErrors),
             heartbeat_ms: get(row, Field::HeartbeatMs),
             tx: get(row, Field::Tx),
             avg_rt_us: get(row, Field::AvgRtUs),
@@ -390,6 +393,11 @@ impl WorkerSlot {
     pub(crate) fn count_harakiri(&self) {
         self.row()[Field::HarakiriCount as usize].fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Counts an answer cut short because the client went away.
+    pub(crate) fn count_write_error(&self) {
+        self.row()[Field::WriteErrors as usize].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A copy of one worker slot, with the fields uwsgitop's JSON needs (DESIGN.md §9).
@@ -411,6 +419,8 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) exceptions: u64,
     /// Requests cancelled by `harakiri`.
     pub(crate) harakiri_count: u64,
+    /// Answers cut short because the client went away.
+    pub(crate) write_errors: u64,
     /// `CLOCK_MONOTONIC` ms of the last loop turn.
     pub(crate) heartbeat_ms: u64,
     /// Bytes written to clients.

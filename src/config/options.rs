@@ -139,8 +139,6 @@ macro_rules! option_table {
         /// Durations use `Duration::ZERO` for "off" where the help says `0 = off`; sizes are in
         /// bytes; `stack_size` is in bytes although it is written in KiB.
         #[derive(Debug, Clone, PartialEq, Eq)]
-        // Fields are read by the master and the workers, which land in later issues.
-        #[allow(dead_code)]
         pub(crate) struct Config {
             $(
                 #[doc = $help]

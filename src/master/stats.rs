@@ -458,6 +458,7 @@ fn worker_json(w: &WorkerSnapshot) -> Value {
         "delta_requests": w.delta_requests,
         "exceptions": w.exceptions,
         "harakiri_count": w.harakiri_count,
+        "write_errors": w.write_errors,
         "signals": 0,
         "signal_queue": 0,
         "status": w.stats_status(),

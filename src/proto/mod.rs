@@ -27,9 +27,6 @@
 //! `proto` imports nothing else from the crate. The bench and fuzz crates include this directory
 //! with `#[path]`, so a stray `use crate::...` breaks their build on purpose.
 
-// The worker is the caller; until it is wired in (issue 4), only tests use parts of this
-// module. Remove this line once the worker calls it.
-
 pub(crate) mod cgi;
 pub(crate) mod date;
 mod error;

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use slab::Slab;
 
-use super::{Counters, Shared};
+use super::Shared;
 use crate::api::ResponseBody;
 use crate::config::value::AllowedPeer;
 use crate::coro::{self, Addr, CoStream, Permit, Semaphore, TaskId};
@@ -394,7 +394,7 @@ fn stream_body(
 
 /// Logs a failed write once, at info level (a client going away is normal), and counts it.
 pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) {
-    Counters::bump(&shared.counters.disconnects);
+    shared.count_write_error();
     log::info!("client gone mid-response peer={} error={error}", conn.peer);
 }
 

@@ -16,7 +16,7 @@ use std::time::Instant;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Conn, Core};
 use super::reqlog::RecordStart;
-use super::{Counters, Shared};
+use super::Shared;
 use crate::api::{Body, Handler, Request, RequestParts, Response, ResponseBody};
 use crate::coro::{self, Addr, CancelReason};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
@@ -225,7 +225,7 @@ fn call_app(
     // The deadline covers the handler; sending the answer is bounded by socket-timeout.
     coro::cancel_at(None, CancelReason::Deadline);
     let cancelled = coro::take_cancel();
-    Counters::bump(&shared.counters.requests);
+    shared.count_request();
     match (result, cancelled) {
         (_, Some(CancelReason::Deadline)) => {
             shared.count_harakiri();

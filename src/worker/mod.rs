@@ -101,7 +101,8 @@ pub(crate) struct Shared {
     /// Acceptors still serving the connections queued when the drain began.
     pub(crate) sweepers: Cell<usize>,
     pub(crate) conns: RefCell<ConnTable>,
-    pub(crate) counters: Counters,
+    /// Requests this worker has answered (the request log's `req: N`).
+    pub(crate) requests: Cell<u64>,
     pub(crate) slot: Option<WorkerSlot>,
 }
 
@@ -115,44 +116,33 @@ impl Shared {
 
     /// Publishes that `core` finished a request of `tx` bytes in `duration`.
     pub(crate) fn end_request(&self, core: usize, tx: u64, duration: Duration) {
-        Counters::add(&self.counters.tx_bytes, tx);
         if let Some(slot) = &self.slot {
             slot.end_request(core, tx, duration);
         }
     }
 
+    /// Counts a request answered by the handler (or by a 500/504 in its place).
+    pub(crate) fn count_request(&self) {
+        self.requests.set(self.requests.get() + 1);
+    }
+
     pub(crate) fn count_exception(&self) {
-        Counters::bump(&self.counters.exceptions);
         if let Some(slot) = &self.slot {
             slot.count_exception();
         }
     }
 
     pub(crate) fn count_harakiri(&self) {
-        Counters::bump(&self.counters.harakiri);
         if let Some(slot) = &self.slot {
             slot.count_harakiri();
         }
     }
-}
 
-/// Per-worker counters (the scoreboard will publish them).
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) requests: Cell<u64>,
-    pub(crate) exceptions: Cell<u64>,
-    pub(crate) harakiri: Cell<u64>,
-    pub(crate) disconnects: Cell<u64>,
-    pub(crate) tx_bytes: Cell<u64>,
-}
-
-impl Counters {
-    pub(crate) fn bump(cell: &Cell<u64>) {
-        Counters::add(cell, 1);
-    }
-
-    pub(crate) fn add(cell: &Cell<u64>, n: u64) {
-        cell.set(cell.get() + n);
+    /// Counts an answer cut short because the client went away (stats `write_errors`).
+    pub(crate) fn count_write_error(&self) {
+        if let Some(slot) = &self.slot {
+            slot.count_write_error();
+        }
     }
 }
 
@@ -231,7 +221,7 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         draining: Cell::new(false),
         sweepers: Cell::new(0),
         conns: RefCell::new(ConnTable::default()),
-        counters: Counters::default(),
+        requests: Cell::new(0),
         slot: spec.slot.clone(),
     });
     let connection_slots = Rc::new(Semaphore::new(connections));

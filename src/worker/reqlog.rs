@@ -177,7 +177,7 @@ impl RequestLog {
         if !self.wants(&record) {
             return;
         }
-        let requests = shared.counters.requests.get();
+        let requests = shared.requests.get();
         let line = match &self.format {
             Some(RequestLogFormat::Json) => json_line(&record, shared.worker_id),
             Some(RequestLogFormat::Line { parts, .. }) => {
