@@ -252,7 +252,8 @@ mod tests {
 
     #[test]
     fn committed_fuzz_crashes_no_longer_crash() {
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 3] = [
             ("fuzz/uwsgi_packet", uwsgi_packet),
             ("fuzz/http_head", http_head),
             ("fuzz/body_decoder", body_decoder),
