@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sys::rerun;
 
 fn runtime(max: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -707,9 +708,6 @@ fn stack_size_below_the_minimum_is_refused() {
     assert!(err.to_string().contains("64 KiB"), "{err}");
 }
 
-/// Selects the crashing path when this test binary is re-run as a child.
-const OVERFLOW_CHILD: &str = "RCONTAINER_TEST_OVERFLOW_CHILD";
-
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth as u8; 4096]);
@@ -719,11 +717,9 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + u64::from(frame[100])
 }
 
-#[test]
-fn overflow_child() {
-    if std::env::var_os(OVERFLOW_CHILD).is_none() {
-        return; // only does something when run by `a_stack_overflow_is_reported_and_the_worker_exits`
-    }
+/// The child's half of the overflow tests: overflows a labelled coroutine's stack, which ends
+/// the process (it never returns).
+fn overflow_a_coroutine_stack() -> ! {
     let mut rt = runtime(2);
     eprintln!("{}", rt.stack_summary());
     let _ = rt.block_on(|| {
@@ -735,30 +731,34 @@ fn overflow_child() {
 
 #[test]
 fn a_stack_overflow_is_reported_and_the_worker_exits() {
-    let stderr = run_overflow_child(false);
+    const TEST: &str = "coro::tests::a_stack_overflow_is_reported_and_the_worker_exits";
+    if rerun::is_child_for(TEST) {
+        overflow_a_coroutine_stack();
+    }
+    let stderr = run_overflow_child(TEST, false);
     assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
 }
 
 #[test]
 fn a_stack_overflow_is_reported_with_mprotect_guards_too() {
+    const TEST: &str = "coro::tests::a_stack_overflow_is_reported_with_mprotect_guards_too";
+    if rerun::is_child_for(TEST) {
+        overflow_a_coroutine_stack();
+    }
     // The layout used on kernels without MADV_GUARD_INSTALL (before 6.13).
-    let stderr = run_overflow_child(true);
+    let stderr = run_overflow_child(TEST, true);
     assert!(stderr.contains("mprotect guards"), "stderr: {stderr}");
 }
 
-/// Re-runs this test binary as a child that overflows a coroutine stack; returns its stderr
-/// after checking the report and the exit status. Never hangs: the child is killed after 60 s.
-fn run_overflow_child(mprotect_guards: bool) -> String {
+/// Re-runs this test binary on `test` as its child (`sys::rerun`'s marker, so only the child
+/// overflows); returns its stderr after checking the report and the exit status. Never hangs:
+/// the child is killed after 60 s.
+fn run_overflow_child(test: &str, mprotect_guards: bool) -> String {
     let exe = std::env::current_exe().expect("test binary");
     let mut command = std::process::Command::new(exe);
     command
-        .args([
-            "--exact",
-            "coro::tests::overflow_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OVERFLOW_CHILD, "1")
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(rerun::CHILD_ENV, test)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     if mprotect_guards {
