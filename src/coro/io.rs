@@ -20,7 +20,8 @@ use mio::{Interest, Registry, Token};
 use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage};
 
 use super::offload::offload;
-use super::sched::{self, Dir};
+use super::reactor::{Dir, IoToken};
+use super::sched;
 use super::time::deadline_after;
 
 /// The address of a peer or of a listener.
@@ -129,7 +130,7 @@ fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io:
 /// at a time (a second reader would take the first one's place and leave it parked).
 pub struct CoStream {
     sock: Sock,
-    token: Option<Token>,
+    token: Option<IoToken>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
@@ -387,7 +388,7 @@ impl Source for Lsn {
 /// ```
 pub struct CoListener {
     lsn: Lsn,
-    token: Option<Token>,
+    token: Option<IoToken>,
 }
 
 impl fmt::Debug for CoListener {

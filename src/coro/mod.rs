@@ -5,7 +5,9 @@
 //! | file | owns |
 //! |---|---|
 //! | `runtime.rs` | `Runtime`, `RuntimeConfig`: creation after fork, start-up checks, drain |
-//! | `sched.rs` | the scheduler: task slab, ready queue, timer heap, I/O waiters, park/wake, the loop turn |
+//! | `sched.rs` | the scheduler: task slab, ready queue, park/wake, cancellation, `timeout` scopes, labels, the loop turn |
+//! | `timer.rs` | the timer heap (park deadlines, per-request cancel deadlines) |
+//! | `reactor.rs` | the I/O registrations: `IoToken`s and who waits on each fd |
 //! | `task.rs` | `spawn`/`JoinHandle`, each coroutine's root (panics caught there), cancellation API |
 //! | `time.rs` | `sleep`, `yield_now`, `timeout` |
 //! | `io.rs` | `CoStream`, `CoListener`, `TcpStream::connect`, `UnixStream` |
@@ -53,12 +55,14 @@
 
 mod io;
 mod offload;
+mod reactor;
 mod runtime;
 mod sched;
 mod stack;
 mod sync;
 mod task;
 mod time;
+mod timer;
 
 pub use io::{Addr, CoListener, CoStream, TcpStream, UnixStream};
 pub use offload::offload;

@@ -818,3 +818,38 @@ fn join_all_of_three_300ms_calls_takes_about_300ms_not_900() {
     let values: Vec<u64> = results.into_iter().map(|r| r.expect("joined")).collect();
     assert_eq!(values, [1, 2, 3]);
 }
+
+#[test]
+fn waiting_on_a_stale_io_token_fails_instead_of_parking_on_the_fd_that_took_its_slot() {
+    let mut rt = runtime(2);
+    let outcome = rt
+        .block_on(|| {
+            let inner = sched::in_coroutine().expect("in a coroutine");
+            let nonblocking = || {
+                let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+                a.set_nonblocking(true).expect("nonblocking");
+                (mio::net::UnixStream::from_std(a), b)
+            };
+            let (mut gone, _peer) = nonblocking();
+            let stale = inner.register_io(&mut gone).expect("register");
+            inner.deregister_io(&mut gone, stale);
+            // Takes the slot the first registration left.
+            let (mut taker, _taker_peer) = nonblocking();
+            let fresh = inner.register_io(&mut taker).expect("register");
+            let waited = inner.wait_io(
+                stale,
+                super::reactor::Dir::Read,
+                Some(Instant::now() + Duration::from_millis(50)),
+            );
+            inner.deregister_io(&mut taker, fresh);
+            waited.map_err(|e| e.into_io())
+        })
+        .expect("block_on");
+    let err = outcome.expect_err("a stale token cannot be waited on");
+    assert_ne!(
+        err.kind(),
+        io::ErrorKind::TimedOut,
+        "it parked on the other fd's slot: {err}"
+    );
+    assert!(err.to_string().contains("not registered"), "{err}");
+}
