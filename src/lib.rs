@@ -121,7 +121,18 @@ pub(crate) mod worker;
 /// | blocking code (files, C libraries) | [`rt::offload`]`(\|\| ..)` |
 /// | HTTP upstreams | [`client`] |
 pub mod rt {
-    pub use crate::coro::*;
+    pub use crate::coro::{
+        Addr, CancelReason, CoStream, Elapsed, JoinError, JoinHandle, Mutex, MutexGuard, Permit,
+        Receiver, Semaphore, SendError, Sender, TcpStream, UnixStream, catch_panic, channel,
+        join_all, offload, sleep, sleep_until, spawn, timeout, try_spawn, yield_now,
+    };
+}
+
+/// The runtime's engine, for `benches/` only: not part of the API, not documented, may change
+/// at any time.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::coro::{Runtime, RuntimeConfig, TaskId};
 }
 
 use std::process::ExitCode;

@@ -16,7 +16,7 @@
 //! | `stack.rs` | the stack pool (slots of one reservation, guard pages) |
 //!
 //! It must not know about requests, protocols or configuration: the worker passes numbers in
-//! (`RuntimeConfig`) and labels (`rt::set_label`). Raw memory and signal handling live in
+//! (`RuntimeConfig`) and labels (`set_label`). Raw memory and signal handling live in
 //! `crate::sys::{stack, fault}`.
 //!
 //! # Rules for handler authors
@@ -64,17 +64,30 @@ mod task;
 mod time;
 mod timer;
 
-pub use io::{Addr, CoListener, CoStream, TcpStream, UnixStream};
+// The handler API, re-exported as `crate::rt` (DESIGN §8).
+pub use io::{Addr, CoStream, TcpStream, UnixStream};
 pub use offload::offload;
-pub use runtime::{DEFAULT_STACK_SIZE, MIN_STACK_SIZE, Runtime, RuntimeConfig};
-pub use sched::{CancelReason, TaskId};
+pub use sched::CancelReason;
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
-pub(crate) use task::spawn_owned;
-pub use task::{
-    JoinError, JoinHandle, cancel, cancel_at, catch_panic, current, is_cancelled, join_all,
-    set_label, spawn, spawn_detached, take_cancel, try_spawn,
-};
+pub use task::{JoinError, JoinHandle, catch_panic, join_all, spawn, try_spawn};
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
+
+// The runtime itself: the worker's, and the benches' (through `crate::__bench`).
+pub use runtime::{Runtime, RuntimeConfig};
+pub use sched::TaskId;
+
+// Engine controls for the worker and the client: a handler holding these could disarm its own
+// `harakiri` or cancel another request, so they stay inside the crate.
+pub(crate) use io::CoListener;
+#[cfg_attr(
+    not(test),
+    expect(
+        unused_imports,
+        reason = "the worker does not label its request coroutines yet"
+    )
+)]
+pub(crate) use task::set_label;
+pub(crate) use task::{cancel, cancel_at, current, is_cancelled, spawn_owned, take_cancel};
 
 #[cfg(test)]
 mod tests;

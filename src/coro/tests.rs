@@ -304,8 +304,8 @@ fn listeners_adopted_from_raw_fds_accept_tcp_and_unix() {
         .block_on(move || {
             let mut out = Vec::new();
             for mut conn in [
-                UnixStream::connect(&p).expect("unix"),
-                TcpStream::connect(tcp_addr).expect("tcp"),
+                CoStream::from(UnixStream::connect(&p).expect("unix")),
+                CoStream::from(TcpStream::connect(tcp_addr).expect("tcp")),
             ] {
                 let mut buf = Vec::new();
                 conn.read_to_end(&mut buf).expect("read");
@@ -538,7 +538,7 @@ fn spawned_tasks_have_a_budget_of_their_own() {
     let outcome = rt
         .block_on(|| {
             let a = try_spawn(|| sleep(Duration::from_millis(20))).expect("task 1");
-            spawn_detached(|| sleep(Duration::from_millis(20))).expect("task 2");
+            drop(try_spawn(|| sleep(Duration::from_millis(20))).expect("task 2")); // detached
             let refused = try_spawn(|| ()).expect_err("the task budget is spent");
             // The owner's coroutines are counted apart: one is running this, two are free.
             let owner_free = super::sched::runtime()
