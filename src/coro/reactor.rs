@@ -4,7 +4,11 @@
 //!
 //! Owns only the slot table and the token packing; registering with mio, polling and waking
 //! are the scheduler's (`sched.rs`). Every lookup checks the generation, so a token kept past
-//! its deregistration never reaches the fd that took its slot.
+//! its deregistration never reaches the fd that took its slot. Generations are unique in the
+//! process, not only in one runtime: a socket that outlives its runtime (a test's, a pooled
+//! client connection) is not mistaken for a registration of the next one.
+
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use mio::Token;
 use slab::Slab;
@@ -52,24 +56,23 @@ struct IoSlot {
     generation: u32,
 }
 
+/// The generation of the next registration, shared by every runtime of the process (one
+/// relaxed increment per registration, next to an `epoll_ctl`).
+static NEXT_GENERATION: AtomicU32 = AtomicU32::new(1);
+
 /// The registered fds of one runtime.
 pub(crate) struct IoSlots {
     slots: Slab<IoSlot>,
-    next_generation: u32,
 }
 
 impl IoSlots {
     pub(crate) fn new() -> IoSlots {
-        IoSlots {
-            slots: Slab::new(),
-            next_generation: 0,
-        }
+        IoSlots { slots: Slab::new() }
     }
 
     /// Takes a slot for a new registration.
     pub(crate) fn insert(&mut self) -> IoToken {
-        self.next_generation = self.next_generation.wrapping_add(1);
-        let generation = self.next_generation;
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
         let index = self.slots.insert(IoSlot {
             reader: None,
             writer: None,
@@ -146,6 +149,17 @@ mod tests {
             generation: 0xffff_fffe,
         };
         assert_eq!(IoToken::from_mio(token.to_mio()), token);
+    }
+
+    #[test]
+    fn a_slot_of_another_runtime_does_not_answer_to_the_token() {
+        let mut earlier = IoSlots::new();
+        let token = earlier.insert();
+        drop(earlier);
+        let mut next = IoSlots::new();
+        let fresh = next.insert();
+        assert_eq!(fresh.index, token.index, "the same slot of a new table");
+        assert!(!next.contains(token));
     }
 
     #[test]

@@ -144,7 +144,7 @@ pub enum CancelReason {
 
 impl CancelReason {
     /// The error a fallible park returns for this reason.
-    pub fn to_io_error(self) -> io::Error {
+    pub(crate) fn to_io_error(self) -> io::Error {
         match self {
             CancelReason::Deadline => io::Error::new(
                 io::ErrorKind::TimedOut,

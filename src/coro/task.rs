@@ -189,7 +189,9 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    /// Cancels the coroutine (see [`CancelReason`]).
+    /// Cancels the coroutine: its current or next fallible park fails with `reason`'s error
+    /// (`TimedOut` for [`CancelReason::Deadline`]), a later park unwinds it; `join` then
+    /// returns [`JoinError::Cancelled`] (unless it caught the error and returned).
     pub fn cancel(&self, reason: CancelReason) {
         cancel(self.id, reason);
     }
@@ -296,9 +298,24 @@ where
     rt.spawn(Budget::Tasks, f)
 }
 
-/// Runs `f`, catching a panic or a cancellation unwind as a [`JoinError`] (the connection code
-/// turns them into a 500 or a 504). Unwinds that must reach someone else pass through: an
-/// expired enclosing [`timeout`](super::time::timeout) and the unwind of a dropped coroutine.
+/// Runs `f`, catching a panic (or a cancellation unwind) as a [`JoinError`]: what a handler
+/// uses instead of `std::panic::catch_unwind`. Unwinds that must reach someone else pass
+/// through: an expired enclosing [`timeout`](super::time::timeout) and the unwind of a dropped
+/// coroutine. Catching a cancellation ([`JoinError::Cancelled`]) does not undo it: the
+/// coroutine stays cancelled and its next park fails or unwinds again, and a request whose
+/// `harakiri` passed is answered 504 whatever the handler returns.
+///
+/// ```no_run
+/// use rcontainer::{Response, rt};
+///
+/// # fn risky_plugin() -> String { String::new() }
+/// let page = match rt::catch_panic(risky_plugin) {
+///     Ok(text) => Response::text(text),
+///     Err(e) if e.is_panic() => Response::error(500).body(format!("plugin failed: {e}\n")),
+///     Err(e) => Response::error(503).body(format!("{e}\n")), // cancelled: 504 anyway
+/// };
+/// # let _ = page;
+/// ```
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, JoinError> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Ok(value),
