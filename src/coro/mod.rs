@@ -8,6 +8,8 @@
 //! | `sched.rs` | the scheduler: task slab, ready queue, park/wake, cancellation, `timeout` scopes, labels, the loop turn |
 //! | `timer.rs` | the timer heap (park deadlines, per-request cancel deadlines) |
 //! | `reactor.rs` | the I/O registrations: `IoToken`s and who waits on each fd |
+//! | `budget.rs` | the owner's and the tasks' coroutine budgets (`Budget`, `Limits`) |
+//! | `cancel.rs` | `CancelReason`, park errors, the unwind payloads of cancellation and `timeout` |
 //! | `task.rs` | `spawn`/`JoinHandle`, each coroutine's root (panics caught there), cancellation API |
 //! | `time.rs` | `sleep`, `yield_now`, `timeout` |
 //! | `io.rs` | `CoStream`, the connections handlers open (`TcpStream`, `UnixStream`), `CoListener` |
@@ -27,6 +29,8 @@
 
 #![allow(unsafe_code)]
 
+mod budget;
+mod cancel;
 mod io;
 mod offload;
 mod reactor;
@@ -39,9 +43,9 @@ mod time;
 mod timer;
 
 // The handler API, re-exported as `crate::rt` (DESIGN §8).
+pub use cancel::CancelReason;
 pub use io::{Addr, CoStream, TcpStream, UnixStream};
 pub use offload::offload;
-pub use sched::CancelReason;
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{JoinError, JoinHandle, catch_panic, join_all, spawn, try_spawn};
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};

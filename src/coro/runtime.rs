@@ -10,7 +10,9 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::sched::{self, Budget, CancelReason, Inner, Limits, TaskId};
+use super::budget::{Budget, Limits};
+use super::cancel::CancelReason;
+use super::sched::{self, Inner, TaskId};
 use super::stack::StackPool;
 use super::task::{JoinError, JoinHandle};
 use crate::sys::fault::{self, AltStack};

@@ -28,6 +28,8 @@ use mio::event::Source;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::budget::{Budget, Limits};
+use super::cancel::{CancelReason, CancelUnwind, ParkError, unwind_expired_scope};
 use super::offload::Offload;
 use super::reactor::{Dir, IoSlots, IoToken};
 use super::stack::{PooledStack, StackPool};
@@ -65,61 +67,6 @@ pub(crate) struct Waiter {
     epoch: u32,
 }
 
-/// Which budget a coroutine counts against: the runtime owner's coroutines and the tasks
-/// coroutines spawn are sized apart, so a handler that fans out can never take the coroutine
-/// a worker set aside for a connection it accepted (nor the other way round).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Budget {
-    /// Started by the runtime's owner (`Runtime::spawn`, a worker's acceptors and
-    /// connections): at most `RuntimeConfig::max_coroutines`.
-    Owner,
-    /// Started by coroutines with `rt::spawn`, `rt::try_spawn` or `rt::spawn_detached`: at
-    /// most `RuntimeConfig::max_tasks` (a worker's `spawn-limit`).
-    Tasks,
-}
-
-impl Budget {
-    fn index(self) -> usize {
-        match self {
-            Budget::Owner => 0,
-            Budget::Tasks => 1,
-        }
-    }
-}
-
-/// The most coroutines of each [`Budget`] alive at once.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Limits {
-    pub(crate) owner: usize,
-    pub(crate) tasks: usize,
-}
-
-impl Limits {
-    fn of(self, budget: Budget) -> usize {
-        match budget {
-            Budget::Owner => self.owner,
-            Budget::Tasks => self.tasks,
-        }
-    }
-
-    /// Why a coroutine of `budget` cannot start: every slot of it is taken.
-    fn exhausted(self, budget: Budget) -> io::Error {
-        let message = match budget {
-            Budget::Owner => format!(
-                "all {} coroutines of the runtime's owner are in use (RuntimeConfig::max_coroutines)",
-                self.owner
-            ),
-            Budget::Tasks => format!(
-                "spawn budget exhausted: all {} task slots are in use (the worker's \
-                 `spawn-limit`, RuntimeConfig::max_tasks); raise spawn-limit, or bound the \
-                 fan-out of each request (rt::Semaphore)",
-                self.tasks
-            ),
-        };
-        io::Error::new(io::ErrorKind::WouldBlock, message)
-    }
-}
-
 /// Why a parked coroutine was resumed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Wake {
@@ -130,59 +77,6 @@ pub(crate) enum Wake {
     /// It was cancelled (see [`CancelReason`]).
     Cancel,
 }
-
-/// Why a coroutine is cancelled. Its current (or next) fallible park returns the matching
-/// [`io::Error`]; a later park, or an infallible one (`sleep`, `yield_now`), unwinds it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum CancelReason {
-    /// A per-request deadline (`harakiri`) passed: parks fail with `ErrorKind::TimedOut`.
-    Deadline,
-    /// The worker is shutting down: parks fail with `ErrorKind::ConnectionAborted`.
-    /// (Not `Interrupted`: std's `read_exact`/`write_all` retry that kind forever.)
-    Shutdown,
-}
-
-impl CancelReason {
-    /// The error a fallible park returns for this reason.
-    pub(crate) fn to_io_error(self) -> io::Error {
-        match self {
-            CancelReason::Deadline => io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request deadline (harakiri) passed",
-            ),
-            CancelReason::Shutdown => {
-                io::Error::new(io::ErrorKind::ConnectionAborted, "worker is shutting down")
-            }
-        }
-    }
-}
-
-/// Why a park returned without its event.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ParkError {
-    TimedOut,
-    Cancelled(CancelReason),
-    /// An I/O wait on a token that names no registration (the socket was registered with an
-    /// earlier runtime of the thread, or its registration is gone): parking would never end.
-    NotRegistered,
-}
-
-impl ParkError {
-    pub(crate) fn into_io(self) -> io::Error {
-        match self {
-            ParkError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "operation timed out"),
-            ParkError::Cancelled(reason) => reason.to_io_error(),
-            ParkError::NotRegistered => io::Error::other(
-                "the socket is not registered with this thread's coroutine runtime",
-            ),
-        }
-    }
-}
-
-/// Unwind payload of a cancelled coroutine whose park cannot return an error.
-pub(crate) struct CancelUnwind(pub(crate) CancelReason);
-/// Unwind payload that ends the `timeout` scope with this id.
-pub(crate) struct TimeoutUnwind(pub(crate) u64);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum TaskState {
@@ -935,11 +829,4 @@ impl Inner {
         }
         Ok(())
     }
-}
-
-/// Unwinds to the outermost expired `timeout` scope (inner scopes re-raise what is not theirs).
-fn unwind_expired_scope(scopes: &[(u64, Instant)]) -> ! {
-    let now = Instant::now();
-    let scope = scopes.iter().find(|s| s.1 <= now).map_or(0, |s| s.0);
-    panic::resume_unwind(Box::new(TimeoutUnwind(scope)))
 }

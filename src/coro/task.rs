@@ -12,7 +12,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::sched::{self, Budget, CancelReason, CancelUnwind, TaskId, TimeoutUnwind, Waiter, Y};
+use super::budget::Budget;
+use super::cancel::{CancelReason, CancelUnwind, TimeoutUnwind};
+use super::sched::{self, TaskId, Waiter, Y};
 
 /// Why [`JoinHandle::join`] (or [`catch_panic`]) did not return a value.
 pub enum JoinError {

@@ -542,7 +542,7 @@ fn spawned_tasks_have_a_budget_of_their_own() {
             let refused = try_spawn(|| ()).expect_err("the task budget is spent");
             // The owner's coroutines are counted apart: one is running this, two are free.
             let owner_free = super::sched::runtime()
-                .map(|rt| rt.free_slots(super::sched::Budget::Owner))
+                .map(|rt| rt.free_slots(super::budget::Budget::Owner))
                 .expect("runtime");
             a.join().expect("task 1 ends");
             (refused, owner_free)
