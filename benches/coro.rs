@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
-use rcontainer::rt::{self, Runtime, RuntimeConfig};
+use rcontainer::__bench::{Runtime, RuntimeConfig};
+use rcontainer::rt;
 
 const RUNS: usize = 7;
 

@@ -50,6 +50,111 @@
 //! - [`client`]: an HTTP/1.1 client for handlers, with a per-worker keep-alive pool (no TLS).
 //! - Built-in apps of every [`Server`]: `hello`, `echo`, `sleep`, `panic`, `fetch`
 //!   (`fetch-url`), and static files for `static-map = /prefix=dir`.
+//! - [`json`]: the JSON types of [`Request::read_json`] and [`Response::json_value`], so a
+//!   handler needs no `serde_json` of its own.
+//!
+//! # Requests and responses
+//!
+//! What a handler reads and answers, tested the way handler tests do it: without a server,
+//! through [`Request::builder`].
+//!
+//! ```
+//! use std::io::Read;
+//! use rcontainer::json::{Value, json};
+//! use rcontainer::{Handler, Request, Response, ResponseBody, Routes};
+//!
+//! // GET /items?id=7: a query parameter, a request header, JSON or text, a response header.
+//! fn show(req: &mut Request) -> Response {
+//!     let Some(id) = req.query_param("id") else {
+//!         return Response::error(400).body("missing ?id=\n"); // "400 Bad Request" page
+//!     };
+//!     if id != "7" {
+//!         return Response::not_found();
+//!     }
+//!     let wants_text = req.header("accept").is_some_and(|a| a.starts_with("text/plain"));
+//!     let answer = if wants_text {
+//!         Response::text("item 7: a widget\n")
+//!     } else {
+//!         Response::json_value(&json!({ "id": 7, "name": "widget" }))
+//!     };
+//!     answer.header("Cache-Control", "max-age=60")
+//! }
+//!
+//! // POST /items with a JSON body: 201 with a Location, or a 4xx that says what was wrong.
+//! fn create(req: &mut Request) -> Response {
+//!     let doc: Value = match req.read_json(64 * 1024) {
+//!         Ok(doc) => doc,
+//!         Err(e) => return Response::error(400).body(format!("bad JSON: {e}\n")),
+//!     };
+//!     let Some(name) = doc["name"].as_str() else {
+//!         return Response::error(422).body("\"name\" must be a string\n");
+//!     };
+//!     Response::json(json!({ "id": 8, "name": name }).to_string()) // JSON text as given
+//!         .with_status(201)
+//!         .header("Location", "/items/8")
+//! }
+//!
+//! // GET /export: a body streamed as it is read (the worker sends it chunk by chunk, so
+//! // 10 MiB never sit in memory). The reader may park: an `rt::TcpStream`, `rt::offload`ed
+//! // file reads, anything `Read + 'static`.
+//! fn export(_req: &mut Request) -> Response {
+//!     let rows = std::io::repeat(b'x').take(10 << 20);
+//!     Response::ok().content_type("text/csv").stream(rows, Some(10 << 20))
+//! }
+//!
+//! let app = Routes::new()
+//!     .get("/items", show)
+//!     .post("/items", create)
+//!     .get("/export", export);
+//!
+//! let mut req = Request::builder("GET", "/items?id=7").header("Accept", "text/plain").build();
+//! let res = app.handle(&mut req);
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.header_value("cache-control"), Some("max-age=60"));
+//!
+//! let mut req = Request::builder("POST", "/items")
+//!     .header("Content-Type", "application/json")
+//!     .body(br#"{"name":"gadget"}"#.as_slice())
+//!     .build();
+//! let res = app.handle(&mut req);
+//! assert_eq!((res.status(), res.header_value("location")), (201, Some("/items/8")));
+//!
+//! let mut req = Request::builder("GET", "/items").build();
+//! assert_eq!(app.handle(&mut req).status(), 400);
+//!
+//! let mut req = Request::builder("GET", "/export").build();
+//! let (_, _, body) = app.handle(&mut req).into_parts();
+//! assert!(matches!(body, ResponseBody::Stream { len: Some(10_485_760), .. }));
+//! ```
+//!
+//! The worker frames the answer (`Content-Length`, chunked or close-delimited): do not set
+//! `Content-Length`, `Transfer-Encoding` or `Connection` yourself. With the `serde` feature,
+//! `Request::read_json_as::<T>` and `Response::json_of(&value)` take and give any `serde`
+//! type.
+//!
+//! # Sizing `async` for handlers that fan out
+//!
+//! A worker serves `async` requests at once (its *cores*). A request holds its core from its
+//! complete head to the end of its answer, **including** the time it waits for upstream calls
+//! and for the tasks it spawned: a handler that fans out to three 100 ms calls holds one core
+//! for about 100 ms, and three *task slots* meanwhile. So, per worker:
+//!
+//! - **`async`** ≥ requests in flight at peak = request rate × time per request (Little's
+//!   law): 500 requests/s that each wait 100 ms on upstreams keep 50 cores busy. A request
+//!   whose head is complete while every core is busy waits for one.
+//! - **`spawn-limit`** ≥ peak in-flight requests × tasks each (50 × 3 = 150 here). The default,
+//!   4 × `async` (at least 1024), covers a fan-out of 4 from every core at once. When it is
+//!   spent [`rt::spawn`] panics (a 500) and [`rt::try_spawn`] returns the error: use
+//!   `try_spawn` to answer 503 or do the work inline, and an [`rt::Semaphore`] to bound the
+//!   fan-out of one request.
+//! - **`worker-connections`** (by default also 4 × `async`, at least 1024): connections the
+//!   worker holds, idle keep-alive ones included; beyond it new clients wait in the kernel's
+//!   backlog. Keep it well above `async`, or cores stay idle while clients wait to connect.
+//! - Every core, connection and task slot reserves a `stack-size` stack (256 KiB by default):
+//!   address space only, RSS grows with the pages a handler touches (a few KiB for a typical
+//!   request).
+//! - A fan-out takes as long as its slowest call: bound it with [`rt::timeout`] (or the
+//!   client's per-request time limit) so one slow upstream cannot hold the core for long.
 //!
 //! # Rules for handler authors
 //!
@@ -105,8 +210,9 @@ mod server;
 pub(crate) mod sys;
 pub(crate) mod worker;
 
-/// The coroutine runtime for handlers and the worker: blocking-style I/O, sleeps, spawning,
-/// timeouts, channels and locks that park the calling coroutine instead of the worker thread.
+/// The coroutine API for handlers: blocking-style sockets, sleeps, tasks, time limits,
+/// channels and locks that park the calling coroutine instead of the worker thread, and
+/// `offload` for code that would block it.
 ///
 /// Read the [rules for handler authors](crate#rules-for-handler-authors) first: what blocks
 /// the worker and what to use instead.
@@ -117,12 +223,50 @@ pub(crate) mod worker;
 /// | run things in parallel | [`rt::spawn`] → [`rt::JoinHandle::join`], [`rt::join_all`]; [`rt::try_spawn`] when the worker's `spawn-limit` may be reached |
 /// | give up after a while | [`rt::timeout`]`(dur, \|\| ..)` |
 /// | talk between coroutines | [`rt::channel`], [`rt::Mutex`], [`rt::Semaphore`] |
-/// | sockets | [`rt::TcpStream::connect`] (DNS on the offload pool), [`rt::UnixStream`] |
+/// | sockets | [`rt::TcpStream::connect`] (DNS on the offload pool), [`rt::UnixStream::connect`]; both are a [`rt::CoStream`] |
 /// | blocking code (files, C libraries) | [`rt::offload`]`(\|\| ..)` |
+/// | catch a panic without swallowing a cancellation | [`rt::catch_panic`] |
 /// | HTTP upstreams | [`client`] |
+///
+/// The engine that runs handlers (the worker's runtime, request deadlines, task ids) is not
+/// reachable from here: a handler can cancel or abort the tasks it spawned
+/// ([`rt::JoinHandle::cancel`], [`rt::JoinHandle::abort`]), never its own request's
+/// `harakiri` or another request.
 pub mod rt {
-    pub use crate::coro::*;
+    pub use crate::coro::{
+        Addr, CancelReason, CoStream, Elapsed, JoinError, JoinHandle, Mutex, MutexGuard, Permit,
+        Receiver, Semaphore, SendError, Sender, TcpStream, UnixStream, catch_panic, channel,
+        join_all, offload, sleep, sleep_until, spawn, timeout, try_spawn, yield_now,
+    };
 }
+
+/// JSON for handlers, re-exported from `serde_json` so a handler needs no dependency of its
+/// own: the [`Value`](json::Value) that [`Request::read_json`] returns and
+/// [`Response::json_value`] sends, and the [`json!`](json::json) macro to build one.
+///
+/// ```
+/// use rcontainer::Response;
+/// use rcontainer::json::json;
+///
+/// let res = Response::json_value(&json!({ "ok": true, "items": [1, 2, 3] }));
+/// assert_eq!(res.header_value("content-type"), Some("application/json"));
+/// ```
+pub mod json {
+    #[doc(no_inline)]
+    pub use serde_json::{Map, Number, Value, json};
+}
+
+/// The runtime's engine, for `benches/` only: not part of the API, not documented, may change
+/// at any time.
+#[doc(hidden)]
+pub mod __bench {
+    pub use crate::coro::{Runtime, RuntimeConfig, TaskId};
+}
+
+/// The README's Rust examples, compiled (and the runnable ones run) by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
 
 use std::process::ExitCode;
 

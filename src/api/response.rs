@@ -75,23 +75,35 @@ impl Response {
             .body(json.into())
     }
 
-    /// `200 OK` with a JSON document serialized from `value`.
+    /// `200 OK` with a JSON document serialized from `value`: build it with
+    /// [`json!`](crate::json::json) from [`rcontainer::json`](crate::json) (no `serde_json`
+    /// dependency of your own needed), or take it from [`Request::read_json`](crate::Request::read_json).
     ///
     /// ```
-    /// let r = rcontainer::Response::json_value(&serde_json::json!({"ok": true}));
+    /// use rcontainer::Response;
+    /// use rcontainer::json::json;
+    ///
+    /// let r = Response::json_value(&json!({ "ok": true }));
     /// assert_eq!(r.header_value("content-type"), Some("application/json"));
     /// ```
     pub fn json_value(value: &serde_json::Value) -> Response {
         Response::json(value.to_string())
     }
 
-    /// `200 OK` with `value` serialized as JSON (feature `serde`); a value that cannot be
-    /// serialized (a map with non-string keys, say) gives a `500`.
+    /// `200 OK` with `value` serialized as JSON (feature `serde`): any `serde::Serialize`,
+    /// such as your own `#[derive(Serialize)]` types (with `serde`'s `derive` feature in your
+    /// `Cargo.toml`). A value that cannot be serialized (a map with non-string keys, say) gives
+    /// a `500`.
     ///
-    /// ```ignore
-    /// #[derive(serde::Serialize)]
-    /// struct Hit { title: String }
-    /// Response::json_of(&vec![Hit { title: "rust".into() }])
+    /// ```
+    /// use std::collections::BTreeMap;
+    /// use rcontainer::Response;
+    ///
+    /// let counts = BTreeMap::from([("rust", 3), ("go", 1)]);
+    /// let r = Response::json_of(&counts);
+    /// assert_eq!(r.header_value("content-type"), Some("application/json"));
+    /// # let (_, _, body) = r.into_parts();
+    /// # assert!(matches!(body, rcontainer::ResponseBody::Bytes(b) if b == br#"{"go":1,"rust":3}"#));
     /// ```
     #[cfg(feature = "serde")]
     pub fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Response {

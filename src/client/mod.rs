@@ -375,7 +375,7 @@ fn connect(
             Ok(stream) => {
                 // Requests are written whole: no need to wait for more bytes to coalesce.
                 let _ = stream.set_nodelay(true);
-                return Ok(stream);
+                return Ok(stream.into());
             }
             Err(e) => last = Some((addr, e)),
         }

@@ -1,5 +1,6 @@
-//! Blocking-style sockets for coroutines: [`CoStream`] (TCP or unix), [`CoListener`], and the
-//! connect helpers [`TcpStream`] and [`UnixStream`].
+//! Blocking-style sockets for coroutines: [`CoStream`] (TCP or unix), the connections
+//! handlers open ([`TcpStream`], [`UnixStream`]: a `CoStream` each) and, for the worker,
+//! [`CoListener`].
 //!
 //! The protocol (STYLE.md 5): try the syscall on the non-blocking fd; on `WouldBlock` park on
 //! (fd token, direction, deadline) and retry when woken; `Interrupted` is retried; a passed
@@ -11,6 +12,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -20,7 +22,8 @@ use mio::{Interest, Registry, Token};
 use nix::sys::socket::{AddressFamily, SockaddrLike, SockaddrStorage};
 
 use super::offload::offload;
-use super::sched::{self, Dir};
+use super::reactor::{Dir, IoToken};
+use super::sched;
 use super::time::deadline_after;
 
 /// The address of a peer or of a listener.
@@ -129,7 +132,7 @@ fn wait_blocking(fd: BorrowedFd<'_>, dir: Dir, deadline: Option<Instant>) -> io:
 /// at a time (a second reader would take the first one's place and leave it parked).
 pub struct CoStream {
     sock: Sock,
-    token: Option<Token>,
+    token: Option<IoToken>,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
@@ -369,25 +372,13 @@ impl Source for Lsn {
     }
 }
 
-/// A listening socket (TCP or unix) whose `accept` parks the calling coroutine.
+/// A listening socket (TCP or unix) whose `accept` parks the calling coroutine: the worker's.
 ///
-/// The worker's accept loop takes a slot before accepting, so a worker with every `async` core
-/// busy does not accept (and does not poll the listener: edge-triggered readiness just waits):
-///
-/// ```no_run
-/// # use rcontainer::rt::{self, CoListener, Semaphore};
-/// # fn serve(_: rt::CoStream) {}
-/// # fn acceptor(listener: CoListener, cores: Semaphore) -> std::io::Result<()> {
-/// loop {
-///     let permit = cores.acquire()?;          // parks while all cores are busy
-///     let (conn, _peer) = listener.accept()?; // parks until a client connects
-///     rt::spawn(move || { let _permit = permit; serve(conn) });
-/// }
-/// # }
-/// ```
-pub struct CoListener {
+/// The worker's accept loop takes a core before accepting, so a worker with every `async` core
+/// busy does not accept (and does not poll the listener: edge-triggered readiness just waits).
+pub(crate) struct CoListener {
     lsn: Lsn,
-    token: Option<Token>,
+    token: Option<IoToken>,
 }
 
 impl fmt::Debug for CoListener {
@@ -408,7 +399,7 @@ impl CoListener {
     }
 
     /// Adopts a bound, listening socket fd (as inherited from the master), TCP or unix.
-    pub fn from_fd(fd: OwnedFd) -> io::Result<CoListener> {
+    pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<CoListener> {
         let addr: SockaddrStorage = nix::sys::socket::getsockname(fd.as_raw_fd())?;
         match addr.family() {
             Some(AddressFamily::Inet | AddressFamily::Inet6) => {
@@ -428,19 +419,19 @@ impl CoListener {
     }
 
     /// Adopts a std TCP listener (made non-blocking).
-    pub fn from_std_tcp(l: std::net::TcpListener) -> io::Result<CoListener> {
+    pub(crate) fn from_std_tcp(l: std::net::TcpListener) -> io::Result<CoListener> {
         l.set_nonblocking(true)?;
         CoListener::new(Lsn::Tcp(mio::net::TcpListener::from_std(l)))
     }
 
     /// Adopts a std unix listener (made non-blocking).
-    pub fn from_std_unix(l: std::os::unix::net::UnixListener) -> io::Result<CoListener> {
+    pub(crate) fn from_std_unix(l: std::os::unix::net::UnixListener) -> io::Result<CoListener> {
         l.set_nonblocking(true)?;
         CoListener::new(Lsn::Unix(mio::net::UnixListener::from_std(l)))
     }
 
     /// Accepts one connection, parking until a client arrives.
-    pub fn accept(&self) -> io::Result<(CoStream, Addr)> {
+    pub(crate) fn accept(&self) -> io::Result<(CoStream, Addr)> {
         loop {
             let accepted = match &self.lsn {
                 Lsn::Tcp(l) => l.accept().map(|(s, a)| (Sock::Tcp(s), Addr::Tcp(a))),
@@ -463,7 +454,7 @@ impl CoListener {
     }
 
     /// The address it listens on.
-    pub fn local_addr(&self) -> io::Result<Addr> {
+    pub(crate) fn local_addr(&self) -> io::Result<Addr> {
         match &self.lsn {
             Lsn::Tcp(l) => l.local_addr().map(Addr::Tcp),
             Lsn::Unix(l) => l.local_addr().map(|a| unix_addr(&a)),
@@ -488,9 +479,23 @@ impl AsFd for CoListener {
     }
 }
 
-/// Connects TCP [`CoStream`]s (a namespace: it has no values).
+/// A TCP connection of a coroutine, opened with [`TcpStream::connect`]: reads and writes park
+/// the coroutine instead of the worker. It is a [`CoStream`] (it derefs to one, and converts
+/// into one with `CoStream::from`), so every `CoStream` method works on it; `Read` and `Write`
+/// are implemented for `TcpStream` and `&TcpStream`.
+///
+/// ```no_run
+/// use std::io::{BufRead, BufReader};
+/// use rcontainer::rt;
+///
+/// let conn = rt::TcpStream::connect("127.0.0.1:6379")?;
+/// conn.write_all(b"PING\r\n")?;
+/// let mut line = String::new();
+/// BufReader::new(&conn).read_line(&mut line)?; // parks until the answer comes
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
-pub enum TcpStream {}
+pub struct TcpStream(CoStream);
 
 impl TcpStream {
     /// Resolves `addr` (DNS through [`offload`], so the worker never blocks in `getaddrinfo`)
@@ -502,7 +507,7 @@ impl TcpStream {
     /// conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
-    pub fn connect<A>(addr: A) -> io::Result<CoStream>
+    pub fn connect<A>(addr: A) -> io::Result<TcpStream>
     where
         A: ToSocketAddrs + Send + 'static,
     {
@@ -511,7 +516,7 @@ impl TcpStream {
         let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
         for a in addrs {
             match connect_tcp(a, None) {
-                Ok(s) => return Ok(s),
+                Ok(s) => return Ok(TcpStream(s)),
                 Err(e) => last = e,
             }
         }
@@ -519,8 +524,8 @@ impl TcpStream {
     }
 
     /// Connects to `addr`, failing with `TimedOut` after `timeout`.
-    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<CoStream> {
-        connect_tcp(*addr, Some(deadline_after(timeout)))
+    pub fn connect_timeout(addr: &SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+        connect_tcp(*addr, Some(deadline_after(timeout))).map(TcpStream)
     }
 }
 
@@ -550,27 +555,128 @@ fn connect_tcp(addr: SocketAddr, deadline: Option<Instant>) -> io::Result<CoStre
     }
 }
 
-/// Connects unix [`CoStream`]s (a namespace: it has no values).
+/// A unix-socket connection of a coroutine, opened with [`UnixStream::connect`] (or made
+/// with [`UnixStream::pair`]): like [`TcpStream`], a [`CoStream`] whose reads and writes park.
 #[derive(Debug)]
-pub enum UnixStream {}
+pub struct UnixStream(CoStream);
 
 impl UnixStream {
     /// Connects to the unix socket at `path`.
-    pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<CoStream> {
+    pub fn connect<P: AsRef<Path>>(path: P) -> io::Result<UnixStream> {
         if sched::in_coroutine().is_none() {
-            return CoStream::from_std_unix(std::os::unix::net::UnixStream::connect(path)?);
+            let stream = std::os::unix::net::UnixStream::connect(path)?;
+            return CoStream::from_std_unix(stream).map(UnixStream);
         }
         let stream = CoStream::new(Sock::Unix(mio::net::UnixStream::connect(path)?))?;
         stream.wait(Dir::Write, None)?;
         match stream.take_error()? {
             Some(e) => Err(e),
-            None => Ok(stream),
+            None => Ok(UnixStream(stream)),
         }
     }
 
-    /// A connected pair of unix stream sockets.
-    pub fn pair() -> io::Result<(CoStream, CoStream)> {
+    /// A connected pair of unix stream sockets (to talk between two coroutines, or to a
+    /// thread).
+    pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
-        Ok((CoStream::from_std_unix(a)?, CoStream::from_std_unix(b)?))
+        Ok((
+            UnixStream(CoStream::from_std_unix(a)?),
+            UnixStream(CoStream::from_std_unix(b)?),
+        ))
     }
 }
+
+/// What [`TcpStream`] and [`UnixStream`] share: being a [`CoStream`] (deref, conversion) and
+/// reading and writing through it. The inherent `read`/`write`/`write_all`/`flush` take `&self`
+/// like `CoStream`'s (without them, the `Write` impl below would be picked for
+/// `conn.write_all(..)` and ask for a `mut` binding).
+macro_rules! connection_of_costream {
+    ($name:ident) => {
+        impl $name {
+            /// Reads into `buf`, parking until data (or end of stream) arrives; see
+            /// [`CoStream::read`].
+            pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+
+            /// Writes some of `buf`, parking while the socket buffer is full.
+            pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
+                self.0.write(buf)
+            }
+
+            /// Writes all of `buf` (each wait bounded by the write timeout).
+            pub fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+                self.0.write_all(buf)
+            }
+
+            /// Nothing is buffered here: always `Ok`.
+            pub fn flush(&self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl Deref for $name {
+            type Target = CoStream;
+            fn deref(&self) -> &CoStream {
+                &self.0
+            }
+        }
+
+        impl DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut CoStream {
+                &mut self.0
+            }
+        }
+
+        impl From<$name> for CoStream {
+            fn from(conn: $name) -> CoStream {
+                conn.0
+            }
+        }
+
+        impl Read for $name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+
+        impl Read for &$name {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                self.0.read(buf)
+            }
+        }
+
+        impl Write for $name {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl Write for &$name {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                self.0.write(buf)
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.0.as_fd()
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.0.as_raw_fd()
+            }
+        }
+    };
+}
+
+connection_of_costream!(TcpStream);
+connection_of_costream!(UnixStream);

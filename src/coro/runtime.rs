@@ -3,35 +3,38 @@
 //! mapping limit).
 //!
 //! Owns nothing but the boxed scheduler state (`sched::Inner`) and this thread's alternate
-//! signal stack; all scheduling is in `sched.rs`. Never used from inside a coroutine.
+//! signal stack; all scheduling is in `sched.rs`. Never used from inside a coroutine. Not part
+//! of the handler API: the crate and its benches (`crate::__bench`) use it, handlers never see
+//! it.
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use super::sched::{self, Budget, CancelReason, Inner, Limits, TaskId};
+use super::budget::{Budget, Limits};
+use super::cancel::CancelReason;
+use super::sched::{self, Inner, TaskId};
 use super::stack::StackPool;
 use super::task::{JoinError, JoinHandle};
 use crate::sys::fault::{self, AltStack};
 use crate::sys::stack as sys_stack;
 
 /// Smallest `stack-size` accepted: a panic with a symbolised backtrace alone needs ~24 KiB.
-pub const MIN_STACK_SIZE: usize = 64 * 1024;
+pub(crate) const MIN_STACK_SIZE: usize = 64 * 1024;
 /// Default `stack-size` (256 KiB): RSS only grows with the pages a handler touches.
-pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// Settings fixed when a worker creates its runtime (after fork).
 #[derive(Clone, Debug)]
 pub struct RuntimeConfig {
-    /// Usable bytes of each coroutine stack (`stack-size`), at least [`MIN_STACK_SIZE`].
+    /// Usable bytes of each coroutine stack (`stack-size`), at least 64 KiB.
     pub stack_size: usize,
     /// Most coroutines the runtime's owner runs at once: those it starts with
     /// [`Runtime::spawn`], [`Runtime::spawn_detached`] and [`Runtime::block_on`] (a worker: one
     /// per acceptor and one per connection slot, `worker-connections`).
     pub max_coroutines: usize,
-    /// Most tasks alive at once that coroutines start with [`rt::spawn`](crate::rt::spawn),
-    /// [`rt::try_spawn`](crate::rt::try_spawn) and
-    /// [`rt::spawn_detached`](crate::rt::spawn_detached) (a worker's `spawn-limit`). A budget of
-    /// its own: tasks never take one of the `max_coroutines`, and the other way round.
+    /// Most tasks alive at once that coroutines start with [`rt::spawn`](crate::rt::spawn) and
+    /// [`rt::try_spawn`](crate::rt::try_spawn) (a worker's `spawn-limit`). A budget of its own:
+    /// tasks never take one of the `max_coroutines`, and the other way round.
     pub max_tasks: usize,
     /// Threads of the offload pool (`offload-threads`); started lazily, at least 1.
     pub offload_threads: usize,
@@ -51,60 +54,13 @@ impl Default for RuntimeConfig {
 /// The coroutine runtime of one worker thread. Create it after `fork`; at most one per thread.
 ///
 /// The worker drives it with [`Runtime::turn`] and does its own per-turn work (heartbeat,
-/// signal flags) in between. A whole worker, in outline:
-///
-/// ```no_run
-/// use rcontainer::rt::{self, CancelReason, CoListener, CoStream, Runtime, RuntimeConfig, Semaphore};
-/// use std::os::fd::OwnedFd;
-/// use std::time::{Duration, Instant};
-///
-/// fn serve(conn: CoStream, harakiri: Duration) {
-///     rt::set_label("GET /path"); // once the request line is parsed
-///     rt::cancel_at(Some(Instant::now() + harakiri), CancelReason::Deadline);
-///     let outcome = rt::catch_panic(|| { /* handler(&mut request) -> io::Result<..> */ });
-///     rt::cancel_at(None, CancelReason::Deadline);
-///     let _status = match (outcome, rt::take_cancel()) {
-///         (_, Some(_)) => 504,   // deadline passed: the handler was told (TimedOut) or unwound
-///         (Err(_), None) => 500, // the handler panicked
-///         (Ok(()), None) => 200,
-///     };
-///     let _ = conn.write_all(b"HTTP/1.1 ...");
-/// }
-///
-/// # fn worker(listener_fds: Vec<OwnedFd>, cores: usize, stop: impl Fn() -> bool) -> std::io::Result<()> {
-/// let mut runtime = Runtime::new(RuntimeConfig {
-///     stack_size: 256 * 1024,
-///     max_coroutines: listener_fds.len(), // one acceptor per listener
-///     max_tasks: cores,                   // the connections the acceptors spawn
-///     offload_threads: 4,
-/// })?;
-/// let free_cores = Semaphore::new(cores);
-/// let mut acceptors = Vec::new();
-/// for fd in listener_fds {
-///     let listener = CoListener::from_fd(fd)?;
-///     let free_cores = free_cores.clone();
-///     acceptors.push(runtime.spawn_detached(move || loop {
-///         let Ok(permit) = free_cores.acquire() else { return }; // parks while all are busy
-///         let (conn, _peer) = match listener.accept() {
-///             Ok(accepted) => accepted,
-///             Err(_) => { rt::sleep(Duration::from_millis(100)); continue } // EMFILE: no spin
-///         };
-///         let _ = rt::spawn_detached(move || {
-///             let _permit = permit; // the core is free again when the request ends
-///             serve(conn, Duration::from_secs(60));
-///         });
-///     })?);
-/// }
-/// while !stop() {
-///     runtime.turn(Some(Duration::from_secs(1)))?;
-///     // scoreboard heartbeat here
-/// }
-/// for id in acceptors {
-///     runtime.abort(id); // stop accepting
-/// }
-/// runtime.drain(Instant::now() + Duration::from_secs(60), || { /* heartbeat */ })?;
-/// # Ok(()) }
-/// ```
+/// signal flags) in between. In outline (`worker/mod.rs` is the real thing): create it with
+/// `max_coroutines` = acceptors + connection slots and `max_tasks` = `spawn-limit`; spawn one
+/// acceptor per listener on the owner's budget, each taking a core (a `Semaphore` permit)
+/// before it accepts and handing the connection to a coroutine of its own; `turn` until told
+/// to stop; `abort` the acceptors; [`drain`](Runtime::drain) with the shutdown deadline.
+/// Each connection coroutine arms `harakiri` around its handler (`cancel_at`), catches the
+/// handler's panic (`catch_panic`) and answers 504 when `take_cancel` says the deadline passed.
 pub struct Runtime {
     inner: Box<Inner>,
     _altstack: Option<AltStack>,

@@ -1,6 +1,7 @@
 //! The scheduler of one worker thread (`Inner`, wrapped by `runtime::Runtime`): it owns the
-//! `mio::Poll`, the task slab, the ready queue, the timer heap, the I/O waiter slab, the stack
-//! pool and the offload pool.
+//! `mio::Poll`, the task slab, the ready queue, the timer heap (`timer.rs`), the I/O
+//! registrations (`reactor.rs`), the stack pool and the offload pool, and each task's
+//! cancellation, `timeout` scopes and label.
 //!
 //! How a coroutine waits ("park"): it records who may wake it (a [`Waiter`]: task id + park
 //! epoch) in whatever it waits on (an I/O slot, a timer, a channel...), marks itself parked and
@@ -16,8 +17,7 @@
 //! except in `poll`.
 
 use std::cell::{Cell, RefCell};
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::panic;
 use std::ptr;
@@ -28,9 +28,13 @@ use mio::event::Source;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::budget::{Budget, Limits};
+use super::cancel::{CancelReason, CancelUnwind, ParkError, unwind_expired_scope};
 use super::offload::Offload;
+use super::reactor::{Dir, IoSlots, IoToken};
 use super::stack::{PooledStack, StackPool};
 use super::task::{self, JoinHandle};
+use super::timer::Timers;
 use crate::sys::fault;
 
 /// A coroutine of this runtime: resumed with why it woke, yields nothing (what it waits for is
@@ -63,61 +67,6 @@ pub(crate) struct Waiter {
     epoch: u32,
 }
 
-/// Which budget a coroutine counts against: the runtime owner's coroutines and the tasks
-/// coroutines spawn are sized apart, so a handler that fans out can never take the coroutine
-/// a worker set aside for a connection it accepted (nor the other way round).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Budget {
-    /// Started by the runtime's owner (`Runtime::spawn`, a worker's acceptors and
-    /// connections): at most `RuntimeConfig::max_coroutines`.
-    Owner,
-    /// Started by coroutines with `rt::spawn`, `rt::try_spawn` or `rt::spawn_detached`: at
-    /// most `RuntimeConfig::max_tasks` (a worker's `spawn-limit`).
-    Tasks,
-}
-
-impl Budget {
-    fn index(self) -> usize {
-        match self {
-            Budget::Owner => 0,
-            Budget::Tasks => 1,
-        }
-    }
-}
-
-/// The most coroutines of each [`Budget`] alive at once.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Limits {
-    pub(crate) owner: usize,
-    pub(crate) tasks: usize,
-}
-
-impl Limits {
-    fn of(self, budget: Budget) -> usize {
-        match budget {
-            Budget::Owner => self.owner,
-            Budget::Tasks => self.tasks,
-        }
-    }
-
-    /// Why a coroutine of `budget` cannot start: every slot of it is taken.
-    fn exhausted(self, budget: Budget) -> io::Error {
-        let message = match budget {
-            Budget::Owner => format!(
-                "all {} coroutines of the runtime's owner are in use (RuntimeConfig::max_coroutines)",
-                self.owner
-            ),
-            Budget::Tasks => format!(
-                "spawn budget exhausted: all {} task slots are in use (the worker's \
-                 `spawn-limit`, RuntimeConfig::max_tasks); raise spawn-limit, or bound the \
-                 fan-out of each request (rt::Semaphore)",
-                self.tasks
-            ),
-        };
-        io::Error::new(io::ErrorKind::WouldBlock, message)
-    }
-}
-
 /// Why a parked coroutine was resumed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Wake {
@@ -129,55 +78,8 @@ pub(crate) enum Wake {
     Cancel,
 }
 
-/// Why a coroutine is cancelled. Its current (or next) fallible park returns the matching
-/// [`io::Error`]; a later park, or an infallible one (`sleep`, `yield_now`), unwinds it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum CancelReason {
-    /// A per-request deadline (`harakiri`) passed: parks fail with `ErrorKind::TimedOut`.
-    Deadline,
-    /// The worker is shutting down: parks fail with `ErrorKind::ConnectionAborted`.
-    /// (Not `Interrupted`: std's `read_exact`/`write_all` retry that kind forever.)
-    Shutdown,
-}
-
-impl CancelReason {
-    /// The error a fallible park returns for this reason.
-    pub fn to_io_error(self) -> io::Error {
-        match self {
-            CancelReason::Deadline => io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request deadline (harakiri) passed",
-            ),
-            CancelReason::Shutdown => {
-                io::Error::new(io::ErrorKind::ConnectionAborted, "worker is shutting down")
-            }
-        }
-    }
-}
-
-/// Why a park returned without its event.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum ParkError {
-    TimedOut,
-    Cancelled(CancelReason),
-}
-
-impl ParkError {
-    pub(crate) fn into_io(self) -> io::Error {
-        match self {
-            ParkError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "operation timed out"),
-            ParkError::Cancelled(reason) => reason.to_io_error(),
-        }
-    }
-}
-
-/// Unwind payload of a cancelled coroutine whose park cannot return an error.
-pub(crate) struct CancelUnwind(pub(crate) CancelReason);
-/// Unwind payload that ends the `timeout` scope with this id.
-pub(crate) struct TimeoutUnwind(pub(crate) u64);
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum State {
+enum TaskState {
     Queued,
     Running,
     Parked,
@@ -190,7 +92,7 @@ struct Task {
     yielder: *const Y,
     generation: u32,
     epoch: u32,
-    state: State,
+    state: TaskState,
     /// A timer entry exists for the current park (so an early wake leaves a stale entry).
     has_timer: bool,
     cancel: Option<CancelReason>,
@@ -205,12 +107,31 @@ struct Task {
     budget: Budget,
 }
 
-struct Timer {
-    at: Instant,
-    seq: u64,
-    kind: TimerKind,
+impl Task {
+    /// The check a running task makes before it switches out (`park`, `yield_now`): if it is
+    /// cancelled, a `fallible` park fails once with the reason and anything else unwinds; if
+    /// an enclosing `timeout` scope has expired, it unwinds to that scope. Returns the earliest
+    /// deadline of its scopes, which bounds the park.
+    #[inline]
+    fn check_cancel(&mut self, fallible: bool) -> Result<Option<Instant>, ParkError> {
+        if let Some(reason) = self.cancel {
+            if fallible && !self.cancel_delivered {
+                self.cancel_delivered = true;
+                return Err(ParkError::Cancelled(reason));
+            }
+            panic::resume_unwind(Box::new(CancelUnwind(reason)));
+        }
+        let scope_deadline = self.scopes.iter().map(|s| s.1).min();
+        if let Some(at) = scope_deadline
+            && at <= Instant::now()
+        {
+            unwind_expired_scope(&self.scopes);
+        }
+        Ok(scope_deadline)
+    }
 }
 
+/// What a due timer does.
 enum TimerKind {
     /// Wake a parked task with `Wake::Deadline`.
     Park(Waiter),
@@ -218,61 +139,28 @@ enum TimerKind {
     Cancel(TaskId, CancelReason),
 }
 
-impl PartialEq for Timer {
-    fn eq(&self, other: &Self) -> bool {
-        self.seq == other.seq
-    }
-}
-impl Eq for Timer {}
-impl PartialOrd for Timer {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Timer {
-    fn cmp(&self, other: &Self) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
-/// One registered fd: who waits to read, who waits to write.
-pub(crate) struct IoSlot {
-    reader: Option<Waiter>,
-    writer: Option<Waiter>,
-    generation: u32,
-}
-
-/// Direction of an I/O wait.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) enum Dir {
-    Read,
-    Write,
-}
-
-/// The mutable state of the scheduler, borrowed only between switches.
-pub(crate) struct Core {
+/// The mutable state of the scheduler (tasks, ready queue, timers, I/O registrations),
+/// borrowed only between switches. (Not to be confused with a worker's `async` cores, which
+/// are coroutines of the runtime's owner.)
+pub(crate) struct SchedState {
     tasks: Slab<Task>,
     /// Tasks alive per [`Budget`] (indexed by `Budget::index`).
     live: [usize; 2],
     ready: VecDeque<(TaskId, Wake)>,
-    timers: BinaryHeap<Reverse<Timer>>,
-    stale_timers: usize,
-    io: Slab<IoSlot>,
+    timers: Timers<TimerKind>,
+    io: IoSlots,
     next_generation: u32,
-    next_seq: u64,
 }
 
-impl Core {
-    fn new(capacity: usize) -> Core {
-        Core {
+impl SchedState {
+    fn new(capacity: usize) -> SchedState {
+        SchedState {
             tasks: Slab::with_capacity(capacity),
             live: [0; 2],
             ready: VecDeque::with_capacity(capacity),
-            timers: BinaryHeap::new(),
-            stale_timers: 0,
-            io: Slab::new(),
+            timers: Timers::new(),
+            io: IoSlots::new(),
             next_generation: 0,
-            next_seq: 0,
         }
     }
 
@@ -295,16 +183,6 @@ impl Core {
         self.next_generation
     }
 
-    fn push_timer(&mut self, at: Instant, kind: TimerKind) -> u64 {
-        self.next_seq += 1;
-        self.timers.push(Reverse(Timer {
-            at,
-            seq: self.next_seq,
-            kind,
-        }));
-        self.next_seq
-    }
-
     /// Makes a parked task runnable if `w` is its current park. Returns whether it was woken.
     #[inline]
     pub(crate) fn wake(&mut self, w: Waiter, how: Wake) -> bool {
@@ -312,16 +190,16 @@ impl Core {
             return false;
         };
         if task.generation != w.id.generation
-            || task.state != State::Parked
+            || task.state != TaskState::Parked
             || task.epoch != w.epoch
         {
             return false;
         }
         if task.has_timer && how != Wake::Deadline {
-            self.stale_timers += 1;
+            self.timers.note_stale();
         }
         task.has_timer = false;
-        task.state = State::Queued;
+        task.state = TaskState::Queued;
         self.ready.push_back((w.id, how));
         true
     }
@@ -330,7 +208,7 @@ impl Core {
         let Some(task) = self.task(id) else { return };
         task.cancel = Some(reason);
         task.cancel_delivered = false;
-        if task.state == State::Parked {
+        if task.state == TaskState::Parked {
             let w = Waiter {
                 id,
                 epoch: task.epoch,
@@ -340,10 +218,7 @@ impl Core {
     }
 
     fn fire_timers(&mut self, now: Instant) {
-        while self.timers.peek().is_some_and(|Reverse(t)| t.at <= now) {
-            let Some(Reverse(timer)) = self.timers.pop() else {
-                break;
-            };
+        while let Some(timer) = self.timers.pop_due(now) {
             match timer.kind {
                 TimerKind::Park(w) => {
                     self.wake(w, Wake::Deadline);
@@ -355,37 +230,30 @@ impl Core {
                 }
             }
         }
-        // Lazy deletion: entries of parks that woke early stay until they expire; rebuild the
-        // heap when they are the majority so it stays O(live timers).
-        if self.stale_timers > 1024 && self.stale_timers * 2 > self.timers.len() {
+        // Lazy deletion: entries of parks that woke early stay until they expire; drop them
+        // when they are the majority so the heap stays O(live timers).
+        if self.timers.wants_compaction() {
             let tasks = &self.tasks;
-            self.timers.retain(|Reverse(t)| match &t.kind {
+            self.timers.compact(|t| match &t.kind {
                 TimerKind::Park(w) => tasks.get(w.id.index as usize).is_some_and(|task| {
                     task.generation == w.id.generation
-                        && task.state == State::Parked
+                        && task.state == TaskState::Parked
                         && task.epoch == w.epoch
                 }),
                 TimerKind::Cancel(id, _) => tasks.get(id.index as usize).is_some_and(|task| {
                     task.generation == id.generation && task.cancel_timer == t.seq
                 }),
             });
-            self.stale_timers = 0;
         }
     }
 
-    fn dispatch_io(&mut self, token: Token, readable: bool, writable: bool) {
-        let index = token.0 & 0xffff_ffff;
-        let generation = (token.0 >> 32) as u32;
-        let Some(slot) = self
+    fn dispatch_io(&mut self, token: IoToken, readable: bool, writable: bool) {
+        for w in self
             .io
-            .get_mut(index)
-            .filter(|s| s.generation == generation)
-        else {
-            return;
-        };
-        let reader = if readable { slot.reader.take() } else { None };
-        let writer = if writable { slot.writer.take() } else { None };
-        for w in [reader, writer].into_iter().flatten() {
+            .take_ready(token, readable, writable)
+            .into_iter()
+            .flatten()
+        {
             self.wake(w, Wake::Event);
         }
     }
@@ -415,7 +283,7 @@ pub(crate) fn in_coroutine() -> Option<&'static Inner> {
 
 /// Everything a runtime owns. Reached by coroutines through the thread-local pointer.
 pub(crate) struct Inner {
-    core: RefCell<Core>,
+    state: RefCell<SchedState>,
     poll: RefCell<Poll>,
     events: RefCell<Events>,
     registry: mio::Registry,
@@ -445,7 +313,7 @@ impl Inner {
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(&registry, WAKER_TOKEN)?;
         let inner = Box::new(Inner {
-            core: RefCell::new(Core::new(pool.capacity())),
+            state: RefCell::new(SchedState::new(pool.capacity())),
             poll: RefCell::new(poll),
             events: RefCell::new(Events::with_capacity(1024)),
             registry,
@@ -476,12 +344,12 @@ impl Inner {
     }
 
     pub(super) fn live(&self) -> usize {
-        self.core.borrow().tasks.len()
+        self.state.borrow().tasks.len()
     }
 
     /// How many more coroutines of `budget` may start now.
     pub(super) fn free_slots(&self, budget: Budget) -> usize {
-        let live = self.core.borrow().live[budget.index()];
+        let live = self.state.borrow().live[budget.index()];
         self.limits.of(budget).saturating_sub(live)
     }
 
@@ -519,15 +387,15 @@ impl Inner {
             return Err(self.limits.exhausted(budget));
         };
         let co: Co = Coroutine::with_stack(stack, move |y: &Y, _first: Wake| root(y));
-        let mut core = self.core.borrow_mut();
-        core.live[budget.index()] += 1;
-        let generation = core.generation();
-        let index = core.tasks.insert(Task {
+        let mut state = self.state.borrow_mut();
+        state.live[budget.index()] += 1;
+        let generation = state.generation();
+        let index = state.tasks.insert(Task {
             co: Some(co),
             yielder: ptr::null(),
             generation,
             epoch: 0,
-            state: State::Queued,
+            state: TaskState::Queued,
             has_timer: false,
             cancel: None,
             cancel_delivered: false,
@@ -540,7 +408,7 @@ impl Inner {
             index: index as u32,
             generation,
         };
-        core.ready.push_back((id, Wake::Event));
+        state.ready.push_back((id, Wake::Event));
         Ok(id)
     }
 
@@ -564,14 +432,14 @@ impl Inner {
     #[inline]
     fn run_next(&self) -> bool {
         let (id, wake, mut co, yielder) = {
-            let mut core = self.core.borrow_mut();
-            let Some((id, wake)) = core.ready.pop_front() else {
+            let mut state = self.state.borrow_mut();
+            let Some((id, wake)) = state.ready.pop_front() else {
                 return false;
             };
-            let Some(task) = core.task(id).filter(|t| t.state == State::Queued) else {
+            let Some(task) = state.task(id).filter(|t| t.state == TaskState::Queued) else {
                 return true; // dropped since it was queued
             };
-            task.state = State::Running;
+            task.state = TaskState::Running;
             let co = task
                 .co
                 .take()
@@ -589,17 +457,17 @@ impl Inner {
 
         match result {
             CoroutineResult::Yield(()) => {
-                let mut core = self.core.borrow_mut();
-                if let Some(task) = core.task(id) {
+                let mut state = self.state.borrow_mut();
+                if let Some(task) = state.task(id) {
                     task.co = Some(co);
                     task.yielder = self.yielder.get();
                     return true;
                 }
-                drop(core);
+                drop(state);
                 self.drop_coroutine(id, co, self.yielder.get());
             }
             CoroutineResult::Return(()) => {
-                let removed = self.core.borrow_mut().remove_task(id.index as usize);
+                let removed = self.state.borrow_mut().remove_task(id.index as usize);
                 drop(removed);
                 drop(co.into_stack()); // back to the pool
             }
@@ -626,9 +494,9 @@ impl Inner {
             return;
         }
         let taken = {
-            let mut core = self.core.borrow_mut();
-            match core.task(id) {
-                Some(task) if task.state != State::Running => core
+            let mut state = self.state.borrow_mut();
+            match state.task(id) {
+                Some(task) if task.state != TaskState::Running => state
                     .remove_task(id.index as usize)
                     .and_then(|task| task.co.map(|co| (co, task.yielder))),
                 _ => None,
@@ -641,8 +509,9 @@ impl Inner {
 
     pub(super) fn abort_all(&self) -> usize {
         let ids: Vec<TaskId> = {
-            let core = self.core.borrow();
-            core.tasks
+            let state = self.state.borrow();
+            state
+                .tasks
                 .iter()
                 .map(|(i, t)| TaskId {
                     index: i as u32,
@@ -657,18 +526,18 @@ impl Inner {
     }
 
     pub(crate) fn cancel(&self, id: TaskId, reason: CancelReason) {
-        self.core.borrow_mut().cancel(id, reason);
+        self.state.borrow_mut().cancel(id, reason);
     }
 
     /// Arms (or with `None` disarms) a deadline at which the current task is cancelled.
     pub(crate) fn set_cancel_deadline(&self, at: Option<(Instant, CancelReason)>) {
         let Some(id) = self.current.get() else { return };
-        let mut core = self.core.borrow_mut();
+        let mut state = self.state.borrow_mut();
         let seq = match at {
-            Some((at, reason)) => core.push_timer(at, TimerKind::Cancel(id, reason)),
+            Some((at, reason)) => state.timers.push(at, TimerKind::Cancel(id, reason)),
             None => 0,
         };
-        if let Some(task) = core.task(id) {
+        if let Some(task) = state.task(id) {
             task.cancel_timer = seq;
         }
     }
@@ -677,8 +546,8 @@ impl Inner {
     /// can still write a 504).
     pub(crate) fn take_cancel(&self) -> Option<CancelReason> {
         let id = self.current.get()?;
-        let mut core = self.core.borrow_mut();
-        let task = core.task(id)?;
+        let mut state = self.state.borrow_mut();
+        let task = state.task(id)?;
         task.cancel_delivered = false;
         task.cancel.take()
     }
@@ -687,7 +556,7 @@ impl Inner {
         let Some(id) = self.current.get() else {
             return false;
         };
-        self.core
+        self.state
             .borrow_mut()
             .task(id)
             .is_some_and(|t| t.cancel.is_some())
@@ -695,8 +564,8 @@ impl Inner {
 
     pub(crate) fn set_label(&self, label: &str) {
         let Some(id) = self.current.get() else { return };
-        let mut core = self.core.borrow_mut();
-        if let Some(task) = core.task(id) {
+        let mut state = self.state.borrow_mut();
+        if let Some(task) = state.task(id) {
             task.label = label.into();
             fault::set_label(task.label.as_bytes());
         }
@@ -707,13 +576,13 @@ impl Inner {
         let id = self.current.get()?;
         let scope = self.next_scope.get() + 1;
         self.next_scope.set(scope);
-        self.core.borrow_mut().task(id)?.scopes.push((scope, at));
+        self.state.borrow_mut().task(id)?.scopes.push((scope, at));
         Some(scope)
     }
 
     pub(crate) fn pop_scope(&self, scope: u64) {
         let Some(id) = self.current.get() else { return };
-        if let Some(task) = self.core.borrow_mut().task(id) {
+        if let Some(task) = self.state.borrow_mut().task(id) {
             task.scopes.retain(|s| s.0 != scope);
         }
     }
@@ -722,7 +591,7 @@ impl Inner {
     /// before parking and may fail, like submitting an offload job).
     pub(crate) fn next_waiter(&self) -> Option<Waiter> {
         let id = self.current.get()?;
-        let epoch = self.core.borrow_mut().task(id)?.epoch.wrapping_add(1);
+        let epoch = self.state.borrow_mut().task(id)?.epoch.wrapping_add(1);
         Some(Waiter { id, epoch })
     }
 
@@ -745,7 +614,7 @@ impl Inner {
         &self,
         deadline: Option<Instant>,
         fallible: bool,
-        register: impl FnOnce(&mut Core, Waiter),
+        register: impl FnOnce(&mut SchedState, Waiter),
     ) -> Result<(), ParkError> {
         let id = self
             .current
@@ -757,26 +626,14 @@ impl Inner {
             return Err(ParkError::Cancelled(CancelReason::Shutdown));
         }
         {
-            let mut core = self.core.borrow_mut();
-            let core = &mut *core;
-            let task = core
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            let task = state
                 .task(id)
                 .expect("invariant: the running task is in the slab");
-            if let Some(reason) = task.cancel {
-                if fallible && !task.cancel_delivered {
-                    task.cancel_delivered = true;
-                    return Err(ParkError::Cancelled(reason));
-                }
-                panic::resume_unwind(Box::new(CancelUnwind(reason)));
-            }
-            let scope_deadline = task.scopes.iter().map(|s| s.1).min();
-            if let Some(at) = scope_deadline
-                && at <= Instant::now()
-            {
-                unwind_expired_scope(&task.scopes);
-            }
+            let scope_deadline = task.check_cancel(fallible)?;
             task.epoch = task.epoch.wrapping_add(1);
-            task.state = State::Parked;
+            task.state = TaskState::Parked;
             let w = Waiter {
                 id,
                 epoch: task.epoch,
@@ -787,15 +644,15 @@ impl Inner {
             };
             task.has_timer = at.is_some();
             if let Some(at) = at {
-                core.push_timer(at, TimerKind::Park(w));
+                state.timers.push(at, TimerKind::Park(w));
             }
-            register(core, w);
+            register(state, w);
         }
         match self.suspend() {
             Wake::Event => Ok(()),
             Wake::Deadline => {
-                let mut core = self.core.borrow_mut();
-                let task = core
+                let mut state = self.state.borrow_mut();
+                let task = state
                     .task(id)
                     .expect("invariant: the running task is in the slab");
                 let now = Instant::now();
@@ -805,8 +662,8 @@ impl Inner {
                 Err(ParkError::TimedOut)
             }
             Wake::Cancel => {
-                let mut core = self.core.borrow_mut();
-                let task = core
+                let mut state = self.state.borrow_mut();
+                let task = state
                     .task(id)
                     .expect("invariant: the running task is in the slab");
                 let reason = task.cancel.unwrap_or(CancelReason::Shutdown);
@@ -832,22 +689,15 @@ impl Inner {
             return;
         }
         {
-            let mut core = self.core.borrow_mut();
-            let core = &mut *core;
-            let task = core
+            let mut state = self.state.borrow_mut();
+            let state = &mut *state;
+            let task = state
                 .task(id)
                 .expect("invariant: the running task is in the slab");
-            if let Some(reason) = task.cancel {
-                panic::resume_unwind(Box::new(CancelUnwind(reason)));
-            }
-            if !task.scopes.is_empty() {
-                let now = Instant::now();
-                if task.scopes.iter().any(|s| s.1 <= now) {
-                    unwind_expired_scope(&task.scopes);
-                }
-            }
-            task.state = State::Queued;
-            core.ready.push_back((id, Wake::Event));
+            task.check_cancel(false)
+                .expect("invariant: an infallible check unwinds instead of failing");
+            task.state = TaskState::Queued;
+            state.ready.push_back((id, Wake::Event));
         }
         self.suspend();
     }
@@ -856,56 +706,42 @@ impl Inner {
     /// still waiting.
     #[inline]
     pub(crate) fn wake(&self, w: Waiter) -> bool {
-        self.core.borrow_mut().wake(w, Wake::Event)
+        self.state.borrow_mut().wake(w, Wake::Event)
     }
 
-    pub(crate) fn register_io(&self, source: &mut impl Source) -> io::Result<Token> {
-        let mut core = self.core.borrow_mut();
-        let generation = core.generation();
-        let index = core.io.insert(IoSlot {
-            reader: None,
-            writer: None,
-            generation,
-        });
-        let token = Token(((generation as usize) << 32) | index);
-        if let Err(e) =
-            self.registry
-                .register(source, token, Interest::READABLE | Interest::WRITABLE)
-        {
-            core.io.remove(index);
+    pub(crate) fn register_io(&self, source: &mut impl Source) -> io::Result<IoToken> {
+        let mut state = self.state.borrow_mut();
+        let token = state.io.insert();
+        if let Err(e) = self.registry.register(
+            source,
+            token.to_mio(),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            state.io.remove(token);
             return Err(e);
         }
         Ok(token)
     }
 
-    pub(crate) fn deregister_io(&self, source: &mut impl Source, token: Token) {
+    pub(crate) fn deregister_io(&self, source: &mut impl Source, token: IoToken) {
         let _ = self.registry.deregister(source);
-        let mut core = self.core.borrow_mut();
-        let index = token.0 & 0xffff_ffff;
-        if core
-            .io
-            .get(index)
-            .is_some_and(|s| s.generation == (token.0 >> 32) as u32)
-        {
-            core.io.remove(index);
-        }
+        self.state.borrow_mut().io.remove(token);
     }
 
-    /// Parks the current coroutine until `token`'s fd may be ready in direction `dir`.
+    /// Parks the current coroutine until `token`'s fd may be ready in direction `dir`. A token
+    /// that names no registration fails at once instead of parking on whatever took its slot.
     #[inline]
     pub(crate) fn wait_io(
         &self,
-        token: Token,
+        token: IoToken,
         dir: Dir,
         deadline: Option<Instant>,
     ) -> Result<(), ParkError> {
-        self.park(deadline, true, |core, w| {
-            if let Some(slot) = core.io.get_mut(token.0 & 0xffff_ffff) {
-                match dir {
-                    Dir::Read => slot.reader = Some(w),
-                    Dir::Write => slot.writer = Some(w),
-                }
-            }
+        if !self.state.borrow().io.contains(token) {
+            return Err(ParkError::NotRegistered);
+        }
+        self.park(deadline, true, |state, w| {
+            state.io.set_waiter(token, dir, w);
         })
     }
 
@@ -940,14 +776,14 @@ impl Inner {
     /// effect of everything that became ready.
     fn turn_inner(&self, max_wait: Option<Duration>) -> io::Result<()> {
         let timeout = {
-            let core = self.core.borrow();
-            if !core.ready.is_empty() {
+            let state = self.state.borrow();
+            if !state.ready.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                let until_timer = core
+                let until_timer = state
                     .timers
-                    .peek()
-                    .map(|Reverse(t)| t.at.saturating_duration_since(Instant::now()));
+                    .next_at()
+                    .map(|at| at.saturating_duration_since(Instant::now()));
                 match (until_timer, max_wait) {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
@@ -956,7 +792,7 @@ impl Inner {
         };
         self.poll_events(timeout)?;
         let now = Instant::now();
-        self.core.borrow_mut().fire_timers(now);
+        self.state.borrow_mut().fire_timers(now);
         for _ in 0..BUDGET {
             if !self.run_next() {
                 break;
@@ -976,55 +812,21 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
             Err(e) => return Err(e),
         }
-        let mut core = self.core.borrow_mut();
+        let mut state = self.state.borrow_mut();
         for event in events.iter() {
             if event.token() == WAKER_TOKEN {
                 for w in self.offload.take_done() {
-                    core.wake(w, Wake::Event);
+                    state.wake(w, Wake::Event);
                 }
                 continue;
             }
             let failed = event.is_error();
-            core.dispatch_io(
-                event.token(),
+            state.dispatch_io(
+                IoToken::from_mio(event.token()),
                 failed || event.is_readable() || event.is_read_closed(),
                 failed || event.is_writable() || event.is_write_closed(),
             );
         }
         Ok(())
-    }
-}
-
-/// Unwinds to the outermost expired `timeout` scope (inner scopes re-raise what is not theirs).
-fn unwind_expired_scope(scopes: &[(u64, Instant)]) -> ! {
-    let now = Instant::now();
-    let scope = scopes.iter().find(|s| s.1 <= now).map_or(0, |s| s.0);
-    panic::resume_unwind(Box::new(TimeoutUnwind(scope)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn timers_order_by_deadline_then_arrival() {
-        let at = Instant::now();
-        let t = |at, seq| Timer {
-            at,
-            seq,
-            kind: TimerKind::Cancel(
-                TaskId {
-                    index: 0,
-                    generation: 0,
-                },
-                CancelReason::Deadline,
-            ),
-        };
-        let mut heap = BinaryHeap::new();
-        heap.push(Reverse(t(at + Duration::from_millis(2), 1)));
-        heap.push(Reverse(t(at, 3)));
-        heap.push(Reverse(t(at, 2)));
-        let order: Vec<u64> = std::iter::from_fn(|| heap.pop().map(|Reverse(t)| t.seq)).collect();
-        assert_eq!(order, [2, 3, 1]);
     }
 }

@@ -12,7 +12,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
-use super::sched::{self, Budget, CancelReason, CancelUnwind, TaskId, TimeoutUnwind, Waiter, Y};
+use super::budget::Budget;
+use super::cancel::{CancelReason, CancelUnwind, TimeoutUnwind};
+use super::sched::{self, TaskId, Waiter, Y};
 
 /// Why [`JoinHandle::join`] (or [`catch_panic`]) did not return a value.
 pub enum JoinError {
@@ -158,8 +160,9 @@ impl<T> JoinHandle<T> {
         JoinHandle { id, slot }
     }
 
-    /// The coroutine's id (for [`cancel`] or `Runtime::cancel`).
-    pub fn id(&self) -> TaskId {
+    /// The coroutine's id (for `Runtime::cancel` or `Runtime::abort`).
+    #[cfg(test)]
+    pub(crate) fn id(&self) -> TaskId {
         self.id
     }
 
@@ -188,7 +191,9 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    /// Cancels the coroutine (see [`CancelReason`]).
+    /// Cancels the coroutine: its current or next fallible park fails with `reason`'s error
+    /// (`TimedOut` for [`CancelReason::Deadline`]), a later park unwinds it; `join` then
+    /// returns [`JoinError::Cancelled`] (unless it caught the error and returned).
     pub fn cancel(&self, reason: CancelReason) {
         cancel(self.id, reason);
     }
@@ -229,18 +234,6 @@ where
         Ok(handle) => handle,
         Err(e) => panic!("rt::spawn: {e}"),
     }
-}
-
-/// Starts `f` on a new task without a join handle (no allocation), for fire-and-forget work.
-/// It counts against the task budget like [`spawn`] and fails like [`try_spawn`].
-pub fn spawn_detached<F>(f: F) -> io::Result<TaskId>
-where
-    F: FnOnce() + 'static,
-{
-    let Some(rt) = sched::runtime() else {
-        return Err(no_runtime());
-    };
-    rt.spawn_detached(Budget::Tasks, f)
 }
 
 /// Starts `f` without a join handle on a coroutine of the runtime owner's budget
@@ -307,9 +300,24 @@ where
     rt.spawn(Budget::Tasks, f)
 }
 
-/// Runs `f`, catching a panic or a cancellation unwind as a [`JoinError`] (the connection code
-/// turns them into a 500 or a 504). Unwinds that must reach someone else pass through: an
-/// expired enclosing [`timeout`](super::time::timeout) and the unwind of a dropped coroutine.
+/// Runs `f`, catching a panic (or a cancellation unwind) as a [`JoinError`]: what a handler
+/// uses instead of `std::panic::catch_unwind`. Unwinds that must reach someone else pass
+/// through: an expired enclosing [`timeout`](super::time::timeout) and the unwind of a dropped
+/// coroutine. Catching a cancellation ([`JoinError::Cancelled`]) does not undo it: the
+/// coroutine stays cancelled and its next park fails or unwinds again, and a request whose
+/// `harakiri` passed is answered 504 whatever the handler returns.
+///
+/// ```no_run
+/// use rcontainer::{Response, rt};
+///
+/// # fn risky_plugin() -> String { String::new() }
+/// let page = match rt::catch_panic(risky_plugin) {
+///     Ok(text) => Response::text(text),
+///     Err(e) if e.is_panic() => Response::error(500).body(format!("plugin failed: {e}\n")),
+///     Err(e) => Response::error(503).body(format!("{e}\n")), // cancelled: 504 anyway
+/// };
+/// # let _ = page;
+/// ```
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, JoinError> {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(value) => Ok(value),
@@ -324,13 +332,13 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, JoinError> {
 }
 
 /// The id of the running coroutine, or `None` outside coroutines.
-pub fn current() -> Option<TaskId> {
+pub(crate) fn current() -> Option<TaskId> {
     sched::runtime().and_then(|rt| rt.current())
 }
 
 /// Cancels coroutine `id` of this thread's runtime: its current or next fallible park fails with
 /// `reason`'s error (`TimedOut` for a deadline), a later park unwinds it.
-pub fn cancel(id: TaskId, reason: CancelReason) {
+pub(crate) fn cancel(id: TaskId, reason: CancelReason) {
     if let Some(rt) = sched::runtime() {
         rt.cancel(id, reason);
     }
@@ -338,7 +346,7 @@ pub fn cancel(id: TaskId, reason: CancelReason) {
 
 /// Arms a deadline at which the current coroutine is cancelled with `reason` (the per-request
 /// `harakiri`); `None` disarms it. No effect outside coroutines.
-pub fn cancel_at(deadline: Option<Instant>, reason: CancelReason) {
+pub(crate) fn cancel_at(deadline: Option<Instant>, reason: CancelReason) {
     if let Some(rt) = sched::in_coroutine() {
         rt.set_cancel_deadline(deadline.map(|at| (at, reason)));
     }
@@ -346,18 +354,25 @@ pub fn cancel_at(deadline: Option<Instant>, reason: CancelReason) {
 
 /// Clears the current coroutine's cancellation and returns why it was cancelled, so the
 /// connection code can still answer (504) after the handler gave up.
-pub fn take_cancel() -> Option<CancelReason> {
+pub(crate) fn take_cancel() -> Option<CancelReason> {
     sched::in_coroutine().and_then(|rt| rt.take_cancel())
 }
 
 /// Whether the current coroutine has been cancelled.
-pub fn is_cancelled() -> bool {
+pub(crate) fn is_cancelled() -> bool {
     sched::in_coroutine().is_some_and(|rt| rt.is_cancelled())
 }
 
 /// Names what the current coroutine is doing (e.g. `"GET /search"`); the stack-overflow report
 /// quotes it.
-pub fn set_label(label: &str) {
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the worker does not label its request coroutines yet"
+    )
+)]
+pub(crate) fn set_label(label: &str) {
     if let Some(rt) = sched::in_coroutine() {
         rt.set_label(label);
     }

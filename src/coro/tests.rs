@@ -8,6 +8,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::sys::rerun;
 
 fn runtime(max: usize) -> Runtime {
     Runtime::new(RuntimeConfig {
@@ -303,8 +304,8 @@ fn listeners_adopted_from_raw_fds_accept_tcp_and_unix() {
         .block_on(move || {
             let mut out = Vec::new();
             for mut conn in [
-                UnixStream::connect(&p).expect("unix"),
-                TcpStream::connect(tcp_addr).expect("tcp"),
+                CoStream::from(UnixStream::connect(&p).expect("unix")),
+                CoStream::from(TcpStream::connect(tcp_addr).expect("tcp")),
             ] {
                 let mut buf = Vec::new();
                 conn.read_to_end(&mut buf).expect("read");
@@ -537,11 +538,11 @@ fn spawned_tasks_have_a_budget_of_their_own() {
     let outcome = rt
         .block_on(|| {
             let a = try_spawn(|| sleep(Duration::from_millis(20))).expect("task 1");
-            spawn_detached(|| sleep(Duration::from_millis(20))).expect("task 2");
+            drop(try_spawn(|| sleep(Duration::from_millis(20))).expect("task 2")); // detached
             let refused = try_spawn(|| ()).expect_err("the task budget is spent");
             // The owner's coroutines are counted apart: one is running this, two are free.
             let owner_free = super::sched::runtime()
-                .map(|rt| rt.free_slots(super::sched::Budget::Owner))
+                .map(|rt| rt.free_slots(super::budget::Budget::Owner))
                 .expect("runtime");
             a.join().expect("task 1 ends");
             (refused, owner_free)
@@ -707,9 +708,6 @@ fn stack_size_below_the_minimum_is_refused() {
     assert!(err.to_string().contains("64 KiB"), "{err}");
 }
 
-/// Selects the crashing path when this test binary is re-run as a child.
-const OVERFLOW_CHILD: &str = "RCONTAINER_TEST_OVERFLOW_CHILD";
-
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     let frame = std::hint::black_box([depth as u8; 4096]);
@@ -719,11 +717,9 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + u64::from(frame[100])
 }
 
-#[test]
-fn overflow_child() {
-    if std::env::var_os(OVERFLOW_CHILD).is_none() {
-        return; // only does something when run by `a_stack_overflow_is_reported_and_the_worker_exits`
-    }
+/// The child's half of the overflow tests: overflows a labelled coroutine's stack, which ends
+/// the process (it never returns).
+fn overflow_a_coroutine_stack() -> ! {
     let mut rt = runtime(2);
     eprintln!("{}", rt.stack_summary());
     let _ = rt.block_on(|| {
@@ -735,30 +731,34 @@ fn overflow_child() {
 
 #[test]
 fn a_stack_overflow_is_reported_and_the_worker_exits() {
-    let stderr = run_overflow_child(false);
+    const TEST: &str = "coro::tests::a_stack_overflow_is_reported_and_the_worker_exits";
+    if rerun::is_child_for(TEST) {
+        overflow_a_coroutine_stack();
+    }
+    let stderr = run_overflow_child(TEST, false);
     assert!(stderr.contains("\"GET /deep\""), "stderr: {stderr}");
 }
 
 #[test]
 fn a_stack_overflow_is_reported_with_mprotect_guards_too() {
+    const TEST: &str = "coro::tests::a_stack_overflow_is_reported_with_mprotect_guards_too";
+    if rerun::is_child_for(TEST) {
+        overflow_a_coroutine_stack();
+    }
     // The layout used on kernels without MADV_GUARD_INSTALL (before 6.13).
-    let stderr = run_overflow_child(true);
+    let stderr = run_overflow_child(TEST, true);
     assert!(stderr.contains("mprotect guards"), "stderr: {stderr}");
 }
 
-/// Re-runs this test binary as a child that overflows a coroutine stack; returns its stderr
-/// after checking the report and the exit status. Never hangs: the child is killed after 60 s.
-fn run_overflow_child(mprotect_guards: bool) -> String {
+/// Re-runs this test binary on `test` as its child (`sys::rerun`'s marker, so only the child
+/// overflows); returns its stderr after checking the report and the exit status. Never hangs:
+/// the child is killed after 60 s.
+fn run_overflow_child(test: &str, mprotect_guards: bool) -> String {
     let exe = std::env::current_exe().expect("test binary");
     let mut command = std::process::Command::new(exe);
     command
-        .args([
-            "--exact",
-            "coro::tests::overflow_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(OVERFLOW_CHILD, "1")
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(rerun::CHILD_ENV, test)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
     if mprotect_guards {
@@ -817,4 +817,39 @@ fn join_all_of_three_300ms_calls_takes_about_300ms_not_900() {
     eprintln!("join_all of three 300 ms sleeps took {elapsed:?}");
     let values: Vec<u64> = results.into_iter().map(|r| r.expect("joined")).collect();
     assert_eq!(values, [1, 2, 3]);
+}
+
+#[test]
+fn waiting_on_a_stale_io_token_fails_instead_of_parking_on_the_fd_that_took_its_slot() {
+    let mut rt = runtime(2);
+    let outcome = rt
+        .block_on(|| {
+            let inner = sched::in_coroutine().expect("in a coroutine");
+            let nonblocking = || {
+                let (a, b) = std::os::unix::net::UnixStream::pair().expect("pair");
+                a.set_nonblocking(true).expect("nonblocking");
+                (mio::net::UnixStream::from_std(a), b)
+            };
+            let (mut gone, _peer) = nonblocking();
+            let stale = inner.register_io(&mut gone).expect("register");
+            inner.deregister_io(&mut gone, stale);
+            // Takes the slot the first registration left.
+            let (mut taker, _taker_peer) = nonblocking();
+            let fresh = inner.register_io(&mut taker).expect("register");
+            let waited = inner.wait_io(
+                stale,
+                super::reactor::Dir::Read,
+                Some(Instant::now() + Duration::from_millis(50)),
+            );
+            inner.deregister_io(&mut taker, fresh);
+            waited.map_err(|e| e.into_io())
+        })
+        .expect("block_on");
+    let err = outcome.expect_err("a stale token cannot be waited on");
+    assert_ne!(
+        err.kind(),
+        io::ErrorKind::TimedOut,
+        "it parked on the other fd's slot: {err}"
+    );
+    assert!(err.to_string().contains("not registered"), "{err}");
 }

@@ -7,7 +7,8 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use super::sched::{self, TimeoutUnwind};
+use super::cancel::TimeoutUnwind;
+use super::sched;
 
 /// `now + dur`, saturating far in the future instead of panicking on overflow
 /// (`Duration::MAX` means "forever").
