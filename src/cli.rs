@@ -710,7 +710,10 @@ mod tests {
     #[test]
     fn the_exit_codes_sys_uses_by_number_are_the_runtime_failure() {
         // `sys` imports nothing of the crate, so it spells these out.
-        assert_eq!(crate::sys::fault::OVERFLOW_EXIT_CODE, i32::from(exit::RUNTIME));
+        assert_eq!(
+            crate::sys::fault::OVERFLOW_EXIT_CODE,
+            i32::from(exit::RUNTIME)
+        );
         assert_eq!(crate::sys::process::CHILD_SETUP_FAILED, exit::RUNTIME);
     }
 

@@ -57,15 +57,9 @@ pub use sched::TaskId;
 // Engine controls for the worker and the client: a handler holding these could disarm its own
 // `harakiri` or cancel another request, so they stay inside the crate.
 pub(crate) use io::CoListener;
-#[cfg_attr(
-    not(test),
-    expect(
-        unused_imports,
-        reason = "the worker does not label its request coroutines yet"
-    )
-)]
-pub(crate) use task::set_label;
-pub(crate) use task::{cancel, cancel_at, current, is_cancelled, spawn_owned, take_cancel};
+pub(crate) use task::{
+    cancel, cancel_at, current, is_cancelled, set_label, spawn_owned, take_cancel,
+};
 
 #[cfg(test)]
 mod tests;

@@ -102,8 +102,9 @@ struct Task {
     cancel_timer: u64,
     /// Enclosing `timeout` scopes, outermost first: (scope id, deadline).
     scopes: Vec<(u64, Instant)>,
-    /// What it is doing, for the stack-overflow report; empty if unnamed.
-    label: Box<str>,
+    /// What it is doing, for the stack-overflow report; empty if unnamed. Reused from one
+    /// label to the next (a connection's coroutine labels each of its requests).
+    label: String,
     budget: Budget,
 }
 
@@ -401,7 +402,7 @@ impl Inner {
             cancel_delivered: false,
             cancel_timer: 0,
             scopes: Vec::new(),
-            label: Box::default(),
+            label: String::new(),
             budget,
         });
         let id = TaskId {
@@ -562,11 +563,17 @@ impl Inner {
             .is_some_and(|t| t.cancel.is_some())
     }
 
-    pub(crate) fn set_label(&self, label: &str) {
+    pub(crate) fn set_label(&self, parts: &[&str]) {
         let Some(id) = self.current.get() else { return };
         let mut state = self.state.borrow_mut();
         if let Some(task) = state.task(id) {
-            task.label = label.into();
+            task.label.clear();
+            for (i, part) in parts.iter().enumerate() {
+                if i > 0 {
+                    task.label.push(' ');
+                }
+                task.label.push_str(part);
+            }
             fault::set_label(task.label.as_bytes());
         }
     }

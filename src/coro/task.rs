@@ -363,17 +363,10 @@ pub(crate) fn is_cancelled() -> bool {
     sched::in_coroutine().is_some_and(|rt| rt.is_cancelled())
 }
 
-/// Names what the current coroutine is doing (e.g. `"GET /search"`); the stack-overflow report
-/// quotes it.
-#[cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the worker does not label its request coroutines yet"
-    )
-)]
-pub(crate) fn set_label(label: &str) {
+/// Names what the current coroutine is doing, `parts` joined by spaces (`["GET", "/search"]`);
+/// the stack-overflow report quotes it. Reuses the coroutine's label buffer.
+pub(crate) fn set_label(parts: &[&str]) {
     if let Some(rt) = sched::in_coroutine() {
-        rt.set_label(label);
+        rt.set_label(parts);
     }
 }

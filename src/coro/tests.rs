@@ -723,7 +723,7 @@ fn overflow_a_coroutine_stack() -> ! {
     let mut rt = runtime(2);
     eprintln!("{}", rt.stack_summary());
     let _ = rt.block_on(|| {
-        set_label("GET /deep");
+        set_label(&["GET", "/deep"]);
         recurse(0)
     });
     unreachable!("the overflow must end the process");

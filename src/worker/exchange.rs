@@ -13,10 +13,10 @@ use std::borrow::Cow;
 use std::io;
 use std::time::Instant;
 
+use super::Shared;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Conn, Core};
 use super::reqlog::RecordStart;
-use super::Shared;
 use crate::api::{Body, Handler, Request, RequestParts, Response, ResponseBody};
 use crate::coro::{self, Addr, CancelReason};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
@@ -125,6 +125,8 @@ fn answer_request<F: Framing>(
     let record =
         (shared.request_log).begin(&parts, &var_text(&parts.vars, "REMOTE_ADDR"), core.id());
     shared.begin_request(core.id(), &parts.method, &parts.uri);
+    // A stack overflow in the handler is reported with the request's name.
+    coro::set_label(&[&parts.method, &parts.uri]);
     let (response, outcome) = {
         let body = Body::new(BodyReader::new(conn, &mut body_state));
         let mut req = Request::new(parts, route.script_name, shared.worker_id, body);
