@@ -278,7 +278,9 @@ option_table! {
     stack_size: one KiB<64, 65536> = "stack-size",
         ["256"], "Coroutine stack size in KiB (at least 64).";
     fetch_url: maybe HttpUrl = "fetch-url",
-        [], "Upstream http:// URL of the built-in fetch app.";
+        [], "Upstream http:// or https:// URL of the built-in fetch app.";
+    client_ca_file: maybe Path = "client-ca-file",
+        [], "PEM bundle of CA certificates the HTTPS client trusts besides the system store (private CAs).";
     emperor: maybe Text = "emperor",
         [], "Run an emperor over this directory or glob of vassal INI files.";
 }

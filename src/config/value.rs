@@ -480,7 +480,7 @@ impl Kind for Path {
     }
 }
 
-/// An `http://` URL for the built-in HTTP client (no TLS).
+/// An `http://` or `https://` URL for the built-in HTTP client.
 #[derive(Debug)]
 pub(crate) struct HttpUrl;
 
@@ -488,9 +488,14 @@ impl Kind for HttpUrl {
     type Out = String;
     const METAVAR: &'static str = "URL";
     fn parse(text: &str) -> Result<String, String> {
-        match text.strip_prefix("http://") {
+        match text
+            .strip_prefix("http://")
+            .or(text.strip_prefix("https://"))
+        {
             Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(text.to_owned()),
-            _ => Err(format!("'{text}' is not an http:// URL with a host")),
+            _ => Err(format!(
+                "'{text}' is not an http:// or https:// URL with a host"
+            )),
         }
     }
 }
@@ -731,7 +736,9 @@ mod tests {
     #[test]
     fn urls_must_be_plain_http() {
         assert!(HttpUrl::parse("http://127.0.0.1:9000/x").is_ok());
-        assert!(HttpUrl::parse("https://example.com").is_err());
+        assert!(HttpUrl::parse("https://example.com").is_ok());
+        assert!(HttpUrl::parse("https://").is_err());
+        assert!(HttpUrl::parse("ftp://example.com").is_err());
         assert!(HttpUrl::parse("http://").is_err());
     }
 
