@@ -734,7 +734,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_must_be_plain_http() {
+    fn urls_must_be_http_or_https() {
         assert!(HttpUrl::parse("http://127.0.0.1:9000/x").is_ok());
         assert!(HttpUrl::parse("https://example.com").is_ok());
         assert!(HttpUrl::parse("https://").is_err());
