@@ -262,7 +262,7 @@ impl TlsStream {
             .set_read_timeout(remaining(deadline).map_err(Fill::Io)?);
         let n = self.tls.read_tls(&mut &self.sock).map_err(Fill::Io)?;
         if let Err(e) = self.tls.process_new_packets() {
-            // Tell the server why (the alert rustls queued), without waiting long for it.
+            // Tell the server why (the alert rustls queued): best effort, one small record.
             let _ = self.flush(deadline);
             return Err(Fill::Tls(e));
         }
