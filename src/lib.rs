@@ -47,7 +47,7 @@
 //!   CGI vars) and the answer (text, JSON, redirects, streaming bodies).
 //! - [`rt`]: the coroutine runtime for handlers: sleep, spawn/join, timeouts, channels,
 //!   locks, sockets and `offload` for blocking code.
-//! - [`client`]: an HTTP/1.1 client for handlers, with a per-worker keep-alive pool (no TLS).
+//! - [`client`]: an HTTP/1.1 and HTTPS client for handlers, with a per-worker keep-alive pool.
 //! - Built-in apps of every [`Server`]: `hello`, `echo`, `sleep`, `panic`, `fetch`
 //!   (`fetch-url`), and static files for `static-map = /prefix=dir`.
 //! - [`json`]: the JSON types of [`Request::read_json`] and [`Response::json_value`], so a

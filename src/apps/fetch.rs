@@ -31,7 +31,7 @@ pub(crate) fn options() -> Vec<AppOption> {
 pub(crate) fn configure(config: &AppConfig) -> Result<Rc<dyn Handler>, String> {
     let upstream = config
         .url(URL)
-        .ok_or("needs fetch-url = http://host:port/path")?
+        .ok_or("needs fetch-url = http(s)://host:port/path")?
         .to_string();
     Ok(Rc::new(Fetch {
         upstream,

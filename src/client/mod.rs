@@ -15,8 +15,14 @@
 //!   reused; a pooled connection the upstream closed is detected and an idempotent request is
 //!   retried once on a fresh one.
 //! - **Redirects are not followed** unless asked for with [`Client::redirects`].
-//! - **No TLS**: only `http://` URLs. An `https://` URL fails with
-//!   [`ErrorKind::UnsupportedScheme`]; put a TLS-terminating proxy in front of such upstreams.
+//! - **HTTPS** (`rustls`, no OpenSSL): the certificate chain and the host name are always
+//!   verified, against the system's CA store (`SSL_CERT_FILE` / `SSL_CERT_DIR` when set) plus
+//!   the INI option `client-ca-file` (a PEM bundle of private CAs) in a worker. SNI is sent for
+//!   host names. The handshake counts inside the request's time limit, and TLS connections are
+//!   pooled and reused like plain ones. A refused certificate is [`ErrorKind::Tls`] with a
+//!   message naming the upstream and the reason:
+//!   `https://api.internal:443: certificate rejected: unknown issuer (no trusted CA signed it)`,
+//!   `... name mismatch (certificate is for other.example)`, `... expired (not valid after ...)`.
 //! - **DNS**: IP literals connect directly; host names are resolved on the offload pool (never
 //!   on the worker thread).
 //!
@@ -25,7 +31,7 @@
 //! use rcontainer::client::{self, Client};
 //!
 //! // One-off GET with the defaults.
-//! let page = client::get("http://127.0.0.1:9000/search?q=rust")?;
+//! let page = client::get("https://www.example.com/search?q=rust")?;
 //! assert!(page.is_success());
 //!
 //! // A configured client: clone it freely (it holds no connections; the pool is per worker).
@@ -40,20 +46,36 @@
 //! ```
 //!
 //! This module depends only on the coroutine runtime and the pure protocol code; it knows
-//! nothing about the worker, requests being served, or configuration.
+//! nothing about the worker, requests being served, or configuration (the worker hands it the
+//! CA bundle's path at start).
 
+// | file          | owns                                                                      |
+// |---------------|---------------------------------------------------------------------------|
+// | `mod.rs`      | the API: `Client`, `ClientRequest`, `ClientResponse`, `Error`; redirects   |
+// | `conn.rs`     | a connection (plain or TLS), connecting within the deadline               |
+// | `tls.rs`      | trusted CAs, the `rustls` configuration, the TLS session, its errors      |
+// | `exchange.rs` | one request/response on a connection (the wire format is `proto`'s)       |
+// | `pool.rs`     | the per-worker keep-alive pool                                            |
+// | `url.rs`      | `http://` and `https://` URLs                                             |
+
+mod conn;
 mod exchange;
 mod pool;
+mod tls;
 mod url;
 
 use std::fmt;
 use std::io;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use crate::coro::{self, CoStream};
+use crate::coro;
+use crate::proto::http1::client::{
+    OutgoingRequest, RequestError, ResponseError, encode_request, find_header,
+};
 
 use exchange::Failure;
+pub(crate) use tls::{configure as configure_tls, read_ca_file};
+use url::Scheme;
 pub(crate) use url::Url;
 
 /// The default per-request time limit.
@@ -61,9 +83,6 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default limit on a response body held in memory.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024 * 1024;
-
-/// How long a connect may take when the client has no time limit at all.
-const UNLIMITED_CONNECT: Duration = Duration::from_secs(120);
 
 /// GETs `url` with a default [`Client`].
 ///
@@ -137,7 +156,7 @@ impl Client {
         }
     }
 
-    /// Limits each request (DNS, connect, send, whole response) to `limit`.
+    /// Limits each request (DNS, connect, TLS handshake, send, whole response) to `limit`.
     pub fn timeout(mut self, limit: Duration) -> Client {
         self.timeout = Some(limit);
         self
@@ -149,7 +168,8 @@ impl Client {
         self
     }
 
-    /// Limits connecting to `limit` (within the request's time limit).
+    /// Limits connecting to `limit`, and for `https` the TLS handshake to `limit` again (both
+    /// within the request's time limit).
     pub fn connect_timeout(mut self, limit: Duration) -> Client {
         self.connect_timeout = Some(limit);
         self
@@ -251,8 +271,9 @@ impl ClientRequest {
     /// Sends the request and reads the whole response.
     ///
     /// # Errors
-    /// A bad or `https://` URL, DNS or connect failure, the time limit, an I/O error, a
-    /// malformed response, a body over the limit, or too many redirects: see [`ErrorKind`].
+    /// A bad URL, DNS or connect failure, a refused certificate or failed TLS handshake, the
+    /// time limit, an I/O error, a malformed response, a body over the limit, or too many
+    /// redirects: see [`ErrorKind`].
     /// An HTTP error status is *not* an error: check [`ClientResponse::status`].
     pub fn send(self) -> Result<ClientResponse, Error> {
         let deadline = self.client.timeout.map(|limit| Instant::now() + limit);
@@ -265,7 +286,7 @@ impl ClientRequest {
         loop {
             let response =
                 exchange_on_pool(&self.client, &method, &url, &headers, &body, deadline)?;
-            let location = exchange::header(&response.headers, "location");
+            let location = find_header(&response.headers, "location");
             let follow = matches!(response.status, 301 | 302 | 303 | 307 | 308);
             let (true, Some(location)) = (follow && redirects_left > 0, location) else {
                 if follow && self.client.redirects > 0 && location.is_some() {
@@ -301,25 +322,39 @@ fn exchange_on_pool(
     body: &[u8],
     deadline: Option<Instant>,
 ) -> Result<ClientResponse, Error> {
-    let request = exchange::encode_request(method, url, headers, body, client.keep_alive)?;
+    let request = encode_request(&OutgoingRequest {
+        method,
+        target: &url.target,
+        host: &url.host_header(),
+        headers,
+        body,
+        keep_alive: client.keep_alive,
+    })?;
     let in_coroutine = coro::current().is_some();
     let idempotent = matches!(
         method,
         "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
     );
+    let tls = (url.scheme == Scheme::Https).then(tls::shared);
+    let key = pool::Key {
+        scheme: url.scheme,
+        host: url.host.clone(),
+        port: url.port,
+        tls: tls.as_ref().map_or(0, |tls| tls.id),
+    };
     let mut pooled = if client.keep_alive {
-        pool::take(&url.host, url.port, in_coroutine)
+        pool::take(&key, in_coroutine)
     } else {
         None
     };
     loop {
         let reused = pooled.is_some();
-        let mut stream = match pooled.take() {
-            Some(stream) => stream,
-            None => connect(url, deadline, client.connect_timeout)?,
+        let mut conn = match pooled.take() {
+            Some(conn) => conn,
+            None => conn::connect(url, tls.as_deref(), deadline, client.connect_timeout)?,
         };
         match exchange::round_trip(
-            &mut stream,
+            &mut conn,
             &request,
             deadline,
             method == "HEAD",
@@ -327,7 +362,7 @@ fn exchange_on_pool(
         ) {
             Ok(incoming) => {
                 if client.keep_alive && incoming.reusable {
-                    pool::put(&url.host, url.port, stream, in_coroutine);
+                    pool::put(&key, conn, in_coroutine);
                 }
                 return Ok(ClientResponse {
                     status: incoming.status,
@@ -342,55 +377,6 @@ fn exchange_on_pool(
             Err(failure) => return Err(failure.error),
         }
     }
-}
-
-/// Connects to `url`'s host (an IP literal directly, a name through DNS on the offload pool).
-fn connect(
-    url: &Url,
-    deadline: Option<Instant>,
-    limit: Option<Duration>,
-) -> Result<CoStream, Error> {
-    let addrs = match url.host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, url.port)],
-        Err(_) => {
-            let name = (url.host.clone(), url.port);
-            coro::offload(move || name.to_socket_addrs().map(Iterator::collect::<Vec<_>>))
-                .and_then(|resolved| resolved)
-                .map_err(|e| Error {
-                    kind: ErrorKind::Connect,
-                    message: format!("cannot resolve {}: {e}", url.host),
-                    source: Some(e),
-                })?
-        }
-    };
-    let mut last = None;
-    for addr in addrs {
-        let left = exchange::remaining(deadline).map_err(|e| Error::io("connecting", e))?;
-        let wait = match (left, limit) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => UNLIMITED_CONNECT,
-        };
-        match coro::TcpStream::connect_timeout(&addr, wait) {
-            Ok(stream) => {
-                // Requests are written whole: no need to wait for more bytes to coalesce.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream.into());
-            }
-            Err(e) => last = Some((addr, e)),
-        }
-    }
-    Err(match last {
-        Some((addr, e)) if e.kind() == io::ErrorKind::TimedOut => {
-            Error::io(&format!("connecting to {addr}"), e)
-        }
-        Some((addr, e)) => Error {
-            kind: ErrorKind::Connect,
-            message: format!("cannot connect to {addr}: {e}"),
-            source: Some(e),
-        },
-        None => Error::new(ErrorKind::Connect, format!("{} has no address", url.host)),
-    })
 }
 
 /// A response read whole: status, headers and body.
@@ -419,7 +405,7 @@ impl ClientResponse {
 
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        exchange::header(&self.headers, name)
+        find_header(&self.headers, name)
     }
 
     /// The body bytes.
@@ -442,14 +428,18 @@ impl ClientResponse {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// The URL could not be parsed, or has a scheme other than `http`.
+    /// The URL could not be parsed.
     InvalidUrl,
-    /// An `https://` URL: this client has no TLS.
+    /// The URL's scheme is neither `http` nor `https` (`ftp://`, `ws://`, ...).
     UnsupportedScheme,
     /// A bad method or header in the request (a header value with CR/LF, for instance).
     InvalidRequest,
     /// DNS failed, or no address accepted the connection (the upstream is down).
     Connect,
+    /// The TLS handshake failed: the upstream's certificate was refused (unknown issuer, name
+    /// mismatch, expired, ...) or it broke the protocol. The message names the upstream and
+    /// the reason.
+    Tls,
     /// The time limit passed (or the request's `harakiri` deadline did).
     Timeout,
     /// The connection failed while sending or receiving.
@@ -486,11 +476,12 @@ impl Error {
     fn unsupported_scheme(url: &str) -> Error {
         Error::new(
             ErrorKind::UnsupportedScheme,
-            format!(
-                "{url}: https is not supported (rcontainer::client has no TLS; \
-                 use an http:// upstream or a TLS-terminating proxy)"
-            ),
+            format!("{url}: unsupported scheme (only http:// and https:// URLs are)"),
         )
+    }
+
+    fn tls(message: String) -> Error {
+        Error::new(ErrorKind::Tls, message)
     }
 
     fn invalid_response(why: &str) -> Error {
@@ -537,6 +528,7 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             ErrorKind::Connect => io::ErrorKind::ConnectionRefused,
+            ErrorKind::Tls => io::ErrorKind::InvalidData,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::InvalidResponse | ErrorKind::BodyTooLarge | ErrorKind::TooManyRedirects => {
                 io::ErrorKind::InvalidData
@@ -547,6 +539,18 @@ impl From<Error> for io::Error {
                 .map_or(io::ErrorKind::Other, io::Error::kind),
         };
         io::Error::new(kind, error)
+    }
+}
+
+impl From<RequestError> for Error {
+    fn from(error: RequestError) -> Error {
+        Error::new(ErrorKind::InvalidRequest, error.to_string())
+    }
+}
+
+impl From<ResponseError> for Error {
+    fn from(error: ResponseError) -> Error {
+        Error::invalid_response(&error.to_string())
     }
 }
 

@@ -1,9 +1,11 @@
-//! The per-worker keep-alive pool: idle upstream connections by `(host, port)`.
+//! The per-worker keep-alive pool: idle upstream connections by scheme, host and port (and,
+//! for `https`, the TLS configuration that verified them).
 //!
 //! One pool per thread (a worker is one thread, so one pool per worker process), so no locks.
 //! The `RefCell` is only borrowed for a push or a pop, never across a park. A connection is put
 //! back only after its response was read to the end; before reuse it is checked with a
-//! non-blocking peek, which drops connections the upstream closed while they sat idle.
+//! non-blocking peek at the socket, which drops connections the upstream closed while they sat
+//! idle (for TLS, the `close_notify` record or the FIN shows up the same way).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,9 +15,11 @@ use std::time::{Duration, Instant};
 use nix::errno::Errno;
 use nix::sys::socket::{MsgFlags, recv};
 
+use super::conn::Conn;
+use super::url::Scheme;
 use crate::coro::CoStream;
 
-/// The most idle connections kept per upstream `(host, port)`: enough for every core of a
+/// The most idle connections kept per upstream: enough for every core of a
 /// worker with `async = 1000` to get its connection back.
 const MAX_IDLE_PER_HOST: usize = 1024;
 
@@ -25,47 +29,56 @@ const MAX_IDLE_PER_HOST: usize = 1024;
 const MAX_IDLE: Duration = Duration::from_secs(50);
 
 struct Idle {
-    stream: CoStream,
+    conn: Conn,
     /// Made inside a coroutine (registered with the runtime) or not; the two kinds do not mix.
     in_coroutine: bool,
     since: Instant,
 }
 
-type Key = (String, u16);
+/// Where idle connections are filed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct Key {
+    pub(crate) scheme: Scheme,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// The TLS configuration's id (`0` for plain connections): a connection verified against
+    /// one set of CAs is not handed to a request that trusts another.
+    pub(crate) tls: u64,
+}
 
 thread_local! {
     static POOL: RefCell<HashMap<Key, Vec<Idle>>> = RefCell::new(HashMap::new());
 }
 
-/// A live idle connection to `host:port`, most recently used first.
-pub(crate) fn take(host: &str, port: u16, in_coroutine: bool) -> Option<CoStream> {
+/// A live idle connection filed under `key`, most recently used first.
+pub(crate) fn take(key: &Key, in_coroutine: bool) -> Option<Conn> {
     loop {
         let idle = POOL.with(|pool| {
             let mut pool = pool.borrow_mut();
-            let list = pool.get_mut(&(host.to_string(), port))?;
+            let list = pool.get_mut(key)?;
             let idle = list.pop();
             if list.is_empty() {
-                pool.remove(&(host.to_string(), port));
+                pool.remove(key);
             }
             idle
         })?;
         if idle.in_coroutine == in_coroutine
             && idle.since.elapsed() < MAX_IDLE
-            && is_quiet(&idle.stream)
+            && is_quiet(idle.conn.socket())
         {
-            return Some(idle.stream);
+            return Some(idle.conn);
         }
     }
 }
 
-/// Keeps `stream` for the next request to `host:port` (closed if the pool for it is full).
-pub(crate) fn put(host: &str, port: u16, stream: CoStream, in_coroutine: bool) {
+/// Keeps `conn` for the next request filed under `key` (closed if the pool for it is full).
+pub(crate) fn put(key: &Key, conn: Conn, in_coroutine: bool) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        let list = pool.entry((host.to_string(), port)).or_default();
+        let list = pool.entry(key.clone()).or_default();
         if list.len() < MAX_IDLE_PER_HOST {
             list.push(Idle {
-                stream,
+                conn,
                 in_coroutine,
                 since: Instant::now(),
             });
@@ -73,13 +86,15 @@ pub(crate) fn put(host: &str, port: u16, stream: CoStream, in_coroutine: bool) {
     });
 }
 
-/// How many idle connections the pool holds for `host:port` (for tests).
+/// How many idle connections the pool holds for `scheme://host:port`, any TLS configuration
+/// (for tests).
 #[cfg(test)]
-pub(crate) fn idle_count(host: &str, port: u16) -> usize {
+pub(crate) fn idle_count(scheme: Scheme, host: &str, port: u16) -> usize {
     POOL.with(|pool| {
-        pool.borrow()
-            .get(&(host.to_string(), port))
-            .map_or(0, Vec::len)
+        (pool.borrow().iter())
+            .filter(|(key, _)| key.scheme == scheme && key.host == host && key.port == port)
+            .map(|(_, list)| list.len())
+            .sum()
     })
 }
 

@@ -1,47 +1,100 @@
-//! Client tests against tiny std-thread HTTP servers, both inside a coroutine runtime and
-//! outside one (plain blocking calls).
+//! Client tests against tiny std-thread HTTP servers (plain, and TLS with `rustls`' server
+//! side and certificates of a throw-away CA made with the `openssl` command), both inside a
+//! coroutine runtime and outside one (plain blocking calls).
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
+use std::net::TcpListener;
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::*;
 use crate::coro::{Runtime, RuntimeConfig};
 
 /// A server answering each request with `answer(request_line)`; counts connections. With
-/// `close_after_one`, it closes every connection after its first response without saying so.
+/// `close_after_one`, it closes every connection after its first response without saying so
+/// (over TLS: after a `close_notify`, as nginx closes an idle keep-alive connection).
 struct Upstream {
+    scheme: &'static str,
     port: u16,
     connections: Arc<AtomicUsize>,
+    /// The server name (SNI) each TLS client sent, in order of the handshakes.
+    sni: Arc<Mutex<Vec<Option<String>>>>,
 }
 
 impl Upstream {
     fn start(close_after_one: bool, answer: fn(&str) -> Vec<u8>) -> Upstream {
+        Upstream::listen(None, close_after_one, answer)
+    }
+
+    /// The same over TLS with the certificate `cert` of the test CA (see [`Pki`]).
+    fn start_tls(cert: &str, close_after_one: bool, answer: fn(&str) -> Vec<u8>) -> Upstream {
+        Upstream::listen(
+            Some(Pki::get().server_config(cert)),
+            close_after_one,
+            answer,
+        )
+    }
+
+    fn listen(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        close_after_one: bool,
+        answer: fn(&str) -> Vec<u8>,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(AtomicUsize::new(0));
         let counter = connections.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let sni = Arc::new(Mutex::new(Vec::new()));
+        let names = sni.clone();
         thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
-                thread::spawn(move || serve(stream, close_after_one, answer));
+                let tls = tls.clone();
+                let names = names.clone();
+                thread::spawn(move || match tls {
+                    None => serve(stream, close_after_one, answer),
+                    Some(config) => {
+                        let session = rustls::ServerConnection::new(config).unwrap();
+                        let mut tls = rustls::StreamOwned::new(session, stream);
+                        while tls.conn.is_handshaking() {
+                            if tls.conn.complete_io(&mut tls.sock).is_err() {
+                                return; // the client refused the certificate
+                            }
+                        }
+                        let name = tls.conn.server_name().map(str::to_string);
+                        names.lock().unwrap().push(name);
+                        serve(&mut tls, close_after_one, answer);
+                        if close_after_one {
+                            tls.conn.send_close_notify();
+                            let _ = tls.flush();
+                        }
+                    }
+                });
             }
         });
-        Upstream { port, connections }
+        Upstream {
+            scheme,
+            port,
+            connections,
+            sni,
+        }
     }
 
     fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
+        format!("{}://127.0.0.1:{}{path}", self.scheme, self.port)
     }
 }
 
-fn serve(stream: TcpStream, close_after_one: bool, answer: fn(&str) -> Vec<u8>) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut writer = stream;
+fn serve(stream: impl Read + Write, close_after_one: bool, answer: fn(&str) -> Vec<u8>) {
+    let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -50,7 +103,9 @@ fn serve(stream: TcpStream, close_after_one: bool, answer: fn(&str) -> Vec<u8>) 
         let mut length = 0;
         loop {
             let mut header = String::new();
-            reader.read_line(&mut header).unwrap();
+            if reader.read_line(&mut header).unwrap_or(0) == 0 {
+                return;
+            }
             if header == "\r\n" {
                 break;
             }
@@ -60,7 +115,11 @@ fn serve(stream: TcpStream, close_after_one: bool, answer: fn(&str) -> Vec<u8>) 
         }
         let mut body = vec![0; length];
         reader.read_exact(&mut body).unwrap();
-        if writer.write_all(&answer(line.trim_end())).is_err() || close_after_one {
+        let writer = reader.get_mut();
+        let sent = writer
+            .write_all(&answer(line.trim_end()))
+            .and_then(|()| writer.flush());
+        if sent.is_err() || close_after_one {
             return;
         }
     }
@@ -134,7 +193,10 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
         thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
-    assert_eq!(pool::idle_count("127.0.0.1", upstream.port), 1);
+    assert_eq!(
+        pool::idle_count(Scheme::Http, "127.0.0.1", upstream.port),
+        1
+    );
 }
 
 #[test]
@@ -167,10 +229,10 @@ fn a_closed_port_is_a_connect_error() {
 }
 
 #[test]
-fn https_is_refused_saying_there_is_no_tls() {
-    let err = get("https://example.com/").unwrap_err();
+fn schemes_other_than_http_and_https_are_refused() {
+    let err = get("ftp://example.com/").unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnsupportedScheme);
-    assert!(err.to_string().contains("no TLS"), "{err}");
+    assert!(err.to_string().contains("unsupported scheme"), "{err}");
 }
 
 fn redirect(line: &str) -> Vec<u8> {
@@ -256,5 +318,262 @@ fn interim_responses_are_skipped_and_a_close_delimited_body_is_read_to_the_end()
         (200, "until close")
     );
     // Such a connection cannot carry another request: it is not pooled.
-    assert_eq!(pool::idle_count("127.0.0.1", upstream.port), 0);
+    assert_eq!(
+        pool::idle_count(Scheme::Http, "127.0.0.1", upstream.port),
+        0
+    );
+}
+
+/// A throw-away CA and two server certificates it signed, made once per test process with the
+/// `openssl` command: `good` for `127.0.0.1` and `localhost`, `other` for `other.example`.
+/// Kept in memory; the files are removed once read.
+struct Pki {
+    ca: Vec<CertificateDer<'static>>,
+    servers: Vec<(&'static str, Vec<CertificateDer<'static>>, Vec<u8>)>,
+}
+
+impl Pki {
+    fn get() -> &'static Pki {
+        static PKI: OnceLock<Pki> = OnceLock::new();
+        PKI.get_or_init(Pki::make)
+    }
+
+    fn make() -> Pki {
+        let dir =
+            std::env::temp_dir().join(format!("rcontainer-client-pki-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&dir)
+                .output()
+                .expect("the openssl command (Debian package openssl)");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let ca = [
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=rcontainer test CA",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ];
+        openssl(&[&["req", "-x509"], &ec[..], &ca[..]].concat());
+        let mut servers = Vec::new();
+        for (serial, (name, san)) in [
+            ("good", "IP:127.0.0.1,DNS:localhost"),
+            ("other", "DNS:other.example"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let (key, csr, pem, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            std::fs::write(
+                dir.join(&ext),
+                format!(
+                    "subjectAltName={san}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+                ),
+            )
+            .unwrap();
+            let subject = format!("/CN={name}");
+            openssl(
+                &[
+                    &["req"],
+                    &ec[..],
+                    &["-keyout", &key, "-out", &csr, "-subj", &subject],
+                ]
+                .concat(),
+            );
+            let serial = (serial + 1).to_string();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                &serial,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+                "-out",
+                &pem,
+            ]);
+            let chain = CertificateDer::pem_file_iter(dir.join(&pem))
+                .unwrap()
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            servers.push((name, chain, std::fs::read(dir.join(&key)).unwrap()));
+        }
+        let ca = read_ca_file(&dir.join("ca.pem")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        Pki { ca, servers }
+    }
+
+    fn server_config(&self, name: &str) -> Arc<rustls::ServerConfig> {
+        let (_, chain, key) = self.servers.iter().find(|(n, _, _)| *n == name).unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain.clone(), key)
+            .unwrap();
+        Arc::new(config)
+    }
+}
+
+/// This thread's requests trust the test CA (besides the system store).
+fn trust_the_test_ca() {
+    tls::trust_on_this_thread(Pki::get().ca.clone());
+}
+
+#[test]
+fn an_https_get_inside_a_coroutine_is_verified_against_a_private_ca() {
+    let upstream = Upstream::start_tls("good", false, chunked);
+    let url = upstream.url("/");
+    trust_the_test_ca();
+    let response = in_runtime(move || get(&url).unwrap());
+    assert_eq!(response.status(), 201);
+    assert_eq!(response.body(), b"hello world");
+    // An IP literal is verified against the certificate's IP names and sends no SNI.
+    assert_eq!(*upstream.sni.lock().unwrap(), [None]);
+}
+
+#[test]
+fn a_host_name_is_verified_and_sent_as_sni() {
+    let upstream = Upstream::start_tls("good", false, ok_with_path);
+    let url = format!("https://localhost:{}/by-name", upstream.port);
+    trust_the_test_ca();
+    assert_eq!(get(&url).unwrap().text(), "/by-name");
+    assert_eq!(
+        *upstream.sni.lock().unwrap(),
+        [Some("localhost".to_string())]
+    );
+}
+
+#[test]
+fn sequential_https_requests_reuse_one_tls_connection() {
+    let upstream = Upstream::start_tls("good", false, ok_with_path);
+    let url = upstream.url("/k");
+    trust_the_test_ca();
+    let client = Client::new();
+    for _ in 0..3 {
+        assert_eq!(client.get(&url).send().unwrap().text(), "/k");
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        pool::idle_count(Scheme::Https, "127.0.0.1", upstream.port),
+        1
+    );
+}
+
+#[test]
+fn a_pooled_tls_connection_the_upstream_closed_is_replaced() {
+    let upstream = Upstream::start_tls("good", true, ok_with_path);
+    let url = upstream.url("/s");
+    trust_the_test_ca();
+    for _ in 0..3 {
+        // The upstream sends close_notify and closes after each response; the pool sees it
+        // (or the retry does) and every request still succeeds.
+        assert_eq!(get(&url).unwrap().text(), "/s");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn an_unknown_ca_is_refused_naming_the_upstream_and_the_reason() {
+    let upstream = Upstream::start_tls("good", false, ok_with_path);
+    tls::trust_on_this_thread(Vec::new()); // the system store alone
+    let err = get(&upstream.url("/")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "https://127.0.0.1:{}: certificate rejected: unknown issuer (no trusted CA signed it)",
+            upstream.port
+        )
+    );
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused_as_a_name_mismatch() {
+    let upstream = Upstream::start_tls("other", false, ok_with_path);
+    trust_the_test_ca();
+    let err = get(&upstream.url("/")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("certificate rejected: name mismatch (certificate is for other.example)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_tls_handshake_that_never_ends_hits_the_time_limit() {
+    // Accepts (in the kernel's backlog) and never answers the ClientHello.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://{}/", listener.local_addr().unwrap());
+    let err = in_runtime(move || {
+        Client::new()
+            .timeout(Duration::from_millis(200))
+            .get(&url)
+            .send()
+            .unwrap_err()
+    });
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+    assert!(err.to_string().contains("TLS handshake"), "{err}");
+    drop(listener);
+}
+
+#[test]
+fn three_https_calls_fanned_out_with_spawn_and_join_all_overlap() {
+    let upstream = Upstream::start_tls("good", false, slow_300ms);
+    let urls: Vec<String> = (1..=3)
+        .map(|n| upstream.url(&format!("/part{n}")))
+        .collect();
+    trust_the_test_ca();
+    let started = Instant::now();
+    let bodies = in_runtime(move || {
+        let calls: Vec<_> = urls
+            .into_iter()
+            .map(|url| coro::spawn(move || get(&url).map(|r| r.text())))
+            .collect();
+        coro::join_all(calls)
+    });
+    let elapsed = started.elapsed();
+    eprintln!(
+        "three 300 ms https calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
+    );
+    let bodies: Vec<String> = bodies
+        .into_iter()
+        .map(|r| r.expect("joined").expect("fetched"))
+        .collect();
+    assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
+    // Three at once: three handshakes, three connections.
+    assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
 }

@@ -1,12 +1,38 @@
-//! [`Url`]: the parts of an `http://` URL the client needs (host, port, request target).
+//! [`Url`]: the parts of an `http://` or `https://` URL the client needs (scheme, host, port,
+//! request target).
 
 use std::fmt;
 
 use super::Error;
 
-/// An `http://` URL split into what a request needs.
+/// Plain HTTP or HTTP over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Scheme {
+    Http,
+    Https,
+}
+
+impl Scheme {
+    /// The port a URL without one means.
+    pub(crate) fn default_port(self) -> u16 {
+        match self {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        }
+    }
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        }
+    }
+}
+
+/// An `http://` or `https://` URL split into what a request needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Url {
+    pub(crate) scheme: Scheme,
     /// The host as written, without brackets for IPv6 literals.
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -15,26 +41,30 @@ pub(crate) struct Url {
 }
 
 impl Url {
-    /// Parses `text`. `https://` is refused with an error saying there is no TLS; other schemes,
-    /// user info and bad ports are refused as invalid.
+    /// Parses `text`. Schemes other than `http` and `https` are refused as unsupported; user
+    /// info and bad ports as invalid.
     pub(crate) fn parse(text: &str) -> Result<Url, Error> {
         let invalid = |why: &str| Error::invalid_url(text, why);
         let Some((scheme, rest)) = text.split_once("://") else {
-            return Err(invalid("no scheme (expected http://host/...)"));
+            return Err(invalid(
+                "no scheme (expected http://host/... or https://host/...)",
+            ));
         };
-        if scheme.eq_ignore_ascii_case("https") {
+        let scheme = if scheme.eq_ignore_ascii_case("http") {
+            Scheme::Http
+        } else if scheme.eq_ignore_ascii_case("https") {
+            Scheme::Https
+        } else {
             return Err(Error::unsupported_scheme(text));
-        }
-        if !scheme.eq_ignore_ascii_case("http") {
-            return Err(invalid("only http:// URLs are supported"));
-        }
+        };
         let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
         let split = rest.find(['/', '?']).unwrap_or(rest.len());
         let (authority, target) = rest.split_at(split);
         if authority.contains('@') {
             return Err(invalid("user info in URLs is not supported"));
         }
-        let (host, port) = split_host_port(authority).ok_or_else(|| invalid("bad host or port"))?;
+        let (host, port) = split_host_port(authority, scheme.default_port())
+            .ok_or_else(|| invalid("bad host or port"))?;
         if host.is_empty() {
             return Err(invalid("no host"));
         }
@@ -47,24 +77,35 @@ impl Url {
             return Err(invalid("spaces or control characters in the path"));
         }
         Ok(Url {
+            scheme,
             host: host.to_string(),
             port,
             target,
         })
     }
 
-    /// The `Host` header value: the host, with the port unless it is 80.
+    /// The `Host` header value: the host, with the port unless it is the scheme's default.
     pub(crate) fn host_header(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == self.scheme.default_port() {
             host
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+
+    /// `scheme://host:port`, the upstream as error messages name it.
+    pub(crate) fn origin(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("{}://{host}:{}", self.scheme.as_str(), self.port)
     }
 
     /// Resolves a `Location` header against this URL: absolute URLs as they are, absolute
@@ -88,11 +129,12 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "http://{}{}", self.host_header(), self.target)
+        let scheme = self.scheme.as_str();
+        write!(f, "{scheme}://{}{}", self.host_header(), self.target)
     }
 }
 
-fn split_host_port(authority: &str) -> Option<(&str, u16)> {
+fn split_host_port(authority: &str, default_port: u16) -> Option<(&str, u16)> {
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
         match after {
@@ -106,7 +148,7 @@ fn split_host_port(authority: &str) -> Option<(&str, u16)> {
         }
     };
     let port = match port {
-        None | Some("") => 80,
+        None | Some("") => default_port,
         Some(p) => p.parse().ok()?,
     };
     Some((host, port))
@@ -133,9 +175,25 @@ mod tests {
     }
 
     #[test]
-    fn https_and_junk_are_refused_with_a_reason() {
-        let err = Url::parse("https://example.com/").unwrap_err();
-        assert!(err.to_string().contains("TLS"), "{err}");
+    fn https_urls_default_to_port_443() {
+        let url = Url::parse("HTTPS://example.com/s?wd=rust").unwrap();
+        assert_eq!(url.scheme, Scheme::Https);
+        assert_eq!((url.host.as_str(), url.port), ("example.com", 443));
+        assert_eq!(url.host_header(), "example.com");
+        assert_eq!(url.to_string(), "https://example.com/s?wd=rust");
+        assert_eq!(url.origin(), "https://example.com:443");
+        let url = Url::parse("https://[::1]:8443").unwrap();
+        assert_eq!(url.host_header(), "[::1]:8443");
+        assert_eq!(url.origin(), "https://[::1]:8443");
+        // Port 80 is not the default of https: it is kept in the Host header.
+        assert_eq!(Url::parse("https://h:80/").unwrap().host_header(), "h:80");
+    }
+
+    #[test]
+    fn other_schemes_and_junk_are_refused_with_a_reason() {
+        let err = Url::parse("ftp://example.com/").unwrap_err();
+        assert_eq!(err.kind(), super::super::ErrorKind::UnsupportedScheme);
+        assert!(err.to_string().contains("http:// and https://"), "{err}");
         for bad in [
             "example.com",
             "ftp://x/",
@@ -158,5 +216,7 @@ mod tests {
             "http://other/x"
         );
         assert!(url.join("relative").is_err());
+        let moved = url.join("https://secure/x").unwrap();
+        assert_eq!((moved.scheme, moved.port), (Scheme::Https, 443));
     }
 }

@@ -276,6 +276,8 @@ option_table! {
         ["4"], "Threads per worker that run blocking calls for coroutines.";
     stack_size: one KiB<64, 65536> = "stack-size",
         ["256"], "Coroutine stack size in KiB (at least 64).";
+    client_ca_file: maybe Path = "client-ca-file",
+        [], "PEM bundle of CA certificates the HTTPS client trusts besides the system store (private CAs).";
     emperor: maybe Text = "emperor",
         [], "Run an emperor over this directory or glob of vassal INI files.";
 }

@@ -880,6 +880,7 @@ mod tests {
     fn urls_are_http_or_https_with_a_host() {
         assert!(HttpUrl::parse("http://127.0.0.1:9000/x").is_ok());
         assert!(HttpUrl::parse("https://example.com").is_ok());
+        assert!(HttpUrl::parse("https://").is_err());
         assert!(HttpUrl::parse("ftp://example.com").is_err());
         assert!(HttpUrl::parse("http://").is_err());
         assert!(HttpUrl::parse("https:///path").is_err());

@@ -23,6 +23,9 @@
 //!   `keep_alive()` and from the `consumed` counts.
 //! * **any error**: [`http1::write_error_response`] with `err.status()` (on a uwsgi socket, for
 //!   `HttpOnUwsgiSocket` and `UnsupportedModifier`, log and close instead, as uWSGI does).
+//! * **HTTP client** (`rcontainer::client`, the other role): [`http1::client::encode_request`],
+//!   then [`http1::client::parse_response_head`] and [`http1::client::response_framing`], and a
+//!   [`http1::BodyDecoder`] for a framed response body.
 //!
 //! `proto` imports nothing else from the crate. The bench and fuzz crates include this directory
 //! with `#[path]`, so a stray `use crate::...` breaks their build on purpose.

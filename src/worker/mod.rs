@@ -186,6 +186,9 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
     // The master that forked this worker; a TERM after it died comes from PR_SET_PDEATHSIG.
     let master = parent_pid();
     let mut signals = SignalSource::install_worker()?;
+    // The CAs the handlers' https:// requests trust: the system store and client-ca-file.
+    crate::client::configure_tls(config.client_ca_file.as_deref())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("client-ca-file: {e}")))?;
     let router = Router::new(spec.apps, &route_settings(config))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let cores = config.async_cores;

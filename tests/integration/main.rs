@@ -16,4 +16,5 @@ mod nginx;
 mod operations;
 mod reload;
 mod stats;
+mod tls;
 mod uwsgi;

@@ -1,9 +1,12 @@
-//! HTTP/1.1 (and 1.0) server side: request heads, request body decoders, response framing.
+//! HTTP/1.1 (and 1.0): the server side (request heads, request body decoders, response
+//! framing) and the client side (request encoding, response heads and their framing).
 //!
-//! Split as hyper splits `proto/h1`: `request` parses heads, `body` decodes bodies, `response`
-//! encodes. Pure code over byte slices: no I/O.
+//! Split as hyper splits `proto/h1`: `request` parses heads, `body` decodes bodies (of requests
+//! and of responses alike), `response` encodes, `client` is the other role. Pure code over byte
+//! slices: no I/O.
 
 pub(crate) mod body;
+pub(crate) mod client;
 pub(crate) mod request;
 pub(crate) mod response;
 

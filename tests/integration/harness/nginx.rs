@@ -1,4 +1,5 @@
-//! A real nginx (Debian's package) in front of rcontainer, for `uwsgi_pass` tests.
+//! A real nginx (Debian's package): in front of rcontainer for `uwsgi_pass` tests, or behind
+//! it as a TLS upstream for the HTTPS client.
 //!
 //! Each test gets its own nginx: a config in the scratch dir, one process (`master_process
 //! off`, so it keeps the test's privileges), logs in the scratch dir, a free loopback port.
@@ -14,12 +15,12 @@ use std::time::{Duration, Instant};
 use super::client::{Addr, Proto, Target};
 use super::{DEADLINE, Scratch};
 
-/// A running nginx that forwards every request to one uwsgi upstream.
+/// A running nginx: a proxy to one uwsgi upstream, or a TLS server.
 #[derive(Debug)]
 pub(crate) struct Nginx {
     child: Child,
     dir: PathBuf,
-    /// Where clients talk HTTP to nginx.
+    /// Where clients talk to nginx (HTTP; over TLS for [`Nginx::tls_server`]).
     pub(crate) target: Target,
 }
 
@@ -43,11 +44,43 @@ impl Nginx {
             Addr::Tcp(addr) => addr.to_string(),
             Addr::Unix(path) => format!("unix:{}", path.display()),
         };
+        Nginx::start(scratch, |port| {
+            format!(
+                r#"listen 127.0.0.1:{port};
+        location / {{
+            include /etc/nginx/uwsgi_params;
+            uwsgi_pass {pass};
+            {extra}
+        }}"#
+            )
+        })
+    }
+
+    /// Starts nginx serving TLS with the PEM files `cert` (the chain) and `key`, and
+    /// `location` as the body of its `location /` block (`return 200 "...";`,
+    /// `proxy_pass http://...;`).
+    pub(crate) fn tls_server(scratch: &Scratch, cert: &Path, key: &Path, location: &str) -> Nginx {
+        let (cert, key) = (cert.display(), key.display());
+        Nginx::start(scratch, |port| {
+            format!(
+                r#"listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        location / {{
+            {location}
+        }}"#
+            )
+        })
+    }
+
+    /// Starts nginx with one `server` block, `server(port)` its directives.
+    fn start(scratch: &Scratch, server: impl FnOnce(u16) -> String) -> Nginx {
         let dir = scratch.path().join("nginx");
         for sub in ["body", "uwsgi", "proxy", "fastcgi", "scgi"] {
             fs::create_dir_all(dir.join(sub)).expect("create nginx temp dir");
         }
         let port = free_port();
+        let server = server(port);
         let d = dir.display();
         let conf = format!(
             r#"daemon off;
@@ -65,12 +98,7 @@ http {{
     client_max_body_size 64m;
     large_client_header_buffers 4 64k;
     server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            include /etc/nginx/uwsgi_params;
-            uwsgi_pass {pass};
-            {extra}
-        }}
+        {server}
     }}
 }}
 "#
