@@ -25,7 +25,8 @@ declare -A allowed=(
   [api]="proto coro"
   [apps]="api coro client"
   [python]="api coro"
-  [worker]="api proto coro net config scoreboard sys log exit"
+  # The worker also sets up the HTTP client of its handlers (the CAs it trusts).
+  [worker]="api proto coro net config scoreboard sys log exit client"
   [master]="config net sys scoreboard log worker exit"
   [emperor]="config sys log exit"
 )

@@ -237,7 +237,8 @@ fn load_checked(sources: &Sources, apps: &AppRegistry) -> Result<Loaded, LoadFai
         errors,
         warnings: texts(&loaded.warnings),
     };
-    let app_errors = check_apps(&loaded, apps);
+    let mut app_errors = check_apps(&loaded, apps);
+    app_errors.extend(check_client_ca_file(&loaded, &sources.cwd));
     if !app_errors.is_empty() {
         return Err(failure(texts(&app_errors)));
     }
@@ -336,6 +337,23 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
             Some(ConfigError::at(&entry.origin, entry.key, message))
         })
         .collect()
+}
+
+/// `client-ca-file` must be a PEM bundle of CA certificates, read where the workers will read
+/// it (after `chdir`): checked before anything starts, with its `file:line`.
+fn check_client_ca_file(loaded: &Loaded, cwd: &std::path::Path) -> Option<ConfigError> {
+    let bundle = loaded.config.client_ca_file.as_deref()?;
+    let chdir = loaded
+        .config
+        .chdir
+        .as_deref()
+        .unwrap_or(std::path::Path::new(""));
+    let why = crate::client::read_ca_file(&cwd.join(chdir).join(bundle)).err()?;
+    let entry = loaded
+        .effective
+        .iter()
+        .find(|e| e.key == "client-ca-file")?;
+    Some(ConfigError::at(&entry.origin, entry.key, why))
 }
 
 /// What app `name` (which this instance serves) lacks: its first required option that the

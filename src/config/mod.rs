@@ -289,10 +289,10 @@ fn check_combination(config: &Config) -> Vec<ConfigError> {
     errors
 }
 
-/// Paths that must exist before anything starts: `chdir` (a directory), the `daemonize`
-/// log, which must be able to be a log file (see `sys::daemon::check_log_path`), and the
-/// `client-ca-file` bundle, which must hold CA certificates. Paths that
-/// start-up creates (pidfile, sockets, FIFO) are checked when they are created.
+/// Paths that must exist before anything starts: `chdir` (a directory) and the `daemonize`
+/// log, which must be able to be a log file (see `sys::daemon::check_log_path`). Paths that
+/// start-up creates (pidfile, sockets, FIFO) are checked when they are created; the
+/// `client-ca-file` bundle by the command line, which knows the HTTP client.
 fn check_paths<'a>(
     config: &Config,
     settings_for: &impl Fn(&str) -> Vec<&'a Setting>,
@@ -320,13 +320,6 @@ fn check_paths<'a>(
         && let Err(why) = crate::sys::daemon::check_log_path(&cwd.join(log))
     {
         errors.push(at("daemonize", why));
-    }
-    // Read where the workers will read it: after `chdir`.
-    let worker_dir = cwd.join(config.chdir.as_deref().unwrap_or(std::path::Path::new("")));
-    if let Some(bundle) = &config.client_ca_file
-        && let Err(why) = crate::client::read_ca_file(&worker_dir.join(bundle))
-    {
-        errors.push(at("client-ca-file", why));
     }
     errors
 }
