@@ -173,11 +173,47 @@ impl CoStream {
     }
 
     /// Reads into `buf`, parking until data (or end of stream) arrives. `Ok(0)` is end of stream.
+    ///
+    /// A read that comes back short took everything the kernel had: until the next readable
+    /// event, the next read parks at once instead of failing with `EAGAIN` first (one syscall
+    /// fewer per request on a keep-alive connection).
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io(Dir::Read, self.read_timeout, |s| match s {
-            Sock::Tcp(s) => (&*s).read(buf),
-            Sock::Unix(s) => (&*s).read(buf),
-        })
+        let registered = sched::in_coroutine().zip(self.token);
+        let mut deadline = None;
+        if let Some((rt, token)) = registered
+            && !buf.is_empty()
+            && !rt.read_ready(token)
+        {
+            let at = *deadline.get_or_insert_with(|| self.read_timeout.map(deadline_after));
+            self.wait(Dir::Read, at)?;
+        }
+        loop {
+            let result = match &self.sock {
+                Sock::Tcp(s) => (&*s).read(buf),
+                Sock::Unix(s) => (&*s).read(buf),
+            };
+            match result {
+                Ok(n) => {
+                    // `0` is the end of the stream: every later read returns at once too.
+                    if let Some((rt, token)) = registered
+                        && n > 0
+                        && n < buf.len()
+                    {
+                        rt.clear_read_ready(token);
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Some((rt, token)) = registered {
+                        rt.clear_read_ready(token);
+                    }
+                    let at = *deadline.get_or_insert_with(|| self.read_timeout.map(deadline_after));
+                    self.wait(Dir::Read, at)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// Writes some of `buf`, parking while the socket buffer is full.

@@ -49,10 +49,19 @@ pub(crate) enum Dir {
     Write,
 }
 
-/// One registered fd: who waits to read, who waits to write.
+/// One registered fd: who waits to read, who waits to write, and whether a read may find
+/// bytes.
 struct IoSlot {
     reader: Option<Waiter>,
     writer: Option<Waiter>,
+    /// False once a read came back short (it took everything the kernel had) or would have
+    /// blocked; true again at the fd's next readable event. Edge-triggered readiness reports
+    /// every arrival after that read, so while it is false a read would only fail with
+    /// `EAGAIN`: the reader parks at once instead of making that syscall.
+    read_ready: bool,
+    /// The peer closed its side or the socket failed: every read returns at once from now on
+    /// (end of stream, or the error), and no event may ever come again to say so.
+    read_closed: bool,
     generation: u32,
 }
 
@@ -76,6 +85,9 @@ impl IoSlots {
         let index = self.slots.insert(IoSlot {
             reader: None,
             writer: None,
+            // Unknown until the first read: try it.
+            read_ready: true,
+            read_closed: false,
             generation,
         });
         IoToken {
@@ -114,20 +126,42 @@ impl IoSlots {
     }
 
     /// Takes the waiters an event on `token` concerns: the reader if `readable`, the writer
-    /// if `writable`. Nothing for a stale token.
+    /// if `writable`. `read_closed`: the event says the peer closed or the socket failed.
+    /// Nothing for a stale token.
     #[inline]
     pub(crate) fn take_ready(
         &mut self,
         token: IoToken,
         readable: bool,
         writable: bool,
+        read_closed: bool,
     ) -> [Option<Waiter>; 2] {
         let Some(slot) = self.get_mut(token) else {
             return [None, None];
         };
+        slot.read_ready |= readable;
+        slot.read_closed |= read_closed;
         let reader = if readable { slot.reader.take() } else { None };
         let writer = if writable { slot.writer.take() } else { None };
         [reader, writer]
+    }
+
+    /// Whether a read on `token`'s fd may find bytes (see [`IoSlot::read_ready`]); true for
+    /// a stale token, so that its read fails the usual way.
+    #[inline]
+    pub(crate) fn read_ready(&self, token: IoToken) -> bool {
+        self.slots
+            .get(token.index as usize)
+            .filter(|s| s.generation == token.generation)
+            .is_none_or(|s| s.read_ready || s.read_closed)
+    }
+
+    /// Records that a read on `token`'s fd emptied the kernel's buffer.
+    #[inline]
+    pub(crate) fn clear_read_ready(&mut self, token: IoToken) {
+        if let Some(slot) = self.get_mut(token) {
+            slot.read_ready = false;
+        }
     }
 
     #[inline]
@@ -160,6 +194,33 @@ mod tests {
         let fresh = next.insert();
         assert_eq!(fresh.index, token.index, "the same slot of a new table");
         assert!(!next.contains(token));
+    }
+
+    #[test]
+    fn a_drained_fd_is_ready_again_at_its_next_readable_event() {
+        let mut slots = IoSlots::new();
+        let token = slots.insert();
+        assert!(slots.read_ready(token), "unknown at first: try the read");
+        slots.clear_read_ready(token);
+        assert!(!slots.read_ready(token));
+        let _ = slots.take_ready(token, false, true, false);
+        assert!(
+            !slots.read_ready(token),
+            "a writable event says nothing of reads"
+        );
+        let _ = slots.take_ready(token, true, false, false);
+        assert!(slots.read_ready(token));
+    }
+
+    #[test]
+    fn a_closed_fd_stays_ready_whatever_reads_came_back_short() {
+        let mut slots = IoSlots::new();
+        let token = slots.insert();
+        // The last bytes and the FIN came in one event: the read that takes the bytes is
+        // short, and no event will ever announce the end of the stream it leaves behind.
+        let _ = slots.take_ready(token, true, false, true);
+        slots.clear_read_ready(token);
+        assert!(slots.read_ready(token));
     }
 
     #[test]

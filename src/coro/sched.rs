@@ -248,10 +248,10 @@ impl SchedState {
         }
     }
 
-    fn dispatch_io(&mut self, token: IoToken, readable: bool, writable: bool) {
+    fn dispatch_io(&mut self, token: IoToken, readable: bool, writable: bool, closed: bool) {
         for w in self
             .io
-            .take_ready(token, readable, writable)
+            .take_ready(token, readable, writable, closed)
             .into_iter()
             .flatten()
         {
@@ -752,6 +752,19 @@ impl Inner {
         })
     }
 
+    /// Whether a read on `token`'s fd may find bytes; false once a read emptied the kernel's
+    /// buffer and no readable event came since (then the read would fail with `EAGAIN`).
+    #[inline]
+    pub(crate) fn read_ready(&self, token: IoToken) -> bool {
+        self.state.borrow().io.read_ready(token)
+    }
+
+    /// Records that a read on `token`'s fd took everything the kernel had.
+    #[inline]
+    pub(crate) fn clear_read_ready(&self, token: IoToken) {
+        self.state.borrow_mut().io.clear_read_ready(token);
+    }
+
     /// Turns the loop from outside any coroutine until `done()` (for joins and receives made
     /// from the root context). Panics if called from inside a turn.
     pub(crate) fn turn_until(&self, mut done: impl FnMut() -> bool) -> io::Result<()> {
@@ -832,6 +845,7 @@ impl Inner {
                 IoToken::from_mio(event.token()),
                 failed || event.is_readable() || event.is_read_closed(),
                 failed || event.is_writable() || event.is_write_closed(),
+                failed || event.is_read_closed(),
             );
         }
         Ok(())
