@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 mod proto;
 
 use proto::Limits;
-use proto::http1::{BodyDecoder, BodyFraming, parse_request_head};
-use proto::uwsgi::{self, Packet};
+use proto::Vars;
+use proto::http1::{BodyDecoder, BodyFraming, HeadSpans, parse_request_head_into};
+use proto::uwsgi;
 
 const NGINX_PACKET: &[u8] = include_bytes!("../tests/data/uwsgi/001-nginx-get.bin");
 const BROWSER_GET: &[u8] = include_bytes!("../tests/data/http/valid/001-get-browser.http");
@@ -70,13 +71,18 @@ fn main() {
     let limits = Limits::default();
     println!("proto parser throughput (one core, release build)");
 
+    // As the worker parses: into vars and spans reused from one request to the next.
+    let mut vars = Vars::default();
     measure("uwsgi: nginx GET packet", NGINX_PACKET.len(), || {
-        let parsed = uwsgi::parse_packet(black_box(NGINX_PACKET), &limits);
-        assert!(matches!(parsed, Ok(Some((Packet::Request(_), _)))));
+        let wire = black_box(NGINX_PACKET);
+        assert!(matches!(uwsgi::packet_ready(wire, &limits), Ok(Some(_))));
+        let parsed = uwsgi::parse_request_into(wire, &limits, &mut vars);
+        assert!(matches!(parsed, Ok(0)));
     });
 
+    let mut spans = HeadSpans::default();
     measure("http1: browser GET head", BROWSER_GET.len(), || {
-        let parsed = parse_request_head(black_box(BROWSER_GET), &limits);
+        let parsed = parse_request_head_into(black_box(BROWSER_GET), &limits, &mut spans);
         assert!(matches!(parsed, Ok(Some(_))));
     });
 

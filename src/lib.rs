@@ -271,8 +271,8 @@ struct ReadmeExamples;
 use std::process::ExitCode;
 
 pub use api::{
-    AppConfig, AppOption, Body, Handler, OptionKind, Request, RequestBuilder, Response,
-    ResponseBody, Routes, reason_phrase,
+    AppConfig, AppOption, Body, Handler, HeaderField, Headers, IntoBytes, OptionKind, Request,
+    RequestBuilder, Response, ResponseBody, Routes, reason_phrase,
 };
 pub use server::Server;
 

@@ -19,9 +19,9 @@ mod routes;
 pub(crate) use crate::proto::date::{format_http_date, parse_http_date};
 pub(crate) use options::metavar;
 pub use options::{AppConfig, AppOption, OptionKind};
-pub(crate) use request::RequestParts;
 pub use request::{Body, Request, RequestBuilder};
-pub use response::{Response, ResponseBody, reason_phrase};
+pub(crate) use request::{Field, RequestData, TextFields};
+pub use response::{HeaderField, Headers, IntoBytes, Response, ResponseBody, reason_phrase};
 pub(crate) use router::{AppRegistry, RouteSettings, Router};
 pub use routes::Routes;
 

@@ -1,8 +1,16 @@
-//! [`Request`]: what a handler sees of one request, whichever protocol carried it.
+//! [`Request`]: what a handler sees of one request, whichever protocol carried it, and
+//! [`RequestData`], where the worker keeps what a protocol parsed of it.
+//!
+//! A request costs no allocation once the worker is warm: the protocol writes the text fields
+//! and headers into one reused buffer and the CGI vars into a reused [`Vars`], and the
+//! [`Request`] borrows them. The owned `(String, String)` lists of [`Request::headers`] and
+//! [`Request::vars`] are made the first time a handler asks for one.
 
+use std::cell::OnceCell;
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use crate::proto::Vars;
 
@@ -12,14 +20,27 @@ use crate::proto::Vars;
 /// requests meanwhile. A body the handler does not read is drained (up to a bound) by the
 /// worker before the response goes out, so a proxy in front never sees a reset.
 pub struct Body<'a> {
-    reader: Box<dyn Read + 'a>,
+    reader: BodySource<'a>,
+}
+
+enum BodySource<'a> {
+    /// The worker's reader, on its own stack.
+    Borrowed(&'a mut (dyn Read + 'a)),
+    Owned(Box<dyn Read + 'a>),
 }
 
 impl<'a> Body<'a> {
     /// A body read from `reader`.
     pub fn new(reader: impl Read + 'a) -> Body<'a> {
         Body {
-            reader: Box::new(reader),
+            reader: BodySource::Owned(Box::new(reader)),
+        }
+    }
+
+    /// A body read from `reader`, which the caller keeps (no allocation).
+    pub(crate) fn borrowed(reader: &'a mut (dyn Read + 'a)) -> Body<'a> {
+        Body {
+            reader: BodySource::Borrowed(reader),
         }
     }
 
@@ -31,7 +52,10 @@ impl<'a> Body<'a> {
 
 impl Read for Body<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        match &mut self.reader {
+            BodySource::Borrowed(reader) => reader.read(buf),
+            BodySource::Owned(reader) => reader.read(buf),
+        }
     }
 }
 
@@ -41,6 +65,176 @@ impl fmt::Debug for Body<'_> {
     }
 }
 
+/// A range of [`TextFields`]' text.
+type Text = Range<u32>;
+
+/// What a protocol parsed of one request: every field of a [`Request`] that does not depend on
+/// the route, the worker or the body. The worker reuses one for request after request
+/// ([`clear`](Self::clear) keeps its room), so a request costs no allocation once warm.
+#[derive(Debug, Default)]
+pub(crate) struct RequestData {
+    /// The CGI vars as bytes: the router, the request log and [`Request::var`] read them.
+    pub(crate) vars: Vars,
+    /// Method, target, path, query, protocol, scheme and the headers, as text.
+    pub(crate) text: TextFields,
+    pub(crate) remote_addr: Option<SocketAddr>,
+    /// [`Request::headers`] and [`Request::vars`] as owned strings, made when first asked for.
+    header_list: OnceCell<Vec<(String, String)>>,
+    var_list: OnceCell<Vec<(String, String)>>,
+}
+
+/// The text fields and the headers of a request, each a range of one buffer. Always valid
+/// UTF-8: bytes that are not are replaced (U+FFFD) as they are written in.
+#[derive(Debug, Default)]
+pub(crate) struct TextFields {
+    text: String,
+    method: Text,
+    /// The target as sent (`REQUEST_URI`).
+    uri: Text,
+    /// The percent-decoded path with the mount point still in front (`PATH_INFO` as text).
+    path: Text,
+    query: Text,
+    protocol: Text,
+    scheme: Text,
+    headers: Vec<(Text, Text)>,
+}
+
+/// The text fields of a request, to set with [`TextFields::set`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    Method,
+    Uri,
+    Path,
+    Query,
+    Protocol,
+    Scheme,
+}
+
+impl RequestData {
+    /// Forgets the request it held, keeping the room for the next one.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.vars.clear();
+        self.remote_addr = None;
+        self.header_list.take();
+        self.var_list.take();
+    }
+
+    pub(crate) fn method(&self) -> &str {
+        self.text.get(&self.text.method)
+    }
+
+    pub(crate) fn uri(&self) -> &str {
+        self.text.get(&self.text.uri)
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        self.text.get(&self.text.path)
+    }
+
+    pub(crate) fn query(&self) -> &str {
+        self.text.get(&self.text.query)
+    }
+
+    pub(crate) fn protocol(&self) -> &str {
+        self.text.get(&self.text.protocol)
+    }
+
+    pub(crate) fn scheme(&self) -> &str {
+        self.text.get(&self.text.scheme)
+    }
+}
+
+impl TextFields {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.headers.clear();
+        for field in [
+            Field::Method,
+            Field::Uri,
+            Field::Path,
+            Field::Query,
+            Field::Protocol,
+            Field::Scheme,
+        ] {
+            *self.field_mut(field) = 0..0;
+        }
+    }
+
+    /// Sets a text field from bytes (replacing what is not UTF-8).
+    pub(crate) fn set(&mut self, field: Field, value: &[u8]) {
+        let text = self.push(value);
+        *self.field_mut(field) = text;
+    }
+
+    /// Sets a text field from `parts`, written one after the other.
+    pub(crate) fn set_joined(&mut self, field: Field, parts: &[&[u8]]) {
+        let start = self.text.len();
+        for part in parts {
+            self.push(part);
+        }
+        *self.field_mut(field) = text_range(start, self.text.len());
+    }
+
+    /// Adds a header (name and value as sent; what is not UTF-8 is replaced).
+    pub(crate) fn push_header(&mut self, name: &[u8], value: &[u8]) {
+        let name = self.push(name);
+        let value = self.push(value);
+        self.headers.push((name, value));
+    }
+
+    /// Adds a header whose name `write_name` writes (a name derived from a var).
+    pub(crate) fn push_header_with(&mut self, write_name: impl FnOnce(&mut String), value: &[u8]) {
+        let start = self.text.len();
+        write_name(&mut self.text);
+        let name = text_range(start, self.text.len());
+        let value = self.push(value);
+        self.headers.push((name, value));
+    }
+
+    /// The first header named `name` (case-insensitive).
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every header, in order.
+    pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        (self.headers.iter()).map(|(name, value)| (self.get(name), self.get(value)))
+    }
+
+    fn get(&self, text: &Text) -> &str {
+        &self.text[text.start as usize..text.end as usize]
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Text {
+        let start = self.text.len();
+        match std::str::from_utf8(bytes) {
+            Ok(text) => self.text.push_str(text),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        text_range(start, self.text.len())
+    }
+
+    fn field_mut(&mut self, field: Field) -> &mut Text {
+        match field {
+            Field::Method => &mut self.method,
+            Field::Uri => &mut self.uri,
+            Field::Path => &mut self.path,
+            Field::Query => &mut self.query,
+            Field::Protocol => &mut self.protocol,
+            Field::Scheme => &mut self.scheme,
+        }
+    }
+}
+
+fn text_range(start: usize, end: usize) -> Text {
+    // A request's text is bounded by `buffer-size` (64 KiB) and `limit-post` is not in it.
+    let at = |n: usize| u32::try_from(n).expect("invariant: a request's text is under 4 GiB");
+    at(start)..at(end)
+}
+
 /// One request: method, target, headers, CGI-style vars, peer and body.
 ///
 /// Over the uwsgi protocol the vars are what the proxy sent (`REQUEST_METHOD`, `PATH_INFO`,
@@ -48,74 +242,60 @@ impl fmt::Debug for Body<'_> {
 /// are what the client sent and the vars are derived from them, CGI style.
 #[derive(Debug)]
 pub struct Request<'a> {
-    pub(crate) method: String,
-    pub(crate) uri: String,
-    pub(crate) path: String,
-    pub(crate) query: String,
-    pub(crate) protocol: String,
-    pub(crate) scheme: String,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) vars: Vec<(String, String)>,
-    pub(crate) remote_addr: Option<SocketAddr>,
-    pub(crate) script_name: String,
-    pub(crate) worker_id: u32,
-    pub(crate) body: Body<'a>,
+    data: DataRef<'a>,
+    /// Where [`Request::path`] starts in the data's path: after the mount point.
+    path_start: usize,
+    script_name: &'a str,
+    worker_id: u32,
+    body: Body<'a>,
 }
 
-/// What a protocol parsed of one request: every field of a [`Request`] that does not depend on
-/// the route, the worker or the body. Owned, so it outlives the connection's read buffer.
-#[derive(Debug, Default)]
-pub(crate) struct RequestParts {
-    pub(crate) method: String,
-    /// The target as sent (`REQUEST_URI`).
-    pub(crate) uri: String,
-    /// The percent-decoded path with the mount point still in front (`PATH_INFO` as text).
-    pub(crate) path: String,
-    pub(crate) query: String,
-    pub(crate) protocol: String,
-    pub(crate) scheme: String,
-    pub(crate) headers: Vec<(String, String)>,
-    /// The CGI vars as bytes: the request log and the router read them before the handler's
-    /// text copy is made.
-    pub(crate) vars: Vars,
-    pub(crate) remote_addr: Option<SocketAddr>,
+/// The worker's [`RequestData`], or a hand-built request's own.
+#[derive(Debug)]
+enum DataRef<'a> {
+    Borrowed(&'a RequestData),
+    Owned(Box<RequestData>),
+}
+
+impl std::ops::Deref for DataRef<'_> {
+    type Target = RequestData;
+
+    fn deref(&self) -> &RequestData {
+        match self {
+            DataRef::Borrowed(data) => data,
+            DataRef::Owned(data) => data,
+        }
+    }
 }
 
 impl<'a> Request<'a> {
-    /// The one way a request is built, by the worker and by [`Request::builder`]: `parts`
-    /// routed to the app mounted at `script_name`, served by worker `worker_id`.
+    /// The one way the worker builds a request: `data` routed to the app mounted at
+    /// `script_name`, served by worker `worker_id`.
     pub(crate) fn new(
-        parts: RequestParts,
-        script_name: &str,
+        data: &'a RequestData,
+        script_name: &'a str,
         worker_id: u32,
         body: Body<'a>,
     ) -> Request<'a> {
-        let RequestParts {
-            method,
-            uri,
-            mut path,
-            query,
-            protocol,
-            scheme,
-            headers,
-            vars,
-            remote_addr,
-        } = parts;
-        // The handler sees the path below its mount point (in place: no second copy).
-        if path.starts_with(script_name) {
-            path.drain(..script_name.len());
-        }
+        Request::with_data(DataRef::Borrowed(data), script_name, worker_id, body)
+    }
+
+    fn with_data(
+        data: DataRef<'a>,
+        script_name: &'a str,
+        worker_id: u32,
+        body: Body<'a>,
+    ) -> Request<'a> {
+        // The handler sees the path below its mount point.
+        let path_start = if data.path().starts_with(script_name) {
+            script_name.len()
+        } else {
+            0
+        };
         Request {
-            method,
-            uri,
-            path,
-            query,
-            protocol,
-            scheme,
-            headers,
-            vars: vars_to_strings(&vars),
-            remote_addr,
-            script_name: script_name.to_string(),
+            data,
+            path_start,
+            script_name,
             worker_id,
             body,
         }
@@ -123,22 +303,22 @@ impl<'a> Request<'a> {
 
     /// The method, such as `GET`.
     pub fn method(&self) -> &str {
-        &self.method
+        self.data.method()
     }
 
     /// The request target as sent, with the query string: `/search?q=rust`.
     pub fn uri(&self) -> &str {
-        &self.uri
+        self.data.uri()
     }
 
     /// The percent-decoded path below the mount point, without the query: `/search`.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.data.path()[self.path_start..]
     }
 
     /// The raw query string without `?` (empty when there is none).
     pub fn query(&self) -> &str {
-        &self.query
+        self.data.query()
     }
 
     /// The first value of query parameter `name`, percent-decoded (`+` is a space).
@@ -149,7 +329,7 @@ impl<'a> Request<'a> {
     /// assert_eq!(req.query_param("missing"), None);
     /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
-        self.query.split('&').find_map(|pair| {
+        self.query().split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (decode_form(key) == name).then(|| decode_form(value))
         })
@@ -162,35 +342,36 @@ impl<'a> Request<'a> {
     /// assert_eq!(req.query_params(), [("tag".into(), "a".into()), ("tag".into(), "b".into()), ("n".into(), "".into())]);
     /// ```
     pub fn query_params(&self) -> Vec<(String, String)> {
-        parse_form(&self.query)
+        parse_form(self.query())
     }
 
     /// The protocol version, such as `HTTP/1.1`.
     pub fn protocol(&self) -> &str {
-        &self.protocol
+        self.data.protocol()
     }
 
     /// `http` or `https` (from the proxy's `REQUEST_SCHEME`/`HTTPS`/`UWSGI_SCHEME` vars).
     pub fn scheme(&self) -> &str {
-        &self.scheme
+        self.data.scheme()
     }
 
     /// The mount point this request was routed through (`""` for the default app).
     pub fn script_name(&self) -> &str {
-        &self.script_name
+        self.script_name
     }
 
     /// Every header as `(name, value)`, in the order received.
     pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
+        self.data.header_list.get_or_init(|| {
+            (self.data.text.headers())
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect()
+        })
     }
 
     /// The first header named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.data.text.header(name)
     }
 
     /// The `Content-Type` header, if any.
@@ -217,8 +398,7 @@ impl<'a> Request<'a> {
     /// assert_eq!(req.cookies().len(), 2);
     /// ```
     pub fn cookies(&self) -> Vec<(String, String)> {
-        self.headers
-            .iter()
+        (self.data.text.headers())
             .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
             .flat_map(|(_, v)| v.split(';'))
             .filter_map(|pair| {
@@ -243,20 +423,30 @@ impl<'a> Request<'a> {
 
     /// Every CGI/uwsgi variable as `(name, value)`.
     pub fn vars(&self) -> &[(String, String)] {
-        &self.vars
+        self.data.var_list.get_or_init(|| {
+            (self.data.vars.iter())
+                .map(|(k, v)| {
+                    let text = |b| String::from_utf8_lossy(b).into_owned();
+                    (text(k), text(v))
+                })
+                .collect()
+        })
     }
 
     /// The CGI/uwsgi variable `name` (exact case), such as `REMOTE_ADDR`.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        match std::str::from_utf8(self.data.vars.get(name)?) {
+            Ok(value) => Some(value),
+            // Not UTF-8: the replaced text, from the list of all of them.
+            Err(_) => (self.vars().iter())
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str()),
+        }
     }
 
     /// The client's address, when known (the proxy's `REMOTE_ADDR`/`REMOTE_PORT` behind nginx).
     pub fn remote_addr(&self) -> Option<SocketAddr> {
-        self.remote_addr
+        self.data.remote_addr
     }
 
     /// The id (1-based) of the worker process serving this request; 0 outside a worker.
@@ -358,16 +548,16 @@ impl<'a> Request<'a> {
     /// ```
     pub fn builder(method: &str, uri: &str) -> RequestBuilder {
         let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let mut data = Box::<RequestData>::default();
+        let text = &mut data.text;
+        text.set(Field::Method, method.as_bytes());
+        text.set(Field::Uri, uri.as_bytes());
+        text.set(Field::Path, decode_path(path).as_bytes());
+        text.set(Field::Query, query.as_bytes());
+        text.set(Field::Protocol, b"HTTP/1.1");
+        text.set(Field::Scheme, b"http");
         RequestBuilder {
-            parts: RequestParts {
-                method: method.to_string(),
-                uri: uri.to_string(),
-                path: decode_path(path),
-                query: query.to_string(),
-                protocol: "HTTP/1.1".to_string(),
-                scheme: "http".to_string(),
-                ..RequestParts::default()
-            },
+            data,
             body: Body::empty(),
         }
     }
@@ -376,22 +566,22 @@ impl<'a> Request<'a> {
 /// Builds a [`Request`] by hand (see [`Request::builder`]).
 #[derive(Debug)]
 pub struct RequestBuilder {
-    parts: RequestParts,
+    data: Box<RequestData>,
     body: Body<'static>,
 }
 
 impl RequestBuilder {
     /// Adds a header.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.parts
-            .headers
-            .push((name.to_string(), value.to_string()));
+        self.data
+            .text
+            .push_header(name.as_bytes(), value.as_bytes());
         self
     }
 
     /// Adds a CGI/uwsgi variable.
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.parts.vars.push(name, value);
+        self.data.vars.push(name, value);
         self
     }
 
@@ -403,20 +593,8 @@ impl RequestBuilder {
 
     /// The request (served by no worker, routed to no mount point).
     pub fn build(self) -> Request<'static> {
-        Request::new(self.parts, "", 0, self.body)
+        Request::with_data(DataRef::Owned(self.data), "", 0, self.body)
     }
-}
-
-/// The vars as text for the handler (bytes that are not UTF-8 are replaced: the API is text).
-fn vars_to_strings(vars: &Vars) -> Vec<(String, String)> {
-    vars.iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8_lossy(k).into_owned(),
-                String::from_utf8_lossy(v).into_owned(),
-            )
-        })
-        .collect()
 }
 
 /// Splits `a=1&b=x+y` into decoded `(name, value)` pairs (a name alone has an empty value).

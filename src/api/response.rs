@@ -1,7 +1,14 @@
 //! [`Response`]: status, headers and a body of bytes or a stream.
+//!
+//! Built without a heap allocation when its parts are `'static`: headers are
+//! `Cow<'static, str>` and the first few sit inline in the response ([`Headers`]), a body of
+//! `&'static` bytes is sent where it is ([`ResponseBody::Bytes`] holds a `Cow`). Owned text
+//! (`String`, `format!`) is moved in, never copied.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Read;
+use std::ops::Deref;
 
 /// What a handler answers: a status, headers and a body.
 ///
@@ -9,6 +16,10 @@ use std::io::Read;
 /// otherwise chunked (HTTP/1.1) or close-delimited (HTTP/1.0 and the uwsgi protocol, where
 /// nginx cannot decode chunked responses). Handlers should not set `Content-Length`,
 /// `Transfer-Encoding` or `Connection` themselves.
+///
+/// Names, values and bodies are `&'static` text or owned (`String`, `Vec<u8>`): a literal
+/// costs no allocation, a `format!` is moved in. A borrowed `&str` that is not `'static` is
+/// turned into an owned one first (`.to_string()`).
 ///
 /// ```
 /// use rcontainer::Response;
@@ -20,14 +31,18 @@ use std::io::Read;
 #[derive(Debug)]
 pub struct Response {
     status: u16,
-    headers: Vec<(String, String)>,
+    headers: Headers,
     body: ResponseBody,
 }
 
+/// One header of a [`Response`]: name and value.
+pub type HeaderField = (Cow<'static, str>, Cow<'static, str>);
+
 /// The body of a [`Response`].
 pub enum ResponseBody {
-    /// Bytes in memory (the length is known, so it goes out with `Content-Length`).
-    Bytes(Vec<u8>),
+    /// Bytes in memory, `'static` or owned (the length is known, so it goes out with
+    /// `Content-Length`).
+    Bytes(Cow<'static, [u8]>),
     /// A stream read to its end by the worker, with its length if known in advance.
     Stream {
         /// Where the bytes come from; reading may park the coroutine.
@@ -46,13 +61,160 @@ impl fmt::Debug for ResponseBody {
     }
 }
 
+/// What [`Response::body`] takes: text or bytes, `&'static` (sent where they are) or owned
+/// (moved in).
+pub trait IntoBytes {
+    /// The bytes, borrowed for `'static` or owned.
+    fn into_bytes(self) -> Cow<'static, [u8]>;
+}
+
+impl IntoBytes for &'static str {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Borrowed(self.as_bytes())
+    }
+}
+
+impl IntoBytes for &'static [u8] {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl<const N: usize> IntoBytes for &'static [u8; N] {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Borrowed(self)
+    }
+}
+
+impl IntoBytes for String {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Owned(self.into_bytes())
+    }
+}
+
+impl IntoBytes for Vec<u8> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Owned(self)
+    }
+}
+
+impl IntoBytes for Box<[u8]> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        Cow::Owned(self.into_vec())
+    }
+}
+
+impl IntoBytes for Cow<'static, [u8]> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        self
+    }
+}
+
+impl IntoBytes for Cow<'static, str> {
+    fn into_bytes(self) -> Cow<'static, [u8]> {
+        match self {
+            Cow::Borrowed(s) => Cow::Borrowed(s.as_bytes()),
+            Cow::Owned(s) => Cow::Owned(s.into_bytes()),
+        }
+    }
+}
+
+/// How many headers a [`Headers`] holds before it moves them to the heap.
+const INLINE_HEADERS: usize = 4;
+
+/// The headers of a [`Response`], in order (a slice of [`HeaderField`]s). The first four are
+/// kept inside the response: a response with up to four headers allocates nothing for them.
+#[derive(Clone)]
+pub struct Headers(HeaderStore);
+
+#[derive(Clone)]
+enum HeaderStore {
+    Inline {
+        len: usize,
+        fields: [HeaderField; INLINE_HEADERS],
+    },
+    Heap(Vec<HeaderField>),
+}
+
+const NO_FIELD: HeaderField = (Cow::Borrowed(""), Cow::Borrowed(""));
+
+impl Headers {
+    /// No headers.
+    pub const fn new() -> Headers {
+        Headers(HeaderStore::Inline {
+            len: 0,
+            fields: [NO_FIELD; INLINE_HEADERS],
+        })
+    }
+
+    /// Adds a header at the end.
+    pub fn push(&mut self, field: HeaderField) {
+        match &mut self.0 {
+            HeaderStore::Inline { len, fields } if *len < INLINE_HEADERS => {
+                fields[*len] = field;
+                *len += 1;
+            }
+            HeaderStore::Inline { fields, .. } => {
+                let mut heap = Vec::with_capacity(INLINE_HEADERS * 2);
+                heap.extend(fields.iter_mut().map(std::mem::take));
+                heap.push(field);
+                self.0 = HeaderStore::Heap(heap);
+            }
+            HeaderStore::Heap(heap) => heap.push(field),
+        }
+    }
+
+    /// Keeps only the headers `keep` says yes to, in order.
+    pub fn retain(&mut self, mut keep: impl FnMut(&HeaderField) -> bool) {
+        match &mut self.0 {
+            HeaderStore::Inline { len, fields } => {
+                let mut kept = 0;
+                for i in 0..*len {
+                    if keep(&fields[i]) {
+                        fields.swap(kept, i);
+                        kept += 1;
+                    }
+                }
+                for field in &mut fields[kept..*len] {
+                    *field = NO_FIELD;
+                }
+                *len = kept;
+            }
+            HeaderStore::Heap(heap) => heap.retain(keep),
+        }
+    }
+}
+
+impl Default for Headers {
+    fn default() -> Headers {
+        Headers::new()
+    }
+}
+
+impl Deref for Headers {
+    type Target = [HeaderField];
+
+    fn deref(&self) -> &[HeaderField] {
+        match &self.0 {
+            HeaderStore::Inline { len, fields } => &fields[..*len],
+            HeaderStore::Heap(heap) => heap,
+        }
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Response {
         Response {
             status,
-            headers: Vec::new(),
-            body: ResponseBody::Bytes(Vec::new()),
+            headers: Headers::new(),
+            body: ResponseBody::Bytes(Cow::Borrowed(b"")),
         }
     }
 
@@ -62,14 +224,14 @@ impl Response {
     }
 
     /// `200 OK` with a `text/plain; charset=utf-8` body.
-    pub fn text(text: impl Into<String>) -> Response {
+    pub fn text(text: impl Into<Cow<'static, str>>) -> Response {
         Response::ok()
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(text.into())
     }
 
     /// `200 OK` with an `application/json` body (the text is sent as given).
-    pub fn json(json: impl Into<String>) -> Response {
+    pub fn json(json: impl Into<Cow<'static, str>>) -> Response {
         Response::ok()
             .header("Content-Type", "application/json")
             .body(json.into())
@@ -103,7 +265,7 @@ impl Response {
     /// let r = Response::json_of(&counts);
     /// assert_eq!(r.header_value("content-type"), Some("application/json"));
     /// # let (_, _, body) = r.into_parts();
-    /// # assert!(matches!(body, rcontainer::ResponseBody::Bytes(b) if b == br#"{"go":1,"rust":3}"#));
+    /// # assert!(matches!(body, rcontainer::ResponseBody::Bytes(b) if *b == *br#"{"go":1,"rust":3}"#));
     /// ```
     #[cfg(feature = "serde")]
     pub fn json_of<T: serde::Serialize + ?Sized>(value: &T) -> Response {
@@ -114,7 +276,7 @@ impl Response {
     }
 
     /// `200 OK` with a `text/html; charset=utf-8` body.
-    pub fn html(html: impl Into<String>) -> Response {
+    pub fn html(html: impl Into<Cow<'static, str>>) -> Response {
         Response::ok()
             .header("Content-Type", "text/html; charset=utf-8")
             .body(html.into())
@@ -127,7 +289,7 @@ impl Response {
     /// let r = rcontainer::Response::redirect("/login").with_status(303);
     /// assert_eq!((r.status(), r.header_value("location")), (303, Some("/login")));
     /// ```
-    pub fn redirect(location: impl Into<String>) -> Response {
+    pub fn redirect(location: impl Into<Cow<'static, str>>) -> Response {
         Response::new(302).header("Location", location)
     }
 
@@ -149,13 +311,17 @@ impl Response {
     }
 
     /// Adds a header (repeat for several values).
-    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Response {
+    pub fn header(
+        mut self,
+        name: impl Into<Cow<'static, str>>,
+        value: impl Into<Cow<'static, str>>,
+    ) -> Response {
         self.headers.push((name.into(), value.into()));
         self
     }
 
     /// Sets the `Content-Type` header, replacing any set before.
-    pub fn content_type(mut self, content_type: impl Into<String>) -> Response {
+    pub fn content_type(mut self, content_type: impl Into<Cow<'static, str>>) -> Response {
         self.headers
             .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
         self.header("Content-Type", content_type)
@@ -167,13 +333,14 @@ impl Response {
     /// let r = rcontainer::Response::text("hi").set_cookie("sid=abc; Path=/; HttpOnly");
     /// assert_eq!(r.header_value("set-cookie"), Some("sid=abc; Path=/; HttpOnly"));
     /// ```
-    pub fn set_cookie(self, cookie: impl Into<String>) -> Response {
+    pub fn set_cookie(self, cookie: impl Into<Cow<'static, str>>) -> Response {
         self.header("Set-Cookie", cookie)
     }
 
-    /// Sets the body to bytes in memory.
-    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Response {
-        self.body = ResponseBody::Bytes(body.into());
+    /// Sets the body to bytes in memory: `&'static` text or bytes, or owned ones
+    /// (`String`, `Vec<u8>`).
+    pub fn body(mut self, body: impl IntoBytes) -> Response {
+        self.body = ResponseBody::Bytes(body.into_bytes());
         self
     }
 
@@ -201,8 +368,8 @@ impl Response {
         self.status
     }
 
-    /// Every header as `(name, value)`.
-    pub fn headers(&self) -> &[(String, String)] {
+    /// Every header as `(name, value)`, in order.
+    pub fn headers(&self) -> &[HeaderField] {
         &self.headers
     }
 
@@ -211,7 +378,7 @@ impl Response {
         self.headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
     }
 
     /// The body.
@@ -220,7 +387,7 @@ impl Response {
     }
 
     /// Splits the response into its parts (for the worker, and for tests of handlers).
-    pub fn into_parts(self) -> (u16, Vec<(String, String)>, ResponseBody) {
+    pub fn into_parts(self) -> (u16, Headers, ResponseBody) {
         (self.status, self.headers, self.body)
     }
 }
@@ -239,6 +406,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn headers_past_the_inline_four_move_to_the_heap_in_order() {
+        let mut r = Response::ok();
+        for i in 0..7 {
+            r = r.header(format!("X-{i}"), "v");
+        }
+        let names: Vec<&str> = r.headers().iter().map(|(n, _)| &**n).collect();
+        assert_eq!(names, ["X-0", "X-1", "X-2", "X-3", "X-4", "X-5", "X-6"]);
+        let r = r.content_type("a/b");
+        assert_eq!(r.headers().len(), 8);
+        assert_eq!(r.header_value("x-6"), Some("v"));
+    }
+
+    #[test]
+    fn content_type_replaces_the_one_set_before_inline_too() {
+        let r = Response::text("x")
+            .header("X-A", "1")
+            .content_type("text/html");
+        let fields: Vec<(&str, &str)> = r.headers().iter().map(|(n, v)| (&**n, &**v)).collect();
+        assert_eq!(fields, [("X-A", "1"), ("Content-Type", "text/html")]);
+    }
+
+    #[test]
+    fn static_text_and_bytes_are_borrowed_owned_ones_moved() {
+        let (_, headers, body) = Response::text("hi").into_parts();
+        assert!(matches!(headers[0].1, Cow::Borrowed(_)));
+        assert!(matches!(body, ResponseBody::Bytes(Cow::Borrowed(b"hi"))));
+        let (_, _, body) = Response::ok().body(vec![1u8, 2]).into_parts();
+        assert!(matches!(body, ResponseBody::Bytes(Cow::Owned(v)) if v == [1, 2]));
+    }
+
+    #[test]
     fn error_pages_carry_status_and_reason() {
         let (status, headers, body) = Response::error(404).into_parts();
         assert_eq!(status, 404);
@@ -248,7 +446,7 @@ mod tests {
                 .any(|(n, v)| n == "Content-Type" && v.starts_with("text/plain"))
         );
         match body {
-            ResponseBody::Bytes(b) => assert_eq!(b, b"404 Not Found\n"),
+            ResponseBody::Bytes(b) => assert_eq!(*b, *b"404 Not Found\n"),
             other => panic!("unexpected body {other:?}"),
         }
     }

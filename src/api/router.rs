@@ -307,7 +307,7 @@ mod tests {
             panic!("bytes expected")
         };
         let body = if status == 200 {
-            String::from_utf8(bytes).unwrap()
+            String::from_utf8(bytes.into_owned()).unwrap()
         } else {
             status.to_string()
         };

@@ -51,7 +51,7 @@ impl Handler for Fetch {
             Ok(answer) => {
                 let mut response = Response::new(answer.status());
                 if let Some(content_type) = answer.header("content-type") {
-                    response = response.header("Content-Type", content_type);
+                    response = response.header("Content-Type", content_type.to_string());
                 }
                 response.body(answer.into_body())
             }

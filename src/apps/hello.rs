@@ -26,7 +26,7 @@ mod tests {
     fn hello_says_hello_world() {
         let (status, _, body) = hello(&mut Request::builder("GET", "/").build()).into_parts();
         assert_eq!(status, 200);
-        assert!(matches!(body, ResponseBody::Bytes(b) if b == b"Hello World"));
+        assert!(matches!(body, ResponseBody::Bytes(b) if *b == *b"Hello World"));
     }
 
     #[test]

@@ -470,7 +470,7 @@ mod tests {
 
     fn body_of(response: Response) -> Vec<u8> {
         match response.into_parts().2 {
-            ResponseBody::Bytes(b) => b,
+            ResponseBody::Bytes(b) => b.into_owned(),
             ResponseBody::Stream { mut reader, .. } => {
                 let mut out = Vec::new();
                 reader.read_to_end(&mut out).unwrap();

@@ -35,8 +35,17 @@ pub(crate) struct ConnInfo<'a> {
 /// * every header as `HTTP_` + its name uppercased with `-` as `_`, repeated ones joined with
 ///   `, ` (`; ` for Cookie), like nginx. Headers with `_` in the name are left out, as nginx does
 ///   by default, so `X_Forwarded_For` cannot pose as `X-Forwarded-For`.
+#[cfg(any(test, fuzzing))]
 pub(crate) fn vars_from_head(head: &RequestHead, conn: &ConnInfo<'_>) -> Vars {
-    let mut vars = Vars::with_capacity(head.len() * 2 + 256, head.headers().count() + 16);
+    let mut vars = Vars::default();
+    fill_vars_from_head(&mut vars, head, conn);
+    vars
+}
+
+/// [`vars_from_head`] into `vars` (emptied first; its room is reused, so a worker that keeps
+/// one `Vars` builds them without allocating).
+pub(crate) fn fill_vars_from_head(vars: &mut Vars, head: &RequestHead, conn: &ConnInfo<'_>) {
+    vars.clear();
     let scheme = if conn.https { "https" } else { "http" };
     let content_length: &[u8] = match head.framing() {
         // A chunked body's length is only known at its end.
@@ -48,7 +57,10 @@ pub(crate) fn vars_from_head(head: &RequestHead, conn: &ConnInfo<'_>) -> Vars {
     vars.push("CONTENT_TYPE", head.header("content-type").unwrap_or(b""));
     vars.push("CONTENT_LENGTH", content_length);
     vars.push("REQUEST_URI", head.target());
-    vars.push("PATH_INFO", percent_decode(head.path().as_bytes()));
+    vars.push_with(
+        |key| key.extend_from_slice(b"PATH_INFO"),
+        |value| percent_decode_into(value, head.path().as_bytes()),
+    );
     vars.push("SCRIPT_NAME", "");
     vars.push("SERVER_PROTOCOL", head.version().as_str());
     vars.push("REQUEST_SCHEME", scheme);
@@ -64,20 +76,19 @@ pub(crate) fn vars_from_head(head: &RequestHead, conn: &ConnInfo<'_>) -> Vars {
         .filter(|h| !h.is_empty())
         .unwrap_or(conn.server_name.as_bytes());
     vars.push("SERVER_NAME", server_name);
-    push_header_vars(&mut vars, head);
-    vars
+    push_header_vars(vars, head);
 }
 
 /// Adds the `HTTP_*` vars, joining repeated headers in first-seen order.
 fn push_header_vars(vars: &mut Vars, head: &RequestHead) {
-    let mut key = Vec::with_capacity(64);
-    let mut value = Vec::with_capacity(256);
-    let headers: Vec<(&str, &[u8])> = head.headers().collect();
-    for (i, &(name, _)) in headers.iter().enumerate() {
-        let seen_before = headers[..i]
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case(name));
-        if name.contains('_') || seen_before {
+    let authority = head.authority();
+    for (i, (name, _)) in head.headers().enumerate() {
+        let seen_before = || {
+            head.headers()
+                .take(i)
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+        };
+        if name.contains('_') || seen_before() {
             continue;
         }
         let separator: &[u8] = if name.eq_ignore_ascii_case("cookie") {
@@ -85,34 +96,35 @@ fn push_header_vars(vars: &mut Vars, head: &RequestHead) {
         } else {
             b", "
         };
-        value.clear();
-        let authority = head
-            .authority()
-            .filter(|_| name.eq_ignore_ascii_case("host"));
-        if let Some(authority) = authority {
-            value.extend_from_slice(authority.as_bytes());
-        }
-        for (_, v) in headers[i..]
-            .iter()
-            .filter(|(n, _)| authority.is_none() && n.eq_ignore_ascii_case(name))
-        {
-            if !value.is_empty() {
-                value.extend_from_slice(separator);
-            }
-            value.extend_from_slice(v);
-        }
-        key.clear();
-        key.extend_from_slice(b"HTTP_");
-        key.extend(name.bytes().map(|b| {
-            if b == b'-' {
-                b'_'
-            } else {
-                b.to_ascii_uppercase()
-            }
-        }));
-        vars.push(&key, &value);
+        let is_host = name.eq_ignore_ascii_case("host");
+        vars.push_with(
+            |key| {
+                key.extend_from_slice(b"HTTP_");
+                key.extend(name.bytes().map(|b| {
+                    if b == b'-' {
+                        b'_'
+                    } else {
+                        b.to_ascii_uppercase()
+                    }
+                }));
+            },
+            |value| match authority {
+                Some(authority) if is_host => value.extend_from_slice(authority.as_bytes()),
+                _ => {
+                    let start = value.len();
+                    for (_, v) in
+                        (head.headers().skip(i)).filter(|(n, _)| n.eq_ignore_ascii_case(name))
+                    {
+                        if value.len() > start {
+                            value.extend_from_slice(separator);
+                        }
+                        value.extend_from_slice(v);
+                    }
+                }
+            },
+        );
     }
-    if let Some(authority) = head.authority()
+    if let Some(authority) = authority
         && head.header("host").is_none()
     {
         // HTTP/1.0 may leave `Host` out; the target still names the host.
@@ -134,9 +146,9 @@ fn host_without_port(host: &[u8]) -> &[u8] {
     }
 }
 
-/// Decodes `%XX` escapes; anything else, including a malformed escape, is copied as is.
-pub(crate) fn percent_decode(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
+/// Decodes the `%XX` escapes of `raw` at the end of `out`; anything else, including a malformed
+/// escape, is copied as is.
+pub(crate) fn percent_decode_into(out: &mut Vec<u8>, raw: &[u8]) {
     let mut i = 0;
     while i < raw.len() {
         let escaped = match (raw[i], raw.get(i + 1), raw.get(i + 2)) {
@@ -154,7 +166,6 @@ pub(crate) fn percent_decode(raw: &[u8]) -> Vec<u8> {
             }
         }
     }
-    out
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -297,6 +308,12 @@ mod tests {
                 String::from_utf8_lossy(key)
             );
         }
+    }
+
+    fn percent_decode(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        percent_decode_into(&mut out, raw);
+        out
     }
 
     #[test]

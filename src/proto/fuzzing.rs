@@ -10,8 +10,8 @@
 use super::cgi::{ConnInfo, vars_from_head};
 use super::http1::request::Version;
 use super::http1::{
-    BodyDecoder, BodyFraming, ResponseContext, decide_framing, parse_request_head,
-    write_response_head,
+    BodyDecoder, BodyFraming, HeadSpans, RequestHead, ResponseContext, decide_framing,
+    parse_request_head, parse_request_head_into, write_response_head,
 };
 use super::uwsgi::{self, Modifier1, Packet};
 use super::{Limits, ParseError};
@@ -98,11 +98,21 @@ pub fn http_head(data: &[u8]) {
         return;
     };
     let limits = limits_from(selector);
-    let whole = check_prefixes(input, |b| parse_request_head(b, &limits));
-    let Ok(Some((head, consumed))) = whole else {
+    // Compared by what the parser found (a prefix's head borrows the prefix).
+    let whole = check_prefixes(input, |b| {
+        let mut spans = HeadSpans::default();
+        let parsed = parse_request_head_into(b, &limits, &mut spans)?;
+        Ok(parsed.map(|len| (spans, len)))
+    });
+    let Ok(Some((spans, consumed))) = whole else {
         return;
     };
+    let head = RequestHead::new(input, &spans);
     assert_eq!(consumed, head.len());
+    assert_eq!(
+        parse_request_head(input, &limits),
+        Ok(Some((head.clone(), consumed)))
+    );
     let (_, _, _) = (head.path(), head.query(), head.is_head());
     let vars = vars_from_head(&head, &ConnInfo::default());
     assert_eq!(vars.get("REQUEST_METHOD"), Some(head.method().as_bytes()));

@@ -5,6 +5,7 @@
 //! `u16le len + key, u16le len + value` pairs, then `CONTENT_LENGTH` body bytes with no framing.
 //! Pure code over `&[u8]`: no I/O, no logging.
 
+#[cfg(any(test, fuzzing))]
 use super::http1::BodyFraming;
 use super::http1::response::{self, InvalidHeader};
 use super::{Limits, ParseError, Vars};
@@ -150,6 +151,7 @@ impl PacketHeader {
 pub(crate) const PONG: [u8; HEADER_LEN] = [Modifier1::Ping as u8, 0, 0, MODIFIER2_PONG];
 
 /// A parsed uwsgi packet.
+#[cfg(any(test, fuzzing))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Packet {
     /// modifier1 0: a request. Its body (`content_length` bytes) follows on the stream.
@@ -159,6 +161,7 @@ pub(crate) enum Packet {
 }
 
 /// A uwsgi request: the vars, and the body length they declare.
+#[cfg(any(test, fuzzing))]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Request {
     modifier2: u8,
@@ -166,16 +169,12 @@ pub(crate) struct Request {
     content_length: u64,
 }
 
+#[cfg(any(test, fuzzing))]
 impl Request {
     /// The CGI vars in wire order, `UWSGI_*` ones included (they only sit there: nothing
     /// acts on them except [`Request::scheme`] reading `UWSGI_SCHEME`).
     pub(crate) fn vars(&self) -> &Vars {
         &self.vars
-    }
-
-    /// The vars, taken out of the request (no copy).
-    pub(crate) fn into_vars(self) -> Vars {
-        self.vars
     }
 
     #[cfg(any(test, fuzzing))]
@@ -196,37 +195,67 @@ impl Request {
         BodyFraming::from_length(self.content_length)
     }
 
-    /// The URL scheme: a non-empty `UWSGI_SCHEME`, else `REQUEST_SCHEME`, else `https` when
-    /// `HTTPS` is `on`/`1`, else `http`. Non-UTF-8 values are skipped.
+    /// The URL scheme (see [`scheme_of`]).
     pub(crate) fn scheme(&self) -> &str {
-        for key in ["UWSGI_SCHEME", "REQUEST_SCHEME"] {
-            if let Some(s) = self.vars.get(key).and_then(|v| std::str::from_utf8(v).ok())
-                && !s.is_empty()
-            {
-                return s;
-            }
-        }
-        match self.vars.get("HTTPS") {
-            Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1" => "https",
-            _ => "http",
-        }
+        scheme_of(&self.vars)
     }
 }
 
-/// Parses one packet from the start of `buf`.
+/// The URL scheme of a request's vars: a non-empty `UWSGI_SCHEME`, else `REQUEST_SCHEME`, else
+/// `https` when `HTTPS` is `on`/`1`, else `http`. Non-UTF-8 values are skipped.
+pub(crate) fn scheme_of(vars: &Vars) -> &str {
+    for key in ["UWSGI_SCHEME", "REQUEST_SCHEME"] {
+        if let Some(s) = vars.get(key).and_then(|v| std::str::from_utf8(v).ok())
+            && !s.is_empty()
+        {
+            return s;
+        }
+    }
+    match vars.get("HTTPS") {
+        Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1" => "https",
+        _ => "http",
+    }
+}
+
+#[cfg(any(test, fuzzing))]
+/// Parses one packet from the start of `buf`, with vars of its own (tests, fuzzing, the
+/// corpus; the worker reuses its vars with [`packet_ready`] and [`parse_request_into`]).
 ///
 /// Returns `Ok(None)` until the header and the whole vars block are there, then the packet and
 /// the bytes it used (header + vars; the body is not included: `buf[consumed..]` is its start).
 ///
 /// # Errors
-/// See [`ParseError`]: HTTP on a uwsgi socket, an unsupported modifier1, a vars block over
-/// `buffer-size` (431, decided from the header alone), malformed vars, an empty key, a bad or
-/// duplicate `CONTENT_LENGTH`, a repeated `CONTENT_TYPE` or `HTTP_CONTENT_TYPE` (400), a body
-/// over `limit-post` (413), a CONNECT (501).
+/// Those of [`packet_ready`] and [`parse_request_into`].
 pub(crate) fn parse_packet(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Option<(Packet, usize)>, ParseError> {
+    let Some((kind, consumed)) = packet_ready(buf, limits)? else {
+        return Ok(None);
+    };
+    if kind == Modifier1::Ping {
+        return Ok(Some((Packet::Ping, consumed)));
+    }
+    let mut vars = Vars::default();
+    let content_length = parse_request_into(buf, limits, &mut vars)?;
+    let request = Request {
+        modifier2: buf[3],
+        vars,
+        content_length,
+    };
+    Ok(Some((Packet::Request(request), consumed)))
+}
+
+/// Whether a whole packet (header and vars block) is at the start of `buf`: `Ok(None)` until
+/// it is, then its kind (a request or a ping) and its length. Decided from the 4-byte header
+/// alone, so it costs nothing to ask again after every read.
+///
+/// # Errors
+/// HTTP on a uwsgi socket, an unsupported modifier1, a vars block over `buffer-size` (431).
+pub(crate) fn packet_ready(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(Modifier1, usize)>, ParseError> {
     let Some(&header) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
@@ -243,24 +272,32 @@ pub(crate) fn parse_packet(
         return Err(ParseError::VarsTooLarge);
     }
     let consumed = HEADER_LEN + datasize;
-    let Some(block) = buf.get(HEADER_LEN..consumed) else {
-        return Ok(None);
-    };
-    if kind == Modifier1::Ping {
-        return Ok(Some((Packet::Ping, consumed)));
-    }
-    let vars = parse_vars(block)?;
-    check_request_vars(&vars)?;
-    let content_length = content_length(&vars)?;
+    Ok((buf.len() >= consumed).then_some((kind, consumed)))
+}
+
+/// Parses the vars of the request packet [`packet_ready`] found at the start of `buf` into
+/// `vars` (emptied first, its room reused); returns the body length they declare.
+///
+/// # Errors
+/// Malformed vars, an empty key, a bad or duplicate `CONTENT_LENGTH`, a repeated
+/// `CONTENT_TYPE` or `HTTP_CONTENT_TYPE` (400), a body over `limit-post` (413), a CONNECT (501).
+pub(crate) fn parse_request_into(
+    buf: &[u8],
+    limits: &Limits,
+    vars: &mut Vars,
+) -> Result<u64, ParseError> {
+    let header = PacketHeader::decode(
+        *buf.first_chunk::<HEADER_LEN>()
+            .expect("invariant: packet_ready saw the whole packet"),
+    );
+    let block = &buf[HEADER_LEN..HEADER_LEN + usize::from(header.datasize)];
+    parse_vars(block, vars)?;
+    check_request_vars(vars)?;
+    let content_length = content_length(vars)?;
     if limits.is_body_too_large(content_length) {
         return Err(ParseError::BodyTooLarge);
     }
-    let request = Request {
-        modifier2: header.modifier2,
-        vars,
-        content_length,
-    };
-    Ok(Some((Packet::Request(request), consumed)))
+    Ok(content_length)
 }
 
 /// Whether a header's 4 bytes are the start of an HTTP request line (`GET `, `POST`, `HEAD`,
@@ -273,10 +310,9 @@ fn looks_like_http(header: [u8; HEADER_LEN]) -> bool {
             .all(|b| b.is_ascii_uppercase() || *b == b' ')
 }
 
-/// Splits a vars block into its pairs.
-fn parse_vars(mut block: &[u8]) -> Result<Vars, ParseError> {
-    // Every pair takes at least 5 bytes, so this bounds the entry count without a guess.
-    let mut vars = Vars::with_capacity(block.len(), block.len() / 16 + 1);
+/// Splits a vars block into its pairs, into `vars`.
+fn parse_vars(mut block: &[u8], vars: &mut Vars) -> Result<(), ParseError> {
+    vars.clear();
     while !block.is_empty() {
         let (key, rest) = split_item(block)?;
         if key.is_empty() {
@@ -286,7 +322,7 @@ fn parse_vars(mut block: &[u8]) -> Result<Vars, ParseError> {
         vars.push(key, value);
         block = rest;
     }
-    Ok(vars)
+    Ok(())
 }
 
 /// Takes one `u16le len + bytes` item off the front of `bytes`.

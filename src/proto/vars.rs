@@ -17,6 +17,7 @@ pub(crate) struct Vars {
 
 impl Vars {
     /// An empty list with room for `bytes` bytes of keys and values and `count` entries.
+    #[cfg(test)]
     pub(crate) fn with_capacity(bytes: usize, count: usize) -> Self {
         Vars {
             buf: Vec::with_capacity(bytes),
@@ -26,18 +27,37 @@ impl Vars {
 
     /// Appends one variable.
     pub(crate) fn push(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
-        let key = self.append(key.as_ref());
-        let value = self.append(value.as_ref());
+        self.push_with(
+            |buf| buf.extend_from_slice(key.as_ref()),
+            |buf| buf.extend_from_slice(value.as_ref()),
+        );
+    }
+
+    /// Appends one variable whose key and value the two functions write at the end of the
+    /// buffer they are given (derived names and values cost no buffer of their own).
+    pub(crate) fn push_with(
+        &mut self,
+        write_key: impl FnOnce(&mut Vec<u8>),
+        write_value: impl FnOnce(&mut Vec<u8>),
+    ) {
+        let key = self.append_with(write_key);
+        let value = self.append_with(write_value);
         self.entries.push((key, value));
     }
 
-    fn append(&mut self, bytes: &[u8]) -> Span {
+    fn append_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Span {
         let start = self.buf.len();
-        self.buf.extend_from_slice(bytes);
+        write(&mut self.buf);
         Span {
             start,
             end: self.buf.len(),
         }
+    }
+
+    /// Removes every variable, keeping the room they took (for the next request).
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+        self.entries.clear();
     }
 
     /// The value of the first variable named `key` (exact, case-sensitive match).

@@ -77,27 +77,42 @@ impl BodyState {
 
 /// `io::Read` over the body of the request in flight.
 #[derive(Debug)]
-pub(crate) struct BodyReader<'c> {
-    conn: &'c mut Conn,
+pub(crate) struct BodyReader<'c, 's> {
+    conn: &'c mut Conn<'s>,
     state: &'c mut BodyState,
 }
 
-impl<'c> BodyReader<'c> {
-    pub(crate) fn new(conn: &'c mut Conn, state: &'c mut BodyState) -> BodyReader<'c> {
+impl<'c, 's> BodyReader<'c, 's> {
+    pub(crate) fn new(conn: &'c mut Conn<'s>, state: &'c mut BodyState) -> BodyReader<'c, 's> {
         BodyReader { conn, state }
     }
 }
 
-impl Read for BodyReader<'_> {
+impl Read for BodyReader<'_, '_> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         read_body(self.conn, self.state, out)
     }
 }
 
-fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Result<usize> {
+fn read_body(conn: &mut Conn<'_>, state: &mut BodyState, out: &mut [u8]) -> io::Result<usize> {
     if out.is_empty() {
         return Ok(0);
     }
+    // At most `out.len()` input bytes, so the decoded data always fits in `out`.
+    next_body_bytes(conn, state, out.len(), |data| {
+        out[..data.len()].copy_from_slice(data);
+    })
+}
+
+/// Decodes the next body bytes from at most `window` buffered input bytes (reading from the
+/// socket when none are buffered) and hands them to `take`; returns how many there were, `0`
+/// at the end of the body.
+fn next_body_bytes(
+    conn: &mut Conn<'_>,
+    state: &mut BodyState,
+    window: usize,
+    mut take: impl FnMut(&[u8]),
+) -> io::Result<usize> {
     loop {
         if state.decoder.is_done() {
             return Ok(0);
@@ -109,9 +124,8 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
             return Err(too_slow());
         }
         if !conn.input.is_empty() {
-            // At most `out.len()` input bytes, so the decoded data always fits in `out`.
             let pending = conn.input.pending();
-            let window = pending.len().min(out.len());
+            let window = pending.len().min(window);
             let decoded = match state.decoder.decode(&pending[..window]) {
                 Ok(decoded) => decoded,
                 Err(error) => {
@@ -119,9 +133,9 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
                     return Err(body_error(error));
                 }
             };
-            let data = decoded.data.clone();
+            let data = &pending[decoded.data.clone()];
             let n = data.len();
-            out[..n].copy_from_slice(&pending[data]);
+            take(data);
             conn.input.consume(decoded.consumed);
             if n > 0 || decoded.done {
                 return Ok(n);
@@ -130,7 +144,7 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
         }
         if state.continue_pending {
             state.continue_pending = false;
-            conn.stream.write_all(http1::CONTINUE_100)?;
+            conn.send(http1::CONTINUE_100)?;
         }
         if fill_paced(conn, state)? == 0 {
             return Err(io::Error::new(
@@ -143,7 +157,7 @@ fn read_body(conn: &mut Conn, state: &mut BodyState, out: &mut [u8]) -> io::Resu
 
 /// Reads more body bytes within what [`BodyPace`] still allows; a read that times out marks the
 /// body too slow (a cancelled request's `TimedOut`, harakiri's, is not the client's doing).
-fn fill_paced(conn: &mut Conn, state: &mut BodyState) -> io::Result<usize> {
+fn fill_paced(conn: &mut Conn<'_>, state: &mut BodyState) -> io::Result<usize> {
     let allowance = state.pace.allowance(state.received, state.waited);
     if allowance == Some(Duration::ZERO) {
         state.timed_out = true;
@@ -173,18 +187,21 @@ fn too_slow() -> io::Error {
 }
 
 /// Reads and discards what the handler left of the body, up to `max` bytes. Returns whether
-/// the body was read to its end (the connection is then in sync for the next request).
-pub(crate) fn drain(conn: &mut Conn, state: &mut BodyState, max: u64) -> bool {
+/// the body was read to its end (the connection is then in sync for the next request). Decodes
+/// in the input buffer itself: nothing is copied, and no scratch buffer sits on the stack.
+pub(crate) fn drain(conn: &mut Conn<'_>, state: &mut BodyState, max: u64) -> bool {
+    if state.decoder.is_done() {
+        return true;
+    }
     if state.continue_unanswered() || state.error.is_some() || state.timed_out {
         return false;
     }
-    let mut scratch = [0u8; 16 * 1024];
     let mut drained = 0u64;
     while !state.decoder.is_done() {
         if drained >= max {
             return false;
         }
-        match read_body(conn, state, &mut scratch) {
+        match next_body_bytes(conn, state, usize::MAX, |_| {}) {
             Ok(0) => break,
             Ok(n) => drained += n as u64,
             Err(_) => return false,

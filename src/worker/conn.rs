@@ -10,43 +10,50 @@
 //! What happens to one request on a connection, whichever protocol, is [`super::exchange`]'s.
 
 use std::cell::RefCell;
+use std::fmt::{self, Write as _};
 use std::io::{self, Read};
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown};
 use std::time::{Duration, Instant};
 
 use slab::Slab;
 
 use super::Shared;
+use super::pool::Pools;
 use crate::api::ResponseBody;
 use crate::config::value::AllowedPeer;
 use crate::coro::{self, Addr, CoStream, Permit, Semaphore, TaskId};
 use crate::net::listener::Protocol;
-use crate::proto::http1::{self, BodyEncoding, LAST_CHUNK};
+use crate::proto::http1::{self, BodyEncoding, HeadSpans, LAST_CHUNK};
 
-/// The first size of a connection's input buffer: a request head rarely needs more, and a
-/// worker with `async = 1000` holds one buffer per connection, touched by the zero-fill. It
-/// doubles when a head needs more room (bounded by `buffer-size`).
-const FIRST_READ: usize = 4 * 1024;
 /// A body up to this size goes out in the same write as the head.
 const COALESCE_BODY: usize = 32 * 1024;
+/// Answers to pipelined requests wait to go out together until they reach this size.
+pub(crate) const BATCH_LIMIT: usize = 64 * 1024;
 /// Chunk size when streaming a body.
 const STREAM_CHUNK: usize = 64 * 1024;
 /// How long to read (and discard) after `shutdown(SHUT_WR)` before closing, so the peer
 /// reads our response instead of a reset.
 const LINGER: Duration = Duration::from_secs(2);
 
-/// A client connection: the stream and the bytes read from it but not used yet.
+/// A client connection: the stream, the bytes read from it but not used yet, and the answers
+/// written but not sent yet. Its buffers are the worker's ([`Pools`]), held only while in use.
 #[derive(Debug)]
-pub(crate) struct Conn {
+pub(crate) struct Conn<'s> {
     pub(crate) stream: CoStream,
     pub(crate) input: InBuf,
     pub(crate) peer: Addr,
+    /// Where the parts of the last HTTP request head are (reused from head to head).
+    pub(crate) head: HeadSpans,
+    /// Answers not sent yet (empty and unallocated when there are none).
+    out: Vec<u8>,
+    pools: &'s Pools,
 }
 
-/// Bytes read from a socket and not used yet, in one buffer per connection that is zeroed once
-/// (not at every read) and grows only when one request head needs more room (bounded by
-/// `buffer-size`: the parsers refuse a longer head).
-#[derive(Debug)]
+/// Bytes read from a socket and not used yet, in a buffer lent by the worker: taken for a read,
+/// given back once everything read was used (so an idle connection or a parked request holds
+/// none). It grows only when one request head needs more room (bounded by `buffer-size`: the
+/// parsers refuse a longer head).
+#[derive(Debug, Default)]
 pub(crate) struct InBuf {
     data: Vec<u8>,
     start: usize,
@@ -54,14 +61,6 @@ pub(crate) struct InBuf {
 }
 
 impl InBuf {
-    fn new() -> InBuf {
-        InBuf {
-            data: vec![0; FIRST_READ],
-            start: 0,
-            end: 0,
-        }
-    }
-
     /// The bytes read and not used yet.
     pub(crate) fn pending(&self) -> &[u8] {
         &self.data[self.start..self.end]
@@ -81,8 +80,12 @@ impl InBuf {
         }
     }
 
-    /// Room to read into: moves pending bytes to the front, or grows, when the end is reached.
-    fn spare(&mut self) -> &mut [u8] {
+    /// Room to read into: a buffer from `pools` if none is held; moves pending bytes to the
+    /// front, or grows, when the end is reached.
+    fn spare(&mut self, pools: &Pools) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = pools.take_input();
+        }
         if self.end == self.data.len() {
             if self.start > 0 {
                 self.data.copy_within(self.start..self.end, 0);
@@ -95,12 +98,32 @@ impl InBuf {
         }
         &mut self.data[self.end..]
     }
+
+    /// Gives the buffer back to `pools` if it holds nothing pending.
+    fn release(&mut self, pools: &Pools) {
+        if self.is_empty() && !self.data.is_empty() {
+            pools.give_input(std::mem::take(&mut self.data));
+        }
+    }
 }
 
-impl Conn {
-    /// Reads more bytes into `input`; `Ok(0)` at end of stream.
+impl<'s> Conn<'s> {
+    pub(crate) fn new(stream: CoStream, peer: Addr, pools: &'s Pools) -> Conn<'s> {
+        Conn {
+            stream,
+            input: InBuf::default(),
+            peer,
+            head: HeadSpans::default(),
+            out: Vec::new(),
+            pools,
+        }
+    }
+
+    /// Reads more bytes into `input`; `Ok(0)` at end of stream. What waits to be sent goes
+    /// first: a peer may wait for those answers before it sends more.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
-        let n = self.stream.read(self.input.spare())?;
+        self.flush()?;
+        let n = self.stream.read(self.input.spare(self.pools))?;
         self.input.end += n;
         Ok(n)
     }
@@ -126,39 +149,121 @@ impl Conn {
         result
     }
 
-    /// Writes `bytes` completely.
+    /// Gives the input buffer back to the worker if everything read was used: done before a
+    /// request is handed to its app, which may park for long.
+    pub(crate) fn release_input(&mut self) {
+        self.input.release(self.pools);
+    }
+
+    /// The buffer answers are written into, to be sent by [`flush`](Self::flush).
+    pub(crate) fn out(&mut self) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            self.out = self.pools.take_output();
+        }
+        &mut self.out
+    }
+
+    /// How many bytes of answers wait to be sent.
+    pub(crate) fn unsent(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Sends the answers written so far, in one write when the socket takes them.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let result = self.stream.write_all(&self.out);
+        self.pools.give_output(std::mem::take(&mut self.out));
+        result
+    }
+
+    /// Writes `bytes` completely, after what waits to be sent.
     pub(crate) fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.flush()?;
         self.stream.write_all(bytes)
     }
 
-    /// Half-closes, then reads and discards until the peer closes (or [`LINGER`] passes), so
-    /// unread request bytes do not turn our close into a reset that eats the response.
+    /// Sends what waits, half-closes, then reads and discards until the peer closes (or
+    /// [`LINGER`] passes), so unread request bytes do not turn our close into a reset that eats
+    /// the response.
     pub(crate) fn close_gracefully(mut self) {
+        if self.flush().is_err() {
+            return;
+        }
         let _ = self.stream.shutdown(Shutdown::Write);
         self.stream.set_read_timeout(Some(LINGER));
         let deadline = Instant::now() + LINGER;
-        let mut scratch = [0u8; 4096];
         while Instant::now() < deadline {
-            match self.stream.read(&mut scratch) {
+            let pending = self.input.pending().len();
+            self.input.consume(pending);
+            match self.fill() {
                 Ok(n) if n > 0 => continue,
                 _ => break,
             }
         }
     }
 
-    /// The peer's IP address and port, as strings for the CGI vars (empty on unix sockets).
-    pub(crate) fn peer_parts(&self) -> (String, String) {
-        match &self.peer {
-            Addr::Tcp(addr) => (addr.ip().to_string(), addr.port().to_string()),
-            _ => (String::new(), String::new()),
+    /// The peer's IP address and port as text, for the CGI vars (empty on unix sockets).
+    pub(crate) fn peer_text(&self) -> PeerText {
+        let mut text = PeerText::default();
+        if let Addr::Tcp(addr) = &self.peer {
+            let _ = write!(text, "{}", addr.ip());
+            text.addr_len = text.len;
+            let _ = write!(text, "{}", addr.port());
+        }
+        text
+    }
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if !self.input.data.is_empty() {
+            self.pools.give_input(std::mem::take(&mut self.input.data));
+        }
+        if self.out.capacity() > 0 {
+            self.pools.give_output(std::mem::take(&mut self.out));
         }
     }
+}
 
-    pub(crate) fn peer_socket_addr(&self) -> Option<SocketAddr> {
-        match &self.peer {
-            Addr::Tcp(addr) => Some(*addr),
-            _ => None,
+/// A peer's address and port written out, on the stack (`[ffff:...]` at most).
+#[derive(Debug)]
+pub(crate) struct PeerText {
+    buf: [u8; 48],
+    len: usize,
+    addr_len: usize,
+}
+
+impl Default for PeerText {
+    fn default() -> PeerText {
+        PeerText {
+            buf: [0; 48],
+            len: 0,
+            addr_len: 0,
         }
+    }
+}
+
+impl PeerText {
+    /// The address, such as `127.0.0.1`.
+    pub(crate) fn addr(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.addr_len]).expect("invariant: written as text")
+    }
+
+    /// The port, such as `51234`.
+    pub(crate) fn port(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.addr_len..self.len]).expect("invariant: written as text")
+    }
+}
+
+impl fmt::Write for PeerText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let end = self.len + s.len();
+        let room = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
     }
 }
 
@@ -286,11 +391,7 @@ pub(crate) fn serve_connection(stream: CoStream, peer: Addr, protocol: Protocol,
         let _ = stream.set_nodelay(true);
     }
     let guard = ConnGuard::register(shared);
-    let conn = Conn {
-        stream,
-        input: InBuf::new(),
-        peer,
-    };
+    let conn = Conn::new(stream, peer, &shared.pools);
     match protocol {
         Protocol::Http => super::http::serve(conn, shared, &guard),
         Protocol::Uwsgi => super::uwsgi::serve(conn, shared, &guard),
@@ -317,43 +418,39 @@ fn canonical_ip(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Writes `head` and then `body` with `encoding`; returns the bytes written in all.
+/// Writes `body` with `encoding` after the head already in [`Conn::out`]; returns the body
+/// bytes written. A small body joins the head (one write for both, when the connection sends
+/// them); a larger or streamed one goes out at once, after the head.
 ///
 /// A body shorter than its announced length is an error (the connection must close: the
 /// peer would wait for the rest).
-pub(crate) fn write_response(
-    conn: &mut Conn,
-    mut head: Vec<u8>,
+pub(crate) fn write_body(
+    conn: &mut Conn<'_>,
     body: ResponseBody,
     encoding: BodyEncoding,
     send_body: bool,
 ) -> io::Result<u64> {
-    let head_len = head.len() as u64;
     if !send_body {
-        conn.send(&head)?;
-        return Ok(head_len);
+        return Ok(0);
     }
     match body {
         ResponseBody::Bytes(bytes) => {
             if bytes.len() <= COALESCE_BODY {
-                head.extend_from_slice(&bytes);
-                conn.send(&head)?;
+                conn.out().extend_from_slice(&bytes);
             } else {
-                conn.send(&head)?;
                 conn.send(&bytes)?;
             }
-            Ok(head_len + bytes.len() as u64)
+            Ok(bytes.len() as u64)
         }
         ResponseBody::Stream { reader, len } => {
-            conn.send(&head)?;
-            let sent = stream_body(conn, reader, len, encoding)?;
-            Ok(head_len + sent)
+            conn.flush()?;
+            stream_body(conn, reader, len, encoding)
         }
     }
 }
 
 fn stream_body(
-    conn: &mut Conn,
+    conn: &mut Conn<'_>,
     reader: Box<dyn Read>,
     len: Option<u64>,
     encoding: BodyEncoding,
@@ -393,7 +490,7 @@ fn stream_body(
 }
 
 /// Logs a failed write once, at info level (a client going away is normal), and counts it.
-pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) {
+pub(crate) fn note_write_error(shared: &Shared, conn: &Conn<'_>, error: &io::Error) {
     shared.count_write_error();
     log::info!("client gone mid-response peer={} error={error}", conn.peer);
 }
@@ -401,6 +498,7 @@ pub(crate) fn note_write_error(shared: &Shared, conn: &Conn, error: &io::Error) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     #[test]
     fn uwsgi_peers_are_checked_against_allow_from() {
@@ -432,24 +530,43 @@ mod inbuf_tests {
 
     #[test]
     fn pending_bytes_survive_compaction_and_growth() {
-        let mut input = InBuf::new();
-        let chunk = input.spare().len();
-        input.spare()[..chunk].fill(b'a');
+        let pools = Pools::new(1);
+        let mut input = InBuf::default();
+        let chunk = input.spare(&pools).len();
+        input.spare(&pools)[..chunk].fill(b'a');
         input.end += chunk;
         input.consume(chunk - 3); // 3 left at the very end: the next read compacts
         assert_eq!(input.pending(), b"aaa");
-        let spare = input.spare();
+        let spare = input.spare(&pools);
         assert_eq!(spare.len(), chunk - 3);
         spare[0] = b'b';
         input.end += 1;
         assert_eq!(input.pending(), b"aaab");
         // A head that fills the whole buffer makes it grow instead.
-        let room = input.spare().len();
+        let room = input.spare(&pools).len();
         input.end += room;
         assert_eq!(input.pending().len(), chunk);
-        assert!(input.spare().len() >= chunk, "grown");
+        assert!(input.spare(&pools).len() >= chunk, "grown");
         assert_eq!(&input.pending()[..4], b"aaab");
+        input.release(&pools);
+        assert!(!input.data.is_empty(), "bytes pending: kept");
         input.consume(chunk);
         assert!(input.is_empty());
+        input.release(&pools);
+        assert!(input.data.is_empty(), "given back");
+    }
+
+    #[test]
+    fn peer_text_holds_the_longest_addresses() {
+        let mut text = PeerText::default();
+        // The longest an address prints (39 bytes), the longest port (5).
+        let ip: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+            .parse()
+            .unwrap();
+        write!(text, "{ip}").unwrap();
+        text.addr_len = text.len;
+        write!(text, "{}", 65535).unwrap();
+        assert_eq!(text.addr(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(text.port(), "65535");
     }
 }

@@ -1,47 +1,60 @@
-//! One request, from the moment its protocol parsed it to its logged answer: the lifecycle both
-//! protocols share ([`serve_request`]).
+//! One request, from the moment its protocol has it whole to its logged answer: the lifecycle
+//! both protocols share ([`serve_request`]).
 //!
-//! A protocol supplies two things: the request as it parsed it ([`ParsedRequest`]) and how its
-//! answer's head is framed ([`Framing`]: HTTP decides length, chunks or close and keep-alive;
-//! uwsgi writes a raw HTTP head, never chunked). Everything else happens here, the same way on
-//! every socket: routing, taking a core, the scoreboard, the handler's [`Request`], the call
-//! under `harakiri` ([`call_app`]: a panic is a 500, an expired deadline a 504: respond exactly
-//! once, STYLE 6), draining what the handler left of the body, a refused or too slow body
-//! answering instead of the handler, the header check, sending, the request log.
+//! A protocol supplies two things ([`Protocol`]): the request as it parsed it, written into the
+//! [`RequestData`] the worker lends, and how its answer's head is framed (HTTP decides length,
+//! chunks or close and keep-alive; uwsgi writes a raw HTTP head, never chunked). Everything
+//! else happens here, the same way on every socket: taking a core, routing, the scoreboard,
+//! the handler's [`Request`], the call under `harakiri` ([`call_app`]: a panic is a 500, an
+//! expired deadline a 504: respond exactly once, STYLE 6), draining what the handler left of
+//! the body, a refused or too slow body answering instead of the handler, the header check,
+//! writing the answer, the request log.
+//!
+//! The answer is written into the connection's output buffer; the protocol sends it (at once,
+//! or together with the answers to the pipelined requests after it).
 
-use std::borrow::Cow;
 use std::io;
 use std::time::Instant;
 
 use super::Shared;
 use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Conn, Core};
-use super::reqlog::RecordStart;
-use crate::api::{Body, Handler, Request, RequestParts, Response, ResponseBody};
+use super::reqlog::{self, RequestRecord};
+use crate::api::{Body, Handler, HeaderField, Request, RequestData, Response, ResponseBody};
 use crate::coro::{self, Addr, CancelReason};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
-use crate::proto::http1::{self, BodyDecoder, BodyEncoding, BodyFraming};
+use crate::proto::http1::{self, BodyDecoder, BodyFraming};
 use crate::proto::{ParseError, Vars};
 
-/// A request as its protocol parsed it: the handler's view of it, and how its body comes.
-#[derive(Debug)]
-pub(crate) struct ParsedRequest {
-    pub(crate) parts: RequestParts,
-    pub(crate) body: BodyFraming,
+/// How the body of a request comes, as its protocol parsed it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodySpec {
+    pub(crate) framing: BodyFraming,
     /// `Expect: 100-continue`: answer it before the body is first read from the socket.
     pub(crate) expects_continue: bool,
 }
 
-/// How a protocol frames the head of an answer.
-pub(crate) trait Framing {
+/// What a protocol does for the lifecycle.
+pub(crate) trait Protocol {
     /// Unread request body drained before answering, at most; past it the connection closes
     /// after the answer.
     const MAX_DRAIN: u64;
+
+    /// Writes the request waiting in `conn` into `data` (empty) and takes it off the input;
+    /// says how its body comes. Called once a core is held. An error refuses the request: the
+    /// protocol answers it ([`Next::Refused`]).
+    fn fill(
+        &mut self,
+        conn: &mut Conn<'_>,
+        shared: &Shared,
+        data: &mut RequestData,
+    ) -> Result<BodySpec, ParseError>;
 
     /// Writes `head` into `out`; says how the body goes on the wire and whether the connection
     /// stays open.
     fn write_head(
         &self,
+        shared: &Shared,
         out: &mut Vec<u8>,
         head: &AnswerHead<'_>,
     ) -> Result<ResponseFraming, InvalidHeader>;
@@ -52,7 +65,7 @@ pub(crate) trait Framing {
 pub(crate) struct AnswerHead<'a> {
     pub(crate) status: u16,
     /// The handler's headers, already [`checked`].
-    pub(crate) headers: &'a [(String, String)],
+    pub(crate) headers: &'a [HeaderField],
     /// The body's length, when it is known before it is sent.
     pub(crate) body_len: Option<u64>,
     /// The request left the connection in sync and the worker does not mind keeping it (the
@@ -72,26 +85,36 @@ impl AnswerHead<'_> {
 /// What becomes of the connection after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Next {
-    /// The answer went out and the connection may carry another request.
+    /// The answer is written and the connection may carry another request.
     Reuse,
-    /// The answer went out; close the connection gracefully.
+    /// The answer is written; close the connection gracefully.
     Close,
     /// Nothing more to send: the client is gone, or the worker stops (no core was given).
     Abandon,
+    /// The protocol could not make a request of what it read (a malformed uwsgi vars block):
+    /// it answers with the error's status.
+    Refused(ParseError),
 }
 
-/// Serves one parsed request on `conn`: takes a core, routes, runs the app, answers with the
-/// head `framing` writes, logs. The core is held from here to the end of the answer only.
-pub(crate) fn serve_request<F: Framing>(
-    conn: &mut Conn,
+/// Serves the request waiting in `conn`: takes a core, has `protocol` write the request into
+/// storage lent by the worker, routes, runs the app, writes the answer with the head `protocol`
+/// frames, logs. The core is held from here to the end of the answer only.
+pub(crate) fn serve_request<P: Protocol>(
+    conn: &mut Conn<'_>,
     shared: &Shared,
-    request: ParsedRequest,
-    framing: &F,
+    protocol: &mut P,
 ) -> Next {
     let Ok(core) = shared.cores.acquire() else {
         return Next::Abandon; // cancelled: the worker is stopping
     };
-    match answer_request(conn, shared, &core, request, framing) {
+    let mut data = shared.pools.take_request();
+    let body = match protocol.fill(conn, shared, &mut data) {
+        Ok(body) => body,
+        Err(error) => return Next::Refused(error),
+    };
+    // The app may park for long: without body bytes waiting, it holds no input buffer.
+    conn.release_input();
+    match answer_request(conn, shared, &core, &data, body, protocol) {
         Ok(framing) if framing.keep_alive => Next::Reuse,
         Ok(_) => Next::Close,
         Err(e) => {
@@ -101,40 +124,35 @@ pub(crate) fn serve_request<F: Framing>(
     }
 }
 
-/// [`serve_request`] once the core is taken: the framing the answer went out with, or the
+/// [`serve_request`] once the request is parsed: the framing the answer went out with, or the
 /// error that cut it short.
-fn answer_request<F: Framing>(
-    conn: &mut Conn,
+fn answer_request<P: Protocol>(
+    conn: &mut Conn<'_>,
     shared: &Shared,
     core: &Core<'_>,
-    request: ParsedRequest,
-    framing: &F,
+    data: &RequestData,
+    body: BodySpec,
+    protocol: &P,
 ) -> io::Result<ResponseFraming> {
     let started = Instant::now();
-    let ParsedRequest {
-        parts,
-        body: body_framing,
-        expects_continue,
-    } = request;
     let mut body_state = BodyState::new(
-        BodyDecoder::new(body_framing, shared.limits.limit_post),
-        expects_continue,
+        BodyDecoder::new(body.framing, shared.limits.limit_post),
+        body.expects_continue,
         shared.body_pace,
     );
-    let route = shared.router.route(path_info(&parts.vars));
-    let record =
-        (shared.request_log).begin(&parts, &var_text(&parts.vars, "REMOTE_ADDR"), core.id());
-    shared.begin_request(core.id(), &parts.method, &parts.uri);
+    let route = shared.router.route(path_info(&data.vars));
+    shared.begin_request(core.id(), data.method(), data.uri());
     // A stack overflow in the handler is reported with the request's name.
-    coro::set_label(&[&parts.method, &parts.uri]);
+    coro::set_label(&[data.method(), data.uri()]);
     let (response, outcome) = {
-        let body = Body::new(BodyReader::new(conn, &mut body_state));
-        let mut req = Request::new(parts, route.script_name, shared.worker_id, body);
+        let mut reader = BodyReader::new(conn, &mut body_state);
+        let body = Body::borrowed(&mut reader);
+        let mut req = Request::new(data, route.script_name, shared.worker_id, body);
         call_app(shared, route.handler.as_ref(), &mut req)
     };
     // Drain before answering: closing with unread bytes would reset the connection, and the
     // peer (nginx: a 502) would lose our answer.
-    let drained = body::drain(conn, &mut body_state, F::MAX_DRAIN);
+    let drained = body::drain(conn, &mut body_state, P::MAX_DRAIN);
     let response = match body_state.error {
         // The body was malformed (or over limit-post): that, not the handler, answers.
         Some(error) if outcome == AppOutcome::Answered => {
@@ -153,44 +171,48 @@ fn answer_request<F: Framing>(
         && !wants_close(&response)
         && outcome != AppOutcome::TimedOut;
     let (status, headers, body) = checked(response).into_parts();
-    let mut head = Vec::with_capacity(256);
     let answer_head = AnswerHead {
         status,
         headers: &headers,
         body_len: body_len(&body),
         reusable,
     };
-    let wire = framing
-        .write_head(&mut head, &answer_head)
+    let out = conn.out();
+    let head_start = out.len();
+    let wire = protocol
+        .write_head(shared, out, &answer_head)
         .expect("invariant: checked() let only valid headers through");
-    let record = record.with_response_head(&head);
-    let answer = Answer {
-        status,
-        head,
-        body,
-        encoding: wire.encoding,
-        send_body: wire.send_body,
+    let head = &out[head_start..];
+    let head_size = head.len() as u64;
+    // Counted only for a log line that may be written.
+    let header_count = if shared.request_log.is_active() {
+        reqlog::header_lines(head)
+    } else {
+        0
     };
-    send_answer(conn, shared, core, answer, record, started)?;
+    let sent = conn::write_body(conn, body, wire.encoding, wire.send_body);
+    let elapsed = started.elapsed();
+    let body_size = *sent.as_ref().unwrap_or(&0);
+    shared.end_request(core.id(), head_size + body_size, elapsed);
+    sent?;
+    let record = RequestRecord {
+        core: core.id(),
+        status,
+        head_size,
+        header_count,
+        body_size,
+        elapsed,
+    };
+    shared.request_log.log(shared, data, &record);
     Ok(wire)
 }
 
 /// The decoded path a request is routed on: `PATH_INFO`'s bytes (UTF-8 or not), `/` when it
 /// is empty or missing.
-fn path_info(vars: &Vars) -> &[u8] {
+pub(crate) fn path_info(vars: &Vars) -> &[u8] {
     vars.get("PATH_INFO")
         .filter(|p| !p.is_empty())
         .unwrap_or(b"/")
-}
-
-/// [`path_info`] as the handler's text.
-pub(crate) fn path_text(vars: &Vars) -> String {
-    String::from_utf8_lossy(path_info(vars)).into_owned()
-}
-
-/// The text of var `name` (empty when missing; bytes that are not UTF-8 replaced).
-pub(crate) fn var_text<'v>(vars: &'v Vars, name: &str) -> Cow<'v, str> {
-    String::from_utf8_lossy(vars.get(name).unwrap_or(b""))
 }
 
 /// Logs a request refused for `error` (its head, or its body), at info level: the client's
@@ -253,44 +275,6 @@ fn call_app(
     }
 }
 
-/// A response ready for the wire: its head already encoded for the protocol.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: Vec<u8>,
-    body: ResponseBody,
-    encoding: BodyEncoding,
-    send_body: bool,
-}
-
-/// Sends `answer` and accounts for the request whatever happens: the scoreboard (the core is
-/// shown free again; the caller gives it back), the counters and, once it went out, the
-/// request log.
-fn send_answer(
-    conn: &mut Conn,
-    shared: &Shared,
-    core: &Core<'_>,
-    answer: Answer,
-    record: RecordStart,
-    started: Instant,
-) -> io::Result<()> {
-    let status = answer.status;
-    let sent = conn::write_response(
-        conn,
-        answer.head,
-        answer.body,
-        answer.encoding,
-        answer.send_body,
-    );
-    let elapsed = started.elapsed();
-    shared.end_request(core.id(), *sent.as_ref().unwrap_or(&0), elapsed);
-    let sent = sent?;
-    shared
-        .request_log
-        .log(shared, record.finish(status, sent, elapsed));
-    Ok(())
-}
-
 /// A response whose headers cannot go on the wire (a name that is not a token, a value with
 /// CR, LF or NUL) becomes a logged 500: a handler must never be able to split a response.
 fn checked(response: Response) -> Response {
@@ -337,7 +321,6 @@ mod tests {
         let mut vars = Vars::with_capacity(64, 2);
         vars.push("PATH_INFO", b"/a\xffb");
         assert_eq!(path_info(&vars), b"/a\xffb");
-        assert_eq!(path_text(&vars), "/a\u{fffd}b");
         let mut empty = Vars::with_capacity(64, 2);
         assert_eq!(path_info(&empty), b"/", "no PATH_INFO");
         empty.push("PATH_INFO", "");

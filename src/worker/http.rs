@@ -5,26 +5,40 @@
 //! of its first byte (408 and close); it is scanned for its end as it arrives and parsed only
 //! when it may be complete ([`HeadScan`]). The core is taken for the app and the answer only.
 
+use std::cell::{Cell, Ref, RefCell};
 use std::io;
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime};
 
 use super::Shared;
-use super::conn::{Conn, ConnGuard};
-use super::exchange::{self, AnswerHead, Framing, Next, ParsedRequest};
-use crate::api::RequestParts;
+use super::conn::{BATCH_LIMIT, Conn, ConnGuard, PeerText};
+use super::exchange::{self, AnswerHead, BodySpec, Next, Protocol};
+use crate::api::{Field, RequestData};
+use crate::coro::Addr;
+use crate::proto::ParseError;
 use crate::proto::cgi::{self, ConnInfo};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
 use crate::proto::http1::{self, RequestHead, ResponseContext};
 
 /// Serves requests on `conn` until the client closes, an error, or the worker drains.
-pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
+///
+/// Answers to pipelined requests that arrived in one read go out together: an answer is sent
+/// when the next request is not complete in the buffer yet (before waiting for it), or once
+/// [`BATCH_LIMIT`] bytes wait.
+pub(crate) fn serve(mut conn: Conn<'_>, shared: &Shared, guard: &ConnGuard<'_>) {
+    // Written out once per connection, for the vars of each request.
+    let peer = conn.peer_text();
+    let remote_addr = match conn.peer {
+        Addr::Tcp(addr) => Some(addr),
+        Addr::Unix(_) => None,
+    };
     // A new connection is busy until its first request is answered: a client that just
     // connected has a request on its way, and a drain must not drop it.
     let mut first = true;
     loop {
         guard.set_idle(!first);
-        let head = match read_head(&mut conn, shared) {
-            Ok(Some(head)) => head,
+        let len = match read_head(&mut conn, shared) {
+            Ok(Some(len)) => len,
             Ok(None) => return,
             Err(Refused(status)) => {
                 let mut out = Vec::new();
@@ -37,16 +51,26 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         };
         guard.set_idle(false);
         first = false;
-        let request = parse_request(&head, &conn);
-        let framing = ResponseContext {
-            version: head.version(),
-            is_head: head.is_head(),
-            keep_alive: head.keep_alive(),
+        let head = RequestHead::new(conn.input.pending(), &conn.head);
+        let mut request = HttpRequest {
+            len,
+            framing: ResponseContext {
+                version: head.version(),
+                is_head: head.is_head(),
+                keep_alive: head.keep_alive(),
+            },
+            peer: &peer,
+            remote_addr,
         };
-        drop(head);
-        match exchange::serve_request(&mut conn, shared, request, &framing) {
-            Next::Reuse => continue,
-            Next::Close => {
+        match exchange::serve_request(&mut conn, shared, &mut request) {
+            Next::Reuse if conn.unsent() < BATCH_LIMIT => continue,
+            Next::Reuse => {
+                if let Err(e) = conn.flush() {
+                    super::conn::note_write_error(shared, &conn, &e);
+                    return;
+                }
+            }
+            Next::Close | Next::Refused(_) => {
                 conn.close_gracefully();
                 return;
             }
@@ -55,14 +79,35 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
     }
 }
 
+/// The `Date` of this worker's answers, written out once a second (not once per answer).
+#[derive(Debug, Default)]
+pub(crate) struct HttpDate {
+    secs: Cell<u64>,
+    text: RefCell<String>,
+}
+
+impl HttpDate {
+    /// The current time as an HTTP date.
+    pub(crate) fn now(&self) -> Ref<'_, String> {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs != self.secs.get() || self.text.borrow().is_empty() {
+            *self.text.borrow_mut() = crate::proto::date::format_http_date(secs);
+            self.secs.set(secs);
+        }
+        self.text.borrow()
+    }
+}
+
 /// A request refused before the app saw it, with the status to answer.
 struct Refused(u16);
 
-/// Reads until a whole head is buffered. `Ok(None)`: the client closed, or went idle past
-/// `socket-timeout` between requests, or a drain closed the idle connection: nothing to
-/// answer. A head begun but not complete within `http-header-timeout` (or stalled past
-/// `socket-timeout`) is a 408.
-fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Refused> {
+/// Reads until a whole head is buffered, parsed into `conn.head`; returns its length.
+/// `Ok(None)`: the client closed, or went idle past `socket-timeout` between requests, or a
+/// drain closed the idle connection: nothing to answer. A head begun but not complete within
+/// `http-header-timeout` (or stalled past `socket-timeout`) is a 408.
+fn read_head(conn: &mut Conn<'_>, shared: &Shared) -> Result<Option<usize>, Refused> {
     let mut scan = HeadScan::default();
     // Counted from the head's first byte: before it, only `socket-timeout` bounds the wait.
     let mut deadline = None;
@@ -75,11 +120,12 @@ fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Re
                 .and_then(|limit| Instant::now().checked_add(limit));
         }
         if scan.parse_due(conn.input.pending(), shared.limits.buffer_size) {
-            match http1::parse_request_head(conn.input.pending(), &shared.limits) {
-                Ok(Some((head, consumed))) => {
-                    conn.input.consume(consumed);
-                    return Ok(Some(head));
-                }
+            match http1::parse_request_head_into(
+                conn.input.pending(),
+                &shared.limits,
+                &mut conn.head,
+            ) {
+                Ok(Some(len)) => return Ok(Some(len)),
                 Ok(None) => {}
                 Err(error) => {
                     exchange::log_refused(&conn.peer, error);
@@ -87,6 +133,7 @@ fn read_head(conn: &mut Conn, shared: &Shared) -> Result<Option<RequestHead>, Re
                 }
             }
         }
+        // Waiting for more: what was answered goes out first (`fill` sends it).
         match conn.fill_before(deadline) {
             Ok(0) => return Ok(None),
             Ok(_) => {}
@@ -143,67 +190,90 @@ fn holds_empty_line(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// The request of `head`, as the lifecycle and the handler see it: the CGI vars derived from
-/// the head and the connection, the headers as the client sent them.
-fn parse_request(head: &RequestHead, conn: &Conn) -> ParsedRequest {
-    let (remote_addr, remote_port) = conn.peer_parts();
-    let vars = cgi::vars_from_head(
-        head,
-        &ConnInfo {
-            remote_addr: &remote_addr,
-            remote_port: &remote_port,
-            ..ConnInfo::default()
-        },
-    );
-    // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
-    let authority = head.authority();
-    let headers = head
-        .headers()
-        .map(|(name, value)| {
+/// A complete request head in the connection's buffer, and what its answer's framing needs.
+struct HttpRequest<'p> {
+    /// The head's length in the buffer.
+    len: usize,
+    framing: ResponseContext,
+    peer: &'p PeerText,
+    remote_addr: Option<SocketAddr>,
+}
+
+impl Protocol for HttpRequest<'_> {
+    // Unread request body beyond this is not drained: the connection closes after the answer.
+    const MAX_DRAIN: u64 = 1 << 20;
+
+    /// The CGI vars derived from the head and the connection, the headers as the client sent
+    /// them.
+    fn fill(
+        &mut self,
+        conn: &mut Conn<'_>,
+        _shared: &Shared,
+        data: &mut RequestData,
+    ) -> Result<BodySpec, ParseError> {
+        let head = RequestHead::new(conn.input.pending(), &conn.head);
+        cgi::fill_vars_from_head(
+            &mut data.vars,
+            &head,
+            &ConnInfo {
+                remote_addr: self.peer.addr(),
+                remote_port: self.peer.port(),
+                ..ConnInfo::default()
+            },
+        );
+        let text = &mut data.text;
+        text.set(Field::Method, head.method().as_bytes());
+        text.set(Field::Uri, head.target().as_bytes());
+        text.set(Field::Path, exchange::path_info(&data.vars));
+        text.set(Field::Query, head.query().as_bytes());
+        text.set(Field::Protocol, head.version().as_str().as_bytes());
+        text.set(Field::Scheme, b"http");
+        // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+        let authority = head.authority();
+        for (name, value) in head.headers() {
             let value = match authority {
                 Some(authority) if name.eq_ignore_ascii_case("host") => authority.as_bytes(),
                 _ => value,
             };
-            (
-                name.to_string(),
-                String::from_utf8_lossy(value).into_owned(),
-            )
-        })
-        .collect();
-    ParsedRequest {
-        parts: RequestParts {
-            method: head.method().to_string(),
-            uri: head.target().to_string(),
-            path: exchange::path_text(&vars),
-            query: head.query().to_string(),
-            protocol: head.version().as_str().to_string(),
-            scheme: "http".to_string(),
-            headers,
-            vars,
-            remote_addr: conn.peer_socket_addr(),
-        },
-        body: head.framing(),
-        expects_continue: head.expects_continue(),
+            text.push_header(name.as_bytes(), value);
+        }
+        data.remote_addr = self.remote_addr;
+        let body = BodySpec {
+            framing: head.framing(),
+            expects_continue: head.expects_continue(),
+        };
+        conn.input.consume(self.len);
+        Ok(body)
     }
-}
 
-/// HTTP/1.x framing: what the request's version and method allow, keep-alive when the client
-/// asked for it and the request left the connection reusable.
-impl Framing for ResponseContext {
-    // Unread request body beyond this is not drained: the connection closes after the answer.
-    const MAX_DRAIN: u64 = 1 << 20;
-
+    /// HTTP/1.x framing: what the request's version and method allow, keep-alive when the
+    /// client asked for it and the request left the connection reusable, and `Date` (unless
+    /// the handler set one).
     fn write_head(
         &self,
+        shared: &Shared,
         out: &mut Vec<u8>,
         head: &AnswerHead<'_>,
     ) -> Result<ResponseFraming, InvalidHeader> {
         let ctx = ResponseContext {
-            keep_alive: self.keep_alive && head.reusable,
-            ..*self
+            keep_alive: self.framing.keep_alive && head.reusable,
+            ..self.framing
         };
         let framing = http1::decide_framing(ctx, head.status, head.body_len);
-        http1::write_response_head(out, self.version, head.status, head.fields(), &framing)?;
+        let has_date = head
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("date"));
+        let date = (!has_date).then(|| shared.date.now());
+        http1::write_response_head(
+            out,
+            self.framing.version,
+            head.status,
+            date.iter()
+                .map(|d| (&b"Date"[..], d.as_bytes()))
+                .chain(head.fields()),
+            &framing,
+        )?;
         Ok(framing)
     }
 }

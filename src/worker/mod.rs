@@ -30,6 +30,7 @@ mod body;
 mod conn;
 mod exchange;
 mod http;
+mod pool;
 mod reqlog;
 mod uwsgi;
 
@@ -104,6 +105,9 @@ pub(crate) struct Shared {
     /// Requests this worker has answered (the request log's `req: N`).
     pub(crate) requests: Cell<u64>,
     pub(crate) slot: Option<WorkerSlot>,
+    /// Buffers and request storage, lent to connections while they use them.
+    pub(crate) pools: pool::Pools,
+    pub(crate) date: http::HttpDate,
 }
 
 impl Shared {
@@ -226,6 +230,8 @@ fn serve(spec: WorkerSpec<'_>) -> io::Result<u8> {
         conns: RefCell::new(ConnTable::default()),
         requests: Cell::new(0),
         slot: spec.slot.clone(),
+        pools: pool::Pools::new(cores),
+        date: http::HttpDate::default(),
     });
     let connection_slots = Rc::new(Semaphore::new(connections));
     let mut acceptors = start_acceptors(&runtime, &listeners, &shared, &connection_slots)?;

@@ -19,6 +19,7 @@
 //! them. `req-logger = file:PATH` sends the lines to their own file instead of the server log;
 //! USR1 reopens it, and the server log file (`logto`, `daemonize`) too: see [`RequestLog::reopen`].
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -27,58 +28,65 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::Shared;
-use crate::api::RequestParts;
+use crate::api::RequestData;
 use crate::config::Config;
 use crate::config::value::{LogPart, LogVar, RequestLogFormat};
 use crate::log::escape_controls;
+use crate::proto::Vars;
 
-/// What one finished request contributes to the log.
+/// What the answer to a request contributes to the log (the request's own fields are read from
+/// its [`RequestData`] when the line is written).
 #[derive(Debug, Clone)]
 pub(crate) struct RequestRecord {
-    start: RecordStart,
-    status: u16,
-    /// Response body bytes sent.
-    body_size: u64,
-    elapsed: Duration,
-}
-
-/// A request's log fields known before the answer (and the answer's head, once built).
-#[derive(Debug, Clone)]
-pub(crate) struct RecordStart {
-    method: String,
-    uri: String,
-    addr: String,
-    core: usize,
-    protocol: String,
-    at: SystemTime,
-    /// The values of the request vars the format shows, in [`RequestLog::wanted_vars`] order.
-    vars: Vec<Option<String>>,
-    var_count: usize,
+    pub(crate) core: usize,
+    pub(crate) status: u16,
     /// The response head: its size in bytes and how many header lines it has.
-    head_size: u64,
-    header_count: usize,
+    pub(crate) head_size: u64,
+    pub(crate) header_count: usize,
+    /// Response body bytes sent.
+    pub(crate) body_size: u64,
+    pub(crate) elapsed: Duration,
 }
 
-impl RecordStart {
-    /// The response head about to be written (status line, headers, blank line): the log
-    /// reports its size and header count apart from the body's size.
-    pub(crate) fn with_response_head(mut self, head: &[u8]) -> RecordStart {
-        self.head_size = head.len() as u64;
-        let lines = head.windows(2).filter(|w| w == b"\r\n").count();
-        // Neither the status line nor the blank line that ends the head is a header.
-        self.header_count = lines.saturating_sub(2);
-        self
-    }
+/// How many header lines a response head (status line, headers, blank line) has.
+pub(crate) fn header_lines(head: &[u8]) -> usize {
+    let lines = head.windows(2).filter(|w| w == b"\r\n").count();
+    // Neither the status line nor the blank line that ends the head is a header.
+    lines.saturating_sub(2)
+}
 
-    /// The request is answered: `sent` bytes in all (head included) in `elapsed`.
-    pub(crate) fn finish(self, status: u16, sent: u64, elapsed: Duration) -> RequestRecord {
-        RequestRecord {
-            body_size: sent.saturating_sub(self.head_size),
-            start: self,
-            status,
-            elapsed,
+/// One line's worth: the request's fields and its answer's.
+struct Entry<'a> {
+    method: &'a str,
+    uri: &'a str,
+    protocol: &'a str,
+    /// The peer's address (`REMOTE_ADDR`).
+    addr: Cow<'a, str>,
+    vars: &'a Vars,
+    /// When the request began.
+    at: SystemTime,
+    record: &'a RequestRecord,
+}
+
+impl<'a> Entry<'a> {
+    fn new(data: &'a RequestData, record: &'a RequestRecord) -> Entry<'a> {
+        Entry {
+            method: data.method(),
+            uri: data.uri(),
+            protocol: data.protocol(),
+            addr: var_text(&data.vars, "REMOTE_ADDR"),
+            vars: &data.vars,
+            at: SystemTime::now()
+                .checked_sub(record.elapsed)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+            record,
         }
     }
+}
+
+/// The text of var `name` (empty when missing; bytes that are not UTF-8 replaced).
+fn var_text<'v>(vars: &'v Vars, name: &str) -> Cow<'v, str> {
+    String::from_utf8_lossy(vars.get(name).unwrap_or(b""))
 }
 
 /// The request log settings of a worker.
@@ -89,9 +97,6 @@ pub(crate) struct RequestLog {
     log_5xx: bool,
     log_slow: Option<Duration>,
     format: Option<RequestLogFormat>,
-    /// The request vars the format shows (`HTTP_USER_AGENT` for `%(uagent)`...), captured
-    /// when a request begins and only then.
-    wanted_vars: Vec<String>,
     /// `req-logger = file:PATH`: the path and the open file (reopened on USR1).
     file: Option<(PathBuf, RefCell<File>)>,
     /// The server log file (`logto`, else `daemonize`) behind this worker's stdout/stderr.
@@ -117,32 +122,8 @@ impl RequestLog {
             log_5xx: config.log_5xx,
             log_slow: (!config.log_slow.is_zero()).then_some(config.log_slow),
             format: config.log_format.clone(),
-            wanted_vars: wanted_vars(config.log_format.as_ref()),
             file,
             server_log: config.logto.clone().or_else(|| config.daemonize.clone()),
-        }
-    }
-
-    /// Starts the record of `request` from the peer at `addr` served on `core`: its method,
-    /// URI and protocol, and of its CGI vars only those the format shows.
-    pub(crate) fn begin(&self, request: &RequestParts, addr: &str, core: usize) -> RecordStart {
-        let vars = &request.vars;
-        RecordStart {
-            method: request.method.clone(),
-            uri: request.uri.clone(),
-            addr: addr.to_string(),
-            core,
-            protocol: request.protocol.clone(),
-            at: SystemTime::now(),
-            vars: (self.wanted_vars.iter())
-                .map(|name| {
-                    vars.get(name)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                })
-                .collect(),
-            var_count: vars.len(),
-            head_size: 0,
-            header_count: 0,
         }
     }
 
@@ -165,6 +146,11 @@ impl RequestLog {
         }
     }
 
+    /// Whether a request may get a line at all (then its head's header lines are counted).
+    pub(crate) fn is_active(&self) -> bool {
+        self.enabled || self.log_4xx || self.log_5xx || self.log_slow.is_some()
+    }
+
     fn wants(&self, record: &RequestRecord) -> bool {
         self.enabled
             || (self.log_4xx && (400..500).contains(&record.status))
@@ -172,18 +158,20 @@ impl RequestLog {
             || self.log_slow.is_some_and(|slow| record.elapsed >= slow)
     }
 
-    /// Writes the line for `record`, if the settings want one.
-    pub(crate) fn log(&self, shared: &Shared, record: RequestRecord) {
-        if !self.wants(&record) {
+    /// Writes the line for the request of `data` answered as `record` says, if the settings
+    /// want one.
+    pub(crate) fn log(&self, shared: &Shared, data: &RequestData, record: &RequestRecord) {
+        if !self.wants(record) {
             return;
         }
+        let entry = Entry::new(data, record);
         let requests = shared.requests.get();
         let line = match &self.format {
-            Some(RequestLogFormat::Json) => json_line(&record, shared.worker_id),
+            Some(RequestLogFormat::Json) => json_line(&entry, shared.worker_id),
             Some(RequestLogFormat::Line { parts, .. }) => {
-                render_line(parts, &self.wanted_vars, &record, shared.worker_id)
+                render_line(parts, &entry, shared.worker_id)
             }
-            None => default_line(&record, shared.worker_id, requests),
+            None => default_line(&entry, shared.worker_id, requests),
         };
         match &self.file {
             Some((_, file)) => {
@@ -194,46 +182,30 @@ impl RequestLog {
     }
 }
 
-/// The request vars a format shows, each once.
-fn wanted_vars(format: Option<&RequestLogFormat>) -> Vec<String> {
-    let mut wanted: Vec<String> = Vec::new();
-    if let Some(RequestLogFormat::Line { parts, .. }) = format {
-        for part in parts {
-            if let LogPart::Var(var) = part
-                && let Some(name) = var.request_var()
-                && !wanted.iter().any(|w| w == name)
-            {
-                wanted.push(name.to_string());
-            }
-        }
-    }
-    wanted
-}
-
 fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
-fn default_line(r: &RequestRecord, worker: u32, requests: u64) -> String {
-    let s = &r.start;
+fn default_line(e: &Entry<'_>, worker: u32, requests: u64) -> String {
+    let r = e.record;
     format!(
         "[pid: {}|worker: {worker}|req: {requests}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes (core {})",
         std::process::id(),
-        if s.addr.is_empty() {
+        if e.addr.is_empty() {
             "-".into()
         } else {
-            escape_controls(&s.addr)
+            escape_controls(&e.addr)
         },
-        ctime(s.at),
-        escape_controls(&s.method),
-        escape_controls(&s.uri),
+        ctime(e.at),
+        escape_controls(e.method),
+        escape_controls(e.uri),
         r.body_size,
         r.elapsed.as_millis(),
-        escape_controls(&s.protocol),
+        escape_controls(e.protocol),
         r.status,
-        s.header_count,
-        s.head_size,
-        s.core
+        r.header_count,
+        r.head_size,
+        r.core
     )
 }
 
@@ -247,34 +219,34 @@ fn ctime(at: SystemTime) -> String {
     crate::proto::date::format_ctime(epoch(at).as_secs())
 }
 
-fn json_line(r: &RequestRecord, worker: u32) -> String {
-    let s = &r.start;
+fn json_line(e: &Entry<'_>, worker: u32) -> String {
+    let r = e.record;
     serde_json::json!({
-        "method": s.method,
-        "uri": s.uri,
+        "method": e.method,
+        "uri": e.uri,
         "status": r.status,
         "msecs": r.elapsed.as_millis() as u64,
-        "size": s.head_size + r.body_size,
+        "size": r.head_size + r.body_size,
         "rsize": r.body_size,
-        "hsize": s.head_size,
-        "addr": s.addr,
-        "proto": s.protocol,
+        "hsize": r.head_size,
+        "addr": e.addr,
+        "proto": e.protocol,
         "worker": worker,
-        "core": s.core,
+        "core": r.core,
         "pid": std::process::id(),
-        "time": epoch(s.at).as_secs(),
+        "time": epoch(e.at).as_secs(),
     })
     .to_string()
 }
 
 /// A `log-format` line: the text as written, each variable's value escaped (`-` if empty).
-fn render_line(parts: &[LogPart], wanted: &[String], r: &RequestRecord, worker: u32) -> String {
+fn render_line(parts: &[LogPart], e: &Entry<'_>, worker: u32) -> String {
     let mut out = String::with_capacity(128);
     for part in parts {
         match part {
             LogPart::Text(text) => out.push_str(text),
             LogPart::Var(var) => {
-                let value = value_of(var, wanted, r, worker);
+                let value = value_of(var, e, worker);
                 if value.is_empty() {
                     out.push('-');
                 } else {
@@ -286,42 +258,37 @@ fn render_line(parts: &[LogPart], wanted: &[String], r: &RequestRecord, worker: 
     out
 }
 
-fn value_of(var: &LogVar, wanted: &[String], r: &RequestRecord, worker: u32) -> String {
-    let s = &r.start;
-    let request_var = |name: &str| -> String {
-        (wanted.iter().zip(&s.vars))
-            .find(|(w, _)| *w == name)
-            .and_then(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+fn value_of(var: &LogVar, e: &Entry<'_>, worker: u32) -> String {
+    let r = e.record;
+    let request_var = |name: &str| var_text(e.vars, name);
     let mut out = String::new();
     let _ = match var {
-        LogVar::Uri => write!(out, "{}", s.uri),
-        LogVar::Method => write!(out, "{}", s.method),
-        LogVar::Addr => write!(out, "{}", s.addr),
-        LogVar::Proto => write!(out, "{}", s.protocol),
+        LogVar::Uri => write!(out, "{}", e.uri),
+        LogVar::Method => write!(out, "{}", e.method),
+        LogVar::Addr => write!(out, "{}", e.addr),
+        LogVar::Proto => write!(out, "{}", e.protocol),
         LogVar::Status => write!(out, "{}", r.status),
         LogVar::Micros => write!(out, "{}", r.elapsed.as_micros()),
         LogVar::Msecs => write!(out, "{}", r.elapsed.as_millis()),
         LogVar::Secs => write!(out, "{:.6}", r.elapsed.as_secs_f64()),
-        LogVar::Time => write!(out, "{}", epoch(s.at).as_secs()),
-        LogVar::Tmsecs => write!(out, "{}", epoch(s.at).as_millis()),
-        LogVar::Tmicros => write!(out, "{}", epoch(s.at).as_micros()),
-        LogVar::Ctime => write!(out, "{}", ctime(s.at)),
+        LogVar::Time => write!(out, "{}", epoch(e.at).as_secs()),
+        LogVar::Tmsecs => write!(out, "{}", epoch(e.at).as_millis()),
+        LogVar::Tmicros => write!(out, "{}", epoch(e.at).as_micros()),
+        LogVar::Ctime => write!(out, "{}", ctime(e.at)),
         LogVar::Ltime => write!(
             out,
             "{}",
-            crate::proto::date::format_common_log(epoch(s.at).as_secs())
+            crate::proto::date::format_common_log(epoch(e.at).as_secs())
         ),
         LogVar::Epoch => write!(out, "{}", epoch(SystemTime::now()).as_secs()),
-        LogVar::Size => write!(out, "{}", s.head_size + r.body_size),
+        LogVar::Size => write!(out, "{}", r.head_size + r.body_size),
         LogVar::Rsize => write!(out, "{}", r.body_size),
-        LogVar::Hsize => write!(out, "{}", s.head_size),
-        LogVar::Headers => write!(out, "{}", s.header_count),
-        LogVar::Vars => write!(out, "{}", s.var_count),
+        LogVar::Hsize => write!(out, "{}", r.head_size),
+        LogVar::Headers => write!(out, "{}", r.header_count),
+        LogVar::Vars => write!(out, "{}", e.vars.len()),
         LogVar::Pid => write!(out, "{}", std::process::id()),
         LogVar::Wid => write!(out, "{worker}"),
-        LogVar::Core => write!(out, "{}", s.core),
+        LogVar::Core => write!(out, "{}", r.core),
         LogVar::Cl => match request_var("CONTENT_LENGTH") {
             length if length.is_empty() => write!(out, "0"),
             length => write!(out, "{length}"),
@@ -339,45 +306,45 @@ fn value_of(var: &LogVar, wanted: &[String], r: &RequestRecord, worker: u32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Field;
     use crate::config::value::{Kind, LogFormat};
-    use crate::proto::Vars;
 
-    fn request(method: &str, uri: &str, protocol: &str) -> RequestParts {
-        let mut vars = Vars::with_capacity(256, 8);
-        vars.push("REQUEST_METHOD", "GET");
-        vars.push("HTTP_USER_AGENT", "curl/8\r\nforged");
-        vars.push("CONTENT_LENGTH", "");
-        RequestParts {
-            method: method.into(),
-            uri: uri.into(),
-            protocol: protocol.into(),
-            vars,
-            ..RequestParts::default()
-        }
+    fn request(method: &str, uri: &str, protocol: &str) -> RequestData {
+        let mut data = RequestData::default();
+        data.vars.push("REQUEST_METHOD", "GET");
+        data.vars.push("HTTP_USER_AGENT", "curl/8\r\nforged");
+        data.vars.push("CONTENT_LENGTH", "");
+        data.vars.push("REMOTE_ADDR", "127.0.0.1");
+        data.text.set(Field::Method, method.as_bytes());
+        data.text.set(Field::Uri, uri.as_bytes());
+        data.text.set(Field::Protocol, protocol.as_bytes());
+        data
     }
 
     fn log_with(format: Option<&str>) -> RequestLog {
-        let format = format.map(|f| LogFormat::parse(f).expect("valid format"));
-        let wanted_vars = wanted_vars(format.as_ref());
         RequestLog {
             enabled: true,
             log_4xx: false,
             log_5xx: false,
             log_slow: None,
-            format,
-            wanted_vars,
+            format: format.map(|f| LogFormat::parse(f).expect("valid format")),
             file: None,
             server_log: None,
         }
     }
 
     /// A request with a 42-byte body after a 2-header, 44-byte head.
-    fn record(log: &RequestLog, status: u16, ms: u64) -> RequestRecord {
+    fn record(status: u16, ms: u64) -> RequestRecord {
         let head = b"HTTP/1.1 200 OK\r\nA: 1\r\nContent-Length: 9\r\n\r\n";
         assert_eq!(head.len(), 44);
-        log.begin(&request("GET", "/x?y=1", "HTTP/1.1"), "127.0.0.1", 3)
-            .with_response_head(head)
-            .finish(status, 44 + 42, Duration::from_millis(ms))
+        RequestRecord {
+            core: 3,
+            status,
+            head_size: 44,
+            header_count: header_lines(head),
+            body_size: 42,
+            elapsed: Duration::from_millis(ms),
+        }
     }
 
     fn line(format: &str) -> String {
@@ -385,7 +352,8 @@ mod tests {
         let Some(RequestLogFormat::Line { parts, .. }) = &log.format else {
             panic!("a line format");
         };
-        render_line(parts, &log.wanted_vars, &record(&log, 404, 5), 2)
+        let data = request("GET", "/x?y=1", "HTTP/1.1");
+        render_line(parts, &Entry::new(&data, &record(404, 5)), 2)
     }
 
     #[test]
@@ -396,7 +364,7 @@ mod tests {
         );
         assert_eq!(
             line("[%(user)] [%(referer)] %(cl) %(vars) %(var.REQUEST_METHOD) %(var.NOPE)"),
-            "[-] [-] 0 3 GET -"
+            "[-] [-] 0 4 GET -"
         );
         assert_eq!(line("%(msecs) %(micros) %(secs)"), "5 5000 0.005000");
     }
@@ -404,9 +372,12 @@ mod tests {
     #[test]
     fn control_bytes_in_values_are_escaped() {
         assert_eq!(line("ua=%(uagent)"), r"ua=curl/8\r\nforged");
-        let log = log_with(None);
-        let start = log.begin(&request("G\nET", "/\r", "HTTP/1.1\t"), "", 0);
-        let line = default_line(&start.finish(200, 0, Duration::ZERO), 1, 1);
+        let data = request("G\nET", "/\r", "HTTP/1.1\t");
+        let record = RequestRecord {
+            body_size: 0,
+            ..record(200, 0)
+        };
+        let line = default_line(&Entry::new(&data, &record), 1, 1);
         assert!(line.contains(r"] G\nET /\r => generated 0 bytes"), "{line}");
         assert!(line.contains(r"(HTTP/1.1\t 200)"), "{line}");
         assert!(!line.contains(['\r', '\n', '\t']));
@@ -420,22 +391,29 @@ mod tests {
             log_slow: Some(Duration::from_millis(100)),
             ..log_with(None)
         };
-        assert!(log.wants(&record(&log, 404, 1)));
-        assert!(!log.wants(&record(&log, 500, 1)));
-        assert!(!log.wants(&record(&log, 200, 1)));
-        assert!(log.wants(&record(&log, 200, 150)));
+        assert!(log.is_active());
+        assert!(log.wants(&record(404, 1)));
+        assert!(!log.wants(&record(500, 1)));
+        assert!(!log.wants(&record(200, 1)));
+        assert!(log.wants(&record(200, 150)));
+        let off = RequestLog {
+            enabled: false,
+            ..log_with(None)
+        };
+        assert!(!off.is_active(), "no line can be wanted");
     }
 
     #[test]
     fn json_lines_carry_every_field() {
-        let log = log_with(Some("json"));
-        let line = json_line(&record(&log, 201, 12), 4);
+        let data = request("GET", "/x?y=1", "HTTP/1.1");
+        let line = json_line(&Entry::new(&data, &record(201, 12)), 4);
         let doc: serde_json::Value = serde_json::from_str(&line).expect("JSON");
         assert_eq!(doc["status"], 201);
         assert_eq!(doc["msecs"], 12);
         assert_eq!(doc["uri"], "/x?y=1");
         assert_eq!(doc["worker"], 4);
         assert_eq!(doc["proto"], "HTTP/1.1");
+        assert_eq!(doc["addr"], "127.0.0.1");
         assert_eq!(
             (doc["size"].as_u64(), doc["rsize"].as_u64()),
             (Some(86), Some(42))
@@ -444,8 +422,8 @@ mod tests {
 
     #[test]
     fn the_default_line_has_the_uwsgi_shape() {
-        let log = log_with(None);
-        let line = default_line(&record(&log, 200, 7), 1, 9);
+        let data = request("GET", "/x?y=1", "HTTP/1.1");
+        let line = default_line(&Entry::new(&data, &record(200, 7)), 1, 9);
         assert!(line.starts_with(&format!(
             "[pid: {}|worker: 1|req: 9] 127.0.0.1 [",
             std::process::id()

@@ -12,22 +12,22 @@ use std::time::Instant;
 
 use super::Shared;
 use super::conn::{Conn, ConnGuard};
-use super::exchange::{self, AnswerHead, Framing, Next, ParsedRequest};
-use crate::api::RequestParts;
+use super::exchange::{self, AnswerHead, BodySpec, Next, Protocol};
+use crate::api::{Field, RequestData, TextFields};
 use crate::proto::http1::BodyEncoding;
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
-use crate::proto::uwsgi::{self, Packet};
+use crate::proto::uwsgi::{self, Modifier1};
 use crate::proto::{ParseError, Vars, http1};
 
 /// Serves the one request of a uwsgi connection.
-pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
-    let request = match read_packet(&mut conn, shared) {
-        Ok(Some(Packet::Request(request))) => request,
-        Ok(Some(Packet::Ping)) => {
+pub(crate) fn serve(mut conn: Conn<'_>, shared: &Shared, guard: &ConnGuard<'_>) {
+    let len = match read_packet(&mut conn, shared) {
+        Ok(Some((Modifier1::Ping, _))) => {
             let _ = conn.send(&uwsgi::PONG);
             conn.close_gracefully();
             return;
         }
+        Ok(Some((_, len))) => len,
         Ok(None) => return,
         Err(error) => {
             refuse(conn, error);
@@ -35,25 +35,28 @@ pub(crate) fn serve(mut conn: Conn, shared: &Shared, guard: &ConnGuard<'_>) {
         }
     };
     guard.set_idle(false);
-    let framing = UwsgiFraming {
-        is_head: request.vars().get("REQUEST_METHOD") == Some(b"HEAD"),
+    let mut request = UwsgiRequest {
+        len,
+        is_head: false,
     };
-    let request = parse_request(request);
-    match exchange::serve_request(&mut conn, shared, request, &framing) {
+    match exchange::serve_request(&mut conn, shared, &mut request) {
         Next::Reuse | Next::Close => conn.close_gracefully(),
+        Next::Refused(error) => refuse(conn, error),
         Next::Abandon => {}
     }
 }
 
-/// Reads until a whole packet (header + vars) is buffered; `Ok(None)` when the peer closed,
-/// went silent first, or did not complete the packet within `http-header-timeout`.
-fn read_packet(conn: &mut Conn, shared: &Shared) -> Result<Option<Packet>, ParseError> {
+/// Reads until a whole packet (header + vars) is buffered; returns its kind and length.
+/// `Ok(None)` when the peer closed, went silent first, or did not complete the packet within
+/// `http-header-timeout`.
+fn read_packet(
+    conn: &mut Conn<'_>,
+    shared: &Shared,
+) -> Result<Option<(Modifier1, usize)>, ParseError> {
     let mut deadline = None;
     loop {
-        // Parsing an incomplete packet stops at its 4-byte header: no cost to retry.
-        if let Some((packet, consumed)) = uwsgi::parse_packet(conn.input.pending(), &shared.limits)?
-        {
-            conn.input.consume(consumed);
+        // Decided from the 4-byte header: no cost to ask again after every read.
+        if let Some(packet) = uwsgi::packet_ready(conn.input.pending(), &shared.limits)? {
             return Ok(Some(packet));
         }
         if deadline.is_none() && !conn.input.is_empty() {
@@ -77,7 +80,7 @@ fn read_packet(conn: &mut Conn, shared: &Shared) -> Result<Option<Packet>, Parse
 }
 
 /// Answers a packet we refuse (or just closes, when there is nobody to answer to).
-fn refuse(mut conn: Conn, error: ParseError) {
+fn refuse(mut conn: Conn<'_>, error: ParseError) {
     match error {
         ParseError::HttpOnUwsgiSocket => log::warn!(
             "HTTP request on a uwsgi socket peer={}: point HTTP clients at an http-socket, \
@@ -109,62 +112,64 @@ fn refuse(mut conn: Conn, error: ParseError) {
     }
 }
 
-/// The request of a packet, as the lifecycle and the handler see it: the vars as nginx sent
-/// them, the request line and the headers rebuilt from them.
-fn parse_request(request: uwsgi::Request) -> ParsedRequest {
-    let body = request.body_framing();
-    let scheme = request.scheme().to_string();
-    let vars = request.into_vars();
-    let var = |name| exchange::var_text(&vars, name);
-    let path = exchange::path_text(&vars);
-    let query = var("QUERY_STRING").into_owned();
-    let uri = match var("REQUEST_URI") {
-        uri if !uri.is_empty() => uri.into_owned(),
-        _ if query.is_empty() => path.clone(),
-        _ => format!("{path}?{query}"),
-    };
-    let protocol = match var("SERVER_PROTOCOL") {
-        p if p.is_empty() => "HTTP/1.0".to_string(),
-        p => p.into_owned(),
-    };
-    ParsedRequest {
-        parts: RequestParts {
-            method: var("REQUEST_METHOD").into_owned(),
-            uri,
-            path,
-            query,
-            protocol,
-            scheme,
-            headers: headers_from_vars(&vars),
-            remote_addr: remote_addr(&vars),
-            vars,
-        },
-        body,
-        expects_continue: false,
-    }
-}
-
-/// The client's address from `REMOTE_ADDR` and `REMOTE_PORT` (IPv4 or IPv6), if both parse.
-fn remote_addr(vars: &Vars) -> Option<SocketAddr> {
-    let text = |name| std::str::from_utf8(vars.get(name)?).ok();
-    let ip: IpAddr = text("REMOTE_ADDR")?.parse().ok()?;
-    let port: u16 = text("REMOTE_PORT")?.parse().ok()?;
-    Some(SocketAddr::new(ip, port))
-}
-
-/// uwsgi framing, as nginx reads it: a raw HTTP/1.1 head, never chunked (a body of unknown
-/// length ends when we close), and the connection always closes after the answer.
-struct UwsgiFraming {
+/// A whole packet in the connection's buffer.
+struct UwsgiRequest {
+    /// The packet's length (header and vars) in the buffer.
+    len: usize,
+    /// A HEAD request: its answer has no body.
     is_head: bool,
 }
 
-impl Framing for UwsgiFraming {
+impl Protocol for UwsgiRequest {
     // nginx sends the whole body at once, and a reset would turn our answer into its 502:
     // drain much more than on HTTP before giving up.
     const MAX_DRAIN: u64 = 64 << 20;
 
+    /// The vars as nginx sent them, the request line and the headers rebuilt from them.
+    fn fill(
+        &mut self,
+        conn: &mut Conn<'_>,
+        shared: &Shared,
+        data: &mut RequestData,
+    ) -> Result<BodySpec, ParseError> {
+        let content_length =
+            uwsgi::parse_request_into(conn.input.pending(), &shared.limits, &mut data.vars)?;
+        conn.input.consume(self.len);
+        let vars = &data.vars;
+        let text = &mut data.text;
+        let var = |name: &str| vars.get(name).unwrap_or(b"");
+        let path = exchange::path_info(vars);
+        let query = var("QUERY_STRING");
+        text.set(Field::Method, var("REQUEST_METHOD"));
+        text.set(Field::Path, path);
+        text.set(Field::Query, query);
+        match var("REQUEST_URI") {
+            b"" if query.is_empty() => text.set(Field::Uri, path),
+            b"" => text.set_joined(Field::Uri, &[path, b"?", query]),
+            uri => text.set(Field::Uri, uri),
+        }
+        text.set(
+            Field::Protocol,
+            Some(var("SERVER_PROTOCOL"))
+                .filter(|p| !p.is_empty())
+                .unwrap_or(b"HTTP/1.0"),
+        );
+        text.set(Field::Scheme, uwsgi::scheme_of(vars).as_bytes());
+        headers_from_vars(vars, text);
+        data.remote_addr = remote_addr(vars);
+        self.is_head = var("REQUEST_METHOD") == b"HEAD";
+        Ok(BodySpec {
+            framing: http1::BodyFraming::from_length(content_length),
+            expects_continue: false,
+        })
+    }
+
+    /// uwsgi framing, as nginx reads it: a raw HTTP/1.1 head, never chunked (a body of unknown
+    /// length ends when we close), and the connection always closes after the answer. No
+    /// `Date`: nginx sends its own.
     fn write_head(
         &self,
+        _shared: &Shared,
         out: &mut Vec<u8>,
         head: &AnswerHead<'_>,
     ) -> Result<ResponseFraming, InvalidHeader> {
@@ -177,44 +182,44 @@ impl Framing for UwsgiFraming {
     }
 }
 
+/// The client's address from `REMOTE_ADDR` and `REMOTE_PORT` (IPv4 or IPv6), if both parse.
+fn remote_addr(vars: &Vars) -> Option<SocketAddr> {
+    let text = |name| std::str::from_utf8(vars.get(name)?).ok();
+    let ip: IpAddr = text("REMOTE_ADDR")?.parse().ok()?;
+    let port: u16 = text("REMOTE_PORT")?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
 /// Request headers rebuilt from the CGI vars: `HTTP_USER_AGENT` is `user-agent`; the body's
 /// `CONTENT_TYPE`/`CONTENT_LENGTH` count as headers when nginx did not also send them as
 /// `HTTP_*`.
-fn headers_from_vars(vars: &Vars) -> Vec<(String, String)> {
-    let text = |bytes| String::from_utf8_lossy(bytes).into_owned();
-    let mut headers: Vec<(String, String)> = vars
-        .iter()
-        .filter_map(|(k, v)| {
-            let name = k.strip_prefix(b"HTTP_")?;
-            let name = name
-                .iter()
-                .map(|&b| {
-                    if b == b'_' {
-                        b'-'
-                    } else {
-                        b.to_ascii_lowercase()
-                    }
-                })
-                .collect::<Vec<u8>>();
-            let name = String::from_utf8(name)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            Some((name, text(v)))
-        })
-        .collect();
+fn headers_from_vars(vars: &Vars, text: &mut TextFields) {
+    for (key, value) in vars.iter() {
+        let Some(name) = key.strip_prefix(b"HTTP_") else {
+            continue;
+        };
+        text.push_header_with(
+            |out| {
+                out.extend(name.iter().map(|&b| match b {
+                    b'_' => '-',
+                    // Not ASCII: replaced, as the text of a header always is.
+                    b if !b.is_ascii() => char::REPLACEMENT_CHARACTER,
+                    b => char::from(b.to_ascii_lowercase()),
+                }));
+            },
+            value,
+        );
+    }
     for (var, header) in [
         ("CONTENT_TYPE", "content-type"),
         ("CONTENT_LENGTH", "content-length"),
     ] {
-        let present = headers.iter().any(|(n, _)| n == header);
-        if let Some((_, value)) = vars
-            .iter()
-            .find(|(k, v)| *k == var.as_bytes() && !v.is_empty())
-            && !present
+        if let Some(value) = vars.get(var).filter(|v| !v.is_empty())
+            && text.header(header).is_none()
         {
-            headers.push((header.to_string(), text(value)));
+            text.push_header(header.as_bytes(), value);
         }
     }
-    headers
 }
 
 #[cfg(test)]
@@ -238,13 +243,14 @@ mod tests {
             ("CONTENT_LENGTH", ""),
             ("REQUEST_METHOD", "POST"),
         ]);
-        let headers = headers_from_vars(&vars);
+        let mut text = TextFields::default();
+        headers_from_vars(&vars, &mut text);
         assert_eq!(
-            headers,
-            vec![
-                ("user-agent".to_string(), "curl".to_string()),
-                ("x-forwarded-for".to_string(), "1.2.3.4".to_string()),
-                ("content-type".to_string(), "text/plain".to_string()),
+            text.headers().collect::<Vec<_>>(),
+            [
+                ("user-agent", "curl"),
+                ("x-forwarded-for", "1.2.3.4"),
+                ("content-type", "text/plain"),
             ]
         );
     }

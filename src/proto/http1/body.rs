@@ -19,9 +19,10 @@ pub(crate) const MAX_CHUNK_EXTENSION: usize = 4096;
 pub(crate) const MAX_TRAILER_BYTES: usize = 8192;
 
 /// How a request body is delimited, decided from the head.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum BodyFraming {
     /// No body (no `Content-Length`/`Transfer-Encoding`, or `Content-Length: 0`).
+    #[default]
     Empty,
     /// Exactly this many bytes (never 0).
     Length(u64),

@@ -11,7 +11,9 @@ pub(crate) mod request;
 pub(crate) mod response;
 
 pub(crate) use body::{BodyDecoder, BodyFraming};
-pub(crate) use request::{RequestHead, parse_request_head};
+#[cfg(any(test, fuzzing))]
+pub(crate) use request::parse_request_head;
+pub(crate) use request::{HeadSpans, RequestHead, parse_request_head_into};
 pub(crate) use response::{
     BodyEncoding, CONTINUE_100, LAST_CHUNK, ResponseContext, decide_framing, encode_chunk,
     reason_phrase, write_error_response, write_response_head,

@@ -4,6 +4,8 @@
 //! Line endings: CRLF, or a bare LF as `httparse` accepts it (RFC 9112 §2.2 allows a recipient
 //! to); a bare CR is refused. obs-fold lines are refused. No I/O.
 
+use std::borrow::Cow;
+
 use super::body::BodyFraming;
 use super::response::is_tchar;
 use crate::proto::uwsgi::parse_decimal;
@@ -14,11 +16,12 @@ use crate::proto::{Limits, ParseError, Span};
 pub(crate) const MAX_HEADERS: usize = 100;
 
 /// The HTTP version of a request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) enum Version {
     /// HTTP/1.0: close after each response unless `Connection: keep-alive`.
     Http10,
     /// HTTP/1.1: persistent unless `Connection: close`.
+    #[default]
     Http11,
 }
 
@@ -32,10 +35,12 @@ impl Version {
     }
 }
 
-/// A parsed request head, owned: a copy of the head bytes plus ranges into it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct RequestHead {
-    buf: Vec<u8>,
+/// Where the parts of a parsed request head are: ranges into its bytes, and what its fields
+/// decide. Owned and reusable: a connection keeps one and parses every head into it
+/// ([`parse_request_head_into`]), so a head costs no allocation once it has held as many
+/// fields as the largest head seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HeadSpans {
     method: Span,
     target: Span,
     version: Version,
@@ -43,19 +48,38 @@ pub(crate) struct RequestHead {
     framing: BodyFraming,
     keep_alive: bool,
     expects_continue: bool,
+    len: usize,
 }
 
-impl RequestHead {
+/// A parsed request head: its bytes (borrowed where they were read) and its [`HeadSpans`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RequestHead<'b> {
+    buf: &'b [u8],
+    spans: Cow<'b, HeadSpans>,
+}
+
+impl<'b> RequestHead<'b> {
+    /// The head that [`parse_request_head_into`] found at the start of `buf` into `spans`.
+    pub(crate) fn new(buf: &'b [u8], spans: &'b HeadSpans) -> RequestHead<'b> {
+        RequestHead {
+            buf: &buf[..spans.len],
+            spans: Cow::Borrowed(spans),
+        }
+    }
+}
+
+impl RequestHead<'_> {
     /// The method token, e.g. `GET` (case-sensitive, as RFC 9110 says).
     pub(crate) fn method(&self) -> &str {
         // httparse only returns a method made of token bytes, which are ASCII.
-        std::str::from_utf8(self.method.of(&self.buf)).expect("invariant: method is a token")
+        std::str::from_utf8(self.spans.method.of(self.buf)).expect("invariant: method is a token")
     }
 
     /// The raw request-target as sent (`REQUEST_URI`), e.g. `/a%20b?x=1`.
     pub(crate) fn target(&self) -> &str {
         // httparse hands the target out as a &str it has checked to be UTF-8.
-        std::str::from_utf8(self.target.of(&self.buf)).expect("invariant: httparse checked utf-8")
+        std::str::from_utf8(self.spans.target.of(self.buf))
+            .expect("invariant: httparse checked utf-8")
     }
 
     /// The raw path of the target, without the query; for an absolute-form target, without the
@@ -93,16 +117,16 @@ impl RequestHead {
 
     /// The request's version.
     pub(crate) fn version(&self) -> Version {
-        self.version
+        self.spans.version
     }
 
     /// The header fields in wire order; names as sent (case kept), values without the
     /// surrounding whitespace.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.headers.iter().map(|&(name, value)| {
+        self.spans.headers.iter().map(|&(name, value)| {
             // httparse only accepts names made of token bytes, which are ASCII.
-            let name = std::str::from_utf8(name.of(&self.buf)).expect("invariant: name is a token");
-            (name, value.of(&self.buf))
+            let name = std::str::from_utf8(name.of(self.buf)).expect("invariant: name is a token");
+            (name, value.of(self.buf))
         })
     }
 
@@ -115,13 +139,13 @@ impl RequestHead {
 
     /// How the body is framed (already checked against `limit-post` when declared).
     pub(crate) fn framing(&self) -> BodyFraming {
-        self.framing
+        self.spans.framing
     }
 
     /// Whether the client allows the connection to stay open after this exchange: HTTP/1.1
     /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
     pub(crate) fn keep_alive(&self) -> bool {
-        self.keep_alive
+        self.spans.keep_alive
     }
 
     /// Whether an HTTP/1.1 client sent `Expect: 100-continue` for a body: the worker writes
@@ -129,7 +153,7 @@ impl RequestHead {
     /// if body bytes already arrived). HTTP/1.0 requests never expect it (RFC 9110 §10.1.1);
     /// other expectations are ignored.
     pub(crate) fn expects_continue(&self) -> bool {
-        self.expects_continue
+        self.spans.expects_continue
     }
 
     /// Whether this is a HEAD request.
@@ -138,26 +162,51 @@ impl RequestHead {
     }
 
     /// The size of the head on the wire.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn len(&self) -> usize {
-        self.buf.len()
+        self.spans.len
     }
 }
 
-/// Parses one request head from the start of `buf`.
+#[cfg(any(test, fuzzing))]
+/// Parses one request head from the start of `buf`, with [`HeadSpans`] of its own (tests,
+/// fuzzing, the corpus; the worker reuses its spans with [`parse_request_head_into`]).
 ///
 /// Returns `Ok(None)` while the head is incomplete, then the head and its length; the body (or
-/// the next pipelined request) starts at `buf[consumed..]`. Only the first `buffer-size` bytes
-/// are ever looked at, so the answer does not depend on how the bytes were split into reads.
+/// the next pipelined request) starts at `buf[consumed..]`. See [`parse_request_head_into`]
+/// for the errors.
+pub(crate) fn parse_request_head<'b>(
+    buf: &'b [u8],
+    limits: &Limits,
+) -> Result<Option<(RequestHead<'b>, usize)>, ParseError> {
+    let mut spans = HeadSpans::default();
+    let Some(len) = parse_request_head_into(buf, limits, &mut spans)? else {
+        return Ok(None);
+    };
+    let head = RequestHead {
+        buf: &buf[..len],
+        spans: Cow::Owned(spans),
+    };
+    Ok(Some((head, len)))
+}
+
+/// Parses one request head from the start of `buf` into `spans` (left as they were unless the
+/// head is complete); [`RequestHead::new`] then reads it.
+///
+/// Returns `Ok(None)` while the head is incomplete, then its length; the body (or the next
+/// pipelined request) starts at `buf[len..]`. Only the first `buffer-size` bytes are ever
+/// looked at, so the answer does not depend on how the bytes were split into reads.
 ///
 /// # Errors
 /// 431 for a head over `buffer-size` or too many headers; 414 for a target over `max_uri` (or
 /// a request line that does not end within `buffer-size`); 413 for a `Content-Length` over
 /// `limit-post`; 501 for a transfer coding other than chunked; 400 for everything else
 /// malformed, including every smuggling pattern of RFC 9112 §6 and a missing `Host`.
-pub(crate) fn parse_request_head(
+pub(crate) fn parse_request_head_into(
     buf: &[u8],
     limits: &Limits,
-) -> Result<Option<(RequestHead, usize)>, ParseError> {
+    spans: &mut HeadSpans,
+) -> Result<Option<usize>, ParseError> {
     let window = &buf[..buf.len().min(limits.buffer_size)];
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
@@ -185,6 +234,7 @@ pub(crate) fn parse_request_head(
         return Err(ParseError::UriTooLong);
     }
     check_target(method, target)?;
+    let checks = check_fields(req.headers, version, limits)?;
 
     let head_bytes = &window[..len];
     let span = |s: &[u8]| {
@@ -195,23 +245,18 @@ pub(crate) fn parse_request_head(
             end: start + s.len(),
         }
     };
-    let headers: Vec<(Span, Span)> = req
+    spans.headers.clear();
+    spans
         .headers
-        .iter()
-        .map(|h| (span(h.name.as_bytes()), span(h.value)))
-        .collect();
-    let checks = check_fields(req.headers, version, limits)?;
-    let head = RequestHead {
-        buf: head_bytes.to_vec(),
-        method: span(method.as_bytes()),
-        target: span(target.as_bytes()),
-        version,
-        headers,
-        framing: checks.framing,
-        keep_alive: checks.keep_alive,
-        expects_continue: checks.expects_continue && checks.framing != BodyFraming::Empty,
-    };
-    Ok(Some((head, len)))
+        .extend((req.headers.iter()).map(|h| (span(h.name.as_bytes()), span(h.value))));
+    spans.method = span(method.as_bytes());
+    spans.target = span(target.as_bytes());
+    spans.version = version;
+    spans.framing = checks.framing;
+    spans.keep_alive = checks.keep_alive;
+    spans.expects_continue = checks.expects_continue && checks.framing != BodyFraming::Empty;
+    spans.len = len;
+    Ok(Some(len))
 }
 
 /// Whether the request line (after any leading empty lines) has its line end in `window`.
@@ -467,11 +512,11 @@ fn is_valid_host(value: &[u8]) -> bool {
 mod tests {
     use super::*;
 
-    fn parse(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, ParseError> {
+    fn parse(buf: &[u8]) -> Result<Option<(RequestHead<'_>, usize)>, ParseError> {
         parse_request_head(buf, &Limits::default())
     }
 
-    fn head(buf: &[u8]) -> RequestHead {
+    fn head(buf: &[u8]) -> RequestHead<'_> {
         match parse(buf) {
             Ok(Some((head, n))) => {
                 assert_eq!(n, head.len());
