@@ -513,22 +513,25 @@ fn write_core(row: &[AtomicU64], write: impl FnOnce(&[AtomicU64])) {
     seq.store(start.wrapping_add(2), Ordering::Release);
 }
 
-/// `METHOD uri` packed into the text words, eight bytes per word, cut at a char boundary.
+/// `METHOD uri` packed into the text words, eight bytes per word, cut at a char boundary
+/// (written in place: a request's start costs no allocation).
 fn write_text(row: &[AtomicU64], method: &str, uri: &str) {
-    let mut text = String::with_capacity(method.len() + 1 + uri.len());
-    text.push_str(method);
-    text.push(' ');
-    text.push_str(uri);
-    let mut len = text.len().min(REQUEST_TEXT_MAX);
-    while !text.is_char_boundary(len) {
-        len -= 1;
+    let mut text = [0u8; REQUEST_TEXT_MAX];
+    let mut len = 0;
+    for part in [method, " ", uri] {
+        let mut take = part.len().min(REQUEST_TEXT_MAX - len);
+        while !part.is_char_boundary(take) {
+            take -= 1;
+        }
+        text[len..len + take].copy_from_slice(&part.as_bytes()[..take]);
+        len += take;
     }
-    let bytes = &text.as_bytes()[..len];
     let words = &row[CoreField::Text as usize..];
-    for (word, chunk) in words.iter().zip(bytes.chunks(8)) {
-        let mut buf = [0u8; 8];
-        buf[..chunk.len()].copy_from_slice(chunk);
-        word.store(u64::from_le_bytes(buf), Ordering::Relaxed);
+    for (word, chunk) in words.iter().zip(text.chunks(8)) {
+        let chunk: [u8; 8] = chunk
+            .try_into()
+            .expect("invariant: REQUEST_TEXT_MAX is 8-aligned");
+        word.store(u64::from_le_bytes(chunk), Ordering::Relaxed);
     }
     set_core(row, CoreField::TextLen, len as u64);
 }

@@ -43,8 +43,17 @@ impl Civil {
 
 /// Seconds since the epoch as an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) fn format_http_date(secs: u64) -> String {
+    let mut text = String::with_capacity(29);
+    write_http_date(&mut text, secs);
+    text
+}
+
+/// [`format_http_date`] at the end of `out` (a reused buffer: no allocation).
+pub(crate) fn write_http_date(out: &mut String, secs: u64) {
+    use std::fmt::Write as _;
     let c = Civil::from_secs(secs);
-    format!(
+    let _ = write!(
+        out,
         "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
         c.weekday,
         c.day,
@@ -53,7 +62,7 @@ pub(crate) fn format_http_date(secs: u64) -> String {
         c.hour,
         c.minute,
         c.second
-    )
+    );
 }
 
 /// Seconds since the epoch as C's `ctime` prints them (UTC): `Mon Nov 23 17:45:01 2026`.

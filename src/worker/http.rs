@@ -93,7 +93,9 @@ impl HttpDate {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         if secs != self.secs.get() || self.text.borrow().is_empty() {
-            *self.text.borrow_mut() = crate::proto::date::format_http_date(secs);
+            let mut text = self.text.borrow_mut();
+            text.clear();
+            crate::proto::date::write_http_date(&mut text, secs);
             self.secs.set(secs);
         }
         self.text.borrow()
