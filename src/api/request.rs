@@ -6,13 +6,15 @@
 //! [`Request`] borrows them. The owned `(String, String)` lists of [`Request::headers`] and
 //! [`Request::vars`] are made the first time a handler asks for one.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 use std::fmt;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::ops::Range;
 
 use crate::proto::Vars;
+use crate::proto::cgi::{self, ConnInfo};
+use crate::proto::http1::{HeadSpans, RequestHead};
 
 /// The request body: read it like any `std::io::Read`.
 ///
@@ -66,21 +68,40 @@ impl fmt::Debug for Body<'_> {
 }
 
 /// A range of [`TextFields`]' text.
-type Text = Range<u32>;
+pub(crate) type Text = Range<u32>;
 
 /// What a protocol parsed of one request: every field of a [`Request`] that does not depend on
 /// the route, the worker or the body. The worker reuses one for request after request
 /// ([`clear`](Self::clear) keeps its room), so a request costs no allocation once warm.
+///
+/// Over HTTP the text is the request head itself (copied once, when it is UTF-8) and the CGI
+/// vars are derived from it only when something asks for them ([`RequestData::vars`]): a
+/// handler that reads the path and a header never pays for them.
 #[derive(Debug, Default)]
 pub(crate) struct RequestData {
-    /// The CGI vars as bytes: the router, the request log and [`Request::var`] read them.
-    pub(crate) vars: Vars,
-    /// Method, target, path, query, protocol, scheme and the headers, as text.
+    /// Method, target, path, query, protocol, scheme, the peer's address and the headers.
     pub(crate) text: TextFields,
     pub(crate) remote_addr: Option<SocketAddr>,
+    /// The CGI vars as bytes, once made.
+    vars: OnceCell<Vars>,
+    /// The room of earlier vars, for the next ones.
+    spare_vars: RefCell<Vars>,
+    /// Set when the vars are to be derived from an HTTP head: its bytes start the text.
+    derive_from: Option<DeriveVars>,
+    /// Where the parts of that head are (kept from request to request for its room).
+    head_spans: HeadSpans,
     /// [`Request::headers`] and [`Request::vars`] as owned strings, made when first asked for.
     header_list: OnceCell<Vec<(String, String)>>,
     var_list: OnceCell<Vec<(String, String)>>,
+}
+
+/// How to derive the vars of an HTTP request: its head is `text[..head_len]` (parts in
+/// `head_spans`), the peer's address and port are these ranges of the text.
+#[derive(Debug, Clone)]
+struct DeriveVars {
+    head_len: usize,
+    peer_addr: Text,
+    peer_port: Text,
 }
 
 /// The text fields and the headers of a request, each a range of one buffer. Always valid
@@ -96,7 +117,13 @@ pub(crate) struct TextFields {
     query: Text,
     protocol: Text,
     scheme: Text,
+    /// The peer's address as text (`REMOTE_ADDR`), for the request log.
+    remote_addr: Text,
+    /// The path's bytes were not UTF-8 (the text has U+FFFD where they were).
+    path_replaced: bool,
     headers: Vec<(Text, Text)>,
+    /// Room for a percent-decoded path before it is written in.
+    scratch: Vec<u8>,
 }
 
 /// The text fields of a request, to set with [`TextFields::set`].
@@ -108,16 +135,90 @@ pub(crate) enum Field {
     Query,
     Protocol,
     Scheme,
+    RemoteAddr,
 }
+
+const FIELDS: [Field; 7] = [
+    Field::Method,
+    Field::Uri,
+    Field::Path,
+    Field::Query,
+    Field::Protocol,
+    Field::Scheme,
+    Field::RemoteAddr,
+];
 
 impl RequestData {
     /// Forgets the request it held, keeping the room for the next one.
     pub(crate) fn clear(&mut self) {
         self.text.clear();
-        self.vars.clear();
+        if let Some(mut vars) = self.vars.take() {
+            vars.clear();
+            *self.spare_vars.get_mut() = vars;
+        }
+        self.derive_from = None;
         self.remote_addr = None;
         self.header_list.take();
         self.var_list.take();
+    }
+
+    /// The CGI vars, to write (the protocol's own, as a uwsgi packet carries them).
+    pub(crate) fn vars_mut(&mut self) -> &mut Vars {
+        self.derive_from = None;
+        if self.vars.get().is_none() {
+            let _ = self.vars.set(self.spare_vars.take());
+        }
+        self.vars
+            .get_mut()
+            .expect("invariant: the vars were just set")
+    }
+
+    /// The text fields to write, beside the vars written with [`vars_mut`](Self::vars_mut)
+    /// (a uwsgi request's fields come from its vars).
+    pub(crate) fn text_and_vars(&mut self) -> (&mut TextFields, &Vars) {
+        let vars = self
+            .vars
+            .get()
+            .expect("invariant: vars_mut wrote the vars first");
+        (&mut self.text, vars)
+    }
+
+    /// The request's text starts with its HTTP head `head` (UTF-8: the caller checked, with
+    /// [`TextFields::start_with_head`]); the vars are derived from it when first asked for,
+    /// with `peer_addr` and `peer_port` (text ranges) as `REMOTE_ADDR` and `REMOTE_PORT`.
+    pub(crate) fn derive_vars_from(
+        &mut self,
+        head: &RequestHead<'_>,
+        spans: &HeadSpans,
+        peer_addr: Text,
+        peer_port: Text,
+    ) {
+        self.head_spans.copy_from(spans);
+        self.derive_from = Some(DeriveVars {
+            head_len: head.len(),
+            peer_addr,
+            peer_port,
+        });
+    }
+
+    /// The CGI vars (derived from an HTTP head the first time they are asked for).
+    pub(crate) fn vars(&self) -> &Vars {
+        self.vars.get_or_init(|| {
+            let mut vars = self.spare_vars.take();
+            if let Some(derive) = &self.derive_from {
+                let head = RequestHead::new(
+                    &self.text.text.as_bytes()[..derive.head_len],
+                    &self.head_spans,
+                );
+                let conn = ConnInfo {
+                    remote_addr: self.text.get(&derive.peer_addr),
+                    remote_port: self.text.get(&derive.peer_port),
+                    ..ConnInfo::default()
+                };
+                cgi::fill_vars_from_head(&mut vars, &head, &conn);
+            }
+            vars
+        })
     }
 
     pub(crate) fn method(&self) -> &str {
@@ -132,6 +233,18 @@ impl RequestData {
         self.text.get(&self.text.path)
     }
 
+    /// The path requests are routed on: the decoded path's bytes (`PATH_INFO`), `/` when it
+    /// is empty. Those of [`path`](Self::path), unless they were not UTF-8: then the vars'
+    /// (routing never matches a replaced form).
+    pub(crate) fn route_path(&self) -> &[u8] {
+        let path = if self.text.path_replaced {
+            self.vars().get("PATH_INFO").unwrap_or(b"")
+        } else {
+            self.path().as_bytes()
+        };
+        if path.is_empty() { b"/" } else { path }
+    }
+
     pub(crate) fn query(&self) -> &str {
         self.text.get(&self.text.query)
     }
@@ -143,28 +256,60 @@ impl RequestData {
     pub(crate) fn scheme(&self) -> &str {
         self.text.get(&self.text.scheme)
     }
+
+    /// The peer's address as text (`REMOTE_ADDR`), empty when unknown.
+    pub(crate) fn remote_addr_text(&self) -> &str {
+        self.text.get(&self.text.remote_addr)
+    }
 }
 
 impl TextFields {
     fn clear(&mut self) {
         self.text.clear();
         self.headers.clear();
-        for field in [
-            Field::Method,
-            Field::Uri,
-            Field::Path,
-            Field::Query,
-            Field::Protocol,
-            Field::Scheme,
-        ] {
+        self.path_replaced = false;
+        for field in FIELDS {
             *self.field_mut(field) = 0..0;
         }
     }
 
+    /// Starts the (empty) text with a request head when it is UTF-8, so that fields and
+    /// headers can be its ranges ([`set_range`](Self::set_range)); false (and nothing
+    /// written) when it is not.
+    pub(crate) fn start_with_head(&mut self, head: &[u8]) -> bool {
+        debug_assert!(self.text.is_empty(), "the head starts the text");
+        match std::str::from_utf8(head) {
+            Ok(text) => {
+                self.text.push_str(text);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Sets a text field to a range of the text already written.
+    pub(crate) fn set_range(&mut self, field: Field, range: Text) {
+        debug_assert!(
+            self.text
+                .get(range.start as usize..range.end as usize)
+                .is_some()
+        );
+        *self.field_mut(field) = range;
+    }
+
+    /// Adds a header whose name and value are ranges of the text already written.
+    pub(crate) fn push_header_range(&mut self, name: Text, value: Text) {
+        self.headers.push((name, value));
+    }
+
     /// Sets a text field from bytes (replacing what is not UTF-8).
-    pub(crate) fn set(&mut self, field: Field, value: &[u8]) {
-        let text = self.push(value);
-        *self.field_mut(field) = text;
+    pub(crate) fn set(&mut self, field: Field, value: &[u8]) -> Text {
+        let (text, replaced) = self.push_checked(value);
+        if field == Field::Path {
+            self.path_replaced = replaced;
+        }
+        *self.field_mut(field) = text.clone();
+        text
     }
 
     /// Sets a text field from `parts`, written one after the other.
@@ -174,6 +319,15 @@ impl TextFields {
             self.push(part);
         }
         *self.field_mut(field) = text_range(start, self.text.len());
+    }
+
+    /// Sets the path from its raw form, percent-decoded (`%2F` too, as `PATH_INFO` is).
+    pub(crate) fn set_decoded_path(&mut self, raw: &[u8]) {
+        let mut decoded = std::mem::take(&mut self.scratch);
+        decoded.clear();
+        cgi::percent_decode_into(&mut decoded, raw);
+        self.set(Field::Path, &decoded);
+        self.scratch = decoded;
     }
 
     /// Adds a header (name and value as sent; what is not UTF-8 is replaced).
@@ -208,13 +362,30 @@ impl TextFields {
         &self.text[text.start as usize..text.end as usize]
     }
 
+    /// Writes `bytes` in (replacing what is not UTF-8) without making them a field; returns
+    /// their range.
+    pub(crate) fn push_text(&mut self, bytes: &[u8]) -> Text {
+        self.push(bytes)
+    }
+
     fn push(&mut self, bytes: &[u8]) -> Text {
+        self.push_checked(bytes).0
+    }
+
+    /// [`push`](Self::push), saying whether bytes were replaced.
+    fn push_checked(&mut self, bytes: &[u8]) -> (Text, bool) {
         let start = self.text.len();
-        match std::str::from_utf8(bytes) {
-            Ok(text) => self.text.push_str(text),
-            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
-        }
-        text_range(start, self.text.len())
+        let replaced = match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                self.text.push_str(text);
+                false
+            }
+            Err(_) => {
+                self.text.push_str(&String::from_utf8_lossy(bytes));
+                true
+            }
+        };
+        (text_range(start, self.text.len()), replaced)
     }
 
     fn field_mut(&mut self, field: Field) -> &mut Text {
@@ -225,8 +396,20 @@ impl TextFields {
             Field::Query => &mut self.query,
             Field::Protocol => &mut self.protocol,
             Field::Scheme => &mut self.scheme,
+            Field::RemoteAddr => &mut self.remote_addr,
         }
     }
+}
+
+/// The range of `part` within `whole`, when `part` is a slice of it (a field of a head, found
+/// where the parser found it).
+pub(crate) fn range_within(whole: &[u8], part: &[u8]) -> Option<Text> {
+    if part.is_empty() {
+        return Some(0..0); // wherever an empty slice points
+    }
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+    let end = start + part.len();
+    (end <= whole.len()).then(|| text_range(start, end))
 }
 
 fn text_range(start: usize, end: usize) -> Text {
@@ -424,7 +607,7 @@ impl<'a> Request<'a> {
     /// Every CGI/uwsgi variable as `(name, value)`.
     pub fn vars(&self) -> &[(String, String)] {
         self.data.var_list.get_or_init(|| {
-            (self.data.vars.iter())
+            (self.data.vars().iter())
                 .map(|(k, v)| {
                     let text = |b| String::from_utf8_lossy(b).into_owned();
                     (text(k), text(v))
@@ -435,7 +618,7 @@ impl<'a> Request<'a> {
 
     /// The CGI/uwsgi variable `name` (exact case), such as `REMOTE_ADDR`.
     pub fn var(&self, name: &str) -> Option<&str> {
-        match std::str::from_utf8(self.data.vars.get(name)?) {
+        match std::str::from_utf8(self.data.vars().get(name)?) {
             Ok(value) => Some(value),
             // Not UTF-8: the replaced text, from the list of all of them.
             Err(_) => (self.vars().iter())
@@ -581,7 +764,7 @@ impl RequestBuilder {
 
     /// Adds a CGI/uwsgi variable.
     pub fn var(mut self, name: &str, value: &str) -> Self {
-        self.data.vars.push(name, value);
+        self.data.vars_mut().push(name, value);
         self
     }
 

@@ -140,7 +140,7 @@ fn answer_request<P: Protocol>(
         body.expects_continue,
         shared.body_pace,
     );
-    let route = shared.router.route(path_info(&data.vars));
+    let route = shared.router.route(data.route_path());
     shared.begin_request(core.id(), data.method(), data.uri());
     // A stack overflow in the handler is reported with the request's name.
     coro::set_label(&[data.method(), data.uri()]);

@@ -13,12 +13,12 @@ use std::time::{Instant, SystemTime};
 use super::Shared;
 use super::conn::{BATCH_LIMIT, Conn, ConnGuard, PeerText};
 use super::exchange::{self, AnswerHead, BodySpec, Next, Protocol};
-use crate::api::{Field, RequestData};
+use crate::api::{Field, RequestData, range_within};
 use crate::coro::Addr;
 use crate::proto::ParseError;
 use crate::proto::cgi::{self, ConnInfo};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
-use crate::proto::http1::{self, RequestHead, ResponseContext};
+use crate::proto::http1::{self, HeadSpans, RequestHead, ResponseContext};
 
 /// Serves requests on `conn` until the client closes, an error, or the worker drains.
 ///
@@ -205,8 +205,8 @@ impl Protocol for HttpRequest<'_> {
     // Unread request body beyond this is not drained: the connection closes after the answer.
     const MAX_DRAIN: u64 = 1 << 20;
 
-    /// The CGI vars derived from the head and the connection, the headers as the client sent
-    /// them.
+    /// The head itself as the request's text (its fields and headers are ranges of it), the
+    /// CGI vars derived from it when something asks for them.
     fn fill(
         &mut self,
         conn: &mut Conn<'_>,
@@ -214,30 +214,10 @@ impl Protocol for HttpRequest<'_> {
         data: &mut RequestData,
     ) -> Result<BodySpec, ParseError> {
         let head = RequestHead::new(conn.input.pending(), &conn.head);
-        cgi::fill_vars_from_head(
-            &mut data.vars,
-            &head,
-            &ConnInfo {
-                remote_addr: self.peer.addr(),
-                remote_port: self.peer.port(),
-                ..ConnInfo::default()
-            },
-        );
-        let text = &mut data.text;
-        text.set(Field::Method, head.method().as_bytes());
-        text.set(Field::Uri, head.target().as_bytes());
-        text.set(Field::Path, exchange::path_info(&data.vars));
-        text.set(Field::Query, head.query().as_bytes());
-        text.set(Field::Protocol, head.version().as_str().as_bytes());
-        text.set(Field::Scheme, b"http");
-        // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
-        let authority = head.authority();
-        for (name, value) in head.headers() {
-            let value = match authority {
-                Some(authority) if name.eq_ignore_ascii_case("host") => authority.as_bytes(),
-                _ => value,
-            };
-            text.push_header(name.as_bytes(), value);
+        if data.text.start_with_head(head.bytes()) {
+            fill_from_head_text(data, &head, &conn.head, self.peer);
+        } else {
+            fill_replacing_bytes(data, &head, self.peer);
         }
         data.remote_addr = self.remote_addr;
         let body = BodySpec {
@@ -277,6 +257,72 @@ impl Protocol for HttpRequest<'_> {
             &framing,
         )?;
         Ok(framing)
+    }
+}
+
+/// The fields of a request whose head (UTF-8) starts its text: ranges of it where the head
+/// has them as they are, written after it otherwise (a decoded path, the protocol).
+fn fill_from_head_text(
+    data: &mut RequestData,
+    head: &RequestHead<'_>,
+    spans: &HeadSpans,
+    peer: &PeerText,
+) {
+    let bytes = head.bytes();
+    let at = |part: &[u8]| range_within(bytes, part).expect("invariant: a part of the head");
+    let text = &mut data.text;
+    text.set_range(Field::Method, at(head.method().as_bytes()));
+    text.set_range(Field::Uri, at(head.target().as_bytes()));
+    text.set_range(Field::Query, at(head.query().as_bytes()));
+    let path = head.path().as_bytes();
+    match range_within(bytes, path) {
+        Some(range) if !path.contains(&b'%') => text.set_range(Field::Path, range),
+        _ => text.set_decoded_path(path),
+    }
+    // An absolute-form target's authority is the request's host (RFC 9112 §3.2.2).
+    let authority = head.authority().map(|a| at(a.as_bytes()));
+    for (name, value) in head.headers() {
+        let value = match &authority {
+            Some(authority) if name.eq_ignore_ascii_case("host") => authority.clone(),
+            _ => at(value),
+        };
+        text.push_header_range(at(name.as_bytes()), value);
+    }
+    text.set(Field::Protocol, head.version().as_str().as_bytes());
+    text.set(Field::Scheme, b"http");
+    let addr = text.set(Field::RemoteAddr, peer.addr().as_bytes());
+    let port = text.push_text(peer.port().as_bytes());
+    data.derive_vars_from(head, spans, addr, port);
+}
+
+/// The fields of a request whose head is not UTF-8: each written in with the bytes that are
+/// not replaced, and the vars (bytes as sent) made at once from the head.
+#[cold]
+fn fill_replacing_bytes(data: &mut RequestData, head: &RequestHead<'_>, peer: &PeerText) {
+    cgi::fill_vars_from_head(
+        data.vars_mut(),
+        head,
+        &ConnInfo {
+            remote_addr: peer.addr(),
+            remote_port: peer.port(),
+            ..ConnInfo::default()
+        },
+    );
+    let text = &mut data.text;
+    text.set(Field::Method, head.method().as_bytes());
+    text.set(Field::Uri, head.target().as_bytes());
+    text.set_decoded_path(head.path().as_bytes());
+    text.set(Field::Query, head.query().as_bytes());
+    text.set(Field::Protocol, head.version().as_str().as_bytes());
+    text.set(Field::Scheme, b"http");
+    text.set(Field::RemoteAddr, peer.addr().as_bytes());
+    let authority = head.authority();
+    for (name, value) in head.headers() {
+        let value = match authority {
+            Some(authority) if name.eq_ignore_ascii_case("host") => authority.as_bytes(),
+            _ => value,
+        };
+        text.push_header(name.as_bytes(), value);
     }
 }
 

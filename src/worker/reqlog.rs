@@ -61,8 +61,9 @@ struct Entry<'a> {
     uri: &'a str,
     protocol: &'a str,
     /// The peer's address (`REMOTE_ADDR`).
-    addr: Cow<'a, str>,
-    vars: &'a Vars,
+    addr: &'a str,
+    /// The request, for the vars a format shows (derived only then).
+    vars: &'a RequestData,
     /// When the request began.
     at: SystemTime,
     record: &'a RequestRecord,
@@ -74,8 +75,8 @@ impl<'a> Entry<'a> {
             method: data.method(),
             uri: data.uri(),
             protocol: data.protocol(),
-            addr: var_text(&data.vars, "REMOTE_ADDR"),
-            vars: &data.vars,
+            addr: data.remote_addr_text(),
+            vars: data,
             at: SystemTime::now()
                 .checked_sub(record.elapsed)
                 .unwrap_or(SystemTime::UNIX_EPOCH),
@@ -194,7 +195,7 @@ fn default_line(e: &Entry<'_>, worker: u32, requests: u64) -> String {
         if e.addr.is_empty() {
             "-".into()
         } else {
-            escape_controls(&e.addr)
+            escape_controls(e.addr)
         },
         ctime(e.at),
         escape_controls(e.method),
@@ -260,7 +261,7 @@ fn render_line(parts: &[LogPart], e: &Entry<'_>, worker: u32) -> String {
 
 fn value_of(var: &LogVar, e: &Entry<'_>, worker: u32) -> String {
     let r = e.record;
-    let request_var = |name: &str| var_text(e.vars, name);
+    let request_var = |name: &str| var_text(e.vars.vars(), name);
     let mut out = String::new();
     let _ = match var {
         LogVar::Uri => write!(out, "{}", e.uri),
@@ -285,7 +286,7 @@ fn value_of(var: &LogVar, e: &Entry<'_>, worker: u32) -> String {
         LogVar::Rsize => write!(out, "{}", r.body_size),
         LogVar::Hsize => write!(out, "{}", r.head_size),
         LogVar::Headers => write!(out, "{}", r.header_count),
-        LogVar::Vars => write!(out, "{}", e.vars.len()),
+        LogVar::Vars => write!(out, "{}", e.vars.vars().len()),
         LogVar::Pid => write!(out, "{}", std::process::id()),
         LogVar::Wid => write!(out, "{worker}"),
         LogVar::Core => write!(out, "{}", r.core),
@@ -311,10 +312,12 @@ mod tests {
 
     fn request(method: &str, uri: &str, protocol: &str) -> RequestData {
         let mut data = RequestData::default();
-        data.vars.push("REQUEST_METHOD", "GET");
-        data.vars.push("HTTP_USER_AGENT", "curl/8\r\nforged");
-        data.vars.push("CONTENT_LENGTH", "");
-        data.vars.push("REMOTE_ADDR", "127.0.0.1");
+        let vars = data.vars_mut();
+        vars.push("REQUEST_METHOD", "GET");
+        vars.push("HTTP_USER_AGENT", "curl/8\r\nforged");
+        vars.push("CONTENT_LENGTH", "");
+        vars.push("REMOTE_ADDR", "127.0.0.1");
+        data.text.set(Field::RemoteAddr, b"127.0.0.1");
         data.text.set(Field::Method, method.as_bytes());
         data.text.set(Field::Uri, uri.as_bytes());
         data.text.set(Field::Protocol, protocol.as_bytes());

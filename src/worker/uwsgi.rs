@@ -133,10 +133,9 @@ impl Protocol for UwsgiRequest {
         data: &mut RequestData,
     ) -> Result<BodySpec, ParseError> {
         let content_length =
-            uwsgi::parse_request_into(conn.input.pending(), &shared.limits, &mut data.vars)?;
+            uwsgi::parse_request_into(conn.input.pending(), &shared.limits, data.vars_mut())?;
         conn.input.consume(self.len);
-        let vars = &data.vars;
-        let text = &mut data.text;
+        let (text, vars) = data.text_and_vars();
         let var = |name: &str| vars.get(name).unwrap_or(b"");
         let path = exchange::path_info(vars);
         let query = var("QUERY_STRING");
@@ -144,9 +143,13 @@ impl Protocol for UwsgiRequest {
         text.set(Field::Path, path);
         text.set(Field::Query, query);
         match var("REQUEST_URI") {
-            b"" if query.is_empty() => text.set(Field::Uri, path),
+            b"" if query.is_empty() => {
+                text.set(Field::Uri, path);
+            }
             b"" => text.set_joined(Field::Uri, &[path, b"?", query]),
-            uri => text.set(Field::Uri, uri),
+            uri => {
+                text.set(Field::Uri, uri);
+            }
         }
         text.set(
             Field::Protocol,
@@ -155,9 +158,11 @@ impl Protocol for UwsgiRequest {
                 .unwrap_or(b"HTTP/1.0"),
         );
         text.set(Field::Scheme, uwsgi::scheme_of(vars).as_bytes());
+        text.set(Field::RemoteAddr, var("REMOTE_ADDR"));
         headers_from_vars(vars, text);
-        data.remote_addr = remote_addr(vars);
         self.is_head = var("REQUEST_METHOD") == b"HEAD";
+        let remote = remote_addr(vars);
+        data.remote_addr = remote;
         Ok(BodySpec {
             framing: http1::BodyFraming::from_length(content_length),
             expects_continue: false,

@@ -51,6 +51,28 @@ pub(crate) struct HeadSpans {
     len: usize,
 }
 
+impl HeadSpans {
+    /// Becomes a copy of `other`, in the room it already has (`clone_from` of a derived
+    /// `Clone` would allocate a new list).
+    pub(crate) fn copy_from(&mut self, other: &HeadSpans) {
+        self.headers.clear();
+        self.headers.extend_from_slice(&other.headers);
+        let HeadSpans {
+            method,
+            target,
+            version,
+            headers: _,
+            framing,
+            keep_alive,
+            expects_continue,
+            len,
+        } = other;
+        (self.method, self.target, self.version) = (*method, *target, *version);
+        (self.framing, self.keep_alive) = (*framing, *keep_alive);
+        (self.expects_continue, self.len) = (*expects_continue, *len);
+    }
+}
+
 /// A parsed request head: its bytes (borrowed where they were read) and its [`HeadSpans`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RequestHead<'b> {
@@ -68,7 +90,12 @@ impl<'b> RequestHead<'b> {
     }
 }
 
-impl RequestHead<'_> {
+impl<'b> RequestHead<'b> {
+    /// The head's bytes, as they were read.
+    pub(crate) fn bytes(&self) -> &'b [u8] {
+        self.buf
+    }
+
     /// The method token, e.g. `GET` (case-sensitive, as RFC 9110 says).
     pub(crate) fn method(&self) -> &str {
         // httparse only returns a method made of token bytes, which are ASCII.
@@ -162,7 +189,6 @@ impl RequestHead<'_> {
     }
 
     /// The size of the head on the wire.
-    #[cfg(any(test, fuzzing))]
     pub(crate) fn len(&self) -> usize {
         self.spans.len
     }
