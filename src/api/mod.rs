@@ -20,7 +20,7 @@ pub(crate) use crate::proto::date::{format_http_date, parse_http_date};
 pub(crate) use options::metavar;
 pub use options::{AppConfig, AppOption, OptionKind};
 pub use request::{Body, Request, RequestBuilder};
-pub(crate) use request::{Field, RequestData, TextFields, range_within};
+pub(crate) use request::{Field, PeerText, RequestData, TextFields, range_within};
 pub use response::{HeaderField, Headers, IntoBytes, Response, ResponseBody, reason_phrase};
 pub(crate) use router::{AppRegistry, RouteSettings, Router};
 pub use routes::Routes;

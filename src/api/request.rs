@@ -82,6 +82,8 @@ pub(crate) struct RequestData {
     /// Method, target, path, query, protocol, scheme, the peer's address and the headers.
     pub(crate) text: TextFields,
     pub(crate) remote_addr: Option<SocketAddr>,
+    /// An HTTP peer's address and port as text (`REMOTE_ADDR`, `REMOTE_PORT`).
+    pub(crate) peer: PeerText,
     /// The CGI vars as bytes, once made.
     vars: OnceCell<Vars>,
     /// The room of earlier vars, for the next ones.
@@ -96,12 +98,10 @@ pub(crate) struct RequestData {
 }
 
 /// How to derive the vars of an HTTP request: its head is `text[..head_len]` (parts in
-/// `head_spans`), the peer's address and port are these ranges of the text.
+/// `head_spans`), the peer is [`RequestData::peer`].
 #[derive(Debug, Clone)]
 struct DeriveVars {
     head_len: usize,
-    peer_addr: Text,
-    peer_port: Text,
 }
 
 /// The text fields and the headers of a request, each a range of one buffer. Always valid
@@ -158,6 +158,7 @@ impl RequestData {
         }
         self.derive_from = None;
         self.remote_addr = None;
+        self.peer = PeerText::default();
         self.header_list.take();
         self.var_list.take();
     }
@@ -183,21 +184,12 @@ impl RequestData {
         (&mut self.text, vars)
     }
 
-    /// The request's text starts with its HTTP head `head` (UTF-8: the caller checked, with
-    /// [`TextFields::start_with_head`]); the vars are derived from it when first asked for,
-    /// with `peer_addr` and `peer_port` (text ranges) as `REMOTE_ADDR` and `REMOTE_PORT`.
-    pub(crate) fn derive_vars_from(
-        &mut self,
-        head: &RequestHead<'_>,
-        spans: &HeadSpans,
-        peer_addr: Text,
-        peer_port: Text,
-    ) {
+    /// The request's text starts with its HTTP head `head` (see
+    /// [`TextFields::start_with_head`]); the vars are derived from it when first asked for.
+    pub(crate) fn derive_vars_from(&mut self, head: &RequestHead<'_>, spans: &HeadSpans) {
         self.head_spans.copy_from(spans);
         self.derive_from = Some(DeriveVars {
             head_len: head.len(),
-            peer_addr,
-            peer_port,
         });
     }
 
@@ -211,8 +203,8 @@ impl RequestData {
                     &self.head_spans,
                 );
                 let conn = ConnInfo {
-                    remote_addr: self.text.get(&derive.peer_addr),
-                    remote_port: self.text.get(&derive.peer_port),
+                    remote_addr: self.peer.addr(),
+                    remote_port: self.peer.port(),
                     ..ConnInfo::default()
                 };
                 cgi::fill_vars_from_head(&mut vars, &head, &conn);
@@ -259,7 +251,10 @@ impl RequestData {
 
     /// The peer's address as text (`REMOTE_ADDR`), empty when unknown.
     pub(crate) fn remote_addr_text(&self) -> &str {
-        self.text.get(&self.text.remote_addr)
+        match self.text.get(&self.text.remote_addr) {
+            "" => self.peer.addr(),
+            addr => addr,
+        }
     }
 }
 
@@ -273,18 +268,11 @@ impl TextFields {
         }
     }
 
-    /// Starts the (empty) text with a request head when it is UTF-8, so that fields and
-    /// headers can be its ranges ([`set_range`](Self::set_range)); false (and nothing
-    /// written) when it is not.
-    pub(crate) fn start_with_head(&mut self, head: &[u8]) -> bool {
+    /// Starts the (empty) text with a request head that is UTF-8, so that fields and headers
+    /// can be its ranges ([`set_range`](Self::set_range)).
+    pub(crate) fn start_with_head(&mut self, head: &str) {
         debug_assert!(self.text.is_empty(), "the head starts the text");
-        match std::str::from_utf8(head) {
-            Ok(text) => {
-                self.text.push_str(text);
-                true
-            }
-            Err(_) => false,
-        }
+        self.text.push_str(head);
     }
 
     /// Sets a text field to a range of the text already written.
@@ -310,6 +298,13 @@ impl TextFields {
         }
         *self.field_mut(field) = text.clone();
         text
+    }
+
+    /// Sets a text field from text.
+    pub(crate) fn set_str(&mut self, field: Field, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        *self.field_mut(field) = text_range(start, self.text.len());
     }
 
     /// Sets a text field from `parts`, written one after the other.
@@ -362,12 +357,6 @@ impl TextFields {
         &self.text[text.start as usize..text.end as usize]
     }
 
-    /// Writes `bytes` in (replacing what is not UTF-8) without making them a field; returns
-    /// their range.
-    pub(crate) fn push_text(&mut self, bytes: &[u8]) -> Text {
-        self.push(bytes)
-    }
-
     fn push(&mut self, bytes: &[u8]) -> Text {
         self.push_checked(bytes).0
     }
@@ -416,6 +405,61 @@ fn text_range(start: usize, end: usize) -> Text {
     // A request's text is bounded by `buffer-size` (64 KiB) and `limit-post` is not in it.
     let at = |n: usize| u32::try_from(n).expect("invariant: a request's text is under 4 GiB");
     at(start)..at(end)
+}
+
+/// A peer's address and port written out, on the stack (`ffff:...` at most): made once per
+/// connection, copied into each request (no allocation, no formatting per request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PeerText {
+    buf: [u8; 48],
+    len: u8,
+    addr_len: u8,
+}
+
+impl Default for PeerText {
+    fn default() -> PeerText {
+        PeerText {
+            buf: [0; 48],
+            len: 0,
+            addr_len: 0,
+        }
+    }
+}
+
+impl PeerText {
+    /// `addr`'s IP address and port as text.
+    pub(crate) fn of(addr: SocketAddr) -> PeerText {
+        use std::fmt::Write as _;
+        let mut text = PeerText::default();
+        // 39 bytes for the longest IPv6 address, 5 for a port: always room.
+        let _ = write!(text, "{}", addr.ip());
+        text.addr_len = text.len;
+        let _ = write!(text, "{}", addr.port());
+        text
+    }
+
+    /// The address, such as `127.0.0.1` (empty when there is none).
+    pub(crate) fn addr(&self) -> &str {
+        std::str::from_utf8(&self.buf[..usize::from(self.addr_len)])
+            .expect("invariant: written as text")
+    }
+
+    /// The port, such as `51234`.
+    pub(crate) fn port(&self) -> &str {
+        std::str::from_utf8(&self.buf[usize::from(self.addr_len)..usize::from(self.len)])
+            .expect("invariant: written as text")
+    }
+}
+
+impl fmt::Write for PeerText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        let start = usize::from(self.len);
+        let end = start + s.len();
+        let room = self.buf.get_mut(start..end).ok_or(fmt::Error)?;
+        room.copy_from_slice(s.as_bytes());
+        self.len = u8::try_from(end).map_err(|_| fmt::Error)?;
+        Ok(())
+    }
 }
 
 /// One request: method, target, headers, CGI-style vars, peer and body.
@@ -512,6 +556,9 @@ impl<'a> Request<'a> {
     /// assert_eq!(req.query_param("missing"), None);
     /// ```
     pub fn query_param(&self, name: &str) -> Option<String> {
+        if self.query().is_empty() {
+            return None;
+        }
         self.query().split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (decode_form(key) == name).then(|| decode_form(value))
@@ -831,6 +878,20 @@ fn hex(digit: u8) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn peer_text_holds_the_longest_addresses() {
+        // The longest an address prints (39 bytes), the longest port (5).
+        let addr: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535"
+            .parse()
+            .unwrap();
+        let text = PeerText::of(addr);
+        assert_eq!(text.addr(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
+        assert_eq!(text.port(), "65535");
+        let v4 = PeerText::of("127.0.0.1:80".parse().unwrap());
+        assert_eq!((v4.addr(), v4.port()), ("127.0.0.1", "80"));
+        assert_eq!(PeerText::default().addr(), "");
+    }
 
     #[test]
     fn percent_escapes_are_decoded_and_bad_ones_kept() {

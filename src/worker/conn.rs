@@ -10,7 +10,6 @@
 //! What happens to one request on a connection, whichever protocol, is [`super::exchange`]'s.
 
 use std::cell::RefCell;
-use std::fmt::{self, Write as _};
 use std::io::{self, Read};
 use std::net::{IpAddr, Shutdown};
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ use slab::Slab;
 
 use super::Shared;
 use super::pool::Pools;
-use crate::api::ResponseBody;
+use crate::api::{PeerText, ResponseBody};
 use crate::config::value::AllowedPeer;
 use crate::coro::{self, Addr, CoStream, Permit, Semaphore, TaskId};
 use crate::net::listener::Protocol;
@@ -206,13 +205,10 @@ impl<'s> Conn<'s> {
 
     /// The peer's IP address and port as text, for the CGI vars (empty on unix sockets).
     pub(crate) fn peer_text(&self) -> PeerText {
-        let mut text = PeerText::default();
-        if let Addr::Tcp(addr) = &self.peer {
-            let _ = write!(text, "{}", addr.ip());
-            text.addr_len = text.len;
-            let _ = write!(text, "{}", addr.port());
+        match &self.peer {
+            Addr::Tcp(addr) => PeerText::of(*addr),
+            Addr::Unix(_) => PeerText::default(),
         }
-        text
     }
 }
 
@@ -224,46 +220,6 @@ impl Drop for Conn<'_> {
         if self.out.capacity() > 0 {
             self.pools.give_output(std::mem::take(&mut self.out));
         }
-    }
-}
-
-/// A peer's address and port written out, on the stack (`[ffff:...]` at most).
-#[derive(Debug)]
-pub(crate) struct PeerText {
-    buf: [u8; 48],
-    len: usize,
-    addr_len: usize,
-}
-
-impl Default for PeerText {
-    fn default() -> PeerText {
-        PeerText {
-            buf: [0; 48],
-            len: 0,
-            addr_len: 0,
-        }
-    }
-}
-
-impl PeerText {
-    /// The address, such as `127.0.0.1`.
-    pub(crate) fn addr(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.addr_len]).expect("invariant: written as text")
-    }
-
-    /// The port, such as `51234`.
-    pub(crate) fn port(&self) -> &str {
-        std::str::from_utf8(&self.buf[self.addr_len..self.len]).expect("invariant: written as text")
-    }
-}
-
-impl fmt::Write for PeerText {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        let room = self.buf.get_mut(self.len..end).ok_or(fmt::Error)?;
-        room.copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
     }
 }
 
@@ -554,19 +510,5 @@ mod inbuf_tests {
         assert!(input.is_empty());
         input.release(&pools);
         assert!(input.data.is_empty(), "given back");
-    }
-
-    #[test]
-    fn peer_text_holds_the_longest_addresses() {
-        let mut text = PeerText::default();
-        // The longest an address prints (39 bytes), the longest port (5).
-        let ip: IpAddr = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
-            .parse()
-            .unwrap();
-        write!(text, "{ip}").unwrap();
-        text.addr_len = text.len;
-        write!(text, "{}", 65535).unwrap();
-        assert_eq!(text.addr(), "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff");
-        assert_eq!(text.port(), "65535");
     }
 }

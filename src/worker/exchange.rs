@@ -64,7 +64,7 @@ pub(crate) trait Protocol {
 #[derive(Debug)]
 pub(crate) struct AnswerHead<'a> {
     pub(crate) status: u16,
-    /// The handler's headers, already [`checked`].
+    /// The handler's headers (the encoder refuses invalid ones).
     pub(crate) headers: &'a [HeaderField],
     /// The body's length, when it is known before it is sent.
     pub(crate) body_len: Option<u64>,
@@ -170,18 +170,9 @@ fn answer_request<P: Protocol>(
         && !shared.draining.get()
         && !wants_close(&response)
         && outcome != AppOutcome::TimedOut;
-    let (status, headers, body) = checked(response).into_parts();
-    let answer_head = AnswerHead {
-        status,
-        headers: &headers,
-        body_len: body_len(&body),
-        reusable,
-    };
     let out = conn.out();
     let head_start = out.len();
-    let wire = protocol
-        .write_head(shared, out, &answer_head)
-        .expect("invariant: checked() let only valid headers through");
+    let (status, body, wire) = write_head(protocol, shared, out, response, reusable);
     let head = &out[head_start..];
     let head_size = head.len() as u64;
     // Counted only for a log line that may be written.
@@ -275,19 +266,50 @@ fn call_app(
     }
 }
 
-/// A response whose headers cannot go on the wire (a name that is not a token, a value with
-/// CR, LF or NUL) becomes a logged 500: a handler must never be able to split a response.
-fn checked(response: Response) -> Response {
-    let invalid = response.headers().iter().find(|(name, value)| {
+/// Writes the head of `response` into `out` as `protocol` frames it; returns the status and
+/// body that go with it. A response whose headers cannot go on the wire (a name that is not a
+/// token, a value with CR, LF or NUL: the encoder checks every one) becomes a logged 500: a
+/// handler must never be able to split a response.
+fn write_head<P: Protocol>(
+    protocol: &P,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+    response: Response,
+    reusable: bool,
+) -> (u16, ResponseBody, ResponseFraming) {
+    let (status, headers, body) = response.into_parts();
+    let head = AnswerHead {
+        status,
+        headers: &headers,
+        body_len: body_len(&body),
+        reusable,
+    };
+    match protocol.write_head(shared, out, &head) {
+        Ok(wire) => (status, body, wire),
+        Err(_) => {
+            log_invalid_header(&headers);
+            let (status, headers, body) = Response::error(500).into_parts();
+            let head = AnswerHead {
+                status,
+                headers: &headers,
+                body_len: body_len(&body),
+                reusable,
+            };
+            let wire = (protocol.write_head(shared, out, &head))
+                .expect("invariant: an error page's headers are valid");
+            (status, body, wire)
+        }
+    }
+}
+
+#[cold]
+fn log_invalid_header(headers: &[HeaderField]) {
+    let invalid = headers.iter().find(|(name, value)| {
         !http1::response::is_valid_field_name(name.as_bytes())
             || !http1::response::is_valid_field_value(value.as_bytes())
     });
-    match invalid {
-        None => response,
-        Some((name, _)) => {
-            log::error!("handler sent an invalid header {name:?}: answering 500");
-            Response::error(500)
-        }
+    if let Some((name, _)) = invalid {
+        log::error!("handler sent an invalid header {name:?}: answering 500");
     }
 }
 

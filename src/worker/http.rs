@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 use super::Shared;
-use super::conn::{BATCH_LIMIT, Conn, ConnGuard, PeerText};
+use super::conn::{BATCH_LIMIT, Conn, ConnGuard};
 use super::exchange::{self, AnswerHead, BodySpec, Next, Protocol};
-use crate::api::{Field, RequestData, range_within};
+use crate::api::{Field, PeerText, RequestData, range_within};
 use crate::coro::Addr;
 use crate::proto::ParseError;
 use crate::proto::cgi::{self, ConnInfo};
@@ -51,13 +51,12 @@ pub(crate) fn serve(mut conn: Conn<'_>, shared: &Shared, guard: &ConnGuard<'_>) 
         };
         guard.set_idle(false);
         first = false;
-        let head = RequestHead::new(conn.input.pending(), &conn.head);
         let mut request = HttpRequest {
             len,
             framing: ResponseContext {
-                version: head.version(),
-                is_head: head.is_head(),
-                keep_alive: head.keep_alive(),
+                version: conn.head.version(),
+                is_head: conn.head.is_head(conn.input.pending()),
+                keep_alive: conn.head.keep_alive(),
             },
             peer: &peer,
             remote_addr,
@@ -213,12 +212,22 @@ impl Protocol for HttpRequest<'_> {
         _shared: &Shared,
         data: &mut RequestData,
     ) -> Result<BodySpec, ParseError> {
-        let head = RequestHead::new(conn.input.pending(), &conn.head);
-        if data.text.start_with_head(head.bytes()) {
-            fill_from_head_text(data, &head, &conn.head, self.peer);
-        } else {
-            fill_replacing_bytes(data, &head, self.peer);
-        }
+        let bytes = &conn.input.pending()[..self.len];
+        // One check of the whole head: then every field is text as it is.
+        let head = match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                let head = RequestHead::from_text(text, &conn.head);
+                data.text.start_with_head(text);
+                fill_from_head_text(data, &head, &conn.head);
+                head
+            }
+            Err(_) => {
+                let head = RequestHead::new(bytes, &conn.head);
+                fill_replacing_bytes(data, &head, self.peer);
+                head
+            }
+        };
+        data.peer = *self.peer;
         data.remote_addr = self.remote_addr;
         let body = BodySpec {
             framing: head.framing(),
@@ -262,12 +271,7 @@ impl Protocol for HttpRequest<'_> {
 
 /// The fields of a request whose head (UTF-8) starts its text: ranges of it where the head
 /// has them as they are, written after it otherwise (a decoded path, the protocol).
-fn fill_from_head_text(
-    data: &mut RequestData,
-    head: &RequestHead<'_>,
-    spans: &HeadSpans,
-    peer: &PeerText,
-) {
+fn fill_from_head_text(data: &mut RequestData, head: &RequestHead<'_>, spans: &HeadSpans) {
     let bytes = head.bytes();
     let at = |part: &[u8]| range_within(bytes, part).expect("invariant: a part of the head");
     let text = &mut data.text;
@@ -288,11 +292,9 @@ fn fill_from_head_text(
         };
         text.push_header_range(at(name.as_bytes()), value);
     }
-    text.set(Field::Protocol, head.version().as_str().as_bytes());
-    text.set(Field::Scheme, b"http");
-    let addr = text.set(Field::RemoteAddr, peer.addr().as_bytes());
-    let port = text.push_text(peer.port().as_bytes());
-    data.derive_vars_from(head, spans, addr, port);
+    text.set_str(Field::Protocol, head.version().as_str());
+    text.set_str(Field::Scheme, "http");
+    data.derive_vars_from(head, spans);
 }
 
 /// The fields of a request whose head is not UTF-8: each written in with the bytes that are
@@ -313,9 +315,8 @@ fn fill_replacing_bytes(data: &mut RequestData, head: &RequestHead<'_>, peer: &P
     text.set(Field::Uri, head.target().as_bytes());
     text.set_decoded_path(head.path().as_bytes());
     text.set(Field::Query, head.query().as_bytes());
-    text.set(Field::Protocol, head.version().as_str().as_bytes());
-    text.set(Field::Scheme, b"http");
-    text.set(Field::RemoteAddr, peer.addr().as_bytes());
+    text.set_str(Field::Protocol, head.version().as_str());
+    text.set_str(Field::Scheme, "http");
     let authority = head.authority();
     for (name, value) in head.headers() {
         let value = match authority {

@@ -23,7 +23,8 @@ const OUTPUT_SIZE: usize = 4 * 1024;
 pub(crate) struct Pools {
     input: Pool<Vec<u8>>,
     output: Pool<Vec<u8>>,
-    requests: Pool<RequestData>,
+    /// Boxed: lent and given back by pointer, not by moving the whole struct.
+    requests: Pool<Box<RequestData>>,
 }
 
 impl Pools {
@@ -58,9 +59,9 @@ impl Pools {
     }
 
     /// An empty [`RequestData`], given back when the guard drops.
-    pub(crate) fn take_request(&self) -> Lent<'_, RequestData> {
+    pub(crate) fn take_request(&self) -> Lent<'_, Box<RequestData>> {
         Lent {
-            item: Some(self.requests.take_or(RequestData::default)),
+            item: Some(self.requests.take_or(Box::default)),
             pool: &self.requests,
         }
     }
@@ -105,7 +106,7 @@ pub(crate) trait Clear {
     fn clear(&mut self);
 }
 
-impl Clear for RequestData {
+impl Clear for Box<RequestData> {
     fn clear(&mut self) {
         RequestData::clear(self);
     }

@@ -5,6 +5,7 @@
 //! to); a bare CR is refused. obs-fold lines are refused. No I/O.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use super::body::BodyFraming;
 use super::response::is_tchar;
@@ -12,7 +13,8 @@ use crate::proto::uwsgi::parse_decimal;
 use crate::proto::{Limits, ParseError, Span};
 
 /// The most header fields one head may have; more is 431. A stack array of this many
-/// `httparse::Header`s is used on each parse attempt, so there is no allocation per attempt.
+/// `httparse::Header`s (left uninitialized) is used on each parse attempt, so there is no
+/// allocation per attempt.
 pub(crate) const MAX_HEADERS: usize = 100;
 
 /// The HTTP version of a request.
@@ -52,6 +54,21 @@ pub(crate) struct HeadSpans {
 }
 
 impl HeadSpans {
+    /// The request's version.
+    pub(crate) fn version(&self) -> Version {
+        self.version
+    }
+
+    /// See [`RequestHead::keep_alive`].
+    pub(crate) fn keep_alive(&self) -> bool {
+        self.keep_alive
+    }
+
+    /// Whether the head parsed from `buf` is a HEAD request.
+    pub(crate) fn is_head(&self, buf: &[u8]) -> bool {
+        self.method.of(buf) == b"HEAD"
+    }
+
     /// Becomes a copy of `other`, in the room it already has (`clone_from` of a derived
     /// `Clone` would allocate a new list).
     pub(crate) fn copy_from(&mut self, other: &HeadSpans) {
@@ -78,14 +95,41 @@ impl HeadSpans {
 pub(crate) struct RequestHead<'b> {
     buf: &'b [u8],
     spans: Cow<'b, HeadSpans>,
+    /// The method and the target as text (checked once, read many times).
+    method: &'b str,
+    target: &'b str,
 }
 
 impl<'b> RequestHead<'b> {
     /// The head that [`parse_request_head_into`] found at the start of `buf` into `spans`.
     pub(crate) fn new(buf: &'b [u8], spans: &'b HeadSpans) -> RequestHead<'b> {
+        RequestHead::with_spans(&buf[..spans.len], Cow::Borrowed(spans))
+    }
+
+    /// [`new`](Self::new) for a head already known to be UTF-8 (`text` is its bytes): nothing
+    /// is checked again.
+    pub(crate) fn from_text(text: &'b str, spans: &'b HeadSpans) -> RequestHead<'b> {
+        let part = |span: Span| &text[span.start..span.end];
         RequestHead {
-            buf: &buf[..spans.len],
+            buf: &text.as_bytes()[..spans.len],
+            method: part(spans.method),
+            target: part(spans.target),
             spans: Cow::Borrowed(spans),
+        }
+    }
+
+    fn with_spans(buf: &'b [u8], spans: Cow<'b, HeadSpans>) -> RequestHead<'b> {
+        // httparse only returns a method made of token bytes (ASCII), and a target it has
+        // checked to be UTF-8.
+        let text = |span: Span| {
+            std::str::from_utf8(span.of(buf)).expect("invariant: httparse checked the text")
+        };
+        let (method, target) = (text(spans.method), text(spans.target));
+        RequestHead {
+            buf,
+            spans,
+            method,
+            target,
         }
     }
 }
@@ -97,16 +141,13 @@ impl<'b> RequestHead<'b> {
     }
 
     /// The method token, e.g. `GET` (case-sensitive, as RFC 9110 says).
-    pub(crate) fn method(&self) -> &str {
-        // httparse only returns a method made of token bytes, which are ASCII.
-        std::str::from_utf8(self.spans.method.of(self.buf)).expect("invariant: method is a token")
+    pub(crate) fn method(&self) -> &'b str {
+        self.method
     }
 
     /// The raw request-target as sent (`REQUEST_URI`), e.g. `/a%20b?x=1`.
-    pub(crate) fn target(&self) -> &str {
-        // httparse hands the target out as a &str it has checked to be UTF-8.
-        std::str::from_utf8(self.spans.target.of(self.buf))
-            .expect("invariant: httparse checked utf-8")
+    pub(crate) fn target(&self) -> &'b str {
+        self.target
     }
 
     /// The raw path of the target, without the query; for an absolute-form target, without the
@@ -171,6 +212,7 @@ impl<'b> RequestHead<'b> {
 
     /// Whether the client allows the connection to stay open after this exchange: HTTP/1.1
     /// unless `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn keep_alive(&self) -> bool {
         self.spans.keep_alive
     }
@@ -184,6 +226,7 @@ impl<'b> RequestHead<'b> {
     }
 
     /// Whether this is a HEAD request.
+    #[cfg(any(test, fuzzing))]
     pub(crate) fn is_head(&self) -> bool {
         self.method() == "HEAD"
     }
@@ -209,11 +252,10 @@ pub(crate) fn parse_request_head<'b>(
     let Some(len) = parse_request_head_into(buf, limits, &mut spans)? else {
         return Ok(None);
     };
-    let head = RequestHead {
-        buf: &buf[..len],
-        spans: Cow::Owned(spans),
-    };
-    Ok(Some((head, len)))
+    Ok(Some((
+        RequestHead::with_spans(&buf[..len], Cow::Owned(spans)),
+        len,
+    )))
 }
 
 /// Parses one request head from the start of `buf` into `spans` (left as they were unless the
@@ -234,9 +276,10 @@ pub(crate) fn parse_request_head_into(
     spans: &mut HeadSpans,
 ) -> Result<Option<usize>, ParseError> {
     let window = &buf[..buf.len().min(limits.buffer_size)];
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut fields);
-    let len = match req.parse(window) {
+    // Left uninitialized: httparse writes the fields it finds (no 3 KiB fill per parse).
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(window, &mut fields) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() < limits.buffer_size => return Ok(None),
         Ok(httparse::Status::Partial) => {
@@ -425,6 +468,10 @@ fn check_fields(
     for field in fields {
         let name = field.name;
         let value = field.value;
+        // Told apart by length first: most fields are none of these.
+        if !matches!(name.len(), 4 | 6 | 10 | 12 | 14 | 17) {
+            continue;
+        }
         if name.eq_ignore_ascii_case("host") {
             hosts += 1;
             if !is_valid_host(value) {
@@ -529,10 +576,25 @@ fn trim_ows(value: &[u8]) -> &[u8] {
 /// A `Host` value made of the bytes a host (reg-name, IPv4, `[IPv6]`) and port can hold
 /// (RFC 3986 §3.2.2). Empty is allowed (RFC 9112 §3.2, for targets without an authority).
 fn is_valid_host(value: &[u8]) -> bool {
-    value
-        .iter()
-        .all(|&b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b))
+    value.iter().all(|&b| HOST_BYTES[usize::from(b)])
 }
+
+/// The bytes [`is_valid_host`] takes (a table: one load per byte).
+static HOST_BYTES: [bool; 256] = {
+    let mut ok = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        ok[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let others = b"-._~%!$&'()*+,;=:[]";
+    let mut i = 0;
+    while i < others.len() {
+        ok[others[i] as usize] = true;
+        i += 1;
+    }
+    ok
+};
 
 #[cfg(test)]
 mod tests {

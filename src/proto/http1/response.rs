@@ -253,14 +253,15 @@ where
 
 /// Headers the server owns on the wire.
 fn is_framing_header(name: &[u8]) -> bool {
-    [
-        "content-length",
-        "transfer-encoding",
-        "connection",
-        "keep-alive",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+    // Told apart by length first: most names are none of these.
+    let framing: &[u8] = match name.len() {
+        10 if name[0].eq_ignore_ascii_case(&b'c') => b"connection",
+        10 => b"keep-alive",
+        14 => b"content-length",
+        17 => b"transfer-encoding",
+        _ => return false,
+    };
+    name.eq_ignore_ascii_case(framing)
 }
 
 /// Whether `name` is a non-empty token (RFC 9110 §5.6.2).
@@ -272,13 +273,39 @@ pub(crate) fn is_valid_field_name(name: &[u8]) -> bool {
 pub(crate) fn is_valid_field_value(value: &[u8]) -> bool {
     value
         .iter()
-        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        .all(|&b| BYTE_CLASS[usize::from(b)] & FIELD_VALUE != 0)
 }
 
 /// A token character (RFC 9110 §5.6.2).
 pub(crate) fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    BYTE_CLASS[usize::from(b)] & TCHAR != 0
 }
+
+const TCHAR: u8 = 1;
+const FIELD_VALUE: u8 = 2;
+
+/// What each byte may be: a token character, a field-value byte (a table: one load per byte).
+static BYTE_CLASS: [u8; 256] = {
+    let mut class = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        if byte.is_ascii_alphanumeric() {
+            class[b] |= TCHAR;
+        }
+        if byte == b'\t' || (byte >= 0x20 && byte != 0x7f) {
+            class[b] |= FIELD_VALUE;
+        }
+        b += 1;
+    }
+    let specials = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < specials.len() {
+        class[specials[i] as usize] |= TCHAR;
+        i += 1;
+    }
+    class
+};
 
 fn push_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
