@@ -37,9 +37,10 @@
 # Installs and builds its peers when missing (needs root): Debian's nginx + echo module, uWSGI
 # + gevent plugin, wrk, strace; gunicorn + gevent from PyPI in a venv ($BENCH_VENV); the
 # may_minihttp peer project ../shared/peers/may-hello, built with its own target dir under
-# $BENCH_PEERS. rcontainer options can be changed for every instance with RCONTAINER_<KEY>
-# environment variables. Everything listens on 127.0.0.1 and is bounded in time; every process
-# started is stopped by its PID (its process group) on exit.
+# $BENCH_PEERS. BENCH_KEEP=1 keeps the work dir (configs and logs of every server). rcontainer
+# options can be changed for every instance with RCONTAINER_<KEY> environment variables.
+# Everything listens on 127.0.0.1 and is bounded in time; every process started is stopped by
+# its PID (its process group) on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
@@ -218,27 +219,28 @@ start_may() { # NAME WORKERS (threads)
   launch "$1" 0 env WORKERS="$2" "$may_bin" "${port[$1]}"
 }
 
-# start_uwsgi NAME CORES UPSTREAM_PORT: Debian's uWSGI + gevent, one worker, app.py.
+# start_uwsgi NAME CORES [UPSTREAM_PORT]: Debian's uWSGI + gevent, one worker, app.py.
 # --http-socket: uWSGI 2.0's --http11-socket (keep-alive) serializes requests under gevent
 # (about 10 req/s here), so each request gets its own connection, closed after the answer.
 start_uwsgi() {
   port[$1]=${port[$1]:-$(free_port)}
-  launch "$1" 1 env "BENCH_UPSTREAM=127.0.0.1:$3" uwsgi --plugins python3,gevent_python3 \
+  launch "$1" 1 env "BENCH_UPSTREAM=${3:+127.0.0.1:$3}" uwsgi --plugins python3,gevent_python3 \
     --http-socket "127.0.0.1:${port[$1]}" --wsgi-file "$work/app.py" --master --processes 1 \
     --gevent "$2" --gevent-monkey-patch --listen "$backlog" --max-fd "$nofile" \
     --disable-logging --add-header "Connection: close"
 }
 
-# start_gunicorn NAME CONNECTIONS UPSTREAM_PORT: gunicorn -k gevent from the venv, one worker.
+# start_gunicorn NAME CONNECTIONS [UPSTREAM_PORT]: gunicorn -k gevent from the venv, one worker.
 start_gunicorn() {
   port[$1]=${port[$1]:-$(free_port)}
-  launch "$1" 1 env "BENCH_UPSTREAM=127.0.0.1:$3" "$venv/bin/gunicorn" -k gevent -w 1 \
+  launch "$1" 1 env "BENCH_UPSTREAM=${3:+127.0.0.1:$3}" "$venv/bin/gunicorn" -k gevent -w 1 \
     --worker-connections "$2" --backlog "$backlog" -b "127.0.0.1:${port[$1]}" --chdir "$work" \
     --log-level warning app:application
 }
 
 # The gevent peers' WSGI app: /sleep?ms=N parks in gevent.sleep; anything else calls the
-# upstream with http.client (monkey-patched), passing the query string on, as `fetch` does.
+# upstream with http.client (monkey-patched), passing the query string on, as `fetch` does
+# (without an upstream it answers "ready").
 write_peer_app() {
   cat >"$work/app.py" <<'PY'
 import http.client
@@ -247,7 +249,8 @@ from urllib.parse import parse_qs
 
 import gevent
 
-HOST, _, PORT = os.environ.get("BENCH_UPSTREAM", "127.0.0.1:9").partition(":")
+UPSTREAM = os.environ.get("BENCH_UPSTREAM", "")
+HOST, _, PORT = UPSTREAM.partition(":")
 
 
 def application(environ, start_response):
@@ -256,6 +259,8 @@ def application(environ, start_response):
         ms = int(parse_qs(query).get("ms", ["0"])[0])
         gevent.sleep(ms / 1000)
         status, body = "200 OK", b"slept\n"
+    elif not UPSTREAM:
+        status, body = "200 OK", b"ready\n"
     else:
         conn = http.client.HTTPConnection(HOST, int(PORT), timeout=120)
         try:
@@ -273,6 +278,14 @@ PY
 }
 
 # --- measuring --------------------------------------------------------------------------------
+
+# The kernel's counters of connections a full accept queue turned away and of SYN cookies sent
+# (this network namespace: other load tests on the machine count too).
+listen_counters() {
+  awk '/^TcpExt:/ { if (!seen++) { for (i = 1; i <= NF; i++) name[i] = $i; next }
+    for (i = 1; i <= NF; i++) { if (name[i] == "ListenOverflows") o = $i; if (name[i] == "SyncookiesSent") c = $i } }
+    END { print o + 0, c + 0 }' /proc/net/netstat
+}
 
 status_kib() { awk -v f="$2:" '$1 == f {print $2}' /proc/"$1"/status 2>/dev/null || echo 0; }
 
@@ -341,31 +354,36 @@ spread_since() {
 }
 
 # alternate SCENARIO RSS_MODE PATH SECONDS "WRK ARGS" NAME...: ROUNDS rounds, in each a wrk run
-# of SECONDS on every server in turn (the servers are running, but with RSS_MODE fresh).
-# RSS_MODE: none; peak (the worker's VmHWM); fresh (a fresh server for each run but the
-# reference's, RSS = (VmHWM - idle VmRSS) / the connections, KiB per in-flight request).
+# of SECONDS on every server in turn, after a warm-up in the first round (connections, pools,
+# stacks). The servers are running, but with RSS_MODE fresh. RSS_MODE: none; peak (the
+# worker's VmHWM); fresh (every server but the reference is started for each run and stopped
+# after it; every run is warmed up for 2 s, then 2 s pass so that the warm-up's requests are
+# over; RSS = (VmHWM - its VmRSS idle) / the connections, KiB per in-flight request).
 alternate() {
   local scen=$1 mode=$2 path=$3 secs=$4 args=$5
   shift 5
-  local ref round name rps p99 errs reqs rss idle before multi conns=1
+  local ref round name rps p99 errs reqs rss idle before multi overflows cookies o c conns=1
   ref=$(awk -v s="$scen" '$1 == "scenario" && $2 == s {print $3}' "$work/meta")
   [[ $args =~ -c([0-9]+) ]] && conns=${BASH_REMATCH[1]}
   for round in $(seq "$rounds"); do
     for name; do
       rss=-
-      if [ "$mode" = fresh ] && [ "$name" != "$ref" ]; then
-        stop "$name"
-        start "$name"
-        idle=$(status_kib "$(first_worker "$name")" VmRSS)
-      elif [ "$round" = 1 ]; then
+      if [ "$mode" != fresh ]; then
         # shellcheck disable=SC2086 # args are words
-        run_wrk "http://127.0.0.1:${port[$name]}$path" 1 $args >/dev/null # warm-up
+        [ "$round" != 1 ] || run_wrk "http://127.0.0.1:${port[$name]}$path" 1 $args >/dev/null
+      else
+        [ "$name" = "$ref" ] || start "$name"
+        idle=$(status_kib "$(first_worker "$name")" VmRSS)
+        # shellcheck disable=SC2086
+        run_wrk "http://127.0.0.1:${port[$name]}$path" 2 $args >/dev/null
+        sleep 2
       fi
       multi=""
       if [ -n "${stats[$name]:-}" ] && [ "$(wc -w <<<"${worker[$name]}")" -gt 1 ]; then
         multi=1
         before=$(rc_stats "$name" "$requests_per_worker")
       fi
+      read -r overflows cookies < <(listen_counters)
       # shellcheck disable=SC2086
       read -r rps p99 errs reqs < <(run_wrk "http://127.0.0.1:${port[$name]}$path" "$secs" $args)
       case $mode in
@@ -375,6 +393,12 @@ alternate() {
             'BEGIN { printf "%.1f", (p - i) / n }') ;;
       esac
       record "$scen" "$name" "$round" "$rps" "$p99" "$errs" "$rss"
+      if [ "$mode" = fresh ]; then
+        read -r o c < <(listen_counters)
+        echo "          $reqs requests; full accept queues turned away $((o - overflows)) SYNs," \
+          "$((c - cookies)) SYN cookies sent (machine-wide)"
+        [ "$name" = "$ref" ] || stop "$name"
+      fi
       [ -z "$multi" ] || note "  round $round  $(spread_since "$name" "$before")"
     done
   done
@@ -438,6 +462,7 @@ parked() {
       hold=$bg_pid
       wait_line "$work/hold.log" '^sent ' 60 || true
       taken=$(taken_of "$name" "$parked_n")
+      [ "$up" = - ] || taken_of "$up" "$taken" >/dev/null # each one waiting on the upstream
       rss=$(settled_rss "$w")
       kill -TERM "$hold" 2>/dev/null || true
       wait "$hold" || true
@@ -499,7 +524,7 @@ scenario_workers2() {
   check "2 workers: rcontainer / nginx" ratio workers2 rc2 "" "" ">=" 1.0
 }
 
-# The gevent peers with room for COUNT requests and the upstream on port UPSTREAM_PORT.
+# The gevent peers with room for COUNT requests and the upstream on port UPSTREAM_PORT ("": none).
 define_gevent_peers() { # COUNT UPSTREAM_PORT
   define uwsgi "uWSGI + gevent" start_uwsgi "$1" "$2"
   define gunicorn "gunicorn + gevent" start_gunicorn "$1" "$2"
@@ -508,7 +533,7 @@ define_gevent_peers() { # COUNT UPSTREAM_PORT
 scenario_parked_sleep() {
   begin_scenario parked-sleep - per-request "$parked_n requests parked in sleep, 1 worker each"
   define rc rcontainer start_rcontainer 1 "module = sleep" "async = $((parked_n + 100))"
-  define_gevent_peers $((parked_n + 100)) 9
+  define_gevent_peers $((parked_n + 100)) ""
   hold_path=([rc]="/?ms=100000" [uwsgi]="/sleep?ms=100000" [gunicorn]="/sleep?ms=100000")
   parked parked-sleep - rc uwsgi gunicorn
   check "parked sleep: rcontainer KiB per request" rss parked-sleep rc "" "" "<=" 12
@@ -537,7 +562,7 @@ fetch_scenario() {
   define rc rcontainer start_rcontainer 1 "module = fetch" "async = $((conns + 100))" \
     "fetch-url = http://127.0.0.1:${port[up]}/"
   define_gevent_peers $((conns + 100)) "${port[up]}"
-  start rc uwsgi gunicorn
+  [ "$4" = fresh ] || start rc uwsgi gunicorn
   alternate "$scen" "$4" "/?q=rust" "$5" "-t2 -c$conns --timeout 10s" up rc uwsgi gunicorn
   stop up rc uwsgi gunicorn
 }
@@ -545,7 +570,7 @@ fetch_scenario() {
 scenario_seed() {
   fetch_scenario seed 0.1 1000 peak "$seconds" \
     "fetch of a 100 ms upstream, c=1000, 1 worker each; RSS: worker peak, KiB"
-  check "seed: rcontainer / upstream alone" ratio seed rc "" "" ">=" 0.95
+  check "seed: rcontainer / upstream alone" ratio seed rc
   check "seed: rcontainer / uWSGI + gevent" vs seed rc seed uwsgi
 }
 
@@ -603,7 +628,7 @@ count_syscalls() {
   fi
   counter=$bg_pid
   sleep 1 # attached
-  read -r _ _ _ requests < <(run_wrk "http://127.0.0.1:$4/" 3 -t1 -c"$3")
+  read -r _ _ _ requests < <(run_wrk "http://127.0.0.1:$3/" 3 -t1 -c"$4")
   kill -INT "$counter"
   wait "$counter" || true
   stop_bg "$counter"
@@ -677,10 +702,11 @@ print_table() {
         for (k = 1; k <= count[s]; k++) {
           n = servers[s, k]
           m = median(rss[s, n])
-          unit = m == "-" ? "" : (kind[s] == "per-request" || kind[s] == "fresh" ? "/req" : " peak")
+          per = kind[s] == "per-request" || kind[s] == "fresh"
+          shown = m == "-" ? "-" : (per ? fmt(m, 1) "/req" : fmt(m, 0) " peak")
           ratio = ref[s] == "-" ? "-" : (n == ref[s] ? "ref" : fmt(versus(s, n, s, ref[s]), 2))
           printf "%-13s %-26s %10s %9s %7s %16s %7s\n", s, name[s, n], fmt(median(rps[s, n]), 0),
-            fmt(median(p99[s, n]), 1), errors[s, n], (m == "-" ? "-" : fmt(m, 1) unit), ratio
+            fmt(median(p99[s, n]), 1), errors[s, n], shown, ratio
         }
       }
       for (c = 1; c <= nchecks; c++) {
@@ -716,6 +742,7 @@ print_table() {
 # --- main -------------------------------------------------------------------------------------
 
 install_peers
+keep_work=${BENCH_KEEP:-} # set: the work dir (configs, logs) is kept
 start_workdir rcontainer-bench
 raise_limits
 write_peer_app

@@ -3,7 +3,7 @@
 #   apt_install PKG...   install Debian packages without starting their services (as root)
 #   start_workdir NAME   make $work (a temp dir) and a trap that, on exit (INT and TERM too),
 #                        kills every pid in $pids with its process group (SIGKILL) and removes
-#                        $work
+#                        $work (keeps it when $keep_work is set)
 #   start_bg NAME CMD... run CMD in the background in a process group of its own, so that its
 #                        children (an nginx or uWSGI master's workers) are stopped with it;
 #                        output to $work/NAME.log; its pid in $bg_pid and in $pids
@@ -32,7 +32,7 @@ start_workdir() {
 _stop_everything() {
   for pid in "${pids[@]}"; do _kill_group "$pid"; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${keep_work:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 
 # The group first (a no-op for a pid that leads none), then the pid itself.
@@ -55,6 +55,11 @@ stop_bg() {
   local kept=() pid
   _kill_group "$1"
   wait "$1" 2>/dev/null || true
+  # Its children too (they hold the listening socket until they are gone), at most 10 s.
+  for _ in $(seq 200); do
+    kill -0 -- "-$1" 2>/dev/null || break
+    sleep 0.05
+  done
   for pid in "${pids[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
   pids=("${kept[@]}")
 }
