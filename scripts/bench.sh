@@ -479,24 +479,32 @@ parked() {
 
 # --- scenarios --------------------------------------------------------------------------------
 
-define_hello() { # WORKERS SUFFIX
-  define "rc$1" "rcontainer$2" start_rcontainer "$1" "module = hello"
-  define "nginx$1" "nginx$2" start_nginx "$1" 'return 200 "Hello World";'
-  define "may$1" "may_minihttp$2" start_may "$1"
+define_hello() { # WORKERS
+  local suffix=""
+  [ "$1" = 1 ] || suffix=" ($1 workers)"
+  define "rc$1" "rcontainer$suffix" start_rcontainer "$1" "module = hello"
+  define "nginx$1" "nginx$suffix" start_nginx "$1" 'return 200 "Hello World";'
+  define "may$1" "may_minihttp$suffix" start_may "$1"
+}
+
+# hello_scenario SCENARIO WORKERS "WRK ARGS" TITLE: the hello servers with WORKERS workers
+# each (may_minihttp: threads), nginx the reference.
+hello_scenario() {
+  local n=$2
+  begin_scenario "$1" "nginx$n" none "$4"
+  define_hello "$n"
+  start "rc$n" "nginx$n" "may$n"
+  alternate "$1" none / "$seconds" "$3" "nginx$n" "rc$n" "may$n"
+  stop "rc$n" "nginx$n" "may$n"
 }
 
 scenario_hello() {
-  begin_scenario hello nginx1 none "keep-alive hello, 1 worker each, wrk -t1 -c64"
-  define_hello 1 ""
-  start rc1 nginx1 may1
-  alternate hello none / "$seconds" "-t1 -c64" nginx1 rc1 may1
-  stop rc1 nginx1 may1
+  hello_scenario hello 1 "-t1 -c64" "keep-alive hello, 1 worker each, wrk -t1 -c64"
   check "hello: rcontainer / nginx" ratio hello rc1 "" "" ">=" 1.2
   check "hello: rcontainer / may_minihttp" vs hello rc1 hello may1 ">=" 1.05
 }
 
 scenario_pipelined() {
-  begin_scenario pipelined nginx1 none "hello pipelined, 16 requests per write, wrk -t1 -c64"
   cat >"$work/pipeline.lua" <<'LUA'
 -- 16 requests per write: wrk counts each response.
 init = function(args)
@@ -506,21 +514,16 @@ init = function(args)
 end
 request = function() return batch end
 LUA
-  define_hello 1 ""
-  start rc1 nginx1 may1
-  alternate pipelined none / "$seconds" "-t1 -c64 -s $work/pipeline.lua" nginx1 rc1 may1
-  stop rc1 nginx1 may1
+  hello_scenario pipelined 1 "-t1 -c64 -s $work/pipeline.lua" \
+    "hello pipelined, 16 requests per write, wrk -t1 -c64"
   check "pipelined: rcontainer / nginx" ratio pipelined rc1
   check "pipelined: rcontainer / may_minihttp" vs pipelined rc1 pipelined may1
   check "rcontainer: pipelined / not pipelined (hello)" vs pipelined rc1 hello rc1
 }
 
 scenario_workers2() {
-  begin_scenario workers2 nginx2 none "hello, 2 workers each (may_minihttp: 2 threads), wrk -t2 -c64"
-  define_hello 2 " (2 workers)"
-  start rc2 nginx2 may2
-  alternate workers2 none / "$seconds" "-t2 -c64" nginx2 rc2 may2
-  stop rc2 nginx2 may2
+  hello_scenario workers2 2 "-t2 -c64" \
+    "hello, 2 workers each (may_minihttp: 2 threads), wrk -t2 -c64"
   check "2 workers: rcontainer / nginx" ratio workers2 rc2 "" "" ">=" 1.0
 }
 
@@ -589,7 +592,7 @@ scenario_inflight() {
 # printed.
 scenario_syscalls() {
   local name conns tool
-  define_hello 1 ""
+  define_hello 1
   start rc1 nginx1
   echo
   echo "== syscalls: per hello request, wrk -t1, 3 s per count"
