@@ -23,7 +23,11 @@
 #                 the worker's peak (VmHWM), KiB.
 #   inflight      9,000 requests in flight through `fetch`, 1 s upstream, one worker, wrk -t2
 #                 -c9000 for 2 x SECONDS: the same servers and reference. RSS column: (worker
-#                 VmHWM - its VmRSS idle before) / 9,000, KiB, a fresh server each round.
+#                 VmHWM - its VmRSS idle before) / 9,000, KiB, a fresh server each round; the
+#                 requests a server holds halfway through the run are printed as it goes (a
+#                 gevent peer holds far fewer: its figure is per connection offered, not per
+#                 request held). The 1 s upstream caps the rate at 9,000 req/s, less the wave cut
+#                 off by the end of the run: compare it with the upstream alone's only.
 #   syscalls      reads, writes, epoll_waits and EAGAIN reads per hello request, rcontainer and
 #                 nginx, at wrk -c64 and -c1: counted by strace -c and by perf tracepoints.
 #   allocs        allocations per request from tests/alloc_count.rs, when that test exists.
@@ -354,54 +358,69 @@ spread_since() {
 }
 
 # alternate SCENARIO RSS_MODE PATH SECONDS "WRK ARGS" NAME...: ROUNDS rounds, in each a wrk run
-# of SECONDS on every server in turn, after a warm-up in the first round (connections, pools,
-# stacks). The servers are running, but with RSS_MODE fresh. RSS_MODE: none; peak (the
-# worker's VmHWM); fresh (every server but the reference is started for each run and stopped
-# after it; every run is warmed up for 2 s, then 2 s pass so that the warm-up's requests are
-# over; RSS = (VmHWM - its VmRSS idle) / the connections, KiB per in-flight request).
+# of SECONDS on every server in turn. RSS_MODE: none; peak (the worker's VmHWM after the run);
+# fresh (see fresh_run).
 alternate() {
-  local scen=$1 mode=$2 path=$3 secs=$4 args=$5
+  local scen=$1 mode=$2 path=$3 secs=$4 args=$5 ref round name
   shift 5
-  local ref round name rps p99 errs reqs rss idle before multi overflows cookies o c conns=1
   ref=$(awk -v s="$scen" '$1 == "scenario" && $2 == s {print $3}' "$work/meta")
-  [[ $args =~ -c([0-9]+) ]] && conns=${BASH_REMATCH[1]}
   for round in $(seq "$rounds"); do
     for name; do
-      rss=-
-      if [ "$mode" != fresh ]; then
-        # shellcheck disable=SC2086 # args are words
-        [ "$round" != 1 ] || run_wrk "http://127.0.0.1:${port[$name]}$path" 1 $args >/dev/null
-      else
-        [ "$name" = "$ref" ] || start "$name"
-        idle=$(status_kib "$(first_worker "$name")" VmRSS)
-        # shellcheck disable=SC2086
-        run_wrk "http://127.0.0.1:${port[$name]}$path" 2 $args >/dev/null
-        sleep 2
-      fi
-      multi=""
-      if [ -n "${stats[$name]:-}" ] && [ "$(wc -w <<<"${worker[$name]}")" -gt 1 ]; then
-        multi=1
-        before=$(rc_stats "$name" "$requests_per_worker")
-      fi
-      read -r overflows cookies < <(listen_counters)
-      # shellcheck disable=SC2086
-      read -r rps p99 errs reqs < <(run_wrk "http://127.0.0.1:${port[$name]}$path" "$secs" $args)
-      case $mode in
-        peak) rss=$(status_kib "$(first_worker "$name")" VmHWM) ;;
-        fresh) [ "$name" != "$ref" ] &&
-          rss=$(awk -v p="$(status_kib "$(first_worker "$name")" VmHWM)" -v i="$idle" -v n="$conns" \
-            'BEGIN { printf "%.1f", (p - i) / n }') ;;
-      esac
-      record "$scen" "$name" "$round" "$rps" "$p99" "$errs" "$rss"
       if [ "$mode" = fresh ]; then
-        read -r o c < <(listen_counters)
-        echo "          $reqs requests; full accept queues turned away $((o - overflows)) SYNs," \
-          "$((c - cookies)) SYN cookies sent (machine-wide)"
-        [ "$name" = "$ref" ] || stop "$name"
+        fresh_run "$scen" "$name" "$round" "$path" "$secs" "$args" "$ref"
+      else
+        steady_run "$scen" "$name" "$round" "$mode" "$path" "$secs" "$args"
       fi
-      [ -z "$multi" ] || note "  round $round  $(spread_since "$name" "$before")"
     done
   done
+}
+
+# steady_run SCENARIO NAME ROUND RSS_MODE PATH SECONDS "WRK ARGS": one run on a running server,
+# after a warm-up in the first round (connections, pools, stacks); for an rcontainer with more
+# than one worker, how its requests spread over them.
+steady_run() {
+  local name=$2 round=$3 url="http://127.0.0.1:${port[$2]}$5" rps p99 errs reqs rss=- before=""
+  # shellcheck disable=SC2086 # the wrk arguments are words
+  [ "$round" != 1 ] || run_wrk "$url" 1 $7 >/dev/null
+  if [ -n "${stats[$name]:-}" ] && [ "$(wc -w <<<"${worker[$name]}")" -gt 1 ]; then
+    before=$(rc_stats "$name" "$requests_per_worker")
+  fi
+  # shellcheck disable=SC2086
+  read -r rps p99 errs reqs < <(run_wrk "$url" "$6" $7)
+  [ "$4" != peak ] || rss=$(status_kib "$(first_worker "$name")" VmHWM)
+  record "$1" "$name" "$round" "$rps" "$p99" "$errs" "$rss"
+  [ -z "$before" ] || note "  round $round  $(spread_since "$name" "$before")"
+}
+
+# fresh_run SCENARIO NAME ROUND PATH SECONDS "WRK ARGS" REFERENCE: NAME started for this run
+# alone (the reference: kept running) and warmed up for 2 s; 2 s later (the warm-up's requests
+# are over) the run. RSS = (VmHWM - its VmRSS idle before) / the connections, KiB per
+# in-flight request; also printed: the requests it holds halfway through the run, and what
+# full accept queues turned away meanwhile.
+fresh_run() {
+  local name=$2 rps p99 errs reqs url idle conns=1 sampler overflows cookies o c rss=-
+  [[ $6 =~ -c([0-9]+) ]] && conns=${BASH_REMATCH[1]}
+  [ "$name" = "$7" ] || start "$name"
+  url="http://127.0.0.1:${port[$name]}$4"
+  idle=$(status_kib "$(first_worker "$name")" VmRSS)
+  # shellcheck disable=SC2086 # the wrk arguments are words
+  run_wrk "$url" 2 $6 >/dev/null
+  sleep 2
+  read -r overflows cookies < <(listen_counters)
+  (sleep $(($5 / 2)) && held_now "$name" >"$work/held") &
+  sampler=$!
+  pids+=("$sampler")
+  # shellcheck disable=SC2086
+  read -r rps p99 errs reqs < <(run_wrk "$url" "$5" $6)
+  wait "$sampler" || true
+  stop_bg "$sampler"
+  read -r o c < <(listen_counters)
+  [ "$name" = "$7" ] || rss=$(awk -v p="$(status_kib "$(first_worker "$name")" VmHWM)" \
+    -v i="$idle" -v n="$conns" 'BEGIN { printf "%.1f", (p - i) / n }')
+  record "$1" "$name" "$3" "$rps" "$p99" "$errs" "$rss"
+  echo "          $reqs requests, $(cat "$work/held") held halfway; full accept queues turned" \
+    "away $((o - overflows)) SYNs, $((c - cookies)) SYN cookies sent (machine-wide)"
+  [ "$name" = "$7" ] || stop "$name"
 }
 
 # wait_line FILE REGEX SECONDS: until a line of FILE matches.
@@ -413,19 +432,24 @@ wait_line() {
   return 1
 }
 
-# How many of the requests held on NAME the server has taken, waiting (at most 60 s) for N:
-# rcontainer's busy cores; for the others, the established connections on the port with the
-# accept queue empty (then the RSS has to settle: see settled_rss).
+# How many requests NAME holds now: rcontainer's busy cores; for the others, the established
+# connections on its port that a process has accepted (those still in the accept queue have no
+# owner in `ss -p`).
+held_now() {
+  if [ -n "${stats[$1]:-}" ]; then
+    rc_stats "$1" 'sum(c["in_request"] for w in s["workers"] for c in w["cores"])'
+  else
+    ss -Htnp state established "sport = :${port[$1]}" | grep -c 'pid=' || true
+  fi
+}
+
+# How many of the requests sent to NAME it holds, waiting (at most 60 s) for N of them (for a
+# peer, its RSS has to settle after that: see settled_rss).
 taken_of() {
-  local name=$1 n=$2 taken=0 queue
+  local taken=0
   for _ in $(seq 120); do
-    if [ -n "${stats[$name]:-}" ]; then
-      taken=$(rc_stats "$name" 'sum(c["in_request"] for w in s["workers"] for c in w["cores"])')
-    else
-      queue=$(ss -Hltn "sport = :${port[$name]}" | awk '{print $2; exit}')
-      taken=$(($(ss -Htn state established "sport = :${port[$name]}" | wc -l) - ${queue:-0}))
-    fi
-    [ "$taken" -ge "$n" ] && break
+    taken=$(held_now "$1")
+    [ "$taken" -ge "$2" ] && break
     sleep 0.5
   done
   echo "$taken"
