@@ -2,7 +2,7 @@
 # The one bench command: rcontainer against its peers, every scenario of issue 11, in one run,
 # and one table at the end.
 #
-#   scripts/bench.sh [ROUNDS] [SECONDS]          3 rounds of 5 s runs by default (~12 minutes)
+#   scripts/bench.sh [ROUNDS] [SECONDS]          3 rounds of 5 s runs by default (~10 minutes)
 #   BENCH_SCENARIOS="hello pipelined" scripts/bench.sh 1 2       a part of it, short
 #
 # Scenarios (BENCH_SCENARIOS picks some; they run in this order):
@@ -54,8 +54,8 @@ scenarios=${BENCH_SCENARIOS:-$all_scenarios}
 venv=${BENCH_VENV:-/opt/rcontainer-bench-venv}
 peers=${BENCH_PEERS:-/tmp/rcontainer-bench-peers}
 may_project=${BENCH_MAY_HELLO:-../shared/peers/may-hello}
+py=/usr/bin/python3 # Debian's, with gevent: the peers' and the helpers'
 parked_n=5000
-py=/usr/bin/python3 # Debian's, for gevent and the helpers
 inflight_n=9000
 PATH="$PATH:/usr/sbin"
 source scripts/lib.sh
@@ -76,12 +76,12 @@ install_peers() {
     [ -e /usr/lib/nginx/modules/ngx_http_echo_module.so ] &&
     [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] &&
     [ -e /usr/lib/uwsgi/plugins/gevent_python3_plugin.so ] &&
-    /usr/bin/python3 -c 'import gevent' 2>/dev/null; }; then
+    "$py" -c 'import gevent' 2>/dev/null; }; then
     apt_install wrk nginx libnginx-mod-http-echo uwsgi-core uwsgi-plugin-python3 \
       uwsgi-plugin-gevent-python3 python3-gevent python3-venv strace iproute2 curl
   fi
   if ! "$venv/bin/python" -c 'import gunicorn, gevent' 2>/dev/null; then
-    /usr/bin/python3 -m venv "$venv"
+    "$py" -m venv "$venv"
     "$venv/bin/pip" install -q gunicorn gevent
   fi
   CARGO_TARGET_DIR="$peers/may-hello-target" cargo build --release --quiet \
@@ -91,9 +91,18 @@ install_peers() {
   bin=target/release/rcontainer
 }
 
-# Thousands of sockets per process: 9,000 clients plus their 9,000 upstream connections in one
-# rcontainer worker, 9,000 in wrk. The hard limit (20,000 here) cannot be raised; the soft one
-# is raised to it, and everything started inherits it.
+# What bounds 9,000 connections on loopback, and how it is handled:
+# - open files: 9,000 clients plus their 9,000 upstream connections in one rcontainer worker,
+#   9,000 in wrk. The hard limit (20,000 here) cannot be raised; the soft one is raised to it
+#   and everything started inherits it (nginx: worker_rlimit_nofile and worker_connections from
+#   it; uWSGI: --max-fd).
+# - listen backlogs: net.core.somaxconn (4,096 here) caps every one; each server asks for that
+#   much. It is machine-wide, so it is left alone: a SYN that finds the accept queue full is
+#   dropped and retried by the client's kernel after 1 s (fresh_run prints how many). The SYN
+#   backlog (tcp_max_syn_backlog) overflows into SYN cookies (tcp_syncookies = 1).
+# - ephemeral ports: 28,232 here, for 9,000 wrk connections and 9,000 upstream ones. Closed
+#   connections (rcontainer's pool keeps at most 1,024 idle per host; uWSGI closes each one)
+#   sit in TIME_WAIT: tcp_tw_reuse = 2 lets loopback connects reuse those ports.
 raise_limits() {
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   nofile=$(ulimit -n)
@@ -130,9 +139,13 @@ start() {
   for name; do eval "${start_fn[$name]} $name ${start_args[$name]}"; done
 }
 
+# stop NAME...: those that are running.
 stop() {
   local name
-  for name; do stop_bg "${master[$name]}"; done
+  for name; do
+    [ -z "${master[$name]:-}" ] || stop_bg "${master[$name]}"
+    unset "master[$name]"
+  done
 }
 
 first_worker() { echo "${worker[$1]%% *}"; }
@@ -620,18 +633,29 @@ scenario_syscalls() {
   start rc1 nginx1
   echo
   echo "== syscalls: per hello request, wrk -t1, 3 s per count"
+  syscall_row server conns counter "reads writes epoll_waits EAGAIN"
   for conns in 64 1; do
     for name in rc1 nginx1; do
       for tool in strace perf; do
         [ "$tool" = perf ] && ! perf_works && continue
         printf '%s\t%s\t%s\t%s\n' "${label[$name]}" "$conns" "$tool" \
-          "$(count_syscalls "$tool" "$(first_worker "$name")" "${port[$name]}" "$conns")" |
-          tee -a "$work/syscalls"
+          "$(count_syscalls "$tool" "$(first_worker "$name")" "${port[$name]}" "$conns")" \
+          >>"$work/syscalls"
+        syscall_row "$(tail -n 1 "$work/syscalls")"
       done
     done
   done
   perf_works || note "syscalls: perf stat cannot count syscall tracepoints here: strace only"
   stop rc1 nginx1
+}
+
+# syscall_row SERVER CONNS COUNTER "READS WRITES EPOLL_WAITS EAGAIN", or the four tab-separated
+# in one argument: one line of the syscalls table.
+syscall_row() {
+  local fields
+  IFS=$'\t' read -r -a fields <<<"$(IFS=$'\t'; echo "$*")"
+  # shellcheck disable=SC2086 # the counts are four words
+  printf '%-13s %6s %-7s %7s %7s %12s %7s\n' "${fields[0]}" "${fields[1]}" "${fields[2]}" ${fields[3]}
 }
 
 perf_works() { need perf && perf stat -e syscalls:sys_enter_read true >/dev/null 2>&1; }
@@ -754,11 +778,8 @@ print_table() {
   if [ -s "$work/syscalls" ]; then
     echo
     echo "syscalls per hello request (EAGAIN: reads that found nothing; strace hides most of them)"
-    printf '%-13s %6s %-7s %7s %7s %12s %7s\n' server conns counter reads writes epoll_waits EAGAIN
-    while IFS=$'\t' read -r server conns tool counts; do
-      # shellcheck disable=SC2086 # counts are four words
-      printf '%-13s %6s %-7s %7s %7s %12s %7s\n' "$server" "$conns" "$tool" $counts
-    done <"$work/syscalls"
+    syscall_row server conns counter "reads writes epoll_waits EAGAIN"
+    while read -r row; do syscall_row "$row"; done <"$work/syscalls"
   fi
   if [ -s "$work/notes" ]; then
     echo
