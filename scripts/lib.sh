@@ -1,8 +1,13 @@
 # Shared pieces of the scripts in this folder; source it, do not run it.
 #
 #   apt_install PKG...   install Debian packages without starting their services (as root)
-#   start_workdir NAME   make $work (a temp dir) and a trap that, on exit, kills every pid in
-#                        $pids (SIGKILL) and removes $work
+#   start_workdir NAME   make $work (a temp dir) and a trap that, on exit (INT and TERM too),
+#                        kills every pid in $pids with its process group (SIGKILL) and removes
+#                        $work (keeps it when $keep_work is set)
+#   start_bg NAME CMD... run CMD in the background in a process group of its own, so that its
+#                        children (an nginx or uWSGI master's workers) are stopped with it;
+#                        output to $work/NAME.log; its pid in $bg_pid and in $pids
+#   stop_bg PID          stop what start_bg started now (SIGKILL to the group) and reap it
 #   free_port            print a loopback TCP port that was free a moment ago
 #   wait_port PORT       wait (at most 10 s) until something accepts on 127.0.0.1:PORT
 
@@ -21,12 +26,42 @@ start_workdir() {
   work=$(mktemp -d "/tmp/$1.XXXXXX")
   pids=()
   trap _stop_everything EXIT
+  trap 'exit 130' INT TERM
 }
 
 _stop_everything() {
-  for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do _kill_group "$pid"; done
   wait 2>/dev/null || true
-  rm -rf "$work"
+  if [ -n "${keep_work:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
+}
+
+# The group first (a no-op for a pid that leads none), then the pid itself.
+_kill_group() {
+  kill -9 -- "-$1" 2>/dev/null || true
+  kill -9 "$1" 2>/dev/null || true
+}
+
+start_bg() {
+  local name=$1
+  shift
+  # A background job of a script is no group leader, so setsid makes the new group in place
+  # (no fork): $! is the group's id.
+  setsid "$@" >"$work/$name.log" 2>&1 &
+  bg_pid=$!
+  pids+=("$bg_pid")
+}
+
+stop_bg() {
+  local kept=() pid
+  _kill_group "$1"
+  wait "$1" 2>/dev/null || true
+  # Its children too (they hold the listening socket until they are gone), at most 10 s.
+  for _ in $(seq 200); do
+    kill -0 -- "-$1" 2>/dev/null || break
+    sleep 0.05
+  done
+  for pid in "${pids[@]}"; do [ "$pid" = "$1" ] || kept+=("$pid"); done
+  pids=("${kept[@]}")
 }
 
 free_port() {
