@@ -526,8 +526,9 @@ fn write_text(row: &[AtomicU64], method: &str, uri: &str) {
         text[len..len + take].copy_from_slice(&part.as_bytes()[..take]);
         len += take;
     }
+    // Only the words the text covers: a reader stops at `TextLen`.
     let words = &row[CoreField::Text as usize..];
-    for (word, chunk) in words.iter().zip(text.chunks(8)) {
+    for (word, chunk) in words.iter().zip(text[..len.next_multiple_of(8)].chunks(8)) {
         let chunk: [u8; 8] = chunk
             .try_into()
             .expect("invariant: REQUEST_TEXT_MAX is 8-aligned");

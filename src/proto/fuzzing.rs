@@ -132,8 +132,15 @@ pub fn http_head(data: &[u8]) {
             let framing = decide_framing(ctx, status, body_len);
             assert!(!framing.keep_alive || head.keep_alive());
             let mut out = Vec::new();
-            write_response_head(&mut out, head.version(), status, head.headers(), &framing)
-                .unwrap_or_default();
+            write_response_head(
+                &mut out,
+                head.version(),
+                status,
+                None,
+                head.headers(),
+                &framing,
+            )
+            .unwrap_or_default();
         }
     }
     body_stream(head.framing(), limits.limit_post, &input[consumed..]);

@@ -260,9 +260,8 @@ impl Protocol for HttpRequest<'_> {
             out,
             self.framing.version,
             head.status,
-            date.iter()
-                .map(|d| (&b"Date"[..], d.as_bytes()))
-                .chain(head.fields()),
+            date.as_ref().map(|d| d.as_bytes()),
+            head.fields(),
             &framing,
         )?;
         Ok(framing)

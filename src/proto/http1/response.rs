@@ -152,8 +152,9 @@ pub(crate) fn decide_framing(
     }
 }
 
-/// Writes the whole response head: `HTTP/1.1 <code> <reason>`, the handler's headers, the
-/// framing header, `Connection` as needed, and the empty line.
+/// Writes the whole response head: `HTTP/1.1 <code> <reason>`, `Date` when given (the
+/// server's own text, written as it is), the handler's headers, the framing header,
+/// `Connection` as needed, and the empty line.
 ///
 /// The handler's own `Content-Length`, `Transfer-Encoding`, `Connection` and `Keep-Alive` are
 /// dropped: framing is decided by [`decide_framing`]. `Connection: close` is written when the
@@ -166,6 +167,7 @@ pub(crate) fn write_response_head<N, V>(
     out: &mut Vec<u8>,
     version: Version,
     status: u16,
+    date: Option<&[u8]>,
     headers: impl IntoIterator<Item = (N, V)>,
     framing: &ResponseFraming,
 ) -> Result<(), InvalidHeader>
@@ -175,6 +177,11 @@ where
 {
     let start = out.len();
     write_status_line(out, status);
+    if let Some(date) = date {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date);
+        out.extend_from_slice(b"\r\n");
+    }
     if let Err(e) = write_fields(out, headers) {
         out.truncate(start);
         return Err(e);
@@ -212,6 +219,18 @@ pub(crate) fn write_error_response(out: &mut Vec<u8>, status: u16) {
 /// Writes `HTTP/1.1 <code> <reason>\r\n`. Always 1.1: a server answers with its own version,
 /// whatever the client's (RFC 9110 §6.2).
 pub(crate) fn write_status_line(out: &mut Vec<u8>, status: u16) {
+    // The most common ones, whole.
+    let line: &[u8] = match status {
+        200 => b"HTTP/1.1 200 OK\r\n",
+        204 => b"HTTP/1.1 204 No Content\r\n",
+        304 => b"HTTP/1.1 304 Not Modified\r\n",
+        404 => b"HTTP/1.1 404 Not Found\r\n",
+        _ => b"",
+    };
+    if !line.is_empty() {
+        out.extend_from_slice(line);
+        return;
+    }
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
@@ -271,9 +290,24 @@ pub(crate) fn is_valid_field_name(name: &[u8]) -> bool {
 
 /// Whether `value` can be written as a field value: no CR, LF, NUL or other controls but HTAB.
 pub(crate) fn is_valid_field_value(value: &[u8]) -> bool {
-    value
+    let (words, rest) = value.as_chunks::<8>();
+    let byte_ok = |b: &u8| BYTE_CLASS[usize::from(*b)] & FIELD_VALUE != 0;
+    // Eight bytes at a time: a word without a control byte (below 0x20, or 0x7f) is fine as it
+    // is; one with (a tab, or a bad byte) is looked at byte by byte.
+    words
         .iter()
-        .all(|&b| BYTE_CLASS[usize::from(b)] & FIELD_VALUE != 0)
+        .all(|word| !has_control_byte(u64::from_le_bytes(*word)) || word.iter().all(byte_ok))
+        && rest.iter().all(byte_ok)
+}
+
+/// Whether a byte of `word` is below 0x20 or is 0x7f (bytes from 0x80 never count).
+fn has_control_byte(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGH;
+    let del = word ^ (ONES * 0x7f);
+    let is_del = del.wrapping_sub(ONES) & !del & HIGH;
+    below_space | is_del != 0
 }
 
 /// A token character (RFC 9110 §5.6.2).
@@ -375,6 +409,44 @@ pub(crate) fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn status_lines_written_whole_match_the_ones_put_together() {
+        for status in [200, 204, 304, 404, 201, 500, 299] {
+            let mut out = Vec::new();
+            write_status_line(&mut out, status);
+            let expected = format!("HTTP/1.1 {status} {}\r\n", reason_phrase(status));
+            assert_eq!(String::from_utf8(out).unwrap(), expected);
+        }
+    }
+
+    #[test]
+    fn field_values_are_checked_byte_for_byte_whatever_their_length() {
+        for len in 0..20 {
+            for at in 0..len {
+                for (bad, ok) in [
+                    (b'\r', false),
+                    (b'\n', false),
+                    (0, false),
+                    (0x7f, false),
+                    (0x1f, false),
+                    (b'\t', true),
+                    (0x80, true),
+                    (0xff, true),
+                    (b' ', true),
+                ] {
+                    let mut value = vec![b'a'; len];
+                    value[at] = bad;
+                    assert_eq!(
+                        is_valid_field_value(&value),
+                        ok,
+                        "{bad:#x} at {at} of {len}"
+                    );
+                }
+            }
+        }
+        assert!(is_valid_field_value(b"text/plain; charset=utf-8"));
+    }
+
     const GET11: ResponseContext = ResponseContext {
         version: Version::Http11,
         is_head: false,
@@ -384,8 +456,15 @@ mod tests {
     fn head(ctx: ResponseContext, status: u16, len: Option<u64>) -> (String, ResponseFraming) {
         let framing = decide_framing(ctx, status, len);
         let mut out = Vec::new();
-        write_response_head(&mut out, ctx.version, status, [("X-A", "1")], &framing)
-            .expect("valid headers");
+        write_response_head(
+            &mut out,
+            ctx.version,
+            status,
+            None,
+            [("X-A", "1")],
+            &framing,
+        )
+        .expect("valid headers");
         (String::from_utf8(out).expect("ascii"), framing)
     }
 
@@ -474,6 +553,7 @@ mod tests {
             &mut out,
             Version::Http11,
             200,
+            Some(b"Sun, 06 Nov 1994 08:49:37 GMT"),
             [
                 ("content-length", "99"),
                 ("Connection", "upgrade"),
@@ -482,7 +562,10 @@ mod tests {
             &framing,
         )
         .expect("valid headers");
-        assert_eq!(out, b"HTTP/1.1 200 OK\r\nX: y\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nX: y\r\nContent-Length: 3\r\n\r\n"
+        );
     }
 
     #[test]
@@ -493,6 +576,7 @@ mod tests {
             &mut out,
             Version::Http11,
             200,
+            None,
             [("Ok", "fine"), ("X", "a\nb")],
             &framing,
         );
