@@ -66,6 +66,29 @@ pub(crate) fn set_role_worker(id: u32) {
 /// `text` with every control character written out: `\r`, `\n`, `\t`, and `\xNN` for the
 /// other C0 controls, DEL and the C1 controls (U+0080 to U+009F). Borrowed when there is none
 /// (the usual case). A backslash is left as it is: the point is that a line stays one line.
+/// [`escape_controls`] as it is written out: `format!("{}", Escaped(text))` (no copy made).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Escaped<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self.0;
+        if !text.chars().any(char::is_control) {
+            return f.write_str(text);
+        }
+        for c in text.chars() {
+            match c {
+                '\r' => f.write_str("\\r")?,
+                '\n' => f.write_str("\\n")?,
+                '\t' => f.write_str("\\t")?,
+                c if c.is_control() => write!(f, "\\x{:02x}", u32::from(c))?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
     if !text.chars().any(char::is_control) {
         return Cow::Borrowed(text);
@@ -88,6 +111,13 @@ pub(crate) fn escape_controls(text: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_writes_what_escape_controls_returns() {
+        for text in ["plain", "a\r\nb", "tab\there", "nul\0\x7f", "é\u{85}x", ""] {
+            assert_eq!(Escaped(text).to_string(), escape_controls(text));
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped_and_the_rest_kept() {

@@ -66,18 +66,30 @@ pub(crate) fn write_http_date(out: &mut String, secs: u64) {
 }
 
 /// Seconds since the epoch as C's `ctime` prints them (UTC): `Mon Nov 23 17:45:01 2026`.
-pub(crate) fn format_ctime(secs: u64) -> String {
-    let c = Civil::from_secs(secs);
-    format!(
-        "{} {} {:2} {:02}:{:02}:{:02} {}",
-        c.weekday,
-        c.month_name(),
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
-        c.year
-    )
+#[cfg(test)]
+fn format_ctime(secs: u64) -> String {
+    Ctime(secs).to_string()
+}
+
+/// [`format_ctime`] as it is written out (no string made).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ctime(pub(crate) u64);
+
+impl std::fmt::Display for Ctime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = Civil::from_secs(self.0);
+        write!(
+            f,
+            "{} {} {:2} {:02}:{:02}:{:02} {}",
+            c.weekday,
+            c.month_name(),
+            c.day,
+            c.hour,
+            c.minute,
+            c.second,
+            c.year
+        )
+    }
 }
 
 /// Seconds since the epoch in the Apache common-log shape of uWSGI's `%(ltime)`

@@ -31,8 +31,9 @@ use super::Shared;
 use crate::api::RequestData;
 use crate::config::Config;
 use crate::config::value::{LogPart, LogVar, RequestLogFormat};
-use crate::log::escape_controls;
+use crate::log::{Escaped, escape_controls};
 use crate::proto::Vars;
+use crate::proto::date::Ctime;
 
 /// What the answer to a request contributes to the log (the request's own fields are read from
 /// its [`RequestData`] when the line is written).
@@ -102,6 +103,8 @@ pub(crate) struct RequestLog {
     file: Option<(PathBuf, RefCell<File>)>,
     /// The server log file (`logto`, else `daemonize`) behind this worker's stdout/stderr.
     server_log: Option<PathBuf>,
+    /// The line being written (its room is kept from line to line).
+    line: RefCell<String>,
 }
 
 impl RequestLog {
@@ -125,6 +128,7 @@ impl RequestLog {
             format: config.log_format.clone(),
             file,
             server_log: config.logto.clone().or_else(|| config.daemonize.clone()),
+            line: RefCell::new(String::new()),
         }
     }
 
@@ -167,16 +171,19 @@ impl RequestLog {
         }
         let entry = Entry::new(data, record);
         let requests = shared.requests.get();
-        let line = match &self.format {
-            Some(RequestLogFormat::Json) => json_line(&entry, shared.worker_id),
+        let mut line = self.line.borrow_mut();
+        line.clear();
+        match &self.format {
+            Some(RequestLogFormat::Json) => line.push_str(&json_line(&entry, shared.worker_id)),
             Some(RequestLogFormat::Line { parts, .. }) => {
-                render_line(parts, &entry, shared.worker_id)
+                line.push_str(&render_line(parts, &entry, shared.worker_id));
             }
-            None => default_line(&entry, shared.worker_id, requests),
-        };
+            None => write_default_line(&mut line, &entry, shared.worker_id, requests),
+        }
         match &self.file {
             Some((_, file)) => {
-                let _ = writeln!(file.borrow_mut(), "{line}");
+                line.push('\n');
+                let _ = file.borrow_mut().write_all(line.as_bytes());
             }
             None => log::info!(target: crate::log::REQUEST_TARGET, "{line}"),
         }
@@ -187,27 +194,33 @@ fn open_append(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+#[cfg(test)]
 fn default_line(e: &Entry<'_>, worker: u32, requests: u64) -> String {
+    let mut line = String::new();
+    write_default_line(&mut line, e, worker, requests);
+    line
+}
+
+/// uWSGI's line, written at the end of `out` (a reused buffer: no allocation once warm).
+fn write_default_line(out: &mut String, e: &Entry<'_>, worker: u32, requests: u64) {
     let r = e.record;
-    format!(
+    let addr = if e.addr.is_empty() { "-" } else { e.addr };
+    let _ = write!(
+        out,
         "[pid: {}|worker: {worker}|req: {requests}] {} [{}] {} {} => generated {} bytes in {} msecs ({} {}) {} headers in {} bytes (core {})",
         std::process::id(),
-        if e.addr.is_empty() {
-            "-".into()
-        } else {
-            escape_controls(e.addr)
-        },
-        ctime(e.at),
-        escape_controls(e.method),
-        escape_controls(e.uri),
+        Escaped(addr),
+        Ctime(epoch(e.at).as_secs()),
+        Escaped(e.method),
+        Escaped(e.uri),
         r.body_size,
         r.elapsed.as_millis(),
-        escape_controls(e.protocol),
+        Escaped(e.protocol),
         r.status,
         r.header_count,
         r.head_size,
         r.core
-    )
+    );
 }
 
 fn epoch(at: SystemTime) -> Duration {
@@ -217,7 +230,7 @@ fn epoch(at: SystemTime) -> Duration {
 
 /// The request's start in the `ctime` shape of uWSGI's log line (UTC).
 fn ctime(at: SystemTime) -> String {
-    crate::proto::date::format_ctime(epoch(at).as_secs())
+    Ctime(epoch(at).as_secs()).to_string()
 }
 
 fn json_line(e: &Entry<'_>, worker: u32) -> String {
@@ -333,6 +346,7 @@ mod tests {
             format: format.map(|f| LogFormat::parse(f).expect("valid format")),
             file: None,
             server_log: None,
+            line: RefCell::new(String::new()),
         }
     }
 
