@@ -30,7 +30,8 @@
 //!   lives, so thousands of waiting requests cost their deepest frames in memory. The frames a
 //!   wait goes through stay small: the big or rare parts (TLS handshake, pool bookkeeping,
 //!   errors, the head parser's field array) sit in functions of their own that are never
-//!   inlined into them, and a response head is first read into 1 KiB.
+//!   inlined into them; a response head is first read into 512 bytes and the request is
+//!   encoded into exactly its size.
 //!
 //! ```no_run
 //! use std::time::Duration;

@@ -80,37 +80,45 @@ pub(crate) fn encode_request(request: &OutgoingRequest<'_>) -> Result<Vec<u8>, R
         return Err(RequestError::InvalidHeader(name.clone()));
     }
     let has = |wanted: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
-    let mut out = Vec::with_capacity(256 + body.len());
-    let mut line = |parts: &[&str]| {
+    let length = body.len().to_string();
+    let may_have_body = !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
+    let head = |line: &mut dyn FnMut(&[&str])| {
+        line(&[method, " ", target, " HTTP/1.1"]);
+        if !has("host") {
+            line(&["Host: ", host]);
+        }
+        if !has("user-agent") {
+            line(&["User-Agent: ", USER_AGENT]);
+        }
+        if !has("accept") {
+            line(&["Accept: */*"]);
+        }
+        for (name, value) in headers {
+            if !CLIENT_OWNED.iter().any(|o| name.eq_ignore_ascii_case(o)) {
+                line(&[name, ": ", value]);
+            }
+        }
+        if !keep_alive {
+            line(&["Connection: close"]);
+        }
+        if !body.is_empty() || may_have_body {
+            line(&["Content-Length: ", &length]);
+        }
+        line(&[]);
+    };
+    // Sized exactly: the bytes are held until the response is read, while the request waits
+    // for its upstream.
+    let mut len = body.len();
+    head(&mut |parts| len += parts.iter().map(|p| p.len()).sum::<usize>() + 2);
+    let mut out = Vec::with_capacity(len);
+    head(&mut |parts| {
         parts
             .iter()
             .for_each(|p| out.extend_from_slice(p.as_bytes()));
         out.extend_from_slice(b"\r\n");
-    };
-    line(&[method, " ", target, " HTTP/1.1"]);
-    if !has("host") {
-        line(&["Host: ", host]);
-    }
-    if !has("user-agent") {
-        line(&["User-Agent: ", USER_AGENT]);
-    }
-    if !has("accept") {
-        line(&["Accept: */*"]);
-    }
-    for (name, value) in headers {
-        if !CLIENT_OWNED.iter().any(|o| name.eq_ignore_ascii_case(o)) {
-            line(&[name, ": ", value]);
-        }
-    }
-    if !keep_alive {
-        line(&["Connection: close"]);
-    }
-    let may_have_body = !matches!(method, "GET" | "HEAD" | "DELETE" | "OPTIONS" | "TRACE");
-    if !body.is_empty() || may_have_body {
-        line(&["Content-Length: ", &body.len().to_string()]);
-    }
-    line(&[]);
+    });
     out.extend_from_slice(body);
+    debug_assert_eq!(out.len(), len, "the length pass and the writing pass agree");
     Ok(out)
 }
 
