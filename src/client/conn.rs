@@ -91,11 +91,23 @@ pub(crate) fn connect(
         Scheme::Http => Ok(Conn::Plain(sock)),
         Scheme::Https => {
             let tls = tls.expect("invariant: an https request carries a TLS configuration");
-            let by = phase_deadline(deadline, limit);
-            let stream = TlsStream::handshake(sock, &url.host, &url.origin(), tls, by)?;
-            Ok(Conn::Tls(Box::new(stream)))
+            connect_tls(sock, url, tls, phase_deadline(deadline, limit))
         }
     }
+}
+
+/// The TLS handshake on a connected `sock`. Never inlined: inside `connect` its `rustls`
+/// session made that frame 5 KiB, probed page by page on entry, so every plain `http` connect
+/// touched (and kept resident) 5 KiB of its coroutine's stack for nothing.
+#[inline(never)]
+fn connect_tls(
+    sock: CoStream,
+    url: &Url,
+    tls: &TlsConfig,
+    deadline: Option<Instant>,
+) -> Result<Conn, Error> {
+    let stream = TlsStream::handshake(sock, &url.host, &url.origin(), tls, deadline)?;
+    Ok(Conn::Tls(Box::new(stream)))
 }
 
 /// The earlier of `deadline` and `limit` from now; [`UNLIMITED_CONNECT`] from now if neither.

@@ -50,7 +50,9 @@ thread_local! {
     static POOL: RefCell<HashMap<Key, Vec<Idle>>> = RefCell::new(HashMap::new());
 }
 
-/// A live idle connection filed under `key`, most recently used first.
+/// A live idle connection filed under `key`, most recently used first. Never inlined, like
+/// [`put`]: the map's code stays out of the frames a request waits in.
+#[inline(never)]
 pub(crate) fn take(key: &Key, in_coroutine: bool) -> Option<Conn> {
     loop {
         let idle = POOL.with(|pool| {
@@ -72,6 +74,7 @@ pub(crate) fn take(key: &Key, in_coroutine: bool) -> Option<Conn> {
 }
 
 /// Keeps `conn` for the next request filed under `key` (closed if the pool for it is full).
+#[inline(never)]
 pub(crate) fn put(key: &Key, conn: Conn, in_coroutine: bool) {
     POOL.with(|pool| {
         let mut pool = pool.borrow_mut();

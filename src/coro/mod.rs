@@ -60,6 +60,8 @@ pub(crate) use io::CoListener;
 pub(crate) use task::{
     cancel, cancel_at, current, is_cancelled, set_label, spawn_owned, take_cancel,
 };
+#[cfg(test)]
+pub(crate) use task::{stack_pages, stack_written_by};
 
 #[cfg(test)]
 mod tests;

@@ -129,6 +129,25 @@ impl StackPool {
     pub(crate) fn guard_mode(&self) -> GuardMode {
         self.slots.reservation.mode()
     }
+
+    /// How far below `addr` the stack that holds `addr` was ever written (see
+    /// [`Reservation::deepest_write`]); `None` if no stack of this pool holds it.
+    #[cfg(test)]
+    pub(crate) fn written_below(&self, addr: usize) -> Option<usize> {
+        let reservation = &self.slots.reservation;
+        let deepest = reservation
+            .deepest_write(reservation.slot_of(addr)?)
+            .ok()??;
+        Some(addr.saturating_sub(deepest))
+    }
+
+    /// Resident pages of the stack that holds address `addr` (see
+    /// [`Reservation::resident_pages`]); `None` if no stack of this pool holds it.
+    #[cfg(test)]
+    pub(crate) fn resident_pages_at(&self, addr: usize) -> Option<io::Result<usize>> {
+        let reservation = &self.slots.reservation;
+        Some(reservation.resident_pages(reservation.slot_of(addr)?))
+    }
 }
 
 /// One stack slot lent to a coroutine; goes back to the pool's free list when dropped (after

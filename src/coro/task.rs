@@ -331,6 +331,30 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, JoinError> {
     }
 }
 
+/// Runs `f` on the current coroutine and returns, with its value, how many bytes of stack
+/// below the caller's frame `f` (and everything it called) ever wrote: its stack cost, exact
+/// to the byte on a fresh stack (whose pages start out zero). `None` outside a coroutine.
+#[cfg(test)]
+#[inline(never)]
+pub(crate) fn stack_written_by<T>(f: impl FnOnce() -> T) -> Option<(T, usize)> {
+    let here = 0u8;
+    let addr = std::hint::black_box(&here) as *const u8 as usize;
+    let value = f();
+    let written = sched::in_coroutine()?.pool().written_below(addr)?;
+    Some((value, written))
+}
+
+/// How many pages of the running coroutine's stack are resident, `None` outside coroutines.
+/// A page a stack touched once stays resident while the stack is pooled (idle stacks beyond
+/// the warm set are trimmed), so on a fresh stack this is the deepest the coroutine reached:
+/// the memory a parked request costs in stack. For tests (`mincore` per call).
+#[cfg(test)]
+pub(crate) fn stack_pages() -> Option<usize> {
+    let here = 0u8;
+    let addr = std::hint::black_box(&here) as *const u8 as usize;
+    sched::in_coroutine()?.pool().resident_pages_at(addr)?.ok()
+}
+
 /// The id of the running coroutine, or `None` outside coroutines.
 pub(crate) fn current() -> Option<TaskId> {
     sched::runtime().and_then(|rt| rt.current())

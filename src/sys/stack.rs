@@ -193,6 +193,59 @@ impl Reservation {
         }
     }
 
+    /// How many pages of slot `i`'s usable part are resident (`mincore`): how deep the stacks
+    /// lent from it reached since it was last released, as every page a stack touches stays.
+    /// For the tests that bound what a parked coroutine costs.
+    #[cfg(test)]
+    pub(crate) fn resident_pages(&self, i: usize) -> io::Result<usize> {
+        Ok(self.residency(i)?.into_iter().filter(|&r| r).count())
+    }
+
+    /// The lowest address of slot `i`'s usable part that holds a non-zero byte: how deep its
+    /// stacks wrote since the slot was prepared or released (its pages start out zero). Only
+    /// resident pages are read, so looking maps no page in.
+    #[cfg(test)]
+    pub(crate) fn deepest_write(&self, i: usize) -> io::Result<Option<usize>> {
+        let page = page_size();
+        let start = self.slot_range(i).0 + self.guard;
+        for (n, resident) in self.residency(i)?.into_iter().enumerate() {
+            if !resident {
+                continue;
+            }
+            let at = start + n * page;
+            // SAFETY: a resident page of the usable part of one of our slots is readable; the
+            // caller runs on this stack, so nothing writes it meanwhile.
+            let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, page) };
+            if let Some(offset) = bytes.iter().position(|&b| b != 0) {
+                return Ok(Some(at + offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether each page of slot `i`'s usable part is resident (`mincore`), lowest first.
+    #[cfg(test)]
+    fn residency(&self, i: usize) -> io::Result<Vec<bool>> {
+        let (lo, hi) = self.slot_range(i);
+        let start = lo + self.guard;
+        let mut pages = vec![0u8; (hi - start) / page_size()];
+        // SAFETY: `start .. hi` is page aligned and lies inside our own mapping; `pages` has
+        // one byte per page of it, which is what mincore writes.
+        let rc = unsafe { libc::mincore(start as *mut _, hi - start, pages.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(pages.iter().map(|&p| p & 1 != 0).collect())
+    }
+
+    /// The slot whose usable part holds address `addr`, if any.
+    #[cfg(test)]
+    pub(crate) fn slot_of(&self, addr: usize) -> Option<usize> {
+        let offset = addr.checked_sub(self.base as usize)?;
+        let slot = offset / self.slot_size;
+        (slot < self.slots() && offset % self.slot_size >= self.guard).then_some(slot)
+    }
+
     /// `(lowest address including the guard, highest address)` of slot `i`.
     pub(crate) fn slot_range(&self, i: usize) -> (usize, usize) {
         assert!(
@@ -251,6 +304,10 @@ mod tests {
         let (b_lo, _) = r.slot_range(1);
         assert_eq!(a_hi, b_lo);
         assert_eq!(a_hi - a_lo, r.slot_size());
+        assert_eq!(r.slot_of(b_lo + r.guard()), Some(1));
+        assert_eq!(r.slot_of(a_hi - 1), Some(0));
+        assert_eq!(r.slot_of(b_lo), None, "a guard is no stack");
+        assert_eq!(r.slot_of(a_lo - 1), None);
     }
 
     #[test]
@@ -264,7 +321,15 @@ mod tests {
             ((lo + r.guard()) as *mut u8).write(1);
             assert_eq!(((hi - 8) as *const u64).read(), 7);
         }
+        assert_eq!(
+            r.resident_pages(1).expect("mincore"),
+            2,
+            "the top and the bottom page"
+        );
+        assert_eq!(r.deepest_write(1).expect("mincore"), Some(lo + r.guard()));
         r.release_slot(1).expect("release");
+        assert_eq!(r.resident_pages(1).expect("mincore"), 0);
+        assert_eq!(r.deepest_write(1).expect("mincore"), None);
         // SAFETY: as above; after MADV_DONTNEED the page reads back as zero.
         assert_eq!(unsafe { ((hi - 8) as *const u64).read() }, 0);
     }

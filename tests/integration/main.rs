@@ -12,6 +12,7 @@ mod http;
 mod library;
 mod logs;
 mod master;
+mod memory;
 mod nginx;
 mod operations;
 mod reload;
