@@ -21,7 +21,7 @@ use super::body::{self, BodyReader, BodyState};
 use super::conn::{self, Conn, Core};
 use super::reqlog::{self, RequestRecord};
 use crate::api::{Body, Handler, HeaderField, Request, RequestData, Response, ResponseBody};
-use crate::coro::{self, Addr, CancelReason};
+use crate::coro::{self, Addr, CancelReason, JoinError};
 use crate::proto::http1::response::{InvalidHeader, ResponseFraming};
 use crate::proto::http1::{self, BodyDecoder, BodyFraming};
 use crate::proto::{ParseError, Vars};
@@ -155,14 +155,8 @@ fn answer_request<P: Protocol>(
     let drained = body::drain(conn, &mut body_state, P::MAX_DRAIN);
     let response = match body_state.error {
         // The body was malformed (or over limit-post): that, not the handler, answers.
-        Some(error) if outcome == AppOutcome::Answered => {
-            log_refused(&conn.peer, error);
-            Response::error(error.status())
-        }
-        _ if body_state.timed_out && outcome == AppOutcome::Answered => {
-            log::info!("request body too slow peer={} status=408", conn.peer);
-            Response::error(408)
-        }
+        Some(error) if outcome == AppOutcome::Answered => body_refused(&conn.peer, error),
+        _ if body_state.timed_out && outcome == AppOutcome::Answered => body_too_slow(&conn.peer),
         _ => response,
     };
     let reusable = drained
@@ -206,6 +200,20 @@ pub(crate) fn path_info(vars: &Vars) -> &[u8] {
         .unwrap_or(b"/")
 }
 
+#[cold]
+#[inline(never)]
+fn body_refused(peer: &Addr, error: ParseError) -> Response {
+    log_refused(peer, error);
+    Response::error(error.status())
+}
+
+#[cold]
+#[inline(never)]
+fn body_too_slow(peer: &Addr) -> Response {
+    log::info!("request body too slow peer={peer} status=408");
+    Response::error(408)
+}
+
 /// Logs a request refused for `error` (its head, or its body), at info level: the client's
 /// mistake, not ours.
 pub(crate) fn log_refused(peer: &Addr, error: ParseError) {
@@ -242,28 +250,39 @@ fn call_app(
     let cancelled = coro::take_cancel();
     shared.count_request();
     match (result, cancelled) {
-        (_, Some(CancelReason::Deadline)) => {
-            shared.count_harakiri();
-            log::warn!(
-                "harakiri: request cancelled after {}s method={} uri={}",
-                shared.harakiri.map_or(0, |d| d.as_secs()),
-                req.method(),
-                req.uri()
-            );
-            (Response::error(504), AppOutcome::TimedOut)
-        }
+        (_, Some(CancelReason::Deadline)) => harakiri_answer(shared, req),
         (Ok(response), _) => (response, AppOutcome::Answered),
-        (Err(error), _) => {
-            shared.count_exception();
-            log::error!(
-                "handler panicked method={} uri={}: {}",
-                req.method(),
-                req.uri(),
-                error.message().unwrap_or("(no message)")
-            );
-            (Response::error(500), AppOutcome::Panicked)
-        }
+        (Err(error), _) => panic_answer(shared, req, &error),
     }
+}
+
+// The rare outcomes are their own frames: the one that calls the handler stays small, and every
+// byte of stack a parked request reaches is resident memory of the worker.
+
+#[cold]
+#[inline(never)]
+fn harakiri_answer(shared: &Shared, req: &Request<'_>) -> (Response, AppOutcome) {
+    shared.count_harakiri();
+    log::warn!(
+        "harakiri: request cancelled after {}s method={} uri={}",
+        shared.harakiri.map_or(0, |d| d.as_secs()),
+        req.method(),
+        req.uri()
+    );
+    (Response::error(504), AppOutcome::TimedOut)
+}
+
+#[cold]
+#[inline(never)]
+fn panic_answer(shared: &Shared, req: &Request<'_>, error: &JoinError) -> (Response, AppOutcome) {
+    shared.count_exception();
+    log::error!(
+        "handler panicked method={} uri={}: {}",
+        req.method(),
+        req.uri(),
+        error.message().unwrap_or("(no message)")
+    );
+    (Response::error(500), AppOutcome::Panicked)
 }
 
 /// Writes the head of `response` into `out` as `protocol` frames it; returns the status and
@@ -286,20 +305,31 @@ fn write_head<P: Protocol>(
     };
     match protocol.write_head(shared, out, &head) {
         Ok(wire) => (status, body, wire),
-        Err(_) => {
-            log_invalid_header(&headers);
-            let (status, headers, body) = Response::error(500).into_parts();
-            let head = AnswerHead {
-                status,
-                headers: &headers,
-                body_len: body_len(&body),
-                reusable,
-            };
-            let wire = (protocol.write_head(shared, out, &head))
-                .expect("invariant: an error page's headers are valid");
-            (status, body, wire)
-        }
+        Err(_) => invalid_head_answer(protocol, shared, out, &headers, reusable),
     }
+}
+
+/// [`write_head`] for a response whose headers cannot go on the wire: a logged 500.
+#[cold]
+#[inline(never)]
+fn invalid_head_answer<P: Protocol>(
+    protocol: &P,
+    shared: &Shared,
+    out: &mut Vec<u8>,
+    invalid: &[HeaderField],
+    reusable: bool,
+) -> (u16, ResponseBody, ResponseFraming) {
+    log_invalid_header(invalid);
+    let (status, headers, body) = Response::error(500).into_parts();
+    let head = AnswerHead {
+        status,
+        headers: &headers,
+        body_len: body_len(&body),
+        reusable,
+    };
+    let wire = (protocol.write_head(shared, out, &head))
+        .expect("invariant: an error page's headers are valid");
+    (status, body, wire)
 }
 
 #[cold]

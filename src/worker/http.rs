@@ -40,14 +40,7 @@ pub(crate) fn serve(mut conn: Conn<'_>, shared: &Shared, guard: &ConnGuard<'_>) 
         let len = match read_head(&mut conn, shared) {
             Ok(Some(len)) => len,
             Ok(None) => return,
-            Err(Refused(status)) => {
-                let mut out = Vec::new();
-                http1::write_error_response(&mut out, status);
-                if conn.send(&out).is_ok() {
-                    conn.close_gracefully();
-                }
-                return;
-            }
+            Err(Refused(status)) => return refuse(conn, status),
         };
         guard.set_idle(false);
         first = false;
@@ -101,6 +94,18 @@ impl HttpDate {
     }
 }
 
+/// Answers a request refused before the app saw it, and closes. Its own frame, like every rare
+/// path of [`serve`]: the connection's frame is part of every parked request's stack.
+#[cold]
+#[inline(never)]
+fn refuse(mut conn: Conn<'_>, status: u16) {
+    let mut out = Vec::new();
+    http1::write_error_response(&mut out, status);
+    if conn.send(&out).is_ok() {
+        conn.close_gracefully();
+    }
+}
+
 /// A request refused before the app saw it, with the status to answer.
 struct Refused(u16);
 
@@ -108,6 +113,8 @@ struct Refused(u16);
 /// `Ok(None)`: the client closed, or went idle past `socket-timeout` between requests, or a
 /// drain closed the idle connection: nothing to answer. A head begun but not complete within
 /// `http-header-timeout` (or stalled past `socket-timeout`) is a 408.
+/// Its own frame (the parser's field array with it): gone while the request is served.
+#[inline(never)]
 fn read_head(conn: &mut Conn<'_>, shared: &Shared) -> Result<Option<usize>, Refused> {
     let mut scan = HeadScan::default();
     // Counted from the head's first byte: before it, only `socket-timeout` bounds the wait.
@@ -128,10 +135,7 @@ fn read_head(conn: &mut Conn<'_>, shared: &Shared) -> Result<Option<usize>, Refu
             ) {
                 Ok(Some(len)) => return Ok(Some(len)),
                 Ok(None) => {}
-                Err(error) => {
-                    exchange::log_refused(&conn.peer, error);
-                    return Err(Refused(error.status()));
-                }
+                Err(error) => return Err(refused_head(&conn.peer, error)),
             }
         }
         // Waiting for more: what was answered goes out first (`fill` sends it).
@@ -139,20 +143,30 @@ fn read_head(conn: &mut Conn<'_>, shared: &Shared) -> Result<Option<usize>, Refu
             Ok(0) => return Ok(None),
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::TimedOut && !conn.input.is_empty() => {
-                let limit = match deadline {
-                    Some(at) if Instant::now() >= at => "http-header-timeout",
-                    _ => "socket-timeout",
-                };
-                log::info!(
-                    "request head timed out peer={} limit={limit} status=408",
-                    conn.peer
-                );
-                return Err(Refused(408));
+                return Err(head_timed_out(&conn.peer, deadline));
             }
             // Closed, reset, idle keep-alive timeout, or cancelled by a drain.
             Err(_) => return Ok(None),
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn refused_head(peer: &Addr, error: ParseError) -> Refused {
+    exchange::log_refused(peer, error);
+    Refused(error.status())
+}
+
+#[cold]
+#[inline(never)]
+fn head_timed_out(peer: &Addr, deadline: Option<Instant>) -> Refused {
+    let limit = match deadline {
+        Some(at) if Instant::now() >= at => "http-header-timeout",
+        _ => "socket-timeout",
+    };
+    log::info!("request head timed out peer={peer} limit={limit} status=408");
+    Refused(408)
 }
 
 /// Where the search for the end of a request head stands, so that a head arriving in many

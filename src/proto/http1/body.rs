@@ -274,9 +274,13 @@ impl Chunked {
                 TrailerStart
             }
             (EndLf, b'\n') => {
-                self.record(b'\r')?;
-                self.record(b'\n')?;
-                self.check_trailers()?;
+                // Most bodies have no trailers: nothing to parse (and no parser's field array
+                // on the stack of the coroutine that read the body).
+                if !self.trailers.is_empty() {
+                    self.record(b'\r')?;
+                    self.record(b'\n')?;
+                    self.check_trailers()?;
+                }
                 Done
             }
             (SizeLf | DataCr | DataLf | TrailerLf | EndLf, _) => {
@@ -313,6 +317,8 @@ impl Chunked {
         Ok(())
     }
 
+    #[cold]
+    #[inline(never)]
     fn check_trailers(&self) -> Result<(), ParseError> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
         match httparse::parse_headers(&self.trailers, &mut fields) {

@@ -276,12 +276,49 @@ pub(crate) fn parse_request_head_into(
     spans: &mut HeadSpans,
 ) -> Result<Option<usize>, ParseError> {
     let window = &buf[..buf.len().min(limits.buffer_size)];
-    // Left uninitialized: httparse writes the fields it finds (no 3 KiB fill per parse).
-    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    // Most heads have a few fields: parsed with room for FEW_HEADERS on the stack (1 KiB, left
+    // uninitialized: httparse writes the fields it finds). A head with more is parsed again
+    // with room for them all, on the heap: a request's coroutine stays shallow.
+    let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; FEW_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(window, &mut fields) {
+    match req.parse_with_uninit_headers(window, &mut fields) {
+        Err(httparse::Error::TooManyHeaders) => {
+            parse_many_headers(window, buf.len(), limits, spans)
+        }
+        result => finish_head(req, result, window, buf.len(), limits, spans),
+    }
+}
+
+/// The most header fields a head is first parsed with (on the stack).
+const FEW_HEADERS: usize = 32;
+
+/// [`parse_request_head_into`] for a head with more than [`FEW_HEADERS`] fields.
+#[cold]
+#[inline(never)]
+fn parse_many_headers(
+    window: &[u8],
+    buf_len: usize,
+    limits: &Limits,
+    spans: &mut HeadSpans,
+) -> Result<Option<usize>, ParseError> {
+    let mut fields = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let result = req.parse(window);
+    finish_head(req, result, window, buf_len, limits, spans)
+}
+
+/// The checks and spans of a head httparse parsed (or failed to).
+fn finish_head(
+    req: httparse::Request<'_, '_>,
+    result: httparse::Result<usize>,
+    window: &[u8],
+    buf_len: usize,
+    limits: &Limits,
+    spans: &mut HeadSpans,
+) -> Result<Option<usize>, ParseError> {
+    let len = match result {
         Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if buf.len() < limits.buffer_size => return Ok(None),
+        Ok(httparse::Status::Partial) if buf_len < limits.buffer_size => return Ok(None),
         Ok(httparse::Status::Partial) => {
             return Err(if request_line_ended(window) {
                 ParseError::HeadTooLarge
