@@ -37,6 +37,7 @@ pub(crate) use fd_event_source;
 
 pub(crate) mod clock;
 pub(crate) mod daemon;
+pub(crate) mod emperor_link;
 pub(crate) mod error;
 pub(crate) mod fault;
 pub(crate) mod fd;
