@@ -216,6 +216,18 @@ impl CoStream {
         }
     }
 
+    /// Parks until a read may find data or the end of the stream (or the read timeout passes),
+    /// without a buffer to read into: a connection waiting for its next request holds none.
+    /// Returns at once when the last read did not come back short (more may be waiting).
+    pub(crate) fn wait_readable(&self) -> io::Result<()> {
+        if let Some((rt, token)) = sched::in_coroutine().zip(self.token)
+            && !rt.read_ready(token)
+        {
+            self.wait(Dir::Read, self.read_timeout.map(deadline_after))?;
+        }
+        Ok(())
+    }
+
     /// Writes some of `buf`, parking while the socket buffer is full.
     pub fn write(&self, buf: &[u8]) -> io::Result<usize> {
         self.io(Dir::Write, self.write_timeout, |s| match s {

@@ -122,6 +122,12 @@ impl<'s> Conn<'s> {
     /// first: a peer may wait for those answers before it sends more.
     pub(crate) fn fill(&mut self) -> io::Result<usize> {
         self.flush()?;
+        if self.input.data.is_empty() {
+            // Waits before taking a buffer: thousands of keep-alive connections waiting for
+            // their next request hold none, and a head that arrives whole is read, parsed and
+            // its buffer given back before the next connection's is read into.
+            self.stream.wait_readable()?;
+        }
         let n = self.stream.read(self.input.spare(self.pools))?;
         self.input.end += n;
         Ok(n)
