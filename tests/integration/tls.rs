@@ -344,3 +344,30 @@ fn a_bad_client_ca_file_is_a_config_error_with_file_and_line() {
         );
     }
 }
+
+#[test]
+fn a_worker_loads_the_ca_store_at_its_first_https_request_not_at_boot() {
+    let scratch = Scratch::new("tls-lazy");
+    let ca = TestCa::make(&scratch);
+    let nginx = ca.nginx(&scratch, "good", SAY_WHO);
+    let ini = format!(
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = fetch\nfetch-url = https://127.0.0.1:{}/s\nclient-ca-file = {}\n",
+        port(&nginx),
+        ca.ca_file()
+    );
+    let mut server = Instance::start_with_env("tls-lazy", &ini, &[("RUST_LOG", "debug")]);
+    server.wait_for_log("worker ready");
+    assert!(
+        !server.logs().contains("https client roots"),
+        "the CA store was loaded before any https request:\n{}",
+        server.logs()
+    );
+    let response = http_get(http(&server), "/?wd=lazy");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(
+        response.text(),
+        "secure upstream saw /s?wd=lazy on request 1 of its connection"
+    );
+    server.wait_for_log("https client roots system=");
+    assert!(server.logs().contains("bundle=1"), "{}", server.logs());
+}

@@ -165,6 +165,14 @@ impl Instance {
     }
 
     /// Like [`Instance::spawn`] with extra environment variables.
+    /// [`Instance::start`] with extra environment variables.
+    pub(crate) fn start_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
+        let mut instance = Instance::spawn_with_env(name, ini, env);
+        let line = instance.wait_for_log("rcontainer ready");
+        instance.sockets = parse_ready_sockets(&line);
+        instance
+    }
+
     pub(crate) fn spawn_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
         Instance::spawn_program(Path::new(BIN), name, ini, &[], env)
     }
