@@ -402,7 +402,12 @@ fn run_emperor(config: &Config) -> ExitCode {
     let stats = match &config.emperor_stats {
         Some(spec) => {
             let what = format!("emperor-stats {spec}");
-            match crate::net::listener::bind_socket(spec, &what, 128, crate::net::listener::UnixOptions::default()) {
+            match crate::net::listener::bind_socket(
+                spec,
+                &what,
+                128,
+                crate::net::listener::UnixOptions::default(),
+            ) {
                 Ok((fd, local)) => Some(crate::emperor::stats::StatsListener::from_fd(
                     fd,
                     matches!(local, crate::net::listener::LocalAddr::Unix(_)),
@@ -514,7 +519,6 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
         }
     }
 }
-
 
 /// Sorts `args` (program name first) into an [`Invocation`]; `Err` holds usage errors.
 pub(crate) fn parse_args(args: &[OsString]) -> Result<Invocation, Vec<String>> {

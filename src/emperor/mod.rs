@@ -164,7 +164,12 @@ impl VassalCommand {
         let defaults = config
             .vassal_set
             .iter()
-            .flat_map(|pair| ["--set".into(), format!("{}={}", pair.name, pair.value).into()])
+            .flat_map(|pair| {
+                [
+                    "--set".into(),
+                    format!("{}={}", pair.name, pair.value).into(),
+                ]
+            })
             .collect();
         let env = std::env::vars_os()
             .filter(|(key, _)| {
@@ -543,10 +548,7 @@ impl<'a> Emperor<'a> {
         vassal.file = id;
         match vassal.state {
             State::Backoff { .. } | State::Exiled => {
-                log::info!(
-                    "emperor: vassal {} changed: starting it now",
-                    vassal.id()
-                );
+                log::info!("emperor: vassal {} changed: starting it now", vassal.id());
                 vassal.config_error = None;
                 vassal.respawns += 1;
                 self.spawn_vassal(key);
@@ -952,9 +954,10 @@ impl<'a> Emperor<'a> {
     /// (one that never reports is not waited for), or after the mercy.
     fn check_rolling(&mut self, now: Instant) {
         if let Some((path, until)) = &self.rolling_current {
-            let waiting = self.by_path.get(path).is_some_and(|&key| {
-                matches!(self.vassals[key].state, State::Reloading { .. })
-            });
+            let waiting = self
+                .by_path
+                .get(path)
+                .is_some_and(|&key| matches!(self.vassals[key].state, State::Reloading { .. }));
             if waiting && now < *until {
                 return;
             }
@@ -1023,7 +1026,11 @@ impl<'a> Emperor<'a> {
     }
 
     fn log_status(&mut self) {
-        let logfile = self.config.logto.as_ref().or(self.config.daemonize.as_ref());
+        let logfile = self
+            .config
+            .logto
+            .as_ref()
+            .or(self.config.daemonize.as_ref());
         if let Some(file) = logfile {
             match daemon::redirect_output(file) {
                 Ok(()) => log::info!("reopened log file {}", file.display()),
@@ -1205,7 +1212,11 @@ mod tests {
         );
         assert_eq!(program.cwd.as_deref(), Some(Path::new("/etc/vassals")));
         assert_eq!(program.keep, [9]);
-        assert!(program.env.contains(&("UWSGI_EMPEROR_FD".into(), "9".into())));
+        assert!(
+            program
+                .env
+                .contains(&("UWSGI_EMPEROR_FD".into(), "9".into()))
+        );
         let check = command.check(Path::new("/etc/vassals/app.ini"), 4);
         assert_eq!(check.argv.last().unwrap(), "--check-config");
         assert_eq!(check.output, Some(4));

@@ -182,7 +182,12 @@ impl StatsServer {
     }
 
     /// `token` is ready: accept new clients (each gets `document()`), or go on writing.
-    pub(crate) fn ready(&mut self, registry: &Registry, token: Token, document: impl Fn() -> Value) {
+    pub(crate) fn ready(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        document: impl Fn() -> Value,
+    ) {
         if token == self.token {
             while self.clients.len() < MAX_CLIENTS {
                 match self.listener.accept() {
@@ -360,7 +365,15 @@ mod tests {
         let doc = document(42, &["/v".into()], &[vassal]);
         let text = serde_json::to_string(&doc).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
-        for key in ["version", "pid", "emperor", "emperor_tyrant", "throttle_level", "vassals", "blacklist"] {
+        for key in [
+            "version",
+            "pid",
+            "emperor",
+            "emperor_tyrant",
+            "throttle_level",
+            "vassals",
+            "blacklist",
+        ] {
             assert!(back.get(key).is_some(), "{key}");
         }
         let v = &back["vassals"][0];

@@ -32,11 +32,19 @@ const STABLE_UPTIME: Duration = Duration::from_secs(60);
 pub(crate) enum State {
     Running,
     /// Asked to reload at `since`; over when it reports accepting (or it never reports).
-    Reloading { since: Instant },
+    Reloading {
+        since: Instant,
+    },
     /// Asked to stop; SIGKILL at `deadline`.
-    Stopping { deadline: Instant, killed: bool },
+    Stopping {
+        deadline: Instant,
+        killed: bool,
+    },
     /// Dead; respawned at `until`, `delay` after it died.
-    Backoff { until: Instant, delay: Duration },
+    Backoff {
+        until: Instant,
+        delay: Duration,
+    },
     /// Exited with [`EXILE_CODE`]: not respawned until its file changes.
     Exiled,
 }
@@ -256,8 +264,10 @@ pub(crate) fn backoff_delay(failures: u32, max: Duration, jitter: u64) -> Durati
 
 /// A file's name, for messages and stats.
 pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// A running vassal as one line of text, for a re-executed emperor to adopt it (the link's fd
@@ -427,7 +437,10 @@ mod tests {
         assert_eq!(vassal.hear(Report::Spawned, now, 1000), Heard::Nothing);
         vassal.reloading(now);
         assert!(matches!(vassal.state, State::Reloading { .. }));
-        assert_eq!(vassal.hear(Report::Accepting, now, 1000), Heard::NowAccepting);
+        assert_eq!(
+            vassal.hear(Report::Accepting, now, 1000),
+            Heard::NowAccepting
+        );
         assert_eq!(vassal.state, State::Running);
         vassal.hear(Report::Loyal, now, 1234);
         vassal.hear(Report::Loyal, now, 9999);

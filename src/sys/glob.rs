@@ -35,7 +35,10 @@ pub(crate) fn expand(pattern: &Path) -> io::Result<Vec<PathBuf>> {
             paths.sort();
             Ok(paths)
         }
-        libc::GLOB_NOSPACE => Err(io::Error::new(io::ErrorKind::OutOfMemory, "glob: no memory")),
+        libc::GLOB_NOSPACE => Err(io::Error::new(
+            io::ErrorKind::OutOfMemory,
+            "glob: no memory",
+        )),
         _ => Err(io::Error::other("glob: read error")),
     }
 }

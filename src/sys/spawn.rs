@@ -55,7 +55,8 @@ pub(crate) fn spawn(program: &Program) -> io::Result<Pid> {
 
 /// In the child: returns only on failure.
 fn set_up_and_exec(program: &Program) -> io::Error {
-    if let Err(e) = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+    if let Err(e) =
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
     {
         return e.into();
     }
