@@ -35,6 +35,16 @@ impl Emperor {
     /// Writes `files` (name, INI text) into the vassal directory, starts the emperor with
     /// `extra` arguments and waits for its first scan.
     fn start(name: &str, files: &[(&str, &str)], extra: &[&str]) -> Emperor {
+        Emperor::start_with_env(name, files, extra, &[])
+    }
+
+    /// [`Emperor::start`] with extra environment variables.
+    fn start_with_env(
+        name: &str,
+        files: &[(&str, &str)],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Emperor {
         let scratch = Scratch::new(name);
         let vassals = scratch.path().join("vassals");
         std::fs::create_dir_all(&vassals).expect("create the vassal directory");
@@ -43,7 +53,7 @@ impl Emperor {
         }
         let mut args = vec!["--emperor", "vassals", "--emperor-stats", "emperor.stats"];
         args.extend_from_slice(extra);
-        let mut instance = Instance::spawn_in(scratch, &args);
+        let mut instance = Instance::spawn_in(scratch, &args, env);
         instance.wait_for_log("emperor ready");
         Emperor { instance, vassals }
     }
@@ -456,4 +466,171 @@ fn a_directory_that_does_not_exist_is_a_start_error() {
     let out = crate::harness::run_cli(scratch.path(), &["--emperor", "nowhere"]);
     assert_eq!(out.code(), Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("not a directory"), "{}", out.stderr);
+}
+
+#[test]
+fn hup_to_the_emperor_reloads_every_vassal_in_place() {
+    let mut emperor = Emperor::start("emperor-hup", &three_vassals(), &[]);
+    let mut before = Vec::new();
+    for vassal in ["a", "b", "c"] {
+        emperor.wait_serving(vassal);
+        before.push(emperor.pids(vassal).expect("stats"));
+    }
+    emperor.instance.signal(Signal::SIGHUP);
+    emperor.instance.wait_for_log("reloading every vassal");
+    // With Accepting reports, each vassal waits for the previous one to accept again.
+    for (vassal, (master, workers)) in ["a", "b", "c"].iter().zip(&before) {
+        eventually(&format!("{vassal} is reloaded"), &emperor.instance, || {
+            emperor.pids(vassal).is_some_and(|(now_master, now)| {
+                now_master == *master && !now.is_empty() && now != *workers
+            })
+        });
+    }
+}
+
+#[test]
+fn usr1_logs_one_status_line_per_vassal() {
+    let mut emperor = Emperor::start("emperor-usr1", &three_vassals(), &[]);
+    for vassal in ["a", "b", "c"] {
+        emperor.wait_serving(vassal);
+    }
+    emperor.instance.signal(Signal::SIGUSR1);
+    emperor.instance.wait_for_log("governing 3 vassals");
+    for vassal in ["a", "b", "c"] {
+        let line = emperor
+            .instance
+            .wait_for_log(&format!("vassal id={vassal}.ini state=running"));
+        assert!(line.contains("config_error=none"), "{line}");
+    }
+}
+
+#[test]
+fn the_emperor_writes_its_pidfile_and_the_fifo_letter_q_stops_it() {
+    let mut emperor = Emperor::start(
+        "emperor-fifo",
+        &[("a.ini", VASSAL)],
+        &["--pidfile", "emperor.pid", "--master-fifo", "fifo"],
+    );
+    emperor.wait_serving("a");
+    let (master, _) = emperor.pids("a").expect("a's stats");
+    let dir = emperor.instance.scratch.path().to_path_buf();
+    let pidfile = std::fs::read_to_string(dir.join("emperor.pid")).expect("the pidfile");
+    assert_eq!(pidfile.trim(), emperor.instance.pid().to_string());
+    std::fs::write(dir.join("fifo"), "q\n").expect("write to the fifo");
+    assert!(emperor.instance.wait_exit().success());
+    assert!(!is_alive(master), "the vassal stopped first");
+    assert!(!dir.join("emperor.pid").exists(), "the pidfile is removed");
+}
+
+#[test]
+fn systemd_hears_the_emperor_ready_and_governing_and_vassals_do_not_inherit_the_socket() {
+    use std::os::unix::net::UnixDatagram;
+    let notify = Scratch::new("emperor-notify-socket");
+    let path = notify.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let env = [("NOTIFY_SOCKET", path.to_str().expect("utf-8 path"))];
+    let emperor = Emperor::start_with_env(
+        "emperor-notify",
+        &[("a.ini", VASSAL), ("b.ini", VASSAL)],
+        &[],
+        &env,
+    );
+    let mut messages = String::new();
+    let mut buf = [0u8; 4096];
+    while !messages.contains("STATUS=governing 2 vassals") {
+        let n = socket.recv(&mut buf).expect("a notification");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
+    emperor.wait_serving("a");
+    emperor.wait_serving("b");
+    socket.set_nonblocking(true).expect("non-blocking");
+    while let Ok(n) = socket.recv(&mut buf) {
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
+    assert_eq!(
+        messages.matches("READY=1").count(),
+        1,
+        "only the emperor notifies: {messages}"
+    );
+}
+
+#[test]
+fn a_vassal_exiting_with_the_exile_code_waits_for_its_file_to_change() {
+    let scratch_wrapper = Scratch::new("emperor-exile-wrapper");
+    let wrapper = scratch_wrapper.write("exile.sh", "#!/bin/sh\nexit 26\n");
+    let mut perms = std::fs::metadata(&wrapper).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).expect("chmod");
+    let wrapper = wrapper.to_str().expect("utf-8 path").to_owned();
+    let mut emperor = Emperor::start(
+        "emperor-exile",
+        &[("a.ini", VASSAL)],
+        &["--emperor-wrapper", &wrapper],
+    );
+    emperor.instance.wait_for_log("exiled itself");
+    let a = emperor.entry("a").expect("a.ini is listed");
+    assert_eq!(a["state"], "exiled", "{a}");
+    assert_eq!(a["respawns"], 0, "{a}");
+    emperor.touch("a");
+    emperor
+        .instance
+        .wait_for_log_count("vassal a.ini started", 2);
+    emperor.instance.wait_for_log_count("exiled itself", 2);
+}
+
+#[test]
+fn a_daemonized_emperor_detaches_and_graceful_stop_of_its_pidfile_stops_every_vassal() {
+    let scratch = Scratch::new("emperor-daemon");
+    let vassals = scratch.path().join("vassals");
+    std::fs::create_dir_all(&vassals).expect("create the vassal directory");
+    std::fs::write(vassals.join("a.ini"), VASSAL).expect("write a vassal file");
+    let out = crate::harness::run_cli(
+        scratch.path(),
+        &[
+            "--emperor",
+            "vassals",
+            "--daemonize",
+            "emperor.log",
+            "--pidfile",
+            "emperor.pid",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let pid: i32 = std::fs::read_to_string(scratch.path().join("emperor.pid"))
+        .expect("the pidfile")
+        .trim()
+        .parse()
+        .expect("a pid");
+    // Whatever happens below, the daemon's process group goes with the test.
+    struct Group(nix::unistd::Pid);
+    impl Drop for Group {
+        fn drop(&mut self) {
+            let _ = nix::sys::signal::killpg(self.0, Signal::SIGKILL);
+        }
+    }
+    let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).expect("its group");
+    let _group = Group(group);
+    let socket = vassals.join("a.sock");
+    let target = Target::parse(&format!("http://{}", socket.display())).expect("a target");
+    let start = Instant::now();
+    while target.try_connect().is_err() {
+        assert!(start.elapsed() < DEADLINE, "the vassal never listened");
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(http_get(&target, "/").status, 200);
+    let stop = crate::harness::run_cli(scratch.path(), &["--graceful-stop", "emperor.pid"]);
+    assert_eq!(stop.code(), Some(0), "{}", stop.stderr);
+    let start = Instant::now();
+    while is_alive(pid as u64) || socket.exists() {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the emperor or its vassal is still there"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = std::fs::read_to_string(scratch.path().join("emperor.log")).unwrap_or_default();
+    assert!(log.contains("emperor exits"), "{log}");
 }

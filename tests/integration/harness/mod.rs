@@ -166,11 +166,12 @@ impl Instance {
 
     /// Starts `rcontainer ARGS` in `scratch` (prepared by the test: an emperor's vassal files,
     /// say) without writing an INI and without waiting for anything.
-    pub(crate) fn spawn_in(scratch: Scratch, args: &[&str]) -> Instance {
+    pub(crate) fn spawn_in(scratch: Scratch, args: &[&str], env: &[(&str, &str)]) -> Instance {
         let stdout = scratch.path().join("stdout.log");
         let stderr = scratch.path().join("stderr.log");
         let child = spawn_retrying(|| {
             rcontainer_command(scratch.path(), args)
+                .envs(env.iter().copied())
                 .stdout(fs::File::create(&stdout).expect("create stdout file"))
                 .stderr(fs::File::create(&stderr).expect("create stderr file"))
                 .process_group(0)
