@@ -634,3 +634,25 @@ fn a_daemonized_emperor_detaches_and_graceful_stop_of_its_pidfile_stops_every_va
     let log = std::fs::read_to_string(scratch.path().join("emperor.log")).unwrap_or_default();
     assert!(log.contains("emperor exits"), "{log}");
 }
+
+#[test]
+fn the_example_emperor_and_its_vassals_load() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let scratch = Scratch::new("emperor-examples");
+    for file in [
+        "conf/emperor.ini",
+        "conf/vassals/hello.ini",
+        "conf/vassals/echo.ini",
+    ] {
+        let path = repo.join(file);
+        let out = crate::harness::run_cli(
+            scratch.path(),
+            &[
+                "--ini",
+                path.to_str().expect("utf-8 path"),
+                "--check-config",
+            ],
+        );
+        assert_eq!(out.code(), Some(0), "{file}: {}", out.stderr);
+    }
+}
