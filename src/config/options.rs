@@ -287,7 +287,7 @@ option_table! {
     emperor_brutal_shutdown: one Flag = "emperor-brutal-shutdown",
         ["false"], "Stop a vassal whose file is removed at once, not letting its requests finish.";
     emperor_required_heartbeat: one Seconds = "emperor-required-heartbeat",
-        ["30"], "A vassal that sent heartbeats, then none for this long, is reloaded (killed if silent as long again).";
+        ["30"], "A vassal that sent heartbeats, then none for this long, is reloaded (killed if silent as long again); 0 = off.";
     emperor_wrapper: maybe Path = "emperor-wrapper" | "binary-path",
         [], "The program the emperor runs for each vassal as PROGRAM --ini FILE (default: its own binary).";
     vassal_set: list KeyValue = "vassal-set",

@@ -656,3 +656,112 @@ fn the_example_emperor_and_its_vassals_load() {
         assert_eq!(out.code(), Some(0), "{file}: {}", out.stderr);
     }
 }
+
+/// A vassal that speaks the emperor protocol (as rcontainer vassals will, and uWSGI's do):
+/// reports spawned, accepting and one heartbeat, then falls silent; logs every command byte it
+/// reads from the link and exits on 0 (stop now) or 2 (stop).
+const FAKE_VASSAL: &str = r#"#!/bin/bash
+fd="$UWSGI_EMPEROR_FD"
+printf '\001\005\032' >&"$fd"
+echo "fake vassal $$ reported"
+while true; do
+  byte=$(dd bs=1 count=1 status=none <&"$fd" | od -An -tu1 | tr -d ' ')
+  if [ -z "$byte" ]; then echo "fake vassal $$ lost its emperor"; exit 1; fi
+  echo "fake vassal $$ got command $byte"
+  case "$byte" in 0|2) exit 0;; esac
+done
+"#;
+
+/// Writes [`FAKE_VASSAL`] into a scratch dir of its own; its path.
+fn fake_vassal(scratch: &Scratch) -> String {
+    let script = scratch.write("fake-vassal.sh", FAKE_VASSAL);
+    let mut perms = std::fs::metadata(&script).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).expect("chmod");
+    script.to_str().expect("utf-8 path").to_owned()
+}
+
+#[test]
+fn a_vassal_that_misses_its_heartbeat_is_reloaded_over_the_link_then_killed_and_respawned() {
+    let scripts = Scratch::new("emperor-heartbeat-script");
+    let wrapper = fake_vassal(&scripts);
+    let mut emperor = Emperor::start(
+        "emperor-heartbeat",
+        &[("a.ini", "")],
+        &[
+            "--emperor-wrapper",
+            &wrapper,
+            "--emperor-required-heartbeat",
+            "1",
+        ],
+    );
+    emperor.instance.wait_for_log("reported");
+    eventually("a is ready and accepting", &emperor.instance, || {
+        emperor
+            .entry("a")
+            .is_some_and(|a| a["ready"] == 1 && a["accepting"] == 1 && a["last_heartbeat"] != 0)
+    });
+    emperor
+        .instance
+        .wait_for_log("missed its heartbeat: reloading it");
+    emperor.instance.wait_for_log("got command 1");
+    emperor
+        .instance
+        .wait_for_log("still sends no heartbeat: SIGKILL");
+    emperor.instance.wait_for_log_count("reported", 2);
+    let a = emperor.entry("a").expect("a is listed");
+    assert!(a["respawns"].as_u64() >= Some(1), "{a}");
+}
+
+#[test]
+fn a_vassal_that_speaks_the_protocol_is_told_over_the_link_to_stop() {
+    let scripts = Scratch::new("emperor-link-stop-script");
+    let wrapper = fake_vassal(&scripts);
+    let mut emperor = Emperor::start(
+        "emperor-link-stop",
+        &[("a.ini", ""), ("b.ini", "")],
+        &[
+            "--emperor-wrapper",
+            &wrapper,
+            "--emperor-required-heartbeat",
+            "0",
+        ],
+    );
+    emperor.instance.wait_for_log_count("reported", 2);
+    eventually("both report accepting", &emperor.instance, || {
+        ["a", "b"]
+            .iter()
+            .all(|v| emperor.entry(v).is_some_and(|e| e["accepting"] == 1))
+    });
+    // Not checked with --check-config (not rcontainer): the change reloads it at once.
+    emperor.touch("b");
+    emperor.instance.wait_for_log("got command 1");
+    std::fs::remove_file(emperor.file("a")).expect("remove a.ini");
+    emperor.instance.wait_for_log("got command 2");
+    emperor.instance.wait_for_log("vassal a.ini stopped");
+    emperor.instance.signal(Signal::SIGINT);
+    emperor.instance.wait_for_log("got command 0");
+    assert!(emperor.instance.wait_exit().success());
+}
+
+#[test]
+fn reload_of_the_emperors_pidfile_is_answered_and_reloads_its_vassals() {
+    let mut emperor = Emperor::start(
+        "emperor-reload-pidfile",
+        &[("a.ini", VASSAL)],
+        &["--pidfile", "emperor.pid"],
+    );
+    emperor.wait_serving("a");
+    let (master, workers) = emperor.pids("a").expect("a's stats");
+    let out = crate::harness::run_cli(
+        emperor.instance.scratch.path(),
+        &["--reload", "emperor.pid"],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    eventually("a is reloaded", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, now)| m == master && !now.is_empty() && now != workers)
+    });
+    emperor.instance.wait_for_log("reloading every vassal");
+}
