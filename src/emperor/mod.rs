@@ -15,17 +15,20 @@
 //!
 //! | file | owns |
 //! |---|---|
-//! | `mod.rs` | the loop, signals/FIFO -> [`Action`], spawning, checks, stopping |
+//! | `mod.rs` | the loop: spawning, checks, reaping, timers, stopping |
+//! | `action.rs` | signal / FIFO byte -> `Action` (pure) |
+//! | `command.rs` | the command line and environment of a vassal and of its check |
 //! | `scan.rs` | monitors (dir, glob), file identities, inotify |
 //! | `vassal.rs` | one vassal's state, reports, exits and back-off (pure) |
 //! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON |
 
+mod action;
+mod command;
 mod scan;
 pub(crate) mod stats;
 mod vassal;
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -41,11 +44,13 @@ use crate::sys::daemon::{self, DaemonReady};
 use crate::sys::emperor_link::{self, Command, Link, Report};
 use crate::sys::error::context;
 use crate::sys::fifo::MasterFifo;
-use crate::sys::notify::{self, Notifier};
+use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, OsSignal, Pid};
-use crate::sys::signal::{self, Signal, SignalSource};
-use crate::sys::spawn::{self, Program};
+use crate::sys::signal::{self, SignalSource};
+use crate::sys::spawn;
 use crate::sys::{clock, fd, pidfile};
+use action::{Action, action_of_fifo_byte, action_of_signal};
+use command::VassalCommand;
 use scan::{Change, FileId, Monitor, Watcher};
 use stats::{StatsListener, StatsServer, VassalStats};
 use vassal::{AfterExit, Heard, State, Vassal};
@@ -62,47 +67,6 @@ const VASSALS: usize = 1 << 20;
 const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The shortest rescan period, whatever `emperor-freq` says.
 const MIN_FREQ: Duration = Duration::from_millis(100);
-
-/// What the emperor is asked to do (STYLE 1: signals are data).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Action {
-    /// CHLD: reap.
-    Reap,
-    /// `E`: scan the monitors now.
-    Rescan,
-    /// HUP, `r`: reload every vassal gracefully, one after another.
-    ReloadAll,
-    /// TERM, `q`: stop every vassal gracefully, then exit.
-    Stop,
-    /// INT, QUIT, `Q`: stop every vassal now, then exit.
-    StopNow,
-    /// USR1: reopen the log file, then log one status line per vassal.
-    Status,
-}
-
-/// The action of a signal; signals the emperor has no use for give none.
-pub(crate) fn action_of_signal(signal: Signal) -> Option<Action> {
-    Some(match signal {
-        Signal::Chld => Action::Reap,
-        Signal::Hup => Action::ReloadAll,
-        Signal::Term => Action::Stop,
-        Signal::Int | Signal::Quit => Action::StopNow,
-        Signal::Usr1 => Action::Status,
-        Signal::Usr2 | Signal::Ttin | Signal::Ttou | Signal::Tstp | Signal::Urg => return None,
-    })
-}
-
-/// The action of one master-FIFO byte (others, such as a newline, are ignored).
-pub(crate) fn action_of_fifo_byte(byte: u8) -> Option<Action> {
-    Some(match byte {
-        b'E' => Action::Rescan,
-        b'r' => Action::ReloadAll,
-        b'q' => Action::Stop,
-        b'Q' => Action::StopNow,
-        b's' | b'l' => Action::Status,
-        _ => return None,
-    })
-}
 
 /// Runs an emperor over `config.emperor`; `stats` is the bound `emperor-stats` socket.
 pub(crate) fn run(config: &Config, stats: Option<StatsListener>) -> ExitCode {
@@ -134,103 +98,6 @@ pub(crate) fn run(config: &Config, stats: Option<StatsListener>) -> ExitCode {
         }
     };
     ExitCode::from(code)
-}
-
-/// What every vassal is started with.
-#[derive(Debug)]
-struct VassalCommand {
-    binary: PathBuf,
-    /// Whether `binary` is rcontainer, which has `--check-config`.
-    checks: bool,
-    /// `--set K=V` for each `vassal-set`.
-    defaults: Vec<OsString>,
-    /// The emperor's environment without what is the emperor's own (`NOTIFY_SOCKET`, its
-    /// `RCONTAINER_*` options, a link of its own).
-    env: Vec<(OsString, OsString)>,
-}
-
-impl VassalCommand {
-    fn from_config(config: &Config) -> VassalCommand {
-        let own = process::reexec_path();
-        let (binary, checks) = match &config.emperor_wrapper {
-            Some(wrapper) => {
-                let named = wrapper
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().contains("rcontainer"));
-                (wrapper.clone(), named || same_file(wrapper, &own))
-            }
-            None => (own, true),
-        };
-        let defaults = config
-            .vassal_set
-            .iter()
-            .flat_map(|pair| {
-                [
-                    "--set".into(),
-                    format!("{}={}", pair.name, pair.value).into(),
-                ]
-            })
-            .collect();
-        let env = std::env::vars_os()
-            .filter(|(key, _)| {
-                let key = key.to_string_lossy();
-                key != notify::NOTIFY_SOCKET_ENV
-                    && key != emperor_link::FD_ENV
-                    && !key.starts_with(crate::config::ENV_PREFIX)
-            })
-            .collect();
-        VassalCommand {
-            binary,
-            checks,
-            defaults,
-            env,
-        }
-    }
-
-    /// The program for the vassal of `file`, linked by `link_fd`.
-    fn vassal(&self, file: &Path, link_fd: i32) -> Program {
-        let mut env = self.env.clone();
-        env.push((emperor_link::FD_ENV.into(), link_fd.to_string().into()));
-        Program {
-            path: self.binary.clone(),
-            argv: self.argv(file, &[]),
-            env,
-            cwd: file.parent().map(Path::to_path_buf),
-            keep: vec![link_fd],
-            output: None,
-            failure_code: u8::try_from(vassal::EXILE_CODE).expect("invariant: 26 fits"),
-        }
-    }
-
-    /// The program that checks `file` loads, writing its errors to `output`.
-    fn check(&self, file: &Path, output: i32) -> Program {
-        Program {
-            path: self.binary.clone(),
-            argv: self.argv(file, &["--check-config"]),
-            env: self.env.clone(),
-            cwd: file.parent().map(Path::to_path_buf),
-            keep: Vec::new(),
-            output: Some(output),
-            failure_code: exit::RUNTIME,
-        }
-    }
-
-    fn argv(&self, file: &Path, extra: &[&str]) -> Vec<OsString> {
-        let mut argv = vec![self.binary.clone().into_os_string()];
-        argv.extend(self.defaults.iter().cloned());
-        argv.push("--ini".into());
-        argv.push(file.as_os_str().to_owned());
-        argv.extend(extra.iter().map(OsString::from));
-        argv
-    }
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
 }
 
 /// A `--check-config` run for a changed vassal file.
@@ -442,10 +309,11 @@ impl<'a> Emperor<'a> {
                 } => consider(deadline),
                 _ => {}
             }
+            let required = self.config.emperor_required_heartbeat;
             if let Some(process) = &vassal.process
                 && let Some(last) = process.last_heartbeat
+                && !required.is_zero()
             {
-                let required = self.config.emperor_required_heartbeat;
                 consider(process.heartbeat_reload.unwrap_or(last) + required);
             }
         }
@@ -642,7 +510,7 @@ impl<'a> Emperor<'a> {
         }
         let output = fd::read_whole(&check.output).unwrap_or_default();
         let text = String::from_utf8_lossy(&output);
-        let mut error = text.trim().to_string();
+        let mut error = last_chars(text.trim(), MAX_CONFIG_ERROR).to_string();
         if error.is_empty() {
             error = format!("--check-config failed ({status})");
         }
@@ -1123,16 +991,24 @@ impl<'a> Emperor<'a> {
     }
 
     fn serve_stats(&mut self, token: Token) {
-        if !self.stats.as_ref().is_some_and(|s| s.owns(token)) {
+        let Some(server) = &self.stats else {
+            return;
+        };
+        if !server.owns(token) {
             return;
         }
-        let document = stats::document(
-            process::current_pid().as_raw(),
-            &self.monitor_names(),
-            &self.vassal_stats(),
-        );
-        if let Some(stats) = &mut self.stats {
-            stats.ready(self.poll.registry(), token, || document.clone());
+        // Built once per wakeup of the listener; a client's turn only writes what it has.
+        let document = server.is_listener(token).then(|| {
+            stats::document(
+                process::current_pid().as_raw(),
+                &self.monitor_names(),
+                &self.vassal_stats(),
+            )
+        });
+        if let Some(server) = &mut self.stats {
+            server.ready(self.poll.registry(), token, || {
+                document.clone().unwrap_or_default()
+            });
         }
     }
 
@@ -1160,6 +1036,18 @@ impl<'a> Emperor<'a> {
     }
 }
 
+/// The longest configuration error kept for a vassal (the end of the check's output).
+const MAX_CONFIG_ERROR: usize = 4096;
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn last_chars(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
+}
+
 fn seed() -> u64 {
     let nanos = clock::monotonic_now().as_nanos() as u64;
     nanos ^ u64::from(std::process::id()).rotate_left(32) | 1
@@ -1170,56 +1058,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn signals_map_to_the_emperors_actions() {
-        assert_eq!(action_of_signal(Signal::Term), Some(Action::Stop));
-        assert_eq!(action_of_signal(Signal::Int), Some(Action::StopNow));
-        assert_eq!(action_of_signal(Signal::Quit), Some(Action::StopNow));
-        assert_eq!(action_of_signal(Signal::Hup), Some(Action::ReloadAll));
-        assert_eq!(action_of_signal(Signal::Usr1), Some(Action::Status));
-        assert_eq!(action_of_signal(Signal::Chld), Some(Action::Reap));
-        assert_eq!(action_of_signal(Signal::Ttin), None);
-    }
-
-    #[test]
-    fn fifo_letters_map_to_the_emperors_actions_and_others_are_ignored() {
-        assert_eq!(action_of_fifo_byte(b'E'), Some(Action::Rescan));
-        assert_eq!(action_of_fifo_byte(b'r'), Some(Action::ReloadAll));
-        assert_eq!(action_of_fifo_byte(b'q'), Some(Action::Stop));
-        assert_eq!(action_of_fifo_byte(b'Q'), Some(Action::StopNow));
-        assert_eq!(action_of_fifo_byte(b'\n'), None);
-        assert_eq!(action_of_fifo_byte(b'+'), None);
-    }
-
-    #[test]
-    fn a_vassal_runs_with_its_defaults_its_file_and_its_link_and_no_emperor_variables() {
-        let command = VassalCommand {
-            binary: PathBuf::from("/usr/bin/rcontainer"),
-            checks: true,
-            defaults: vec!["--set".into(), "processes=2".into()],
-            env: vec![("PATH".into(), "/bin".into())],
-        };
-        let program = command.vassal(Path::new("/etc/vassals/app.ini"), 9);
-        let argv: Vec<&str> = program.argv.iter().map(|a| a.to_str().unwrap()).collect();
-        assert_eq!(
-            argv,
-            [
-                "/usr/bin/rcontainer",
-                "--set",
-                "processes=2",
-                "--ini",
-                "/etc/vassals/app.ini"
-            ]
-        );
-        assert_eq!(program.cwd.as_deref(), Some(Path::new("/etc/vassals")));
-        assert_eq!(program.keep, [9]);
-        assert!(
-            program
-                .env
-                .contains(&("UWSGI_EMPEROR_FD".into(), "9".into()))
-        );
-        let check = command.check(Path::new("/etc/vassals/app.ini"), 4);
-        assert_eq!(check.argv.last().unwrap(), "--check-config");
-        assert_eq!(check.output, Some(4));
-        assert!(check.keep.is_empty());
+    fn a_long_check_output_keeps_its_end_at_a_character_boundary() {
+        assert_eq!(last_chars("abcdef", 3), "def");
+        assert_eq!(last_chars("ab", 3), "ab");
+        assert_eq!(last_chars("aé", 1), "");
+        assert_eq!(last_chars("aéz", 2), "z");
     }
 }

@@ -176,6 +176,11 @@ impl StatsServer {
         token == self.token || self.client_key(token).is_some()
     }
 
+    /// Whether `token` is the listener's (a new client may be waiting).
+    pub(crate) fn is_listener(&self, token: Token) -> bool {
+        token == self.token
+    }
+
     fn client_key(&self, token: Token) -> Option<usize> {
         let key = token.0.checked_sub(self.first_client)?;
         self.clients.contains(key).then_some(key)
