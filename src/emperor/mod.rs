@@ -108,6 +108,8 @@ struct Check {
     output: OwnedFd,
     /// The file changed again while it ran: its result is stale, check again.
     again: bool,
+    /// Whether a good result reloads the vassal, or the check only says why it died.
+    reload: bool,
 }
 
 /// How the emperor is stopping.
@@ -424,7 +426,7 @@ impl<'a> Emperor<'a> {
             State::Stopping { .. } => {}
             State::Running | State::Reloading { .. } => {
                 if self.command.checks {
-                    self.start_check(path);
+                    self.start_check(path, true);
                 } else {
                     let name = vassal.id();
                     log::info!("emperor: vassal {name} changed: reloading it");
@@ -452,12 +454,14 @@ impl<'a> Emperor<'a> {
 
     // ----- checks ----------------------------------------------------------------------------
 
-    /// Starts `--check-config` for the file of a running vassal (or marks the running check
-    /// stale). A check that cannot even start lets the reload go on unchecked: the vassal's
-    /// own reload refuses a configuration that does not load.
-    fn start_check(&mut self, path: &Path) {
+    /// Starts `--check-config` for the file of a vassal (or marks the running check stale):
+    /// before its reload (`reload`), or to learn why it died. A check that cannot even start
+    /// lets the reload go on unchecked: the vassal's own reload refuses a configuration that
+    /// does not load.
+    fn start_check(&mut self, path: &Path, reload: bool) {
         if let Some(check) = self.checks.values_mut().find(|c| c.path == path) {
             check.again = true;
+            check.reload |= reload;
             return;
         }
         let started = fd::memfd_with("vassal-check", b"").and_then(|output| {
@@ -472,15 +476,14 @@ impl<'a> Emperor<'a> {
                         path: path.to_path_buf(),
                         output,
                         again: false,
+                        reload,
                     },
                 );
             }
             Err(e) => {
-                log::error!(
-                    "emperor: cannot check {}: {e}; reloading it unchecked",
-                    path.display()
-                );
-                if let Some(&key) = self.by_path.get(path) {
+                log::error!("emperor: cannot check {}: {e}", path.display());
+                if reload && let Some(&key) = self.by_path.get(path) {
+                    log::info!("emperor: reloading {} unchecked", path.display());
                     self.reload_vassal(key);
                 }
             }
@@ -495,30 +498,42 @@ impl<'a> Emperor<'a> {
             return;
         }
         if check.again {
-            return self.start_check(&check.path);
+            return self.start_check(&check.path, check.reload);
         }
         let vassal = &mut self.vassals[key];
-        if !matches!(vassal.state, State::Running | State::Reloading { .. }) {
-            return;
-        }
         let name = vassal.id();
-        if status == ExitStatus::Exited(0) {
-            vassal.config_error = None;
-            log::info!("emperor: vassal {name} changed: reloading it");
-            self.reload_vassal(key);
+        let loads = status == ExitStatus::Exited(0);
+        let error = (!loads).then(|| {
+            let output = fd::read_whole(&check.output).unwrap_or_default();
+            let text = String::from_utf8_lossy(&output);
+            let error = last_chars(text.trim(), MAX_CONFIG_ERROR);
+            if error.is_empty() {
+                format!("--check-config failed ({status})")
+            } else {
+                error.to_string()
+            }
+        });
+        if !check.reload {
+            vassal.config_error = error;
             return;
         }
-        let output = fd::read_whole(&check.output).unwrap_or_default();
-        let text = String::from_utf8_lossy(&output);
-        let mut error = last_chars(text.trim(), MAX_CONFIG_ERROR).to_string();
-        if error.is_empty() {
-            error = format!("--check-config failed ({status})");
+        match (vassal.state, error) {
+            (State::Running | State::Reloading { .. }, None) => {
+                vassal.config_error = None;
+                log::info!("emperor: vassal {name} changed: reloading it");
+                self.reload_vassal(key);
+            }
+            (State::Running | State::Reloading { .. }, Some(error)) => {
+                log::error!(
+                    "emperor: vassal {name}: the changed file does not load; the vassal keeps \
+                     running its previous configuration: {error}"
+                );
+                vassal.config_error = Some(error);
+            }
+            // It died meanwhile: what the check found is still true of its file.
+            (State::Backoff { .. } | State::Exiled, error) => vassal.config_error = error,
+            (State::Stopping { .. }, _) => {}
         }
-        log::error!(
-            "emperor: vassal {name}: the changed file does not load; the vassal keeps running \
-             its previous configuration: {error}"
-        );
-        vassal.config_error = Some(error);
     }
 
     // ----- vassals ---------------------------------------------------------------------------
@@ -729,6 +744,13 @@ impl<'a> Emperor<'a> {
                         "emperor: vassal {name} died pid={pid} status={status}; respawning in {} ms",
                         delay.as_millis()
                     );
+                    // It exited with the configuration error code: find out why, for stats
+                    // (its own message went to the shared log).
+                    if status == ExitStatus::Exited(i32::from(exit::CONFIG)) && self.command.checks
+                    {
+                        let path = self.vassals[key].path.clone();
+                        self.start_check(&path, false);
+                    }
                 }
                 AfterExit::Exile => {
                     log::warn!(

@@ -381,6 +381,12 @@ fn a_vassal_that_never_loads_is_retried_with_growing_delays_and_others_reload_at
     );
     let bad = emperor.entry("bad").expect("bad.ini is listed");
     assert_eq!(bad["state"], "backoff", "{bad}");
+    assert!(
+        bad["config_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("nonsense: unknown option")),
+        "why it does not load: {bad}"
+    );
     let respawns = bad["respawns"].as_u64();
     assert!(respawns >= Some(2), "{bad}");
     assert!(
