@@ -771,3 +771,40 @@ fn reload_of_the_emperors_pidfile_is_answered_and_reloads_its_vassals() {
     });
     emperor.instance.wait_for_log("reloading every vassal");
 }
+
+#[test]
+fn a_glob_monitor_runs_the_files_it_matches_and_finds_new_directories() {
+    let scratch = Scratch::new("emperor-glob");
+    for app in ["one", "two"] {
+        scratch.write(&format!("apps/{app}/vassal.ini"), VASSAL);
+    }
+    scratch.write("apps/two/other.ini", VASSAL);
+    let mut emperor = Instance::spawn_in(
+        scratch,
+        &["--emperor", "apps/*/vassal.ini", "--emperor-freq", "1"],
+        &[],
+    );
+    emperor.wait_for_log("emperor ready");
+    let apps = emperor.scratch.path().join("apps");
+    let serves = |app: &str| {
+        let socket = apps.join(app).join("vassal.sock");
+        Target::parse(&format!("http://{}", socket.display()))
+            .expect("a target")
+            .try_connect()
+            .and_then(|mut conn| {
+                conn.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .try_read_response(false)
+            })
+            .is_ok_and(|r| r.status == 200)
+    };
+    eventually("both matches serve", &emperor, || {
+        serves("one") && serves("two")
+    });
+    assert!(
+        !apps.join("two").join("other.sock").exists(),
+        "a file the glob does not match is not a vassal"
+    );
+    // A directory created later: seen by inotify on apps/ or by the rescan.
+    emperor.scratch.write("apps/three/vassal.ini", VASSAL);
+    eventually("the new match serves", &emperor, || serves("three"));
+}
