@@ -11,7 +11,7 @@ use std::io::{self, Write};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, sigaction};
 
 use super::fd;
 use super::process::{self, Forked, Pid};
@@ -58,6 +58,13 @@ fn set_up_and_exec(program: &Program) -> io::Error {
     if let Err(e) =
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
     {
+        return e.into();
+    }
+    // Rust ignores SIGPIPE in its own processes and an ignored signal stays ignored across
+    // exec: the program gets the default back, as `std::process::Command` gives it.
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: installing the default disposition runs no handler code.
+    if let Err(e) = unsafe { sigaction(nix::sys::signal::Signal::SIGPIPE, &default) } {
         return e.into();
     }
     if let Some(output) = program.output {

@@ -808,3 +808,30 @@ fn a_glob_monitor_runs_the_files_it_matches_and_finds_new_directories() {
     emperor.scratch.write("apps/three/vassal.ini", VASSAL);
     eventually("the new match serves", &emperor, || serves("three"));
 }
+
+#[test]
+fn a_vassal_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
+    let scripts = Scratch::new("emperor-signals-script");
+    let script = scripts.write(
+        "signals.sh",
+        "#!/bin/bash\nawk '/^Sig(Blk|Ign)/ {print \"vassal-signals\", $1, $2}' /proc/self/status\nexit 26\n",
+    );
+    let mut perms = std::fs::metadata(&script).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).expect("chmod");
+    let wrapper = script.to_str().expect("utf-8 path").to_owned();
+    let mut emperor = Emperor::start(
+        "emperor-signals",
+        &[("a.ini", "")],
+        &["--emperor-wrapper", &wrapper],
+    );
+    let mask = |line: String| {
+        let hex = line.split_whitespace().last().expect("a mask").to_owned();
+        u64::from_str_radix(&hex, 16).unwrap_or_else(|e| panic!("{line}: {e}"))
+    };
+    let blocked = mask(emperor.instance.wait_for_log("vassal-signals SigBlk:"));
+    let ignored = mask(emperor.instance.wait_for_log("vassal-signals SigIgn:"));
+    assert_eq!(blocked, 0, "no signal blocked");
+    let sigpipe = 1u64 << (libc::SIGPIPE - 1);
+    assert_eq!(ignored & sigpipe, 0, "SIGPIPE not ignored: {ignored:x}");
+}
