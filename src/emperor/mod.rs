@@ -252,7 +252,7 @@ impl<'a> Emperor<'a> {
             for event in &events {
                 match event.token() {
                     SIGNALS => actions.extend(self.drain_signals()),
-                    INOTIFY => self.rescan_now |= self.watcher.drain(),
+                    INOTIFY => self.rescan_now |= self.watcher.drain(&self.monitors),
                     FIFO => actions.extend(self.read_fifo()),
                     token if token.0 >= VASSALS => links.push(token.0 - VASSALS),
                     token => self.serve_stats(token),

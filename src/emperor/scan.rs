@@ -213,19 +213,25 @@ impl Watcher {
         }
     }
 
-    /// Reads every pending event; whether there was any. A watched directory that went away
-    /// is forgotten (watched again if it comes back and a scan finds it).
-    pub(crate) fn drain(&mut self) -> bool {
+    /// Reads every pending event; whether one may concern a vassal file (with directory
+    /// monitors only, events about other files, such as the vassals' own sockets created
+    /// beside their INI files, do not). A watched directory that went away is forgotten
+    /// (watched again if it comes back and a scan finds it).
+    pub(crate) fn drain(&mut self, monitors: &[Monitor]) -> bool {
+        let only_ini = monitors.iter().all(|m| matches!(m, Monitor::Dir(_)));
         let mut any = false;
         loop {
             match self.inotify.read_events() {
                 Ok(events) if events.is_empty() => return any,
                 Ok(events) => {
-                    any = true;
                     for event in events {
                         if event.mask.contains(AddWatchFlags::IN_IGNORED) {
                             self.watched.retain(|_, wd| *wd != event.wd);
                         }
+                        any |= !only_ini
+                            || event.name.as_ref().is_none_or(|name| {
+                                Path::new(name).extension().is_some_and(|ext| ext == "ini")
+                            });
                     }
                 }
                 Err(nix::errno::Errno::EINTR) => {}
