@@ -281,6 +281,7 @@ impl<'a> Emperor<'a> {
             self.check_backoffs(now);
             self.check_mercy(now);
             self.check_heartbeats(now);
+            self.check_reloads(now);
             self.check_rolling(now);
             self.expire_stats(now);
             self.report_status();
@@ -305,6 +306,7 @@ impl<'a> Emperor<'a> {
         for (_, vassal) in &self.vassals {
             match vassal.state {
                 State::Backoff { until, .. } => consider(until),
+                State::Reloading { since } => consider(since + self.config.worker_reload_mercy),
                 State::Stopping {
                     deadline,
                     killed: false,
@@ -837,6 +839,24 @@ impl<'a> Emperor<'a> {
         }
         for key in reload {
             self.reload_vassal(key);
+        }
+    }
+
+    /// A vassal that reports over the link but has not reported accepting within the mercy
+    /// of its reload is taken to run (its reload may have been refused: it serves as before).
+    fn check_reloads(&mut self, now: Instant) {
+        let mercy = self.config.worker_reload_mercy;
+        for (_, vassal) in &mut self.vassals {
+            if let State::Reloading { since } = vassal.state
+                && now >= since + mercy
+            {
+                log::warn!(
+                    "emperor: vassal {} did not report accepting within {}s of its reload",
+                    vassal.id(),
+                    mercy.as_secs()
+                );
+                vassal.state = State::Running;
+            }
         }
     }
 

@@ -53,8 +53,15 @@ impl Emperor {
         }
         let mut args = vec!["--emperor", "vassals", "--emperor-stats", "emperor.stats"];
         args.extend_from_slice(extra);
-        let mut instance = Instance::spawn_in(scratch, &args, env);
-        instance.wait_for_log("emperor ready");
+        let mut emperor = Emperor::spawn(scratch, &args, env);
+        emperor.instance.wait_for_log("emperor ready");
+        emperor
+    }
+
+    /// Starts an emperor with `args` in `scratch` (its vassal directory made) without waiting.
+    fn spawn(scratch: Scratch, args: &[&str], env: &[(&str, &str)]) -> Emperor {
+        let vassals = scratch.path().join("vassals");
+        let instance = Instance::spawn_in(scratch, args, env);
         Emperor { instance, vassals }
     }
 
@@ -834,4 +841,24 @@ fn a_vassal_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
     assert_eq!(blocked, 0, "no signal blocked");
     let sigpipe = 1u64 << (libc::SIGPIPE - 1);
     assert_eq!(ignored & sigpipe, 0, "SIGPIPE not ignored: {ignored:x}");
+}
+
+#[test]
+fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
+    let scratch = Scratch::new("emperor-logto");
+    scratch.write("vassals/a.ini", VASSAL);
+    let mut emperor = Emperor::spawn(
+        scratch,
+        &["--emperor", "vassals", "--logto", "all.log"],
+        &[],
+    );
+    emperor.wait_serving("a");
+    let (master, _) = emperor.pids("a").expect("a's stats");
+    let log = emperor.instance.scratch.path().join("all.log");
+    eventually("both write to the log file", &emperor.instance, || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("emperor ready") && text.contains(&format!("master[{master}]"))
+    });
+    emperor.instance.signal(Signal::SIGTERM);
+    assert!(emperor.instance.wait_exit().success());
 }
