@@ -862,3 +862,66 @@ fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
     emperor.instance.signal(Signal::SIGTERM);
     assert!(emperor.instance.wait_exit().success());
 }
+
+/// A uWSGI vassal: uWSGI's internal routing answers 200 (Debian's uwsgi-core has no request
+/// plugin to load, and needs none for this).
+const UWSGI_VASSAL: &str = "[uwsgi]
+master = true
+http-socket = %d%n.sock
+stats = %d%n.stats
+route-run = return:200
+processes = 1
+vacuum = true
+";
+
+#[test]
+fn a_uwsgi_vassal_runs_under_the_emperor_reports_ready_and_loyal_reloads_and_stops() {
+    let uwsgi = std::path::Path::new("/usr/bin/uwsgi");
+    if !uwsgi.exists() {
+        eprintln!("skipped: /usr/bin/uwsgi is not installed (apt-get install uwsgi-core)");
+        return;
+    }
+    let mut emperor = Emperor::start(
+        "emperor-uwsgi",
+        &[("u.ini", UWSGI_VASSAL)],
+        &["--binary-path", "/usr/bin/uwsgi"],
+    );
+    let target = emperor.target("u");
+    let answers = || {
+        target
+            .try_connect()
+            .and_then(|mut conn| {
+                conn.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+                    .try_read_response(false)
+            })
+            .is_ok_and(|r| r.status == 200)
+    };
+    eventually("the uWSGI vassal serves", &emperor.instance, || {
+        answers() && emperor.pids("u").is_some_and(|(_, w)| !w.is_empty())
+    });
+    // uWSGI reports over the link: ready (1), accepting (5), then loyal (17) after a request.
+    eventually("ready, accepting and loyal", &emperor.instance, || {
+        emperor.entry("u").is_some_and(|u| {
+            u["ready"] == 1 && u["accepting"] == 1 && u["loyal"].as_u64() > Some(0)
+        })
+    });
+    let (master, workers) = emperor.pids("u").expect("u's stats");
+    // Not rcontainer: no --check-config; the change is sent over the link (1) at once.
+    emperor.touch("u");
+    emperor
+        .instance
+        .wait_for_log("received message 1 from emperor");
+    eventually("u's worker is replaced", &emperor.instance, || {
+        answers()
+            && emperor
+                .pids("u")
+                .is_some_and(|(m, now)| m == master && !now.is_empty() && now != workers)
+    });
+    std::fs::remove_file(emperor.file("u")).expect("remove u.ini");
+    emperor
+        .instance
+        .wait_for_log("received message 2 from emperor");
+    eventually("the uWSGI vassal is gone", &emperor.instance, || {
+        !is_alive(master) && emperor.entry("u").is_none()
+    });
+}
