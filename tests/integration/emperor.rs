@@ -925,3 +925,22 @@ fn a_uwsgi_vassal_runs_under_the_emperor_reports_ready_and_loyal_reloads_and_sto
         !is_alive(master) && emperor.entry("u").is_none()
     });
 }
+
+#[test]
+#[ignore = "needs the vassal side's --set KEY=VALUE (helper V, issue 12); un-ignore once merged"]
+fn vassal_set_gives_every_vassal_a_default_that_its_own_ini_overrides() {
+    let emperor = Emperor::start(
+        "emperor-vassal-set",
+        &[
+            ("a.ini", VASSAL),
+            ("b.ini", &format!("{VASSAL}processes = 3\n")),
+        ],
+        &["--vassal-set", "processes=2"],
+    );
+    emperor.wait_serving("a");
+    emperor.wait_serving("b");
+    eventually("a has the default, b its own", &emperor.instance, || {
+        emperor.pids("a").is_some_and(|(_, w)| w.len() == 2)
+            && emperor.pids("b").is_some_and(|(_, w)| w.len() == 3)
+    });
+}
