@@ -87,14 +87,16 @@ pub(crate) fn run(config: &Config, stats: Option<StatsListener>) -> ExitCode {
         }
         Err(e) => {
             log::error!("{e}");
-            if let Some(daemon) = daemon.take() {
-                daemon.report_failure(exit::RUNTIME, &e.to_string());
-            }
-            if e.kind() == io::ErrorKind::InvalidInput {
+            // A monitor that is not a directory is a configuration error.
+            let code = if e.kind() == io::ErrorKind::InvalidInput {
                 exit::CONFIG
             } else {
                 exit::RUNTIME
+            };
+            if let Some(daemon) = daemon.take() {
+                daemon.report_failure(code, &e.to_string());
             }
+            code
         }
     };
     ExitCode::from(code)
