@@ -160,6 +160,7 @@ impl<'a> Emperor<'a> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let notifier = Notifier::from_env().unwrap_or_default();
+        // As an instance's master does (`master::startup::set_up_output`).
         if let Some(logfile) = &config.daemonize {
             if notifier.is_enabled() {
                 log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
@@ -169,7 +170,10 @@ impl<'a> Emperor<'a> {
                         .map_err(context(format_args!("daemonize {}", logfile.display())))?,
                 );
             }
-        } else if let Some(logfile) = &config.logto {
+        }
+        if daemon.is_none()
+            && let Some(logfile) = &config.logto
+        {
             daemon::redirect_output(logfile)
                 .map_err(context(format_args!("logto {}", logfile.display())))?;
         }
