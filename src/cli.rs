@@ -163,7 +163,7 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
     // A fallback image loads the INI texts of the configuration it goes back to.
     let replay = handover.replaying().map(|(_, texts)| texts.to_vec());
     match load_reporting(args.clone(), replay, apps, Warnings::Keep) {
-        Some(loaded) if loaded.config.emperor.is_some() => {
+        Some(loaded) if !loaded.config.emperor.is_empty() => {
             for warning in &loaded.warnings {
                 log::warn!("{warning}");
             }
@@ -301,7 +301,7 @@ fn app_option_specs(apps: &AppRegistry) -> Result<Vec<AppOptionSpec>, String> {
 fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
     let config = &loaded.config;
     let names = || apps.names().join(", ");
-    if config.emperor.is_none()
+    if config.emperor.is_empty()
         && config.module.is_none()
         && config.mounts.is_empty()
         && config.static_maps.is_empty()
@@ -396,9 +396,31 @@ fn run_instance(
     crate::master::run(instance, apps, &recheck)
 }
 
-/// Runs an emperor over `config.emperor`. Not built yet.
-fn run_emperor(_config: &Config) -> ExitCode {
-    not_implemented("emperor mode")
+/// Runs an emperor over `config.emperor`. Its stats socket is bound here, where sockets are
+/// made (`net`), with the same rules as every other listening socket.
+fn run_emperor(config: &Config) -> ExitCode {
+    let stats = match &config.emperor_stats {
+        Some(spec) => {
+            let what = format!("emperor-stats {spec}");
+            match crate::net::listener::bind_socket(
+                spec,
+                &what,
+                128,
+                crate::net::listener::UnixOptions::default(),
+            ) {
+                Ok((fd, local)) => Some(crate::emperor::stats::StatsListener::from_fd(
+                    fd,
+                    matches!(local, crate::net::listener::LocalAddr::Unix(_)),
+                )),
+                Err(e) => {
+                    log::error!("{e}");
+                    return ExitCode::from(exit::RUNTIME);
+                }
+            }
+        }
+        None => None,
+    };
+    crate::emperor::run(config, stats)
 }
 
 /// How long `--reload` waits for the master to say how the reload went.
@@ -496,11 +518,6 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
             ExitCode::from(exit::RUNTIME)
         }
     }
-}
-
-fn not_implemented(mode: &str) -> ExitCode {
-    eprintln!("rcontainer: {mode} is not implemented yet");
-    ExitCode::from(exit::RUNTIME)
 }
 
 /// Sorts `args` (program name first) into an [`Invocation`]; `Err` holds usage errors.

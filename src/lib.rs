@@ -200,6 +200,7 @@ pub(crate) mod cli;
 pub mod client;
 pub(crate) mod config;
 pub(crate) mod coro;
+pub(crate) mod emperor;
 pub(crate) mod exit;
 pub(crate) mod log;
 pub(crate) mod master;

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 const MASTER: u32 = 0;
 /// Role value before the master has started (one-shot commands).
 const COMMAND: u32 = u32::MAX;
+/// Role value for an emperor.
+const EMPEROR: u32 = u32::MAX - 1;
 
 static ROLE: AtomicU32 = AtomicU32::new(COMMAND);
 
@@ -46,6 +48,7 @@ pub(crate) fn init() {
             match ROLE.load(Ordering::Relaxed) {
                 COMMAND => writeln!(buf, "{timestamp} {level} rcontainer[{pid}] {message}"),
                 MASTER => writeln!(buf, "{timestamp} {level} master[{pid}] {message}"),
+                EMPEROR => writeln!(buf, "{timestamp} {level} emperor[{pid}] {message}"),
                 id => writeln!(buf, "{timestamp} {level} worker{id}[{pid}] {message}"),
             }
         });
@@ -56,6 +59,11 @@ pub(crate) fn init() {
 /// Marks this process as the master in every following line.
 pub(crate) fn set_role_master() {
     ROLE.store(MASTER, Ordering::Relaxed);
+}
+
+/// Marks this process as an emperor in every following line.
+pub(crate) fn set_role_emperor() {
+    ROLE.store(EMPEROR, Ordering::Relaxed);
 }
 
 /// Marks this process as worker `id` (1-based) in every following line.

@@ -281,7 +281,7 @@ fn reading_order(position: &Position, ini_files: &[IniRef]) -> (usize, usize) {
 /// Rules that involve more than one option.
 fn check_combination(config: &Config) -> Vec<ConfigError> {
     let mut errors = Vec::new();
-    if config.emperor.is_none() && config.sockets.is_empty() && config.http_sockets.is_empty() {
+    if config.emperor.is_empty() && config.sockets.is_empty() && config.http_sockets.is_empty() {
         errors.push(ConfigError::overall(
             "no listener: set socket or http-socket (or emperor)",
         ));

@@ -278,8 +278,22 @@ option_table! {
         ["256"], "Coroutine stack size in KiB (at least 64).";
     client_ca_file: maybe Path = "client-ca-file",
         [], "PEM bundle of CA certificates the HTTPS client trusts besides the system store (private CAs).";
-    emperor: maybe Text = "emperor",
-        [], "Run an emperor over this directory or glob of vassal INI files.";
+    emperor: list Text = "emperor",
+        [], "Run an emperor over this directory (its *.ini files) or glob of vassal INI files.";
+    emperor_freq: one Seconds = "emperor-freq",
+        ["3"], "How often the emperor rescans its directories and globs, besides inotify events.";
+    emperor_max_throttle: one Seconds = "emperor-max-throttle",
+        ["180"], "Longest delay before the emperor respawns a vassal that keeps dying (1 s, doubling).";
+    emperor_brutal_shutdown: one Flag = "emperor-brutal-shutdown",
+        ["false"], "Stop a vassal whose file is removed at once, not letting its requests finish.";
+    emperor_required_heartbeat: one Seconds = "emperor-required-heartbeat",
+        ["30"], "A vassal that sent heartbeats, then none for this long, is reloaded (killed if silent as long again); 0 = off.";
+    emperor_wrapper: maybe Path = "emperor-wrapper" | "binary-path",
+        [], "The program the emperor runs for each vassal as PROGRAM --ini FILE (default: its own binary).";
+    vassal_set: list KeyValue = "vassal-set",
+        [], "A default option for every vassal, KEY=VALUE (passed as --set KEY=VALUE; its INI wins).";
+    emperor_stats: maybe Socket = "emperor-stats" | "emperor-stats-server",
+        [], "Serve the emperor's stats JSON (uWSGI's emperor format) on this address.";
 }
 
 fn parse_one<K: Kind>(

@@ -712,7 +712,7 @@ fn a_config_without_any_listener_is_rejected_unless_it_runs_an_emperor() {
         vec!["config: no listener: set socket or http-socket (or emperor)".to_owned()]
     );
     let loaded = load_ok(&sources(&[], &[], &[("emperor", Some("/etc/vassals"))]));
-    assert_eq!(loaded.config.emperor.as_deref(), Some("/etc/vassals"));
+    assert_eq!(loaded.config.emperor, ["/etc/vassals"]);
 }
 
 #[test]

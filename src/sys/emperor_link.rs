@@ -28,6 +28,7 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    #[cfg_attr(not(test), allow(dead_code))] // the vassal side (the master) uses it
     pub(crate) fn from_byte(byte: u8) -> Option<Command> {
         Some(match byte {
             0 => Command::StopNow,
@@ -99,6 +100,7 @@ impl Link {
     }
 
     /// Wraps an end of the channel (one handed over across an exec, or the vassal's own).
+    #[cfg_attr(not(test), allow(dead_code))] // the vassal side (the master) uses it
     pub(crate) fn from_fd(fd: OwnedFd) -> io::Result<Link> {
         let stream = UnixStream::from(fd);
         stream.set_nonblocking(true)?;
@@ -108,6 +110,7 @@ impl Link {
     /// The vassal's end, when this process runs under an emperor (`UWSGI_EMPEROR_FD`). The fd
     /// becomes close-on-exec; keeping it across a re-exec is the caller's business. A variable
     /// that does not name an open fd is an error.
+    #[allow(dead_code)] // the vassal side (the master) uses it
     pub(crate) fn from_env() -> io::Result<Option<Link>> {
         let Some(value) = std::env::var_os(FD_ENV) else {
             return Ok(None);

@@ -42,6 +42,7 @@ pub(crate) mod error;
 pub(crate) mod fault;
 pub(crate) mod fd;
 pub(crate) mod fifo;
+pub(crate) mod glob;
 pub(crate) mod memory;
 pub(crate) mod notify;
 pub(crate) mod pidfile;
@@ -53,6 +54,7 @@ pub(crate) mod rerun;
 pub(crate) mod rlimit;
 pub(crate) mod shm;
 pub(crate) mod signal;
+pub(crate) mod spawn;
 pub(crate) mod stack;
 #[cfg(test)]
 pub(crate) mod tempdir;

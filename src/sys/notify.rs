@@ -64,7 +64,6 @@ impl Notifier {
         self.send("STOPPING=1")
     }
 
-    #[cfg(test)]
     /// `STATUS=<text>` for `systemctl status` (newlines become spaces).
     pub(crate) fn status(&self, text: &str) -> io::Result<()> {
         self.send(&format!("STATUS={}", one_line(text)))

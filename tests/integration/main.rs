@@ -7,6 +7,7 @@ mod cli;
 mod conformance;
 mod cores;
 mod corpus;
+mod emperor;
 mod harness;
 mod http;
 mod library;

@@ -164,6 +164,29 @@ impl Instance {
         Instance::spawn_program(Path::new(BIN), name, ini, extra_args, &[])
     }
 
+    /// Starts `rcontainer ARGS` in `scratch` (prepared by the test: an emperor's vassal files,
+    /// say) without writing an INI and without waiting for anything.
+    pub(crate) fn spawn_in(scratch: Scratch, args: &[&str], env: &[(&str, &str)]) -> Instance {
+        let stdout = scratch.path().join("stdout.log");
+        let stderr = scratch.path().join("stderr.log");
+        let child = spawn_retrying(|| {
+            rcontainer_command(scratch.path(), args)
+                .envs(env.iter().copied())
+                .stdout(fs::File::create(&stdout).expect("create stdout file"))
+                .stderr(fs::File::create(&stderr).expect("create stderr file"))
+                .process_group(0)
+                .spawn()
+        })
+        .expect("spawn rcontainer");
+        Instance {
+            child: Some(child),
+            scratch,
+            stdout,
+            stderr,
+            sockets: Vec::new(),
+        }
+    }
+
     /// Like [`Instance::spawn`] with extra environment variables.
     /// [`Instance::start`] with extra environment variables.
     pub(crate) fn start_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
@@ -444,6 +467,17 @@ pub(crate) fn stats(instance: &Instance) -> serde_json::Value {
     let mut text = String::new();
     stream.read_to_string(&mut text).expect("read stats");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}"))
+}
+
+/// The JSON a stats socket at `path` writes, or `None` when it cannot be read now (the
+/// process behind it is starting, reloading or gone).
+pub(crate) fn try_stats_at(path: &Path) -> Option<serde_json::Value> {
+    use std::io::Read;
+    let mut stream = std::os::unix::net::UnixStream::connect(path).ok()?;
+    stream.set_read_timeout(Some(DEADLINE)).ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}")))
 }
 
 /// Parses a JSON body, failing the test with the body when it is not JSON.

@@ -1,0 +1,472 @@
+//! One vassal: its file, its process and link, where it is in its life, and the pure
+//! decisions about it (what its reports mean, what its exit means, how long its back-off is).
+//!
+//! States: `Running` (started; `ready`/`accepting`/`loyal` as it reported them), `Reloading`
+//! (asked to reload, until it reports accepting again), `Stopping` (asked to stop, killed at
+//! the deadline), `Backoff` (dead, respawned at `until`), `Exiled` (exited with uWSGI's exile
+//! code: waits for its file to change). A configuration error found by the check before a
+//! reload is kept beside the state: the vassal keeps running its previous configuration.
+//!
+//! Everything the emperor knows about a running vassal fits in [`Adoption`], a line of text,
+//! so that a re-executed emperor can adopt its vassals from an environment variable.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::sys::emperor_link::{Link, Report};
+use crate::sys::process::{ExitStatus, Pid};
+
+use super::scan::FileId;
+
+/// uWSGI's exile code: a vassal exiting with it is removed, not respawned, until its file
+/// changes.
+pub(crate) const EXILE_CODE: i32 = 26;
+/// The first respawn delay; it doubles with each death in a row.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// A vassal that stayed up this long (and was loyal, if it speaks the protocol) starts its
+/// back-off from [`FIRST_BACKOFF`] again.
+const STABLE_UPTIME: Duration = Duration::from_secs(60);
+
+/// Where a vassal is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Running,
+    /// Asked to reload at `since`; over when it reports accepting (or it never reports).
+    Reloading {
+        since: Instant,
+    },
+    /// Asked to stop; SIGKILL at `deadline`.
+    Stopping {
+        deadline: Instant,
+        killed: bool,
+    },
+    /// Dead; respawned at `until`, `delay` after it died.
+    Backoff {
+        until: Instant,
+        delay: Duration,
+    },
+    /// Exited with [`EXILE_CODE`]: not respawned until its file changes.
+    Exiled,
+}
+
+impl State {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Reloading { .. } => "reloading",
+            State::Stopping { .. } => "stopping",
+            State::Backoff { .. } => "backoff",
+            State::Exiled => "exiled",
+        }
+    }
+}
+
+/// A vassal process and what it reported.
+#[derive(Debug)]
+pub(crate) struct Process {
+    pub(crate) pid: Pid,
+    /// The emperor's end of the link; `None` once the vassal closed its end.
+    pub(crate) link: Option<Link>,
+    pub(crate) started: Instant,
+    /// Unix seconds of its start (stats `born`/`last_run`).
+    pub(crate) born_unix: u64,
+    /// It sent at least one report: it speaks the emperor protocol, so commands go over the
+    /// link and its readiness can be waited for. rcontainer vassals that do not report yet
+    /// (and any other program) get signals instead.
+    pub(crate) speaks: bool,
+    pub(crate) ready: bool,
+    pub(crate) accepting: bool,
+    /// Unix seconds it became loyal (0: not yet).
+    pub(crate) loyal_unix: u64,
+    /// When its last heartbeat came; `None` if it never sent one.
+    pub(crate) last_heartbeat: Option<Instant>,
+    pub(crate) last_heartbeat_unix: u64,
+    /// Silent too long: a reload was sent at this time; killed if still silent later.
+    pub(crate) heartbeat_reload: Option<Instant>,
+}
+
+impl Process {
+    pub(crate) fn new(pid: Pid, link: Link, now: Instant, now_unix: u64) -> Process {
+        Process {
+            pid,
+            link: Some(link),
+            started: now,
+            born_unix: now_unix,
+            speaks: false,
+            ready: false,
+            accepting: false,
+            loyal_unix: 0,
+            last_heartbeat: None,
+            last_heartbeat_unix: 0,
+            heartbeat_reload: None,
+        }
+    }
+
+    pub(crate) fn is_loyal(&self) -> bool {
+        self.loyal_unix != 0
+    }
+}
+
+/// What a report asks of the emperor besides updating the vassal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Heard {
+    Nothing,
+    /// A reload (or start) is complete: the next vassal of a rolling reload may go.
+    NowAccepting,
+    /// Logged: the vassal asked for something rcontainer does not do.
+    Unsupported(&'static str),
+}
+
+/// What becomes of a vassal whose process exited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterExit {
+    /// It was asked to stop: it is gone.
+    Gone,
+    /// Respawn after this delay.
+    Respawn(Duration),
+    /// Exiled: respawned only when its file changes.
+    Exile,
+}
+
+/// One vassal file and what runs for it.
+#[derive(Debug)]
+pub(crate) struct Vassal {
+    pub(crate) path: PathBuf,
+    /// The file's identity when last seen.
+    pub(crate) file: FileId,
+    pub(crate) process: Option<Process>,
+    pub(crate) state: State,
+    /// Times it was started again after a death.
+    pub(crate) respawns: u32,
+    /// Deaths in a row, for the back-off.
+    pub(crate) failures: u32,
+    /// Why its file's current version does not load (the check before a reload said so).
+    pub(crate) config_error: Option<String>,
+    /// Unix seconds of the first start.
+    pub(crate) first_run_unix: u64,
+    /// The back-off's end in unix seconds (stats), while in back-off.
+    pub(crate) backoff_until_unix: u64,
+}
+
+impl Vassal {
+    pub(crate) fn new(path: PathBuf, file: FileId) -> Vassal {
+        Vassal {
+            path,
+            file,
+            process: None,
+            state: State::Running,
+            respawns: 0,
+            failures: 0,
+            config_error: None,
+            first_run_unix: 0,
+            backoff_until_unix: 0,
+        }
+    }
+
+    /// The name stats and the log use: the file name (uWSGI's vassal `id`).
+    pub(crate) fn id(&self) -> String {
+        file_name(&self.path)
+    }
+
+    /// Applies one report byte from the vassal (unknown bytes are for the caller to log).
+    pub(crate) fn hear(&mut self, report: Report, now: Instant, now_unix: u64) -> Heard {
+        let Some(process) = &mut self.process else {
+            return Heard::Nothing;
+        };
+        process.speaks = true;
+        match report {
+            Report::Spawned => {
+                process.ready = true;
+                Heard::Nothing
+            }
+            Report::Accepting => {
+                process.ready = true;
+                process.accepting = true;
+                if matches!(self.state, State::Reloading { .. }) {
+                    self.state = State::Running;
+                }
+                Heard::NowAccepting
+            }
+            Report::Loyal => {
+                if process.loyal_unix == 0 {
+                    process.loyal_unix = now_unix.max(1);
+                }
+                Heard::Nothing
+            }
+            Report::Heartbeat => {
+                process.last_heartbeat = Some(now);
+                process.last_heartbeat_unix = now_unix;
+                process.heartbeat_reload = None;
+                Heard::Nothing
+            }
+            Report::Leaving => Heard::Nothing,
+            Report::ConfigWanted => Heard::Unsupported("its configuration over the link"),
+            Report::Sos => Heard::Unsupported("more capacity (broodlord)"),
+        }
+    }
+
+    /// A reload was asked for: it is reloading until it reports accepting again, if it speaks
+    /// the protocol (one that does not is taken to be running at once).
+    pub(crate) fn reloading(&mut self, now: Instant) {
+        if let Some(process) = &mut self.process
+            && process.speaks
+        {
+            process.accepting = false;
+            self.state = State::Reloading { since: now };
+        }
+    }
+
+    /// Its process exited with `status`; `max_delay` caps the back-off, `jitter` is a number
+    /// in `0..=1000` (permille of the delay added). Updates the counters and the state.
+    pub(crate) fn on_exit(
+        &mut self,
+        status: ExitStatus,
+        now: Instant,
+        max_delay: Duration,
+        jitter: u64,
+    ) -> AfterExit {
+        let process = self.process.take();
+        if matches!(self.state, State::Stopping { .. }) {
+            return AfterExit::Gone;
+        }
+        if status == ExitStatus::Exited(EXILE_CODE) {
+            self.state = State::Exiled;
+            return AfterExit::Exile;
+        }
+        if let Some(process) = &process {
+            let stable = now.saturating_duration_since(process.started) >= STABLE_UPTIME
+                && (process.is_loyal() || !process.speaks);
+            if stable {
+                self.failures = 0;
+            }
+        }
+        let delay = backoff_delay(self.failures, max_delay, jitter);
+        self.failures = self.failures.saturating_add(1);
+        self.state = State::Backoff {
+            until: now + delay,
+            delay,
+        };
+        AfterExit::Respawn(delay)
+    }
+}
+
+/// The delay before respawning a vassal that died `failures` times in a row before: 1 s
+/// doubling, at most `max`, plus up to a quarter more (`jitter` permille of a quarter), so
+/// vassals that died together do not all come back in the same instant.
+pub(crate) fn backoff_delay(failures: u32, max: Duration, jitter: u64) -> Duration {
+    let base = FIRST_BACKOFF
+        .checked_mul(1u32.checked_shl(failures.min(30)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max.max(FIRST_BACKOFF));
+    let extra = base / 4 * u32::try_from(jitter.min(1000)).unwrap_or(1000) / 1000;
+    base + extra
+}
+
+/// A file's name, for messages and stats.
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// A running vassal as one line of text, for a re-executed emperor to adopt it (the link's fd
+/// stays open across the exec): `pid fd dev ino size mtime_ns ready accepting loyal_unix
+/// born_unix path`, the path last (it may contain spaces).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Adoption {
+    pub(crate) pid: i32,
+    pub(crate) link_fd: i32,
+    pub(crate) file: FileId,
+    pub(crate) ready: bool,
+    pub(crate) accepting: bool,
+    pub(crate) loyal_unix: u64,
+    pub(crate) born_unix: u64,
+    pub(crate) path: PathBuf,
+}
+
+#[cfg_attr(not(test), allow(dead_code))] // the emperor's re-exec is the next step
+impl Adoption {
+    pub(crate) fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {} {} {} {} {} {} {}",
+            self.pid,
+            self.link_fd,
+            self.file.dev,
+            self.file.ino,
+            self.file.size,
+            self.file.mtime_ns,
+            u8::from(self.ready),
+            u8::from(self.accepting),
+            self.loyal_unix,
+            self.born_unix,
+            self.path.display()
+        )
+    }
+
+    pub(crate) fn decode(line: &str) -> Option<Adoption> {
+        let mut words = line.splitn(11, ' ');
+        let mut next = || words.next();
+        let pid = next()?.parse().ok()?;
+        let link_fd = next()?.parse().ok()?;
+        let file = FileId {
+            dev: next()?.parse().ok()?,
+            ino: next()?.parse().ok()?,
+            size: next()?.parse().ok()?,
+            mtime_ns: next()?.parse().ok()?,
+        };
+        let flag = |word: Option<&str>| -> Option<bool> {
+            match word? {
+                "0" => Some(false),
+                "1" => Some(true),
+                _ => None,
+            }
+        };
+        let ready = flag(next())?;
+        let accepting = flag(next())?;
+        let loyal_unix = next()?.parse().ok()?;
+        let born_unix = next()?.parse().ok()?;
+        let path = PathBuf::from(next().filter(|p| !p.is_empty())?);
+        Some(Adoption {
+            pid,
+            link_fd,
+            file,
+            ready,
+            accepting,
+            loyal_unix,
+            born_unix,
+            path,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file() -> FileId {
+        FileId {
+            dev: 1,
+            ino: 2,
+            size: 3,
+            mtime_ns: 4,
+        }
+    }
+
+    fn running(now: Instant) -> Vassal {
+        let (link, _theirs) = Link::pair().unwrap();
+        let mut vassal = Vassal::new(PathBuf::from("/v/app.ini"), file());
+        vassal.process = Some(Process::new(Pid::from_raw(10), link, now, 1000));
+        vassal
+    }
+
+    #[test]
+    fn the_back_off_starts_at_one_second_doubles_and_stops_at_the_maximum() {
+        let max = Duration::from_secs(180);
+        let delays: Vec<u64> = (0..10)
+            .map(|n| backoff_delay(n, max, 0).as_secs())
+            .collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 180, 180]);
+        assert_eq!(backoff_delay(1, max, 1000), Duration::from_millis(2500));
+        assert_eq!(backoff_delay(u32::MAX, max, 0), max);
+        assert_eq!(backoff_delay(5, Duration::ZERO, 0), FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn deaths_in_a_row_grow_the_delay_and_a_stable_run_resets_it() {
+        let now = Instant::now();
+        let max = Duration::from_secs(180);
+        let mut vassal = running(now);
+        let died = ExitStatus::Exited(1);
+        assert_eq!(
+            vassal.on_exit(died, now, max, 0),
+            AfterExit::Respawn(Duration::from_secs(1))
+        );
+        vassal.process = running(now).process;
+        assert_eq!(
+            vassal.on_exit(died, now, max, 0),
+            AfterExit::Respawn(Duration::from_secs(2))
+        );
+        assert!(matches!(vassal.state, State::Backoff { .. }));
+        // Up for a long time, and loyal: the next death starts over.
+        vassal.process = running(now).process;
+        let later = now + STABLE_UPTIME;
+        vassal.hear(Report::Loyal, later, 2000);
+        assert_eq!(
+            vassal.on_exit(died, later, max, 0),
+            AfterExit::Respawn(Duration::from_secs(1))
+        );
+    }
+
+    #[test]
+    fn a_long_run_without_loyalty_does_not_reset_a_vassal_that_speaks_the_protocol() {
+        let now = Instant::now();
+        let max = Duration::from_secs(180);
+        let mut vassal = running(now);
+        vassal.failures = 3;
+        vassal.hear(Report::Spawned, now, 1000);
+        let later = now + STABLE_UPTIME;
+        assert_eq!(
+            vassal.on_exit(ExitStatus::Exited(1), later, max, 0),
+            AfterExit::Respawn(Duration::from_secs(8))
+        );
+    }
+
+    #[test]
+    fn the_exile_code_exiles_and_a_stopping_vassal_is_gone() {
+        let now = Instant::now();
+        let max = Duration::from_secs(180);
+        let mut vassal = running(now);
+        let exile = ExitStatus::Exited(EXILE_CODE);
+        assert_eq!(vassal.on_exit(exile, now, max, 0), AfterExit::Exile);
+        assert_eq!(vassal.state, State::Exiled);
+        let mut vassal = running(now);
+        vassal.state = State::Stopping {
+            deadline: now,
+            killed: false,
+        };
+        assert_eq!(vassal.on_exit(exile, now, max, 0), AfterExit::Gone);
+    }
+
+    #[test]
+    fn reports_mark_ready_accepting_loyal_and_end_a_reload() {
+        let now = Instant::now();
+        let mut vassal = running(now);
+        vassal.reloading(now);
+        assert_eq!(vassal.state, State::Running, "it never reported: no wait");
+        assert_eq!(vassal.hear(Report::Spawned, now, 1000), Heard::Nothing);
+        vassal.reloading(now);
+        assert!(matches!(vassal.state, State::Reloading { .. }));
+        assert_eq!(
+            vassal.hear(Report::Accepting, now, 1000),
+            Heard::NowAccepting
+        );
+        assert_eq!(vassal.state, State::Running);
+        vassal.hear(Report::Loyal, now, 1234);
+        vassal.hear(Report::Loyal, now, 9999);
+        let process = vassal.process.as_ref().unwrap();
+        assert!(process.ready && process.accepting && process.speaks);
+        assert_eq!(process.loyal_unix, 1234, "loyal once, at the first report");
+        assert!(matches!(
+            vassal.hear(Report::Sos, now, 1),
+            Heard::Unsupported(_)
+        ));
+    }
+
+    #[test]
+    fn an_adoption_line_round_trips_with_spaces_in_the_path() {
+        let adoption = Adoption {
+            pid: 42,
+            link_fd: 7,
+            file: file(),
+            ready: true,
+            accepting: false,
+            loyal_unix: 1_700_000_000,
+            born_unix: 1_600_000_000,
+            path: PathBuf::from("/etc/my vassals/app.ini"),
+        };
+        assert_eq!(Adoption::decode(&adoption.encode()), Some(adoption));
+        assert_eq!(Adoption::decode("42 7 1 2 3"), None);
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 2 0 0 0 /a.ini"), None);
+    }
+}
