@@ -280,6 +280,8 @@ option_table! {
         [], "PEM bundle of CA certificates the HTTPS client trusts besides the system store (private CAs).";
     emperor: maybe Text = "emperor",
         [], "Run an emperor over this directory or glob of vassal INI files.";
+    heartbeat: one Seconds = "heartbeat",
+        ["0"], "Under an emperor: tell it every this many seconds that the instance is alive; 0 = never.";
 }
 
 fn parse_one<K: Kind>(

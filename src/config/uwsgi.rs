@@ -152,7 +152,6 @@ pub(crate) const CORE: &[&str] = &[
     "vassals-start-hook",
     "vassals-stop-hook",
     "vassal-sos-backlog",
-    "heartbeat",
     "auto-snapshot",
     "exit-on-reload",
     "die-on-term",

@@ -41,6 +41,7 @@ impl Command {
 /// What a vassal tells its emperor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[allow(dead_code)] // `ConfigWanted` and `Sos` are only decoded, by the emperor side
 pub(crate) enum Report {
     /// The vassal's master is up (uWSGI: "spawned").
     Spawned = 1,
@@ -59,6 +60,7 @@ pub(crate) enum Report {
 }
 
 impl Report {
+    #[allow(dead_code)] // the emperor side decodes reports
     pub(crate) fn from_byte(byte: u8) -> Option<Report> {
         Some(match byte {
             1 => Report::Spawned,
@@ -92,6 +94,7 @@ pub(crate) struct Link {
 impl Link {
     /// A new channel: the emperor's end (close-on-exec) and the vassal's end, to be made
     /// inheritable in the child before the vassal is executed.
+    #[allow(dead_code)] // the emperor side makes the pairs
     pub(crate) fn pair() -> io::Result<(Link, OwnedFd)> {
         let (ours, theirs) = UnixStream::pair()?;
         ours.set_nonblocking(true)?;

@@ -19,3 +19,4 @@ mod reload;
 mod stats;
 mod tls;
 mod uwsgi;
+mod vassal;
