@@ -285,6 +285,52 @@ fn the_emperors_reload_and_a_hup_reexec_in_place_keeping_the_link_and_the_loyalt
 }
 
 #[test]
+fn a_reload_the_emperor_asks_for_that_is_refused_reports_accepting_again() {
+    let (mut server, mut emperor) = FakeEmperor::start("vassal-refused", &ini(""));
+    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let good = fs::read_to_string(server.scratch.path().join("app.ini")).expect("the ini");
+    server
+        .scratch
+        .write("app.ini", &format!("{good}prcesses = 2\n"));
+    emperor.send(RELOAD);
+    server.wait_for_log("reload refused");
+    emperor.expect(&[ACCEPTING], &server);
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
+#[test]
+fn a_reload_whose_workers_cannot_boot_falls_back_on_the_same_link() {
+    let (mut server, mut emperor) = FakeEmperor::start("vassal-fallback", &ini("processes = 2\n"));
+    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    // A million cores of 64 MiB stacks cannot be reserved: the new workers fail at boot.
+    server.scratch.write(
+        "app.ini",
+        &ini("processes = 2\nasync = 1000000\nstack-size = 65536\n"),
+    );
+    emperor.send(RELOAD);
+    server.wait_for_log("serving the previous configuration again");
+    let mut got = Vec::new();
+    while got.last() != Some(&ACCEPTING) {
+        got.push(emperor.next_byte(&server));
+    }
+    assert!(
+        got.iter().all(|b| [SPAWNED, ACCEPTING].contains(b)) && got.contains(&SPAWNED),
+        "{got:?}"
+    );
+    let master = server.pid();
+    assert_eq!(
+        fs::read_link(format!("/proc/{master}/fd/{}", emperor.fd))
+            .map(|t| t.display().to_string())
+            .ok(),
+        Some(emperor.vassal_end.clone()),
+        "the previous configuration serves on the same link"
+    );
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+    emperor.send(STOP);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
+}
+
+#[test]
 fn a_stop_by_hand_term_or_fifo_q_tells_the_emperor_the_vassal_is_leaving() {
     for (case, how) in [("term", "TERM"), ("fifo", "q"), ("fifo-now", "Q")] {
         let (mut server, mut emperor) = FakeEmperor::start(
