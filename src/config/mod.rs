@@ -2,7 +2,8 @@
 //! merged into one validated, immutable [`Config`].
 //!
 //! Loading has two phases (STYLE.md 4). First every source is read into [`options::Setting`]s,
-//! in precedence order: INI files (in the order given) < environment < command line. The INI
+//! in precedence order: `--set` defaults < INI files (in the order given) < environment <
+//! command line. The INI
 //! lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at this step, and unknown
 //! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A key of no option that
 //! some value of the loaded files uses as `%(key)` is the user's own placeholder, as in uWSGI
@@ -59,6 +60,9 @@ pub(crate) struct Sources {
     pub(crate) env: BTreeMap<String, String>,
     /// `--key value` options, in command-line order.
     pub(crate) cli: Vec<CliSetting>,
+    /// `--set KEY=VALUE` defaults, in command-line order: read before every other source, so
+    /// that each of them overrides a single-valued option (list options accumulate).
+    pub(crate) defaults: Vec<CliSetting>,
     /// The options the binary's apps declare: loaded like the table's.
     pub(crate) app_options: Vec<AppOptionSpec>,
     /// The text of each INI file as an earlier load read it, to use instead of the files on
@@ -121,6 +125,7 @@ impl Sources {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             cli,
+            defaults: Vec::new(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
             somaxconn: crate::net::listener::kernel_backlog_limit(),
@@ -189,6 +194,7 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
         .filter_map(|entry| entry.value.as_deref())
         .flat_map(expand::referenced_keys)
         .collect();
+    gathered.read_defaults(&sources.defaults, &sources.app_options);
     let mut earlier = HashMap::new();
     for file in &files {
         gathered.read_ini(file, sources, &referenced, &mut earlier);
@@ -621,8 +627,25 @@ impl Gathered {
     }
 
     fn read_cli(&mut self, cli: &[CliSetting], apps: &[AppOptionSpec]) {
-        for option in cli {
-            let origin = Origin::Cli(format!("--{}", option.name));
+        self.read_options(cli, apps, |name| format!("--{name}"), "--");
+    }
+
+    /// `--set KEY=VALUE`: read like command-line options, before every other source; their
+    /// origin (and the place an error names) is `--set KEY`.
+    fn read_defaults(&mut self, defaults: &[CliSetting], apps: &[AppOptionSpec]) {
+        self.read_options(defaults, apps, |name| format!("--set {name}"), "");
+    }
+
+    /// Options given by name and value: the command line's `--name value` and `--set`.
+    fn read_options(
+        &mut self,
+        options: &[CliSetting],
+        apps: &[AppOptionSpec],
+        origin_of: impl Fn(&str) -> String,
+        dashes: &str,
+    ) {
+        for option in options {
+            let origin = Origin::Cli(origin_of(&option.name));
             match Known::find(&option.name, apps) {
                 Some(known) => self.settings.push(Setting {
                     key: known.key(),
@@ -640,7 +663,7 @@ impl Gathered {
                 }
                 None => self
                     .errors
-                    .push(unknown_option(&origin, &option.name, "--")),
+                    .push(unknown_option(&origin, &option.name, dashes)),
             }
         }
     }

@@ -567,3 +567,98 @@ fn uwsgis_emperor_runs_reloads_on_touch_and_stops_on_removal_an_rcontainer_vassa
         "nothing serves on the vassal's port"
     );
 }
+
+/// `--print-config` rows as (key, value, origin).
+fn effective(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let key = words.next()?.to_owned();
+            let value = words.next()?.to_owned();
+            Some((key, value, words.collect::<Vec<_>>().join(" ")))
+        })
+        .collect()
+}
+
+#[test]
+fn set_gives_defaults_that_ini_files_the_environment_and_other_options_override() {
+    let scratch = crate::harness::Scratch::new("set-defaults");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nprocesses = 2\n",
+    );
+    let out = crate::harness::run_cli_with_env(
+        scratch.path(),
+        &[
+            "--set",
+            "processes=5",
+            "--set",
+            "harakiri=7",
+            "--set=listen=99",
+            "--set",
+            "socket-timeout=9",
+            "--set",
+            "http-socket=127.0.0.1:0",
+            "--ini",
+            "app.ini",
+            "--listen",
+            "77",
+            "--print-config",
+        ],
+        &[("RCONTAINER_SOCKET_TIMEOUT", "11")],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let rows = effective(&out.stdout);
+    let row = |key: &str| -> Vec<(String, String)> {
+        (rows.iter().filter(|(k, _, _)| k == key))
+            .map(|(_, value, origin)| (value.clone(), origin.clone()))
+            .collect()
+    };
+    let one = |value: &str, origin: &str| vec![(value.to_owned(), origin.to_owned())];
+    assert_eq!(row("processes"), one("2", "app.ini:4"), "the INI file wins");
+    assert_eq!(
+        row("harakiri"),
+        one("7", "--set harakiri"),
+        "nothing else sets it"
+    );
+    assert_eq!(
+        row("listen"),
+        one("77", "--listen"),
+        "the command line wins"
+    );
+    assert_eq!(
+        row("socket-timeout"),
+        one("11", "RCONTAINER_SOCKET_TIMEOUT"),
+        "the environment wins"
+    );
+    assert_eq!(
+        row("http-socket"),
+        [
+            ("127.0.0.1:0".to_owned(), "--set http-socket".to_owned()),
+            ("127.0.0.1:0".to_owned(), "app.ini:2".to_owned()),
+        ],
+        "list options accumulate, the default first"
+    );
+
+    let unknown = crate::harness::run_cli(
+        scratch.path(),
+        &["--set", "prcesses=3", "--ini", "app.ini", "--check-config"],
+    );
+    assert_eq!(unknown.code(), Some(1));
+    assert!(
+        unknown
+            .stderr
+            .contains("--set prcesses: unknown option (did you mean processes?)"),
+        "{}",
+        unknown.stderr
+    );
+    let no_value =
+        crate::harness::run_cli(scratch.path(), &["--set", "processes", "--ini", "app.ini"]);
+    assert_eq!(no_value.code(), Some(1));
+    assert!(
+        no_value.stderr.contains("--set needs KEY=VALUE"),
+        "{}",
+        no_value.stderr
+    );
+}
