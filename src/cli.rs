@@ -702,7 +702,8 @@ Every option below is also an INI key and an environment variable RCONTAINER_<KE
 environment < command line. Repeatable options accumulate across all of them. Flags take no
 separate value: --vacuum, --vacuum=false.
 --set KEY=VALUE (repeatable) gives option KEY a default that every other source overrides
-(uWSGI's --set before --ini; an emperor passes its vassal-set lines so).
+(uWSGI's --set before --ini; an emperor passes its vassal-set lines so), or defines the
+placeholder %(KEY) when KEY is no option; in an INI file, set = KEY=VALUE is KEY = VALUE.
 
 Options:
 {options}{app_options}",

@@ -51,7 +51,6 @@ pub(crate) const CORE: &[&str] = &[
     "strict",
     "skip-zero",
     "skip-atexit",
-    "set",
     "set-placeholder",
     "set-ph",
     "get",

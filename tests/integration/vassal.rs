@@ -662,3 +662,62 @@ fn set_gives_defaults_that_ini_files_the_environment_and_other_options_override(
         no_value.stderr
     );
 }
+
+#[test]
+fn set_defines_a_placeholder_the_ini_uses_and_set_in_an_ini_sets_an_option_in_place() {
+    let scratch = crate::harness::Scratch::new("set-placeholder");
+    scratch.write(
+        "app.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n\
+         pidfile = %d%(project).pid\nset = processes=3\nset-placeholder = four=4\n\
+         set = harakiri=%(four)\n",
+    );
+    let out = crate::harness::run_cli(
+        scratch.path(),
+        &[
+            "--set",
+            "project=shop",
+            "--ini",
+            "app.ini",
+            "--print-config",
+        ],
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let rows = effective(&out.stdout);
+    let find = |key: &str| rows.iter().find(|(k, _, _)| k == key).cloned();
+    let pidfile = find("pidfile").expect("pidfile row");
+    assert!(pidfile.1.ends_with("/shop.pid"), "{pidfile:?}");
+    let processes = find("processes").expect("processes row");
+    assert_eq!(
+        (processes.1.as_str(), processes.2.as_str()),
+        ("3", "app.ini:5")
+    );
+    let harakiri = find("harakiri").expect("harakiri row");
+    assert_eq!(
+        (harakiri.1.as_str(), harakiri.2.as_str()),
+        ("4", "app.ini:7")
+    );
+    assert!(
+        !out.stderr.contains("ignored: uWSGI option 'set'"),
+        "{}",
+        out.stderr
+    );
+
+    scratch.write(
+        "typo.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\nset = prcesses=3\nset = nothing\n",
+    );
+    let typo = crate::harness::run_cli(scratch.path(), &["--ini", "typo.ini", "--check-config"]);
+    assert_eq!(typo.code(), Some(1));
+    assert!(
+        typo.stderr
+            .contains("typo.ini:4: prcesses: unknown option (did you mean processes?)"),
+        "{}",
+        typo.stderr
+    );
+    assert!(
+        typo.stderr.contains("typo.ini:5: set: needs KEY=VALUE"),
+        "{}",
+        typo.stderr
+    );
+}
