@@ -9,11 +9,12 @@
 //! some value of the loaded files uses as `%(key)` is the user's own placeholder, as in uWSGI
 //! (`project = shop`, `socket = /run/%(project).sock`), and so are `set-placeholder` /
 //! `set-ph = key=value`; `set = key=value` (and `--set`) sets option `key` (or that
-//! placeholder, when `key` is no option). Then [`Config::from_settings`] walks the option table (`options`): a
-//! single-valued option takes the last setting (so the command line wins), a list option takes
-//! all of them in order (so sockets accumulate), and each value goes through its kind's parser
-//! (`value`). Last come the checks that need more than one value or the file system (a listener
-//! is set, `chdir` exists, the `daemonize` log can be one, `listen` fits the kernel's limit).
+//! placeholder, when `key` is no option). Then [`Config::from_settings`] walks the option
+//! table (`options`): a single-valued option takes the last setting (so the command line
+//! wins), a list option takes all of them in order (so sockets accumulate), and each value
+//! goes through its kind's parser (`value`). Last come the checks that need more than one
+//! value or the file system (a listener is set, `chdir` exists, the `daemonize` log can be
+//! one, `listen` fits the kernel's limit).
 //! Every error of every source is reported, not just the first.
 //!
 //! Nothing here starts anything or mutates a live config: a reload calls [`load`] again and gets
@@ -568,8 +569,8 @@ impl Gathered {
         }
     }
 
-    /// An INI key that is no option of the table: `set`, a placeholder definition, a uWSGI key served
-    /// as an option of ours, a Python app (refused), an ignored uWSGI key, a key used as
+    /// An INI key that is no option of the table: `set`, a placeholder definition, a uWSGI key
+    /// served as an option of ours, a Python app (refused), an ignored uWSGI key, a key used as
     /// `%(key)` (the user's placeholder), or else an unknown option. `value` is expanded.
     fn read_foreign_key(
         &mut self,
