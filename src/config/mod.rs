@@ -3,18 +3,17 @@
 //!
 //! Loading has two phases (STYLE.md 4). First every source is read into [`options::Setting`]s,
 //! in precedence order: `--set` defaults < INI files (in the order given) < environment <
-//! command line. The INI
-//! lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at this step, and unknown
-//! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A key of no option that
-//! some value of the loaded files uses as `%(key)` is the user's own placeholder, as in uWSGI
-//! (`project = shop`, `socket = /run/%(project).sock`), and so are `set-placeholder` /
-//! `set-ph = key=value`; `set = key=value` (and `--set`) sets option `key` (or that
-//! placeholder, when `key` is no option). Then [`Config::from_settings`] walks the option
-//! table (`options`): a single-valued option takes the last setting (so the command line
-//! wins), a list option takes all of them in order (so sockets accumulate), and each value
-//! goes through its kind's parser (`value`). Last come the checks that need more than one
-//! value or the file system (a listener is set, `chdir` exists, the `daemonize` log can be
-//! one, `listen` fits the kernel's limit).
+//! command line. The INI lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at
+//! this step, and unknown keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A
+//! key of no option that some value of the loaded files uses as `%(key)` is the user's own
+//! placeholder, as in uWSGI (`project = shop`, `socket = /run/%(project).sock`), and so are
+//! `set-placeholder` / `set-ph = key=value`; `set = key=value` (and `--set`) sets option `key`
+//! (or that placeholder, when `key` is no option). Then [`Config::from_settings`] walks the
+//! option table (`options`): a single-valued option takes the last setting (so the command
+//! line wins), a list option takes all of them in order (so sockets accumulate), and each value
+//! goes through its kind's parser (`value`). Last come the checks that need more than one value
+//! or the file system (a listener is set, `chdir` exists, the `daemonize` log can be one,
+//! `listen` fits the kernel's limit).
 //! Every error of every source is reported, not just the first.
 //!
 //! Nothing here starts anything or mutates a live config: a reload calls [`load`] again and gets
