@@ -73,10 +73,14 @@ impl FakeEmperor {
     /// The next byte the vassal sends (fails after the deadline or when the link closes).
     fn next_byte(&mut self, server: &Instance) -> u8 {
         let mut byte = [0u8];
-        match self.stream.read(&mut byte) {
-            Ok(1) => byte[0],
-            Ok(_) => panic!("the vassal closed the link\n{}", server.logs()),
-            Err(e) => panic!("no message from the vassal: {e}\n{}", server.logs()),
+        loop {
+            match self.stream.read(&mut byte) {
+                Ok(1) => return byte[0],
+                Ok(_) => panic!("the vassal closed the link\n{}", server.logs()),
+                // A signal for another test's sake (the test binary is shared).
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("no message from the vassal: {e}\n{}", server.logs()),
+            }
         }
     }
 
@@ -97,6 +101,7 @@ impl FakeEmperor {
                 Ok(0) => break,
                 Ok(n) => got.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => panic!("reading the link: {e}"),
             }
         }
