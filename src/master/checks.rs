@@ -1,6 +1,6 @@
 //! The master's per-tick checks (STYLE 3): readiness, replacements, mercy, watchdog,
-//! recycling, memory samples, touch files, back-offs, what the emperor is due to hear. Each is small and named for what it
-//! looks at.
+//! recycling, memory samples, touch files, back-offs, what the emperor is due to hear. Each is
+//! small and named for what it looks at.
 
 use std::time::{Duration, Instant};
 

@@ -1,10 +1,11 @@
 //! The master: binds the listeners once, forks the workers and supervises them.
 //!
 //! One thread and one `mio::Poll`: the signal pipe, the master FIFO, the stats listener and
-//! the emperor link (under an emperor) wake it; every [`TICK`] it also reaps children and runs the named checks (readiness,
-//! replacements, mercy, watchdog, recycling, touch files). Signals, FIFO letters and touch files
-//! become [`Action`]s ([`action`]); exits become [`Decision`]s ([`workers`]). The master never
-//! runs a handler.
+//! the emperor link (under an emperor) wake it; every [`TICK`] it also reaps children and runs
+//! the named checks (readiness, replacements, mercy, watchdog, recycling, touch files, what the
+//! emperor is due to hear). Signals, FIFO letters, touch files and emperor commands become
+//! [`Action`]s ([`action`]); exits become [`Decision`]s ([`workers`]). The master never runs a
+//! handler.
 //!
 //! A graceful reload re-executes the master in place: same pid, listening sockets handed over
 //! through the environment (`RCONTAINER_FDS`), the INI and the binary read again. The new image
