@@ -159,3 +159,75 @@ impl Vassal {
         fd::set_cloexec_raw(self.raw_fd(), !on)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A vassal and the emperor's end of its link.
+    fn linked() -> (Vassal, Link) {
+        let (emperor, theirs) = Link::pair().expect("socketpair");
+        let vassal = Vassal {
+            link: Link::from_fd(theirs).expect("the vassal's end"),
+            loyal: false,
+            leaving: false,
+            next_heartbeat: None,
+        };
+        (vassal, emperor)
+    }
+
+    #[test]
+    fn heartbeats_go_out_at_once_then_every_interval_and_never_for_zero() {
+        let (mut vassal, emperor) = linked();
+        let start = Instant::now();
+        let every = Duration::from_secs(2);
+        vassal.beat(every, start);
+        vassal.beat(every, start + Duration::from_secs(1));
+        vassal.beat(every, start + every);
+        vassal.beat(every, start + every + Duration::from_millis(500));
+        assert_eq!(emperor.receive().expect("read").bytes, [26, 26]);
+        let (mut quiet, emperor) = linked();
+        quiet.beat(Duration::ZERO, start);
+        quiet.beat(Duration::ZERO, start + every);
+        assert!(emperor.receive().expect("read").bytes.is_empty());
+    }
+
+    #[test]
+    fn loyalty_and_leaving_are_told_once() {
+        let (mut vassal, emperor) = linked();
+        vassal.report_loyal();
+        vassal.report_loyal();
+        vassal.report_leaving();
+        vassal.report_leaving();
+        assert_eq!(emperor.receive().expect("read").bytes, [17, 22]);
+        let (mut reloaded, emperor) = linked();
+        reloaded.loyal = true;
+        reloaded.report_loyal();
+        assert!(
+            emperor.receive().expect("read").bytes.is_empty(),
+            "loyal before the re-exec"
+        );
+    }
+
+    #[test]
+    fn commands_become_actions_unknown_bytes_are_skipped_and_a_closed_end_is_gone() {
+        let (vassal, emperor) = linked();
+        for byte in [1, 9, 2, 0] {
+            emperor.send(byte).expect("send");
+        }
+        let heard = vassal.hear();
+        assert_eq!(
+            heard.actions,
+            [
+                Action::GracefulReload,
+                Action::GracefulStop,
+                Action::ImmediateStop
+            ]
+        );
+        assert!(!heard.gone);
+        drop(emperor);
+        let heard = vassal.hear();
+        assert!(heard.actions.is_empty() && heard.gone);
+    }
+}
