@@ -468,6 +468,12 @@ impl<'a> Master<'a> {
                 self.apply(action);
             }
             for action in commanded {
+                if action == Action::ImmediateStop && self.draining_after_leaving() {
+                    // uWSGI's emperor answers a leaving vassal with "stop now" (its
+                    // emperor_stop): an acknowledgement, not a reason to drop requests.
+                    log::info!("the emperor acknowledges the vassal is leaving: draining on");
+                    continue;
+                }
                 self.apply(action);
             }
             self.expire_stats();
@@ -523,6 +529,12 @@ impl<'a> Master<'a> {
                 Vec::new()
             }
         }
+    }
+
+    /// Whether this vassal drains after telling its emperor it leaves (a TERM or `q` by hand).
+    fn draining_after_leaving(&self) -> bool {
+        matches!(self.stopping, Some(Stopping::Graceful { .. }))
+            && self.vassal.as_ref().is_some_and(Vassal::is_leaving)
     }
 
     /// Reads the emperor's commands. When the emperor is gone (its end of the link closed),

@@ -6,7 +6,9 @@
 //! once per vassal after the first request served, `Heartbeat` every `heartbeat` seconds, and
 //! `Leaving` when it stops of its own accord (TERM/INT, FIFO `q`/`Q`), never when the emperor
 //! told it to. Commands become [`Action`]s ([`action::from_emperor`]); end of file on the link
-//! (the emperor is gone) is a graceful stop.
+//! (the emperor is gone) is a graceful stop. uWSGI's emperor answers `Leaving` with `StopNow`:
+//! a vassal draining after it said it leaves takes that as the acknowledgement it is and
+//! drains on (the requests in flight still finish).
 //!
 //! Only the master speaks on the link: a worker closes it after the fork and loses the
 //! variable, so that a worker (or a program an app starts) can neither read the emperor's
@@ -74,6 +76,11 @@ impl Vassal {
     /// The link's descriptor number (the same in every image of this master).
     pub(super) fn raw_fd(&self) -> RawFd {
         self.link.as_raw_fd()
+    }
+
+    /// Whether `Leaving` was sent.
+    pub(super) fn is_leaving(&self) -> bool {
+        self.leaving
     }
 
     /// Whether `Loyal` was sent already.

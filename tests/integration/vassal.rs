@@ -726,3 +726,19 @@ fn set_defines_a_placeholder_the_ini_uses_and_set_in_an_ini_sets_an_option_in_pl
         typo.stderr
     );
 }
+
+#[test]
+fn a_stop_now_answering_a_leaving_vassal_lets_its_drain_finish() {
+    // uWSGI's emperor answers `22` with `0` (its emperor_stop): for a vassal draining after a
+    // TERM by hand, that is an acknowledgement, not a reason to drop the requests in flight.
+    let (mut server, mut emperor) = FakeEmperor::start("vassal-leaving-ack", &ini(""));
+    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let slow = slow_request(&http(&server), 1500);
+    wait_in_flight(&server);
+    server.signal(Signal::SIGTERM);
+    emperor.expect(&[LEAVING], &server);
+    emperor.send(STOP_NOW);
+    server.wait_for_log("draining on");
+    assert_eq!(slow.join().expect("client"), 200);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
+}
