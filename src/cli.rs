@@ -51,6 +51,8 @@ pub(crate) enum Invocation {
 pub(crate) struct ConfigArgs {
     pub(crate) ini_files: Vec<IniRef>,
     pub(crate) overrides: Vec<CliSetting>,
+    /// `--set KEY=VALUE`: defaults that every other source overrides.
+    pub(crate) defaults: Vec<CliSetting>,
 }
 
 /// What to ask of the master whose pid is in a pidfile (DESIGN.md §6).
@@ -252,6 +254,7 @@ fn load_checked(sources: &Sources, apps: &AppRegistry) -> Result<Loaded, LoadFai
 /// binary's apps declare.
 fn sources_for(args: &ConfigArgs, apps: &AppRegistry) -> Result<Sources, String> {
     let mut sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
+    sources.defaults = args.defaults.clone();
     sources.app_options = app_option_specs(apps)?;
     Ok(sources)
 }
@@ -602,6 +605,21 @@ impl Parser {
             }
             return;
         }
+        if name == "set" {
+            let pair = required().and_then(|pair| {
+                let (key, value) = pair.split_once('=')?;
+                let key = key.trim();
+                (!key.is_empty()).then(|| CliSetting {
+                    name: key.to_owned(),
+                    value: Some(value.to_owned()),
+                })
+            });
+            match pair {
+                Some(setting) => self.config.defaults.push(setting),
+                None => self.error("--set needs KEY=VALUE".to_owned()),
+            }
+            return;
+        }
         if let Some(request) = PidfileRequest::from_flag(name) {
             match (required(), &self.signal) {
                 (Some(pidfile), None) => self.signal = Some((request, PathBuf::from(pidfile))),
@@ -627,7 +645,9 @@ impl Parser {
         if self.version {
             return Ok(Invocation::Version);
         }
-        let has_config = !self.config.ini_files.is_empty() || !self.config.overrides.is_empty();
+        let has_config = !self.config.ini_files.is_empty()
+            || !self.config.overrides.is_empty()
+            || !self.config.defaults.is_empty();
         if let Some((request, _)) = &self.signal {
             if self.check || self.print || has_config {
                 let flag = request.flag();
@@ -695,9 +715,12 @@ Usage:
 
 --ini may be repeated; a file's [rcontainer] section is read, else its [uwsgi] section.
 Every option below is also an INI key and an environment variable RCONTAINER_<KEY>
-(upper case, '-' as '_'). Later sources win: default < INI files in order < environment <
-command line. Repeatable options accumulate across all of them. Flags take no separate
-value: --vacuum, --vacuum=false.
+(upper case, '-' as '_'). Later sources win: default < --set < INI files in order <
+environment < command line. Repeatable options accumulate across all of them. Flags take no
+separate value: --vacuum, --vacuum=false.
+--set KEY=VALUE (repeatable) gives option KEY a default that every other source overrides
+(uWSGI's --set before --ini; an emperor passes its vassal-set lines so), or defines the
+placeholder %(KEY) when KEY is no option; in an INI file, set = KEY=VALUE is KEY = VALUE.
 
 Options:
 {options}{app_options}",
@@ -823,8 +846,29 @@ mod tests {
             Invocation::Serve(ConfigArgs {
                 ini_files: vec![IniRef::parse("a.ini"), IniRef::parse("b.ini:prod")],
                 overrides: vec![setting("processes", Some("8")), setting("vacuum", None)],
+                defaults: Vec::new(),
             })
         );
+    }
+
+    #[test]
+    fn set_takes_key_value_pairs_as_defaults_and_refuses_anything_else() {
+        let got = parse(&["--set", "processes=4", "--set=env=A=1", "--ini", "a.ini"]).unwrap();
+        let Invocation::Serve(args) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(
+            args.defaults,
+            vec![setting("processes", Some("4")), setting("env", Some("A=1"))]
+        );
+        assert!(args.overrides.is_empty());
+        assert!(parse(&["--set", "processes", "--ini", "a.ini"]).is_err());
+        assert!(parse(&["--set", "=4", "--ini", "a.ini"]).is_err());
+        assert!(parse(&["--set"]).is_err());
+        assert!(matches!(
+            parse(&["--set", "http-socket=:0", "--set", "module=hello"]),
+            Ok(Invocation::Serve(_))
+        ));
     }
 
     #[test]

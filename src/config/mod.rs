@@ -2,16 +2,18 @@
 //! merged into one validated, immutable [`Config`].
 //!
 //! Loading has two phases (STYLE.md 4). First every source is read into [`options::Setting`]s,
-//! in precedence order: INI files (in the order given) < environment < command line. The INI
-//! lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at this step, and unknown
-//! keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A key of no option that
-//! some value of the loaded files uses as `%(key)` is the user's own placeholder, as in uWSGI
-//! (`project = shop`, `socket = /run/%(project).sock`), and so are `set-placeholder` /
-//! `set-ph = key=value`. Then [`Config::from_settings`] walks the option table (`options`): a
-//! single-valued option takes the last setting (so the command line wins), a list option takes
-//! all of them in order (so sockets accumulate), and each value goes through its kind's parser
-//! (`value`). Last come the checks that need more than one value or the file system (a listener
-//! is set, `chdir` exists, the `daemonize` log can be one, `listen` fits the kernel's limit).
+//! in precedence order: `--set` defaults < INI files (in the order given) < environment <
+//! command line. The INI lexer (`ini`) only tokenizes; placeholders (`expand`) are replaced at
+//! this step, and unknown keys are rejected here (uWSGI-only keys from `uwsgi` merely warn). A
+//! key of no option that some value of the loaded files uses as `%(key)` is the user's own
+//! placeholder, as in uWSGI (`project = shop`, `socket = /run/%(project).sock`), and so are
+//! `set-placeholder` / `set-ph = key=value`; `set = key=value` (and `--set`) sets option `key`
+//! (or that placeholder, when `key` is no option). Then [`Config::from_settings`] walks the
+//! option table (`options`): a single-valued option takes the last setting (so the command
+//! line wins), a list option takes all of them in order (so sockets accumulate), and each value
+//! goes through its kind's parser (`value`). Last come the checks that need more than one value
+//! or the file system (a listener is set, `chdir` exists, the `daemonize` log can be one,
+//! `listen` fits the kernel's limit).
 //! Every error of every source is reported, not just the first.
 //!
 //! Nothing here starts anything or mutates a live config: a reload calls [`load`] again and gets
@@ -59,6 +61,9 @@ pub(crate) struct Sources {
     pub(crate) env: BTreeMap<String, String>,
     /// `--key value` options, in command-line order.
     pub(crate) cli: Vec<CliSetting>,
+    /// `--set KEY=VALUE` defaults, in command-line order: read before every other source, so
+    /// that each of them overrides a single-valued option (list options accumulate).
+    pub(crate) defaults: Vec<CliSetting>,
     /// The options the binary's apps declare: loaded like the table's.
     pub(crate) app_options: Vec<AppOptionSpec>,
     /// The text of each INI file as an earlier load read it, to use instead of the files on
@@ -121,6 +126,7 @@ impl Sources {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .collect(),
             cli,
+            defaults: Vec::new(),
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
             somaxconn: crate::net::listener::kernel_backlog_limit(),
@@ -190,6 +196,7 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
         .flat_map(expand::referenced_keys)
         .collect();
     let mut earlier = HashMap::new();
+    gathered.read_defaults(sources, &referenced, &mut earlier);
     for file in &files {
         gathered.read_ini(file, sources, &referenced, &mut earlier);
     }
@@ -501,44 +508,89 @@ impl Gathered {
                 .map(|value| expand::expand(value, &context))
                 .transpose();
             let key = entry.key.as_str();
-            let Some(known) = Known::find(key, &sources.app_options) else {
+            let apps = &sources.app_options;
+            let Some(known) = Known::find(key, apps) else {
                 match expanded {
-                    Ok(value) => self.read_foreign_key(&origin, key, value, referenced, earlier),
+                    Ok(value) => {
+                        self.read_foreign_key(&origin, key, value, apps, referenced, earlier);
+                    }
                     Err(why) => self.errors.push(ConfigError::at(&origin, key, why)),
                 }
                 continue;
             };
-            let value = match expanded {
-                Ok(value) => value,
-                Err(why) => {
-                    self.errors.push(ConfigError::at(&origin, key, why));
-                    continue;
-                }
-            };
-            if let Some(text) = value.as_deref().filter(|v| !v.is_empty()).or(known.bare()) {
-                earlier.insert(entry.key.clone(), text.to_owned());
-                earlier.insert(known.key().to_owned(), text.to_owned());
+            match expanded {
+                Ok(value) => self.read_option(known, key, value, origin, earlier),
+                Err(why) => self.errors.push(ConfigError::at(&origin, key, why)),
             }
-            self.settings.push(Setting {
-                key: known.key(),
-                written: entry.key.clone(),
-                value,
-                origin,
-            });
         }
     }
 
-    /// An INI key that is no option of the table: a placeholder definition, a uWSGI key served
-    /// as an option of ours, a Python app (refused), an ignored uWSGI key, a key used as
+    /// One value of a known option, `written` as the user wrote its name: a setting, and a
+    /// value later lines may refer to as `%(written)` or `%(key)`.
+    fn read_option(
+        &mut self,
+        known: Known<'_>,
+        written: &str,
+        value: Option<String>,
+        origin: Origin,
+        earlier: &mut HashMap<String, String>,
+    ) {
+        if let Some(text) = value.as_deref().filter(|v| !v.is_empty()).or(known.bare()) {
+            earlier.insert(written.to_owned(), text.to_owned());
+            earlier.insert(known.key().to_owned(), text.to_owned());
+        }
+        self.settings.push(Setting {
+            key: known.key(),
+            written: written.to_owned(),
+            value,
+            origin,
+        });
+    }
+
+    /// `set = NAME=VALUE` (INI) and `--set NAME=VALUE`, as in uWSGI: option NAME takes VALUE
+    /// at that place among the sources; a NAME that is no option but that the files refer to
+    /// as `%(NAME)` is a placeholder; any other NAME is an unknown option.
+    fn read_set(
+        &mut self,
+        origin: Origin,
+        pair: (&str, &str),
+        apps: &[AppOptionSpec],
+        referenced: &HashSet<&str>,
+        earlier: &mut HashMap<String, String>,
+    ) {
+        let (name, text) = (pair.0.trim(), pair.1.trim());
+        match Known::find(name, apps) {
+            Some(known) => self.read_option(known, name, Some(text.to_owned()), origin, earlier),
+            None if referenced.contains(name) => {
+                earlier.insert(name.to_owned(), text.to_owned());
+            }
+            None => self.errors.push(unknown_option(&origin, name, "")),
+        }
+    }
+
+    /// An INI key that is no option of the table: `set`, a placeholder definition, a uWSGI key
+    /// served as an option of ours, a Python app (refused), an ignored uWSGI key, a key used as
     /// `%(key)` (the user's placeholder), or else an unknown option. `value` is expanded.
     fn read_foreign_key(
         &mut self,
         origin: &Origin,
         key: &str,
         value: Option<String>,
+        apps: &[AppOptionSpec],
         referenced: &HashSet<&str>,
         earlier: &mut HashMap<String, String>,
     ) {
+        if key == "set" {
+            match value.as_deref().and_then(|v| v.split_once('=')) {
+                Some(pair) if !pair.0.trim().is_empty() => {
+                    self.read_set(origin.clone(), pair, apps, referenced, earlier);
+                }
+                _ => self
+                    .errors
+                    .push(ConfigError::at(origin, key, "needs KEY=VALUE")),
+            }
+            return;
+        }
         if key == "set-placeholder" || key == "set-ph" {
             match value.as_deref().and_then(|v| v.split_once('=')) {
                 Some((name, text)) if !name.trim().is_empty() => {
@@ -617,6 +669,24 @@ impl Gathered {
                     }
                 }
             }
+        }
+    }
+
+    /// `--set KEY=VALUE`, before every other source (see [`Gathered::read_set`]); the origin
+    /// (and the place an error names) is `--set KEY`.
+    fn read_defaults(
+        &mut self,
+        sources: &Sources,
+        referenced: &HashSet<&str>,
+        earlier: &mut HashMap<String, String>,
+    ) {
+        for option in &sources.defaults {
+            let origin = Origin::Cli(format!("--set {}", option.name));
+            let pair = (
+                option.name.as_str(),
+                option.value.as_deref().unwrap_or_default(),
+            );
+            self.read_set(origin, pair, &sources.app_options, referenced, earlier);
         }
     }
 

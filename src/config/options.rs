@@ -294,6 +294,8 @@ option_table! {
         [], "A default option for every vassal, KEY=VALUE (passed as --set KEY=VALUE; its INI wins).";
     emperor_stats: maybe Socket = "emperor-stats" | "emperor-stats-server",
         [], "Serve the emperor's stats JSON (uWSGI's emperor format) on this address.";
+    heartbeat: one Seconds = "heartbeat",
+        ["0"], "Under an emperor: tell it every this many seconds that the instance is alive; 0 = never.";
 }
 
 fn parse_one<K: Kind>(

@@ -53,6 +53,7 @@ fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>
                 value: value.map(str::to_owned),
             })
             .collect(),
+        defaults: Vec::new(),
         cwd: PathBuf::from("/"),
         cpu_count: 3,
         somaxconn: None,

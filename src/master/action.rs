@@ -1,7 +1,9 @@
-//! Signals, FIFO letters and touch files, turned into [`Action`]s (STYLE 1: signals are data).
+//! Signals, FIFO letters, touch files and emperor commands, turned into [`Action`]s (STYLE 1:
+//! signals are data).
 //!
 //! Pure functions with a test per input; the master loop applies the actions.
 
+use crate::sys::emperor_link::Command;
 use crate::sys::signal::Signal;
 
 /// What the master is asked to do.
@@ -73,6 +75,15 @@ pub(crate) fn from_fifo_byte(byte: u8) -> Option<Action> {
     })
 }
 
+/// The action of an emperor's command (uWSGI's meaning of each byte).
+pub(crate) fn from_emperor(command: Command) -> Action {
+    match command {
+        Command::StopNow => Action::ImmediateStop,
+        Command::Reload => Action::GracefulReload,
+        Command::Stop => Action::GracefulStop,
+    }
+}
+
 /// Which list of touch files a changed file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TouchKind {
@@ -138,6 +149,13 @@ mod tests {
         for ignored in [b'\n', b' ', b'x', b'0', b'L', 0u8, 255u8] {
             assert_eq!(from_fifo_byte(ignored), None, "byte {ignored}");
         }
+    }
+
+    #[test]
+    fn every_emperor_command_maps_to_the_stop_or_reload_it_names() {
+        assert_eq!(from_emperor(Command::StopNow), Action::ImmediateStop);
+        assert_eq!(from_emperor(Command::Reload), Action::GracefulReload);
+        assert_eq!(from_emperor(Command::Stop), Action::GracefulStop);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The master's per-tick checks (STYLE 3): readiness, replacements, mercy, watchdog,
-//! recycling, memory samples, touch files, back-offs. Each is small and named for what it
-//! looks at.
+//! recycling, memory samples, touch files, back-offs, what the emperor is due to hear. Each is
+//! small and named for what it looks at.
 
 use std::time::{Duration, Instant};
 
@@ -10,6 +10,7 @@ use crate::net::listener::Listener;
 use crate::scoreboard::{SlotId, WorkerId, WorkerStatus};
 use crate::sys::clock;
 use crate::sys::daemon::DaemonReady;
+use crate::sys::emperor_link::Report;
 use crate::sys::memory;
 use crate::sys::process::{self, OsSignal, Pid};
 use crate::sys::signal;
@@ -69,6 +70,9 @@ impl Master<'_> {
         let _ = self
             .notifier
             .ready(&format!("{} workers accepting", self.workers.serving()));
+        if let Some(vassal) = &self.vassal {
+            vassal.report(Report::Accepting);
+        }
         // This image is up: what it inherited for a way back is released, and whoever asked
         // for the reload hears how it went (a fallback image is the old configuration again).
         let answer = if self.replaying().is_some() {
@@ -227,6 +231,26 @@ impl Master<'_> {
         for kind in self.touch.changed() {
             log::info!("touch file changed: {kind:?}");
             self.apply(action::from_touch(kind));
+        }
+    }
+
+    /// Under an emperor: the heartbeat when due, and loyalty once a worker of this image has
+    /// served a request (the scoreboard's counters; a vassal is loyal once, across reloads).
+    pub(super) fn check_emperor(&mut self) {
+        let Some(vassal) = self.vassal.as_mut() else {
+            return;
+        };
+        vassal.beat(self.config.heartbeat, Instant::now());
+        if vassal.is_loyal() {
+            return;
+        }
+        let served = (self.workers.iter().filter_map(|w| w.slot)).any(|slot| {
+            self.scoreboard
+                .snapshot(slot)
+                .is_some_and(|s| s.requests > 0)
+        });
+        if served {
+            vassal.report_loyal();
         }
     }
 

@@ -17,6 +17,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use super::vassal::LOYAL_ENV;
 use super::{OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV};
 use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
@@ -314,6 +315,7 @@ fn handover_var(key: &OsStr) -> bool {
         OLD_WORKERS_ENV,
         PAUSED_ENV,
         REQUESTERS_ENV,
+        LOYAL_ENV,
     ]
     .iter()
     .any(|var| OsStr::new(var) == key)

@@ -1,10 +1,11 @@
 //! The master: binds the listeners once, forks the workers and supervises them.
 //!
-//! One thread and one `mio::Poll`: the signal pipe, the master FIFO and the stats listener
-//! wake it; every [`TICK`] it also reaps children and runs the named checks (readiness,
-//! replacements, mercy, watchdog, recycling, touch files). Signals, FIFO letters and touch files
-//! become [`Action`]s ([`action`]); exits become [`Decision`]s ([`workers`]). The master never
-//! runs a handler.
+//! One thread and one `mio::Poll`: the signal pipe, the master FIFO, the stats listener and
+//! the emperor link (under an emperor) wake it; every [`TICK`] it also reaps children and runs
+//! the named checks (readiness, replacements, mercy, watchdog, recycling, touch files, what the
+//! emperor is due to hear). Signals, FIFO letters, touch files and emperor commands become
+//! [`Action`]s ([`action`]); exits become [`Decision`]s ([`workers`]). The master never runs a
+//! handler.
 //!
 //! A graceful reload re-executes the master in place: same pid, listening sockets handed over
 //! through the environment (`RCONTAINER_FDS`), the INI and the binary read again. The new image
@@ -21,6 +22,7 @@
 //! | `startup.rs` | daemonize/logto, binding or adopting listeners, dropping privileges |
 //! | `stats.rs` | the stats server and its JSON |
 //! | `touch.rs` | touch-file modification times |
+//! | `vassal.rs` | the link to an emperor (`UWSGI_EMPEROR_FD`): reports and commands |
 
 pub(crate) mod action;
 mod checks;
@@ -30,6 +32,7 @@ mod reload;
 mod startup;
 mod stats;
 mod touch;
+mod vassal;
 pub(crate) mod workers;
 
 use std::collections::VecDeque;
@@ -48,6 +51,7 @@ use crate::net::addr::SocketSpec;
 use crate::net::listener::Listener;
 use crate::scoreboard::{Scoreboard, SlotId, WorkerId, WorkerStatus};
 use crate::sys::daemon::{self, DaemonReady};
+use crate::sys::emperor_link::{self, Report};
 use crate::sys::error::{context, with_context};
 use crate::sys::fd::{self};
 use crate::sys::fifo::MasterFifo;
@@ -64,6 +68,7 @@ use startup::{
 };
 use stats::{StatsListener, StatsServer};
 use touch::TouchFiles;
+use vassal::Vassal;
 use workers::{Decision, Lifecycle, Worker, WorkerTable};
 
 /// How often the master looks at its workers when nothing wakes it.
@@ -90,6 +95,7 @@ fn stats_fd_name(spec: &SocketSpec) -> String {
 const SIGNALS: Token = Token(0);
 const FIFO: Token = Token(1);
 const STATS: Token = Token(2);
+const EMPEROR: Token = Token(3);
 /// Stats clients are polled under tokens from here on.
 const STATS_CLIENTS: usize = 16;
 
@@ -181,6 +187,8 @@ struct Master<'a> {
     signals: SignalSource,
     fifo: Option<MasterFifo>,
     stats: Option<StatsServer>,
+    /// The link to the emperor, when this instance is a vassal.
+    vassal: Option<Vassal>,
     touch: TouchFiles,
     notifier: Notifier,
     /// Old workers still to replace one at a time (chain reload, recycling).
@@ -226,7 +234,10 @@ impl<'a> Master<'a> {
             mut handover,
         } = instance;
         let loaded = (config, warnings, texts);
-        match Master::build(loaded, &mut handover, apps, recheck, daemon) {
+        // Before the environment is looked at for anything else: a bad `UWSGI_EMPEROR_FD`
+        // stops the start, and the variable saying loyalty was reported is gone.
+        let mut vassal = Vassal::from_env()?;
+        match Master::build(loaded, &mut handover, &mut vassal, apps, recheck, daemon) {
             Ok(mut master) => {
                 master.handover = handover;
                 if let Some(why) = master.replaying() {
@@ -235,10 +246,17 @@ impl<'a> Master<'a> {
                          INI files as they were then)"
                     );
                 }
+                if let Some(vassal) = &master.vassal {
+                    vassal.report(Report::Spawned);
+                }
                 Ok(master)
             }
             Err(e) if handover.can_fall_back() => {
                 log::error!("reload failed: {e}; starting the previous configuration again");
+                // The previous image talks to the emperor on the same link.
+                if let Some(vassal) = &vassal {
+                    let _ = vassal.set_inheritable(true);
+                }
                 let error = handover.fall_back(&e.to_string(), &[], &[]);
                 Err(io::Error::new(
                     e.kind(),
@@ -252,6 +270,7 @@ impl<'a> Master<'a> {
     fn build(
         (config, warnings, texts): (Config, Vec<String>, Vec<(PathBuf, String)>),
         handover: &mut Handover,
+        vassal: &mut Option<Vassal>,
         apps: &'a Apps,
         recheck: ConfigCheck<'a>,
         daemon: &mut Option<DaemonReady>,
@@ -264,7 +283,14 @@ impl<'a> Master<'a> {
             None => None,
         };
         if !reexec {
-            set_up_output(&config, daemon)?;
+            set_up_output(&config, daemon, vassal.is_some())?;
+        }
+        if let Some(vassal) = vassal {
+            log::info!(
+                "running under an emperor ({}={})",
+                emperor_link::FD_ENV,
+                vassal.raw_fd()
+            );
         }
         // Once per load, where the instance logs (its log file once daemonized or `logto`).
         for warning in &warnings {
@@ -316,6 +342,11 @@ impl<'a> Master<'a> {
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(context("master loop: register signals"))?;
+        if let Some(vassal) = vassal.as_mut() {
+            vassal
+                .register(poll.registry(), EMPEROR)
+                .map_err(context("master loop: register the emperor link"))?;
+        }
         let fifo = match &config.master_fifo {
             Some(path) => {
                 let mut fifo = MasterFifo::create(path)?;
@@ -368,6 +399,7 @@ impl<'a> Master<'a> {
             signals,
             fifo,
             stats,
+            vassal: vassal.take(),
             notifier: Notifier::from_env().unwrap_or_default(),
             chain: VecDeque::new(),
             backoffs: Vec::new(),
@@ -386,6 +418,8 @@ impl<'a> Master<'a> {
         if let Err(e) = master.spawn_generation(&old) {
             // Those that did start go: the way back (or the next start) brings its own.
             master.kill_own(OsSignal::SIGKILL);
+            // The link outlives this failed start: the way back speaks on it.
+            *vassal = master.vassal.take();
             return Err(with_context(e, "starting the workers"));
         }
         Ok(master)
@@ -414,14 +448,32 @@ impl<'a> Master<'a> {
                 return exit::RUNTIME;
             }
             let mut actions = vec![Action::Reap];
+            let mut commanded = Vec::new();
             for event in &events {
                 match event.token() {
                     SIGNALS => actions.extend(self.drain_signals()),
                     FIFO => actions.extend(self.read_fifo()),
+                    EMPEROR => commanded.extend(self.hear_emperor()),
                     token => self.serve_stats(token),
                 }
             }
             for action in actions {
+                let by_hand = matches!(action, Action::GracefulStop | Action::ImmediateStop);
+                if by_hand && self.stopping.is_none() {
+                    // A stop nobody asked the emperor for: it hears that the vassal leaves.
+                    if let Some(vassal) = self.vassal.as_mut() {
+                        vassal.report_leaving();
+                    }
+                }
+                self.apply(action);
+            }
+            for action in commanded {
+                if action == Action::ImmediateStop && self.draining_after_leaving() {
+                    // uWSGI's emperor answers a leaving vassal with "stop now" (its
+                    // emperor_stop): an acknowledgement, not a reason to drop requests.
+                    log::info!("the emperor acknowledges the vassal is leaving: draining on");
+                    continue;
+                }
                 self.apply(action);
             }
             self.expire_stats();
@@ -434,6 +486,7 @@ impl<'a> Master<'a> {
             self.check_watchdog();
             self.check_recycling();
             self.check_memory();
+            self.check_emperor();
             if let Some(code) = self.halt {
                 self.stop_now();
                 return code;
@@ -476,6 +529,29 @@ impl<'a> Master<'a> {
                 Vec::new()
             }
         }
+    }
+
+    /// Whether this vassal drains after telling its emperor it leaves (a TERM or `q` by hand).
+    fn draining_after_leaving(&self) -> bool {
+        matches!(self.stopping, Some(Stopping::Graceful { .. }))
+            && self.vassal.as_ref().is_some_and(Vassal::is_leaving)
+    }
+
+    /// Reads the emperor's commands. When the emperor is gone (its end of the link closed),
+    /// the vassal stops gracefully, as uWSGI's do.
+    fn hear_emperor(&mut self) -> Vec<Action> {
+        let Some(vassal) = self.vassal.as_mut() else {
+            return Vec::new();
+        };
+        let heard = vassal.hear();
+        let mut actions = heard.actions;
+        if heard.gone {
+            log::warn!("the emperor is gone (its end of the link closed): stopping gracefully");
+            vassal.deregister(self.poll.registry());
+            self.vassal = None;
+            actions.push(Action::GracefulStop);
+        }
+        actions
     }
 
     /// A stats listener or client is ready: accept, read, write, as far as each can go.
@@ -598,6 +674,10 @@ impl<'a> Master<'a> {
             }
             Forked::Child => {
                 self.close_master_fds();
+                if self.vassal.is_some() {
+                    // Only the master speaks to the emperor (see `vassal`).
+                    process::remove_env(emperor_link::FD_ENV);
+                }
                 // A worker must not outlive its master (killed with -9, say): it then closes
                 // its listeners and drains.
                 if process::set_parent_death_signal(OsSignal::SIGTERM, master_pid).is_err() {
@@ -617,13 +697,16 @@ impl<'a> Master<'a> {
     }
 
     /// In a forked worker: closes what only the master uses (its poll, signal pipe, FIFO,
-    /// stats listener and clients, what it keeps for a way back). A worker holding a stats
-    /// client would keep that connection open after the master closed it; one holding the FIFO
-    /// would keep it alive; one holding an inherited socket would keep its port if orphaned.
+    /// stats listener and clients, the emperor link, what it keeps for a way back). A worker
+    /// holding a stats client would keep that connection open after the master closed it; one
+    /// holding the FIFO would keep it alive; one holding an inherited socket would keep its
+    /// port if orphaned; one holding the emperor link would keep it open after its master
+    /// died.
     fn close_master_fds(&self) {
         let mut fds = vec![self.poll.as_raw_fd()];
         fds.extend(self.handover.originals());
         fds.extend(self.own_binary.as_ref().map(AsRawFd::as_raw_fd));
+        fds.extend(self.vassal.as_ref().map(Vassal::raw_fd));
         fds.extend(self.signals.raw_fds());
         if let Some(fifo) = &self.fifo {
             fds.extend(fifo.raw_fds());

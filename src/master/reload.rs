@@ -8,9 +8,11 @@ use std::time::{Duration, Instant};
 
 use super::handover::{FALLBACK_BINARY, FALLBACK_LAUNCH, pid_list};
 use super::preflight::Prepared;
+use super::vassal::{LOYAL_ENV, Vassal};
 use super::workers::{Lifecycle, Worker, WorkerTable};
 use super::{Master, OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV, stats_fd_name};
 use crate::scoreboard::WorkerId;
+use crate::sys::emperor_link::Report;
 use crate::sys::process::{self, OsSignal, Pid};
 use crate::sys::signal::{self, Answer};
 use crate::sys::{fd, privilege};
@@ -89,6 +91,11 @@ impl Master<'_> {
     fn refuse_reload(&mut self, why: &str) {
         log::error!("reload refused: {why}; still running the old configuration");
         Master::answer_requesters(std::mem::take(&mut self.requesters), Answer::Refused);
+        // An emperor that asked for the reload waits to hear the vassal accepts again: it
+        // does, as it was.
+        if let Some(vassal) = self.vassal.as_ref().filter(|_| self.announced) {
+            vassal.report(Report::Accepting);
+        }
     }
 
     /// Executes the binary on disk with this image's arguments and hands over: the listeners,
@@ -142,13 +149,25 @@ impl Master<'_> {
                 return io::Error::new(e.kind(), format!("cannot hand over {name}: {e}"));
             }
         }
+        // The emperor link keeps its number and its variable (`UWSGI_EMPEROR_FD` is in the
+        // base environment); it is no hand-over socket, so it is not listed with them.
+        if let Some(Err(e)) = self.vassal.as_ref().map(|v| v.set_inheritable(true)) {
+            self.handover.seal_originals(false);
+            self.restore_after_failed_exec(&fds);
+            return io::Error::new(e.kind(), format!("cannot hand over the emperor link: {e}"));
+        }
         let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
         let base = self.base_env.iter().cloned();
         let mut env = fd::env_for_reexec(base, &named, process::current_pid());
-        env.retain(|(k, _)| k != OLD_WORKERS_ENV && k != PAUSED_ENV && k != REQUESTERS_ENV);
+        env.retain(|(k, _)| {
+            k != OLD_WORKERS_ENV && k != PAUSED_ENV && k != REQUESTERS_ENV && k != LOYAL_ENV
+        });
         env.push((OLD_WORKERS_ENV.into(), self.worker_list().into()));
         if self.paused {
             env.push((PAUSED_ENV.into(), "1".into()));
+        }
+        if self.vassal.as_ref().is_some_and(Vassal::is_loyal) {
+            env.push((LOYAL_ENV.into(), "1".into()));
         }
         let argv: Vec<OsString> = std::env::args_os().collect();
         // From here until the new image has its handlers, a signal must wait, not kill it; and
@@ -186,7 +205,15 @@ impl Master<'_> {
             .collect();
         let mut requesters = self.take_requesters_for_exec();
         requesters.append(&mut self.answer_when_ready);
-        self.handover.fall_back(reason, &own, &requesters)
+        // The previous image talks to the emperor on the same link.
+        if let Some(vassal) = &self.vassal {
+            let _ = vassal.set_inheritable(true);
+        }
+        let error = self.handover.fall_back(reason, &own, &requesters);
+        if let Some(vassal) = &self.vassal {
+            let _ = vassal.set_inheritable(false);
+        }
+        error
     }
 
     /// The `--reload` commands to hand to the next image: those waiting now, and those whose
@@ -214,6 +241,9 @@ impl Master<'_> {
     fn restore_after_failed_exec(&self, fds: &[(RawFd, String)]) {
         for (raw, _) in fds {
             let _ = fd::set_cloexec_raw(*raw, true);
+        }
+        if let Some(vassal) = &self.vassal {
+            let _ = vassal.set_inheritable(false);
         }
         if let Some(dir) = &self.config.chdir {
             let _ = privilege::change_dir(dir);

@@ -18,8 +18,23 @@ use crate::sys::fd::InheritedFd;
 use crate::sys::notify::Notifier;
 use crate::sys::privilege;
 
-/// Daemonizes (or points the output at `logto`) before anything else is set up.
-pub(super) fn set_up_output(config: &Config, daemon: &mut Option<DaemonReady>) -> io::Result<()> {
+/// Daemonizes (or points the output at `logto`) before anything else is set up. Under an
+/// emperor (`under_emperor`) the master never detaches (the emperor supervises the process it
+/// started, as uWSGI's vassals do): `daemonize` only sends the output to its file.
+pub(super) fn set_up_output(
+    config: &Config,
+    daemon: &mut Option<DaemonReady>,
+    under_emperor: bool,
+) -> io::Result<()> {
+    if let Some(logfile) = config.daemonize.as_ref().filter(|_| under_emperor) {
+        daemon::redirect_output(logfile)
+            .map_err(context(format_args!("daemonize {}", logfile.display())))?;
+        log::info!(
+            "daemonize {}: not detaching under an emperor, only logging there",
+            logfile.display()
+        );
+        return Ok(());
+    }
     if let Some(logfile) = &config.daemonize {
         if Notifier::from_env().is_ok_and(|n| n.is_enabled()) {
             log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");

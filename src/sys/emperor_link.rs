@@ -110,7 +110,6 @@ impl Link {
     /// The vassal's end, when this process runs under an emperor (`UWSGI_EMPEROR_FD`). The fd
     /// becomes close-on-exec; keeping it across a re-exec is the caller's business. A variable
     /// that does not name an open fd is an error.
-    #[allow(dead_code)] // the vassal side (the master) uses it
     pub(crate) fn from_env() -> io::Result<Option<Link>> {
         let Some(value) = std::env::var_os(FD_ENV) else {
             return Ok(None);

@@ -61,7 +61,7 @@ impl Emperor {
     /// Starts an emperor with `args` in `scratch` (its vassal directory made) without waiting.
     fn spawn(scratch: Scratch, args: &[&str], env: &[(&str, &str)]) -> Emperor {
         let vassals = scratch.path().join("vassals");
-        let instance = Instance::spawn_in(scratch, args, env);
+        let instance = Instance::spawn_in(scratch, Instance::binary(), args, env, None);
         Emperor { instance, vassals }
     }
 
@@ -788,8 +788,10 @@ fn a_glob_monitor_runs_the_files_it_matches_and_finds_new_directories() {
     scratch.write("apps/two/other.ini", VASSAL);
     let mut emperor = Instance::spawn_in(
         scratch,
+        Instance::binary(),
         &["--emperor", "apps/*/vassal.ini", "--emperor-freq", "1"],
         &[],
+        None,
     );
     emperor.wait_for_log("emperor ready");
     let apps = emperor.scratch.path().join("apps");
@@ -927,7 +929,6 @@ fn a_uwsgi_vassal_runs_under_the_emperor_reports_ready_and_loyal_reloads_and_sto
 }
 
 #[test]
-#[ignore = "needs the vassal side's --set KEY=VALUE (helper V, issue 12); un-ignore once merged"]
 fn vassal_set_gives_every_vassal_a_default_that_its_own_ini_overrides() {
     let emperor = Emperor::start(
         "emperor-vassal-set",

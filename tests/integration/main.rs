@@ -20,3 +20,4 @@ mod reload;
 mod stats;
 mod tls;
 mod uwsgi;
+mod vassal;

@@ -15,6 +15,7 @@ pub(crate) mod client;
 pub(crate) mod nginx;
 
 use std::fs;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -159,35 +160,17 @@ impl Instance {
         instance
     }
 
+    /// Waits for the `rcontainer ready` line and takes the sockets it announces.
+    pub(crate) fn wait_ready(&mut self) {
+        let line = self.wait_for_log("rcontainer ready");
+        self.sockets = parse_ready_sockets(&line);
+    }
+
     /// Like [`Instance::start`] but does not wait for anything.
     pub(crate) fn spawn(name: &str, ini: &str, extra_args: &[&str]) -> Instance {
         Instance::spawn_program(Path::new(BIN), name, ini, extra_args, &[])
     }
 
-    /// Starts `rcontainer ARGS` in `scratch` (prepared by the test: an emperor's vassal files,
-    /// say) without writing an INI and without waiting for anything.
-    pub(crate) fn spawn_in(scratch: Scratch, args: &[&str], env: &[(&str, &str)]) -> Instance {
-        let stdout = scratch.path().join("stdout.log");
-        let stderr = scratch.path().join("stderr.log");
-        let child = spawn_retrying(|| {
-            rcontainer_command(scratch.path(), args)
-                .envs(env.iter().copied())
-                .stdout(fs::File::create(&stdout).expect("create stdout file"))
-                .stderr(fs::File::create(&stderr).expect("create stderr file"))
-                .process_group(0)
-                .spawn()
-        })
-        .expect("spawn rcontainer");
-        Instance {
-            child: Some(child),
-            scratch,
-            stdout,
-            stderr,
-            sockets: Vec::new(),
-        }
-    }
-
-    /// Like [`Instance::spawn`] with extra environment variables.
     /// [`Instance::start`] with extra environment variables.
     pub(crate) fn start_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
         let mut instance = Instance::spawn_with_env(name, ini, env);
@@ -196,6 +179,7 @@ impl Instance {
         instance
     }
 
+    /// Like [`Instance::spawn`] with extra environment variables.
     pub(crate) fn spawn_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
         Instance::spawn_program(Path::new(BIN), name, ini, &[], env)
     }
@@ -257,6 +241,20 @@ impl Instance {
         Instance::spawn_with_args(program, &args, name, ini, env)
     }
 
+    /// Like [`Instance::spawn`] with extra environment variables, the child inheriting `fd`
+    /// under the same number (e.g. its end of a socketpair, named by one of `env`).
+    pub(crate) fn spawn_inheriting(
+        name: &str,
+        ini: &str,
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+        fd: RawFd,
+    ) -> Instance {
+        let mut args = vec!["--ini", "app.ini"];
+        args.extend_from_slice(extra_args);
+        Instance::spawn_full(Path::new(BIN), &args, name, ini, env, Some(fd))
+    }
+
     fn spawn_with_args(
         program: &Path,
         args: &[&str],
@@ -264,18 +262,49 @@ impl Instance {
         ini: &str,
         env: &[(&str, &str)],
     ) -> Instance {
+        Instance::spawn_full(program, args, name, ini, env, None)
+    }
+
+    fn spawn_full(
+        program: &Path,
+        args: &[&str],
+        name: &str,
+        ini: &str,
+        env: &[(&str, &str)],
+        inherit: Option<RawFd>,
+    ) -> Instance {
         let scratch = Scratch::new(name);
         // Tests refer to the scratch dir as %d in their INI text.
         scratch.write("app.ini", ini);
+        Instance::spawn_in(scratch, program, args, env, inherit)
+    }
+
+    /// Starts `program ARGS` (any program: a uWSGI emperor, say) in `scratch`, which the test
+    /// prepared, without waiting for anything; `inherit`: a descriptor the child keeps under
+    /// the same number.
+    #[allow(unsafe_code)] // `pre_exec`, to keep one descriptor across the exec
+    pub(crate) fn spawn_in(
+        scratch: Scratch,
+        program: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        inherit: Option<RawFd>,
+    ) -> Instance {
         let stdout = scratch.path().join("stdout.log");
         let stderr = scratch.path().join("stderr.log");
         let child = spawn_retrying(|| {
-            program_command(program, scratch.path(), args)
+            let mut command = program_command(program, scratch.path(), args);
+            command
                 .envs(env.iter().copied())
                 .stdout(fs::File::create(&stdout).expect("create stdout file"))
                 .stderr(fs::File::create(&stderr).expect("create stderr file"))
-                .process_group(0)
-                .spawn()
+                .process_group(0);
+            if let Some(raw) = inherit {
+                // SAFETY: the closure runs in the forked child before exec and only calls
+                // fcntl, which is async-signal-safe; it allocates nothing.
+                unsafe { command.pre_exec(move || clear_cloexec(raw)) };
+            }
+            command.spawn()
         })
         .expect("spawn rcontainer");
         Instance {
@@ -397,7 +426,7 @@ impl Drop for Instance {
 }
 
 /// `rcontainer ready pid=1 sockets=uwsgi://127.0.0.1:3031,http:///tmp/x.sock` -> targets.
-fn parse_ready_sockets(line: &str) -> Vec<Target> {
+pub(crate) fn parse_ready_sockets(line: &str) -> Vec<Target> {
     let Some(list) = line
         .split_whitespace()
         .find_map(|w| w.strip_prefix("sockets="))
@@ -436,6 +465,18 @@ fn spawn_retrying(mut spawn: impl FnMut() -> std::io::Result<Child>) -> std::io:
             other => return other,
         }
     }
+}
+
+/// Clears `FD_CLOEXEC` on `raw` (in a child about to exec: it keeps that descriptor).
+#[allow(unsafe_code)] // raw fcntl: nothing else is async-signal-safe between fork and exec
+fn clear_cloexec(raw: RawFd) -> std::io::Result<()> {
+    // SAFETY: fcntl on a descriptor number touches no memory of this process.
+    let flags = unsafe { libc::fcntl(raw, libc::F_GETFD) };
+    // SAFETY: as above.
+    if flags < 0 || unsafe { libc::fcntl(raw, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// SIGKILLs the process group led by `pid` (every worker the master forked is in it).
