@@ -175,8 +175,14 @@ fn fetch_over_https_without_the_ca_answers_502_and_logs_the_unknown_issuer() {
         line.contains(&format!("{origin}: certificate rejected: unknown issuer")),
         "{line}"
     );
-    // The client told nginx why, with a TLS alert.
-    let told = nginx.error_log();
+    // The client told nginx why, with a TLS alert (nginx logs it when it reads the alert,
+    // which may be after our answer came back: wait for the line).
+    let deadline = Instant::now() + crate::harness::DEADLINE;
+    let mut told = nginx.error_log();
+    while !told.contains("alert unknown ca") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+        told = nginx.error_log();
+    }
     assert!(
         told.contains("alert unknown ca"),
         "nginx error log:\n{told}"
