@@ -12,6 +12,7 @@
 
 use std::ffi::OsString;
 use std::iter::Peekable;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +24,8 @@ use crate::config::options::{self, find_option};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
 use crate::master::Instance;
-use crate::master::handover::Handover;
+use crate::master::handover::{self, Handover, Launch};
+use crate::sys::emperor_link::ADOPTIONS_ENV;
 use crate::sys::pidfile::{self, Identity};
 use crate::sys::process::{OsSignal, Pid, send_signal};
 use crate::sys::signal::{Answer, request_answer};
@@ -66,6 +68,10 @@ pub(crate) enum PidfileRequest {
     GracefulStop,
     /// `--chain-reload`: the FIFO's `c`, one worker at a time.
     ChainReload,
+    /// `--upgrade`: SIGUSR2 to an emperor, which re-executes itself in place (the binary on
+    /// disk now) and adopts its running vassals (to a master, USR2 only logs what its workers
+    /// do).
+    Upgrade,
 }
 
 impl PidfileRequest {
@@ -75,6 +81,7 @@ impl PidfileRequest {
             "stop" => PidfileRequest::Stop,
             "graceful-stop" => PidfileRequest::GracefulStop,
             "chain-reload" => PidfileRequest::ChainReload,
+            "upgrade" => PidfileRequest::Upgrade,
             _ => return None,
         })
     }
@@ -85,16 +92,19 @@ impl PidfileRequest {
             PidfileRequest::Stop => "--stop",
             PidfileRequest::GracefulStop => "--graceful-stop",
             PidfileRequest::ChainReload => "--chain-reload",
+            PidfileRequest::Upgrade => "--upgrade",
         }
     }
 
-    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload).
+    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload, USR2 an
+    /// emperor's upgrade).
     fn signal(self) -> OsSignal {
         match self {
             PidfileRequest::Reload => OsSignal::SIGHUP,
             PidfileRequest::Stop => OsSignal::SIGINT,
             PidfileRequest::GracefulStop => OsSignal::SIGTERM,
             PidfileRequest::ChainReload => OsSignal::SIGURG,
+            PidfileRequest::Upgrade => OsSignal::SIGUSR2,
         }
     }
 }
@@ -169,12 +179,25 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
             for warning in &loaded.warnings {
                 log::warn!("{warning}");
             }
-            run_emperor(&loaded.config)
+            run_emperor(loaded, handover)
+        }
+        // An emperor's upgrade whose configuration now runs an instance: the vassals would be
+        // lost, so the previous image governs on.
+        Some(_) if handover.can_fall_back() && std::env::var_os(ADOPTIONS_ENV).is_some() => {
+            let why = "the configuration no longer runs an emperor";
+            log::error!("emperor: upgrade failed: {why}; starting the previous image again");
+            let error = handover.fall_back(why, &[], &[]);
+            log::error!("going back to the previous image failed: {error}");
+            ExitCode::from(exit::CONFIG)
         }
         Some(loaded) => run_instance(loaded, handover, &args, apps),
         None if handover.can_fall_back() => {
             let why = "the configuration does not load";
-            log::error!("reload failed: {why}; starting the previous configuration again");
+            if std::env::var_os(ADOPTIONS_ENV).is_some() {
+                log::error!("emperor: upgrade failed: {why}; starting the previous image again");
+            } else {
+                log::error!("reload failed: {why}; starting the previous configuration again");
+            }
             let error = handover.fall_back(why, &[], &[]);
             log::error!("going back to the previous configuration failed: {error}");
             ExitCode::from(exit::CONFIG)
@@ -399,11 +422,96 @@ fn run_instance(
     crate::master::run(instance, apps, &recheck)
 }
 
+/// The master's hand-over is also the emperor's way back after a failed upgrade.
+impl crate::emperor::Ancestry for Handover {
+    fn can_fall_back(&self) -> bool {
+        Handover::can_fall_back(self)
+    }
+
+    fn fall_back(&self, why: &str) -> std::io::Error {
+        Handover::fall_back(self, why, &[], &[])
+    }
+
+    fn commit(&mut self) {
+        Handover::commit(self);
+    }
+}
+
 /// Runs an emperor over `config.emperor`. Its stats socket is bound here, where sockets are
-/// made (`net`), with the same rules as every other listening socket.
-fn run_emperor(config: &Config) -> ExitCode {
+/// made (`net`), with the same rules as every other listening socket, unless the previous
+/// image of an upgraded emperor handed it over. `handover` is what that image passed, and
+/// the way back to it.
+fn run_emperor(loaded: Loaded, mut handover: Handover) -> ExitCode {
+    let config = &loaded.config;
+    let mut inherited = handover.take_sockets();
     let stats = match &config.emperor_stats {
         Some(spec) => {
+            let handed = ["unix", "tcp"].into_iter().find_map(|kind| {
+                let name = format!("emperor-stats {kind} {spec}");
+                let at = inherited
+                    .iter()
+                    .position(|f| f.name.as_deref() == Some(&name))?;
+                Some((inherited.remove(at).fd, kind == "unix"))
+            });
+            adopt_or_bind_emperor_stats(spec, handed)
+        }
+        None => Ok(None),
+    };
+    let stats = match stats {
+        Ok(stats) => stats,
+        Err(e) if handover.can_fall_back() => {
+            log::error!("emperor: upgrade failed: {e}; starting the previous image again");
+            let error = handover.fall_back(&e, &[], &[]);
+            log::error!("going back to the previous image failed: {error}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    // The way back for the image after an upgrade: this binary and this launch.
+    let launch = Launch {
+        argv: std::env::args_os().collect(),
+        env: std::env::vars_os().collect(),
+        files: loaded.texts.clone(),
+    }
+    .to_memfd()
+    .map_err(|e| log::warn!("an emperor upgrade will have no way back: launch record: {e}"))
+    .ok();
+    let binary = handover::open_own_binary()
+        .map_err(|e| log::warn!("an emperor upgrade will have no way back: /proc/self/exe: {e}"))
+        .ok();
+    let way_back = match (&launch, &binary) {
+        (Some(launch), Some(binary)) => vec![
+            (launch.as_raw_fd(), handover::FALLBACK_LAUNCH.to_string()),
+            (binary.as_raw_fd(), handover::FALLBACK_BINARY.to_string()),
+        ],
+        _ => Vec::new(),
+    };
+    let lineage = crate::emperor::Lineage {
+        inherited,
+        upgraded: handover.is_reexec(),
+        replaying: handover.replaying().map(|(why, _)| why.to_string()),
+        way_back,
+        ancestry: &mut handover,
+    };
+    crate::emperor::run(config, stats, lineage)
+}
+
+/// The `emperor-stats` listener: the one handed over (its descriptor, and whether it is a
+/// unix socket), else bound now.
+fn adopt_or_bind_emperor_stats(
+    spec: &crate::net::addr::SocketSpec,
+    handed: Option<(std::os::fd::OwnedFd, bool)>,
+) -> Result<Option<crate::emperor::stats::StatsListener>, String> {
+    if let Some((fd, unix)) = handed {
+        return Ok(Some(crate::emperor::stats::StatsListener::from_fd(
+            fd, unix,
+        )));
+    }
+    {
+        {
             let what = format!("emperor-stats {spec}");
             match crate::net::listener::bind_socket(
                 spec,
@@ -411,19 +519,14 @@ fn run_emperor(config: &Config) -> ExitCode {
                 128,
                 crate::net::listener::UnixOptions::default(),
             ) {
-                Ok((fd, local)) => Some(crate::emperor::stats::StatsListener::from_fd(
+                Ok((fd, local)) => Ok(Some(crate::emperor::stats::StatsListener::from_fd(
                     fd,
                     matches!(local, crate::net::listener::LocalAddr::Unix(_)),
-                )),
-                Err(e) => {
-                    log::error!("{e}");
-                    return ExitCode::from(exit::RUNTIME);
-                }
+                ))),
+                Err(e) => Err(e.to_string()),
             }
         }
-        None => None,
-    };
-    crate::emperor::run(config, stats)
+    }
 }
 
 /// How long `--reload` waits for the master to say how the reload went.
@@ -497,6 +600,13 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
     let flag = request.flag();
     let signal = request.signal();
     match outcome {
+        Outcome::Sent if request == PidfileRequest::Upgrade => {
+            eprintln!(
+                "rcontainer: sent {signal} to emperor pid {pid} ({flag}); its log says \
+                 \"emperor upgraded in place\" or why the upgrade failed"
+            );
+            ExitCode::from(exit::OK)
+        }
         Outcome::Sent => {
             eprintln!("rcontainer: sent {signal} to master pid {pid} ({flag})");
             ExitCode::from(exit::OK)
@@ -709,6 +819,9 @@ Usage:
   rcontainer --ini FILE[:SECTION] [--KEY VALUE | --FLAG ...]   run an instance
   rcontainer --emperor DIR|GLOB [--KEY VALUE ...]               run an emperor
   rcontainer --reload PIDFILE | --stop PIDFILE | --graceful-stop PIDFILE | --chain-reload PIDFILE
+  rcontainer --upgrade PIDFILE              an emperor re-executes itself in place (the binary
+                                            on disk now, SIGUSR2 or master-fifo R); its
+                                            vassals keep running and are adopted
   rcontainer --ini FILE --check-config      validate, print nothing but errors, exit 0/1
   rcontainer --ini FILE --print-config      effective value of every key and where it came from
   rcontainer --help | --version

@@ -83,6 +83,8 @@ pub(crate) struct Process {
     pub(crate) last_heartbeat_unix: u64,
     /// Silent too long: a reload was sent at this time; killed if still silent later.
     pub(crate) heartbeat_reload: Option<Instant>,
+    /// Started by a previous image of this emperor, adopted after an upgrade.
+    pub(crate) adopted: bool,
 }
 
 impl Process {
@@ -99,6 +101,7 @@ impl Process {
             last_heartbeat: None,
             last_heartbeat_unix: 0,
             heartbeat_reload: None,
+            adopted: false,
         }
     }
 
@@ -250,6 +253,63 @@ impl Vassal {
     }
 }
 
+impl Vassal {
+    /// What the next image needs to adopt this vassal, if it has a process: `link_fd` is the
+    /// number its link is handed over under (-1: none). `recheck` records an unknown file, so
+    /// that the next image checks the file again (a check was running, or the file's current
+    /// version does not load and the vassal runs an earlier one).
+    pub(crate) fn adoption(&self, link_fd: i32, recheck: bool) -> Option<Adoption> {
+        let process = self.process.as_ref()?;
+        Some(Adoption {
+            pid: process.pid.as_raw(),
+            link_fd,
+            file: if recheck {
+                FileId::default()
+            } else {
+                self.file
+            },
+            ready: process.ready,
+            accepting: process.accepting,
+            loyal_unix: process.loyal_unix,
+            born_unix: process.born_unix,
+            first_run_unix: self.first_run_unix,
+            respawns: self.respawns,
+            path: self.path.clone(),
+        })
+    }
+
+    /// A vassal started by the previous image, running: its process (`link` its link, if it
+    /// still had one) as the previous image knew it. A vassal that reported anything speaks
+    /// the protocol.
+    pub(crate) fn adopt(
+        adoption: &Adoption,
+        link: Option<Link>,
+        now: Instant,
+        now_unix: u64,
+    ) -> Vassal {
+        let age = Duration::from_secs(now_unix.saturating_sub(adoption.born_unix));
+        let process = Process {
+            pid: Pid::from_raw(adoption.pid),
+            link,
+            started: now.checked_sub(age).unwrap_or(now),
+            born_unix: adoption.born_unix,
+            speaks: adoption.ready || adoption.accepting || adoption.loyal_unix != 0,
+            ready: adoption.ready,
+            accepting: adoption.accepting,
+            loyal_unix: adoption.loyal_unix,
+            last_heartbeat: None,
+            last_heartbeat_unix: 0,
+            heartbeat_reload: None,
+            adopted: true,
+        };
+        let mut vassal = Vassal::new(adoption.path.clone(), adoption.file);
+        vassal.process = Some(process);
+        vassal.first_run_unix = adoption.first_run_unix;
+        vassal.respawns = adoption.respawns;
+        vassal
+    }
+}
+
 /// The delay before respawning a vassal that died `failures` times in a row before: 1 s
 /// doubling, at most `max`, plus up to a quarter more (`jitter` permille of a quarter), so
 /// vassals that died together do not all come back in the same instant.
@@ -272,7 +332,8 @@ pub(crate) fn file_name(path: &Path) -> String {
 
 /// A running vassal as one line of text, for a re-executed emperor to adopt it (the link's fd
 /// stays open across the exec): `pid fd dev ino size mtime_ns ready accepting loyal_unix
-/// born_unix path`, the path last (it may contain spaces).
+/// born_unix first_run_unix respawns path`, the path last (it may contain spaces, not a
+/// newline: lines are separated by newlines).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Adoption {
     pub(crate) pid: i32,
@@ -282,14 +343,15 @@ pub(crate) struct Adoption {
     pub(crate) accepting: bool,
     pub(crate) loyal_unix: u64,
     pub(crate) born_unix: u64,
+    pub(crate) first_run_unix: u64,
+    pub(crate) respawns: u32,
     pub(crate) path: PathBuf,
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // the emperor's re-exec is the next step
 impl Adoption {
     pub(crate) fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.pid,
             self.link_fd,
             self.file.dev,
@@ -300,12 +362,14 @@ impl Adoption {
             u8::from(self.accepting),
             self.loyal_unix,
             self.born_unix,
+            self.first_run_unix,
+            self.respawns,
             self.path.display()
         )
     }
 
     pub(crate) fn decode(line: &str) -> Option<Adoption> {
-        let mut words = line.splitn(11, ' ');
+        let mut words = line.splitn(13, ' ');
         let mut next = || words.next();
         let pid = next()?.parse().ok()?;
         let link_fd = next()?.parse().ok()?;
@@ -326,6 +390,8 @@ impl Adoption {
         let accepting = flag(next())?;
         let loyal_unix = next()?.parse().ok()?;
         let born_unix = next()?.parse().ok()?;
+        let first_run_unix = next()?.parse().ok()?;
+        let respawns = next()?.parse().ok()?;
         let path = PathBuf::from(next().filter(|p| !p.is_empty())?);
         Some(Adoption {
             pid,
@@ -335,6 +401,8 @@ impl Adoption {
             accepting,
             loyal_unix,
             born_unix,
+            first_run_unix,
+            respawns,
             path,
         })
     }
@@ -463,10 +531,42 @@ mod tests {
             accepting: false,
             loyal_unix: 1_700_000_000,
             born_unix: 1_600_000_000,
+            first_run_unix: 1_500_000_000,
+            respawns: 3,
             path: PathBuf::from("/etc/my vassals/app.ini"),
         };
         assert_eq!(Adoption::decode(&adoption.encode()), Some(adoption));
         assert_eq!(Adoption::decode("42 7 1 2 3"), None);
-        assert_eq!(Adoption::decode("42 7 1 2 3 4 2 0 0 0 /a.ini"), None);
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 2 0 0 0 0 0 /a.ini"), None);
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 "), None);
+    }
+
+    #[test]
+    fn an_adopted_vassal_keeps_what_the_previous_image_knew_and_a_stale_file_is_rechecked() {
+        let now = Instant::now();
+        let mut vassal = running(now);
+        vassal.respawns = 2;
+        vassal.first_run_unix = 900;
+        vassal.hear(Report::Accepting, now, 1000);
+        vassal.hear(Report::Loyal, now, 1100);
+        let adoption = vassal.adoption(7, false).expect("it runs");
+        assert_eq!(adoption.file, file());
+        let line = adoption.encode();
+        let back = Adoption::decode(&line).expect("decodes");
+        let adopted = Vassal::adopt(&back, None, now, 1200);
+        let process = adopted.process.as_ref().expect("a process");
+        assert_eq!(process.pid, Pid::from_raw(10));
+        assert!(process.adopted && process.speaks && process.ready && process.accepting);
+        assert_eq!(process.loyal_unix, 1100);
+        assert_eq!(process.born_unix, 1000);
+        assert_eq!((adopted.respawns, adopted.first_run_unix), (2, 900));
+        assert_eq!(adopted.state, State::Running);
+        assert_eq!(
+            vassal.adoption(7, true).expect("it runs").file,
+            FileId::default(),
+            "a file to check again is recorded as unknown"
+        );
+        vassal.process = None;
+        assert_eq!(vassal.adoption(7, false), None);
     }
 }

@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 
 use super::vassal::LOYAL_ENV;
 use super::{OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV};
+use crate::sys::emperor_link::ADOPTIONS_ENV;
 use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 
 /// The hand-over name of the previous image's binary.
-pub(super) const FALLBACK_BINARY: &str = "fallback binary";
+pub(crate) const FALLBACK_BINARY: &str = "fallback binary";
 /// The hand-over name of the previous image's [`Launch`].
-pub(super) const FALLBACK_LAUNCH: &str = "fallback launch";
+pub(crate) const FALLBACK_LAUNCH: &str = "fallback launch";
 /// Set in the environment of an image that is the fallback of a failed reload: why it failed.
 const FALLBACK_ENV: &str = "RCONTAINER_FALLBACK";
 /// What a [`Launch`] encoding starts with.
@@ -303,7 +304,7 @@ pub(super) fn exec_fallback(
 }
 
 /// The running binary, opened for a later fallback to it (close-on-exec until handed over).
-pub(super) fn open_own_binary() -> io::Result<std::fs::File> {
+pub(crate) fn open_own_binary() -> io::Result<std::fs::File> {
     std::fs::File::open("/proc/self/exe")
 }
 
@@ -316,6 +317,8 @@ fn handover_var(key: &OsStr) -> bool {
         PAUSED_ENV,
         REQUESTERS_ENV,
         LOYAL_ENV,
+        // An emperor's vassals: its way back adopts them as the upgraded image would.
+        ADOPTIONS_ENV,
     ]
     .iter()
     .any(|var| OsStr::new(var) == key)

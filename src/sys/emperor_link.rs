@@ -14,6 +14,10 @@ use super::fd;
 
 /// The environment variable that carries the vassal's end of the channel.
 pub(crate) const FD_ENV: &str = "UWSGI_EMPEROR_FD";
+/// The vassals an emperor hands to its next image when it re-executes itself in place: one
+/// line of text per vassal (the emperor's `Adoption`), each link an inherited descriptor listed
+/// in `RCONTAINER_FDS` (so the table is only read by the pid that list is addressed to).
+pub(crate) const ADOPTIONS_ENV: &str = "RCONTAINER_VASSALS";
 
 /// What an emperor tells a vassal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

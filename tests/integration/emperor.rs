@@ -945,3 +945,232 @@ fn vassal_set_gives_every_vassal_a_default_that_its_own_ini_overrides() {
             && emperor.pids("b").is_some_and(|(_, w)| w.len() == 3)
     });
 }
+
+/// An emperor run from a copy of the binary in its scratch directory (so that the test can
+/// install a "new release" over it), with a pidfile and a master FIFO; `ini`: run from an
+/// `emperor.ini` of this text instead of `--emperor vassals`.
+fn start_upgradable(name: &str, files: &[(&str, &str)], ini: Option<&str>) -> (Emperor, PathBuf) {
+    let scratch = Scratch::new(name);
+    let vassals = scratch.path().join("vassals");
+    std::fs::create_dir_all(&vassals).expect("create the vassal directory");
+    for (file, text) in files {
+        std::fs::write(vassals.join(file), text).expect("write a vassal file");
+    }
+    let program = scratch.path().join("rcontainer");
+    std::fs::copy(Instance::binary(), &program).expect("copy the binary");
+    let mut args = vec!["--pidfile", "emperor.pid", "--master-fifo", "emperor.fifo"];
+    match ini {
+        Some(text) => {
+            scratch.write("emperor.ini", text);
+            args.extend(["--ini", "emperor.ini"]);
+        }
+        None => args.extend(["--emperor", "vassals", "--emperor-stats", "emperor.stats"]),
+    }
+    let instance = Instance::spawn_in(scratch, &program, &args, &[], None);
+    let mut emperor = Emperor { instance, vassals };
+    emperor.instance.wait_for_log("emperor ready");
+    (emperor, program)
+}
+
+/// Installs a new release over `program` the way package managers do: write aside, rename.
+fn install_new_binary(program: &std::path::Path) {
+    let staged = program.with_extension("new");
+    std::fs::copy(Instance::binary(), &staged).expect("stage the new binary");
+    std::fs::rename(&staged, program).expect("install the new binary");
+}
+
+/// The inode of the file process `pid` runs.
+fn exe_inode(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .expect("stat /proc/PID/exe")
+        .ino()
+}
+
+/// Waits until every vassal of `names` is listed ready, accepting and loyal in emperor stats.
+fn wait_loyal(emperor: &Emperor, names: &[&str]) {
+    for vassal in names {
+        eventually(&format!("{vassal} is loyal"), &emperor.instance, || {
+            emperor.entry(vassal).is_some_and(|e| {
+                e["loyal"].as_u64() > Some(0) && e["ready"] == 1 && e["accepting"] == 1
+            })
+        });
+    }
+}
+
+#[test]
+fn upgrading_the_emperor_keeps_every_vassal_serving_with_the_same_pids() {
+    let (mut emperor, program) = start_upgradable("emperor-upgrade", &three_vassals(), None);
+    let names = ["a", "b", "c"];
+    for vassal in names {
+        emperor.wait_serving(vassal);
+    }
+    let loads: Vec<Load> = names
+        .iter()
+        .map(|v| Load::start(&emperor.target(v), 2))
+        .collect();
+    wait_loyal(&emperor, &names);
+    let before: Vec<(u64, Vec<u64>)> = names
+        .iter()
+        .map(|v| emperor.pids(v).expect("stats"))
+        .collect();
+    let entries: Vec<serde_json::Value> = names
+        .iter()
+        .map(|v| emperor.entry(v).expect("listed"))
+        .collect();
+    for entry in &entries {
+        assert_eq!(entry["adopted"], 0, "{entry}");
+    }
+    let pid = emperor.instance.pid();
+    let old_exe = exe_inode(pid);
+
+    install_new_binary(&program);
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let line = emperor.instance.wait_for_log("emperor upgraded in place");
+    assert!(line.contains(&format!("pid={pid}")), "{line}");
+    assert!(line.contains("adopted=3"), "{line}");
+    assert_ne!(exe_inode(pid), old_exe, "the new image runs the new file");
+    emperor.instance.wait_for_log_count("emperor ready", 2);
+
+    // More requests to every vassal after the upgrade, then the tally.
+    for load in &loads {
+        let ok = load.ok.load(Ordering::Relaxed);
+        eventually(
+            "requests go on after the upgrade",
+            &emperor.instance,
+            || load.ok.load(Ordering::Relaxed) > ok + 20,
+        );
+    }
+    for (vassal, load) in names.iter().zip(loads) {
+        let (ok, failed) = load.finish();
+        assert_eq!(
+            failed, 0,
+            "{vassal}: {ok} requests succeeded, {failed} failed"
+        );
+    }
+    for ((vassal, pids), entry) in names.iter().zip(&before).zip(&entries) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+        let now = emperor.entry(vassal).expect("still listed");
+        assert_eq!(now["pid"].as_u64(), Some(pids.0), "{now}");
+        assert_eq!(now["adopted"], 1, "{now}");
+        for key in [
+            "loyal",
+            "ready",
+            "accepting",
+            "born",
+            "first_run",
+            "respawns",
+        ] {
+            assert_eq!(now[key], entry[key], "{key} is kept: {now}");
+        }
+    }
+    assert_eq!(
+        emperor.stats()["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "the same emperor serves its stats"
+    );
+
+    // The new image governs its adopted vassals as its own: a touch reloads...
+    let (a_master, a_workers) = before[0].clone();
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+    // ... a death is respawned ...
+    let b_master = before[1].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    eventually("b is respawned", &emperor.instance, || {
+        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
+    });
+    assert_eq!(emperor.entry("b").expect("b")["adopted"], 0, "b is new");
+    // ... and TERM drains them all.
+    let mut pids: Vec<u64> = Vec::new();
+    for vassal in names {
+        let (master, workers) = emperor.pids(vassal).expect("stats");
+        pids.push(master);
+        pids.extend(workers);
+    }
+    pids.push(b_master);
+    emperor.instance.signal(Signal::SIGTERM);
+    let status = emperor.instance.wait_exit();
+    assert!(status.success(), "{status}\n{}", emperor.instance.logs());
+    eventually("no vassal process is left", &emperor.instance, || {
+        pids.iter().all(|&pid| !is_alive(pid))
+    });
+}
+
+#[test]
+fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_and_supervised() {
+    let ini = "[rcontainer]\nemperor = vassals\nemperor-stats = emperor.stats\n";
+    let files = [("a.ini", VASSAL), ("b.ini", VASSAL)];
+    let (mut emperor, program) = start_upgradable("emperor-upgrade-broken", &files, Some(ini));
+    for vassal in ["a", "b"] {
+        emperor.wait_serving(vassal);
+    }
+    let load = Load::start(&emperor.target("a"), 2);
+    wait_loyal(&emperor, &["a", "b"]);
+    let before: Vec<(u64, Vec<u64>)> = ["a", "b"]
+        .iter()
+        .map(|v| emperor.pids(v).expect("stats"))
+        .collect();
+    let pid = emperor.instance.pid();
+
+    install_new_binary(&program);
+    emperor
+        .instance
+        .scratch
+        .write("emperor.ini", &format!("{ini}prcesses = 2\n"));
+    let fifo = emperor.instance.scratch.path().join("emperor.fifo");
+    std::fs::write(&fifo, "R").expect("write the FIFO");
+    emperor
+        .instance
+        .wait_for_log("the previous image governs on");
+    let logs = emperor.instance.logs();
+    assert!(logs.contains("prcesses"), "the error is logged\n{logs}");
+    assert!(emperor.instance.is_running(), "{logs}");
+    assert_eq!(emperor.stats()["pid"].as_u64(), Some(u64::from(pid)));
+
+    let ok = load.ok.load(Ordering::Relaxed);
+    eventually(
+        "requests go on after the failed upgrade",
+        &emperor.instance,
+        || load.ok.load(Ordering::Relaxed) > ok + 20,
+    );
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
+    for (vassal, pids) in ["a", "b"].iter().zip(&before) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+        let entry = emperor.entry(vassal).expect("listed");
+        assert_eq!(entry["adopted"], 1, "{entry}");
+    }
+
+    // Still supervised: a touch reloads, a death is respawned.
+    let (a_master, a_workers) = before[0].clone();
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+    let b_master = before[1].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    eventually("b is respawned", &emperor.instance, || {
+        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
+    });
+    emperor.instance.signal(Signal::SIGTERM);
+    assert!(emperor.instance.wait_exit().success());
+}

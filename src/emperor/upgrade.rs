@@ -1,0 +1,239 @@
+//! Upgrading the emperor in place: it re-executes the binary now on disk (same pid, so the
+//! vassals stay its children), and the new image adopts the running vassals instead of
+//! starting them again.
+//!
+//! The old image hands over, as a master hands its sockets over on reload: each vassal's link
+//! and the stats socket are listed in `RCONTAINER_FDS` (addressed to this pid) with
+//! close-on-exec cleared, the vassal table goes in `RCONTAINER_VASSALS` (one [`Adoption`] line
+//! per vassal), and the way back (this image's binary and launch) travels as well. The new
+//! image loads its configuration again (same arguments), adopts every vassal whose process is
+//! there (one that died meanwhile is reaped and respawned as any dead vassal), and rescans:
+//! a file that changed meanwhile is checked and reloaded, one that is gone is stopped.
+//!
+//! If the exec fails, the old image governs on. If the new image cannot start (its
+//! configuration does not load, a monitor is gone, ...), it executes the previous image again
+//! with the same hand-over ([`Ancestry::fall_back`], the master's way back, which the emperor
+//! may not import): the vassals never notice. Once an image is up it commits: the inherited
+//! originals are closed before it starts any child, so no vassal inherits another's link.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Instant;
+
+use mio::{Interest, Token};
+
+use crate::sys::emperor_link::{ADOPTIONS_ENV, Link};
+use crate::sys::fd::{self, InheritedFd};
+use crate::sys::process::{self, Pid};
+use crate::sys::{clock, signal};
+
+use super::vassal::{Adoption, Vassal};
+use super::{Emperor, VASSALS};
+
+/// The previous image's way back, kept by the command line (it is the master's hand-over).
+pub(crate) trait Ancestry {
+    /// Whether this image was started by an upgrade and may still go back to the previous one.
+    fn can_fall_back(&self) -> bool;
+    /// Executes the previous image again with everything handed over (`why` for its log).
+    /// Returns only if that failed.
+    fn fall_back(&self, why: &str) -> io::Error;
+    /// This image is up: the inherited originals are closed, there is no way back.
+    fn commit(&mut self);
+}
+
+/// What the command line gives the emperor about the images before it and after it.
+pub(crate) struct Lineage<'a> {
+    /// What the previous image handed over (vassal links, ...), as close-on-exec copies.
+    pub(crate) inherited: Vec<InheritedFd>,
+    /// This image was started by an upgrade (or is the previous image started again): the
+    /// process is set up already (no daemonizing, no log redirection), vassals are adopted.
+    pub(crate) upgraded: bool,
+    /// This image is the previous one started again after a failed upgrade: why it failed.
+    pub(crate) replaying: Option<String>,
+    /// The descriptors (and hand-over names) that give the next image its way back here.
+    pub(crate) way_back: Vec<(RawFd, String)>,
+    pub(crate) ancestry: &'a mut dyn Ancestry,
+}
+
+/// The hand-over name of the link of the vassal with this pid.
+fn link_name(pid: Pid) -> String {
+    format!("vassal link {pid}")
+}
+
+impl Emperor<'_> {
+    /// Re-executes the emperor in place, handing every vassal over. Returns only if the exec
+    /// failed: everything is as it was, and the emperor governs on.
+    pub(super) fn upgrade(&mut self) {
+        let mut fds: Vec<(RawFd, String)> = Vec::new();
+        let mut lines = Vec::new();
+        for (_, vassal) in &self.vassals {
+            let Some(process) = &vassal.process else {
+                continue;
+            };
+            if vassal.path.as_os_str().to_string_lossy().contains('\n') {
+                log::warn!(
+                    "emperor: vassal {} cannot be handed over (a newline in its path): it stops \
+                     with the old image and starts again",
+                    vassal.id()
+                );
+                continue;
+            }
+            let link_fd = process.link.as_ref().map_or(-1, |l| l.as_raw_fd());
+            if link_fd >= 0 {
+                fds.push((link_fd, link_name(process.pid)));
+            }
+            let checking = self.checks.values().any(|c| c.path == vassal.path);
+            let recheck = checking || vassal.config_error.is_some();
+            if let Some(adoption) = vassal.adoption(link_fd, recheck) {
+                lines.push(adoption.encode());
+            }
+        }
+        if let (Some(stats), Some(spec)) = (&self.stats, &self.config.emperor_stats) {
+            let listener = stats.listener();
+            fds.push((listener.raw(), listener.handover_name(&spec.to_string())));
+        }
+        fds.extend(self.way_back.iter().cloned());
+        for (raw, name) in &fds {
+            if let Err(e) = fd::set_cloexec_raw(*raw, false) {
+                restore(&fds);
+                log::error!("emperor: upgrade failed: cannot hand over {name}: {e}");
+                return;
+            }
+        }
+        let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
+        let current = std::env::vars_os().filter(|(key, _)| key != ADOPTIONS_ENV);
+        let mut env = fd::env_for_reexec(current, &named, process::current_pid());
+        env.push((ADOPTIONS_ENV.into(), lines.join("\n").into()));
+        // Until the new image has its handlers, a signal waits; those in the pipe already are
+        // raised again to stay pending across the exec.
+        let mask = match signal::block_master_signals() {
+            Ok(mask) => mask,
+            Err(e) => {
+                restore(&fds);
+                log::error!("emperor: upgrade failed: cannot block signals: {e}");
+                return;
+            }
+        };
+        match self.signals.requeue_unread() {
+            Ok(requesters) => {
+                // A `--reload` whose HUP is requeued: the next image reloads every vassal.
+                for pid in requesters {
+                    if process::has_argument(pid, "--reload") {
+                        let _ = signal::send_answer(pid, signal::Answer::Done);
+                    }
+                }
+            }
+            Err(e) => log::warn!("emperor: signals received during the upgrade may be lost: {e}"),
+        }
+        let binary = process::reexec_path();
+        log::info!(
+            "emperor: upgrading: re-executing {} in place, handing over {} vassals",
+            binary.display(),
+            lines.len()
+        );
+        let _ = self.notifier.reloading();
+        let argv: Vec<OsString> = std::env::args_os().collect();
+        let error = process::exec_self(&argv, env);
+        let _ = signal::restore_mask(&mask);
+        restore(&fds);
+        log::error!(
+            "emperor: upgrade failed: exec {}: {error}; the old image governs on",
+            binary.display()
+        );
+        let _ = self.notifier.ready(&self.status_text());
+    }
+
+    /// In an image started by an upgrade: takes over the vassals the previous image handed
+    /// over (`RCONTAINER_VASSALS`), with their links from `inherited`. Each is recorded with
+    /// the file it was running, so the first scan reloads or stops those whose file changed
+    /// or went away meanwhile.
+    /// `replaying`: this image is the previous one, started again.
+    pub(super) fn adopt_vassals(
+        &mut self,
+        mut inherited: Vec<InheritedFd>,
+        upgraded: bool,
+        replaying: bool,
+    ) {
+        let Some(table) = std::env::var_os(ADOPTIONS_ENV) else {
+            return;
+        };
+        process::remove_env(ADOPTIONS_ENV);
+        if !upgraded {
+            // Not addressed to this pid (`RCONTAINER_FDS_PID`): inherited from someone else.
+            return;
+        }
+        let now = Instant::now();
+        let now_unix = clock::unix_now().as_secs();
+        let mut adopted = 0;
+        for line in table.to_string_lossy().lines() {
+            let Some(adoption) = Adoption::decode(line) else {
+                log::warn!("emperor: cannot adopt a vassal from {line:?}: not a vassal record");
+                continue;
+            };
+            self.adopt(&adoption, &mut inherited, now, now_unix);
+            adopted += 1;
+        }
+        log::info!(
+            "emperor {} pid={} binary={} adopted={adopted}",
+            if replaying {
+                "back to the previous image"
+            } else {
+                "upgraded in place"
+            },
+            process::current_pid(),
+            process::binary_identity()
+        );
+    }
+
+    fn adopt(
+        &mut self,
+        adoption: &Adoption,
+        inherited: &mut Vec<InheritedFd>,
+        now: Instant,
+        now_unix: u64,
+    ) {
+        let pid = Pid::from_raw(adoption.pid);
+        let name = link_name(pid);
+        let link = inherited
+            .iter()
+            .position(|f| f.name.as_deref() == Some(name.as_str()))
+            .map(|at| inherited.remove(at).fd)
+            .map(Link::from_fd)
+            .transpose()
+            .unwrap_or_else(|e| {
+                log::warn!("emperor: vassal pid={pid}: its link cannot be used: {e}");
+                None
+            });
+        if self.by_path.contains_key(&adoption.path) {
+            log::warn!(
+                "emperor: two vassals of {} handed over: pid={pid} is not adopted",
+                adoption.path.display()
+            );
+            return;
+        }
+        let key = self
+            .vassals
+            .insert(Vassal::adopt(adoption, link, now, now_unix));
+        let registry = self.poll.registry();
+        let vassal = &mut self.vassals[key];
+        let id = vassal.id();
+        if let Some(process) = &mut vassal.process
+            && let Some(link) = &mut process.link
+            && let Err(e) = registry.register(link, Token(VASSALS + key), Interest::READABLE)
+        {
+            log::warn!("emperor: vassal {id}: cannot watch its link: {e}");
+            process.link = None;
+        }
+        log::info!("emperor: adopted vassal {} pid={pid}", vassal.id());
+        self.by_path.insert(adoption.path.clone(), key);
+        self.files.insert(adoption.path.clone(), adoption.file);
+    }
+}
+
+/// After an exec that did not happen: the hand-over descriptors are private again.
+fn restore(fds: &[(RawFd, String)]) {
+    for (raw, _) in fds {
+        let _ = fd::set_cloexec_raw(*raw, true);
+    }
+}
