@@ -25,7 +25,7 @@ use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources
 use crate::exit;
 use crate::master::Instance;
 use crate::master::handover::{self, Handover, Launch};
-use crate::sys::emperor_link::ADOPTIONS_ENV;
+use crate::sys::emperor_link::VASSAL_TABLE;
 use crate::sys::pidfile::{self, Identity};
 use crate::sys::process::{OsSignal, Pid, send_signal};
 use crate::sys::signal::{Answer, request_answer};
@@ -183,7 +183,7 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
         }
         // An emperor's upgrade whose configuration now runs an instance: the vassals would be
         // lost, so the previous image governs on.
-        Some(_) if handover.can_fall_back() && std::env::var_os(ADOPTIONS_ENV).is_some() => {
+        Some(_) if handover.can_fall_back() && handover.holds(VASSAL_TABLE) => {
             let why = "the configuration no longer runs an emperor";
             log::error!("emperor: upgrade failed: {why}; starting the previous image again");
             let error = handover.fall_back(why, &[], &[]);
@@ -193,7 +193,7 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
         Some(loaded) => run_instance(loaded, handover, &args, apps),
         None if handover.can_fall_back() => {
             let why = "the configuration does not load";
-            if std::env::var_os(ADOPTIONS_ENV).is_some() {
+            if handover.holds(VASSAL_TABLE) {
                 log::error!("emperor: upgrade failed: {why}; starting the previous image again");
             } else {
                 log::error!("reload failed: {why}; starting the previous configuration again");

@@ -95,7 +95,7 @@ pub(crate) fn run(config: &Config, stats: Option<StatsListener>, lineage: Lineag
                      configuration as it was then)"
                 );
             }
-            emperor.adopt_vassals(inherited, upgraded, replaying.is_some());
+            emperor.adopt_vassals(inherited, replaying.is_some());
             let _ = signal::unblock_master_signals();
             if let Some(daemon) = daemon.take() {
                 daemon.report_ready();

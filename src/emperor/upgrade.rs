@@ -4,7 +4,7 @@
 //!
 //! The old image hands over, as a master hands its sockets over on reload: each vassal's link
 //! and the stats socket are listed in `RCONTAINER_FDS` (addressed to this pid) with
-//! close-on-exec cleared, the vassal table goes in `RCONTAINER_VASSALS` (one [`Adoption`] line
+//! close-on-exec cleared, and so does the vassal table (a memory file, one [`Adoption`] line
 //! per vassal), and the way back (this image's binary and launch) travels as well. The new
 //! image loads its configuration again (same arguments), adopts every vassal whose process is
 //! there (one that died meanwhile is reaped and respawned as any dead vassal), and rescans:
@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use mio::{Interest, Token};
 
-use crate::sys::emperor_link::{ADOPTIONS_ENV, Link};
+use crate::sys::emperor_link::{Link, VASSAL_TABLE};
 use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 use crate::sys::{clock, signal};
@@ -93,6 +93,14 @@ impl Emperor<'_> {
             let listener = stats.listener();
             fds.push((listener.raw(), listener.handover_name(&spec.to_string())));
         }
+        let table = match fd::memfd_with("rcontainer-vassals", lines.join("\n").as_bytes()) {
+            Ok(table) => table,
+            Err(e) => {
+                log::error!("emperor: upgrade failed: the vassal table: {e}");
+                return;
+            }
+        };
+        fds.push((table.as_raw_fd(), VASSAL_TABLE.to_string()));
         fds.extend(self.way_back.iter().cloned());
         for (raw, name) in &fds {
             if let Err(e) = fd::set_cloexec_raw(*raw, false) {
@@ -102,9 +110,7 @@ impl Emperor<'_> {
             }
         }
         let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
-        let current = std::env::vars_os().filter(|(key, _)| key != ADOPTIONS_ENV);
-        let mut env = fd::env_for_reexec(current, &named, process::current_pid());
-        env.push((ADOPTIONS_ENV.into(), lines.join("\n").into()));
+        let env = fd::env_for_reexec(std::env::vars_os(), &named, process::current_pid());
         // Until the new image has its handlers, a signal waits; those in the pipe already are
         // raised again to stay pending across the exec.
         let mask = match signal::block_master_signals() {
@@ -145,28 +151,26 @@ impl Emperor<'_> {
     }
 
     /// In an image started by an upgrade: takes over the vassals the previous image handed
-    /// over (`RCONTAINER_VASSALS`), with their links from `inherited`. Each is recorded with
-    /// the file it was running, so the first scan reloads or stops those whose file changed
-    /// or went away meanwhile.
-    /// `replaying`: this image is the previous one, started again.
-    pub(super) fn adopt_vassals(
-        &mut self,
-        mut inherited: Vec<InheritedFd>,
-        upgraded: bool,
-        replaying: bool,
-    ) {
-        let Some(table) = std::env::var_os(ADOPTIONS_ENV) else {
+    /// over (the vassal table in `inherited`, and their links). Each is recorded with the file
+    /// it was running, so the first scan reloads or stops those whose file changed or went
+    /// away meanwhile. `replaying`: this image is the previous one, started again.
+    pub(super) fn adopt_vassals(&mut self, mut inherited: Vec<InheritedFd>, replaying: bool) {
+        let Some(at) = (inherited.iter()).position(|f| f.name.as_deref() == Some(VASSAL_TABLE))
+        else {
             return;
         };
-        process::remove_env(ADOPTIONS_ENV);
-        if !upgraded {
-            // Not addressed to this pid (`RCONTAINER_FDS_PID`): inherited from someone else.
-            return;
-        }
+        let table = match fd::read_whole(&inherited.remove(at).fd) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) => {
+                // Their links close with the originals: they stop, and the scan starts them.
+                log::error!("emperor: the vassal table cannot be read: {e}");
+                return;
+            }
+        };
         let now = Instant::now();
         let now_unix = clock::unix_now().as_secs();
         let mut adopted = 0;
-        for line in table.to_string_lossy().lines() {
+        for line in table.lines().filter(|l| !l.is_empty()) {
             let Some(adoption) = Adoption::decode(line) else {
                 log::warn!("emperor: cannot adopt a vassal from {line:?}: not a vassal record");
                 continue;

@@ -19,7 +19,6 @@ use std::path::{Path, PathBuf};
 
 use super::vassal::LOYAL_ENV;
 use super::{OLD_WORKERS_ENV, PAUSED_ENV, REQUESTERS_ENV};
-use crate::sys::emperor_link::ADOPTIONS_ENV;
 use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 
@@ -201,6 +200,11 @@ impl Handover {
             .map(|(reason, launch)| (reason.as_str(), launch.files.as_slice()))
     }
 
+    /// Whether the previous image handed over a descriptor of this name.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.sockets.iter().any(|f| f.name.as_deref() == Some(name))
+    }
+
     /// Whether a failure of this image can go back to the previous one.
     pub(crate) fn can_fall_back(&self) -> bool {
         self.fallback.is_some()
@@ -317,8 +321,6 @@ fn handover_var(key: &OsStr) -> bool {
         PAUSED_ENV,
         REQUESTERS_ENV,
         LOYAL_ENV,
-        // An emperor's vassals: its way back adopts them as the upgraded image would.
-        ADOPTIONS_ENV,
     ]
     .iter()
     .any(|var| OsStr::new(var) == key)
