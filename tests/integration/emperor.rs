@@ -1174,3 +1174,39 @@ fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_a
     emperor.instance.signal(Signal::SIGTERM);
     assert!(emperor.instance.wait_exit().success());
 }
+
+#[test]
+fn changes_during_an_emperor_upgrade_are_not_lost() {
+    let (mut emperor, program) =
+        start_upgradable("emperor-upgrade-changes", &three_vassals(), None);
+    let mut before = Vec::new();
+    for vassal in ["a", "b", "c"] {
+        emperor.wait_serving(vassal);
+        before.push(emperor.pids(vassal).expect("stats"));
+    }
+    install_new_binary(&program);
+    // The upgrade first, then a death, an edit and a removal while the new image comes up
+    // (whichever image sees each of them, none is lost).
+    emperor.instance.signal(Signal::SIGUSR2);
+    let a_master = before[0].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(a_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    emperor.write("b", &format!("{VASSAL}processes = 2\n"));
+    std::fs::remove_file(emperor.file("c")).expect("remove c.ini");
+    emperor.instance.wait_for_log("emperor upgraded in place");
+
+    eventually("a is respawned", &emperor.instance, || {
+        emperor.serves("a") && emperor.pids("a").is_some_and(|(m, _)| m != a_master)
+    });
+    let (b_master, b_workers) = before[1].clone();
+    eventually("b runs its new file", &emperor.instance, || {
+        emperor
+            .pids("b")
+            .is_some_and(|(m, w)| m == b_master && w.len() == 2 && !w.contains(&b_workers[0]))
+    });
+    let (c_master, _) = before[2];
+    eventually("c is stopped and vacuumed", &emperor.instance, || {
+        !is_alive(c_master) && !emperor.socket("c").exists() && emperor.entry("c").is_none()
+    });
+    assert_eq!(emperor.stats()["vassals"].as_array().map(Vec::len), Some(2));
+}
