@@ -69,8 +69,7 @@ pub(crate) enum PidfileRequest {
     /// `--chain-reload`: the FIFO's `c`, one worker at a time.
     ChainReload,
     /// `--upgrade`: SIGUSR2 to an emperor, which re-executes itself in place (the binary on
-    /// disk now) and adopts its running vassals (to a master, USR2 only logs what its workers
-    /// do).
+    /// disk now), adopts its running vassals and answers (a master refuses at once).
     Upgrade,
 }
 
@@ -529,13 +528,13 @@ fn adopt_or_bind_emperor_stats(
     }
 }
 
-/// How long `--reload` waits for the master to say how the reload went.
+/// How long `--reload` (`--upgrade`) waits for the master (emperor) to say how it went.
 const RELOAD_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Sends `request` to the master whose pid is in `pidfile`, after checking that the pid is an
 /// rcontainer master: a stale pidfile's pid may belong to any process by now. Exit 0 once the
-/// signal is sent (a reload: once the master says it is done), 1 when nothing was signalled or
-/// the master refused the request, 2 when a reload got no answer.
+/// signal is sent (a reload or an upgrade: once the master or emperor says it is done), 1 when
+/// nothing was signalled or the request was refused, 2 when a reload or upgrade got no answer.
 fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
     let flag = request.flag();
     let pid = match pidfile::read_running_pid(pidfile) {
@@ -563,7 +562,7 @@ fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCod
         return ExitCode::from(exit::CONFIG);
     }
     let signal = request.signal();
-    let outcome = if request == PidfileRequest::Reload {
+    let outcome = if matches!(request, PidfileRequest::Reload | PidfileRequest::Upgrade) {
         request_answer(pid, signal, RELOAD_ANSWER_WAIT).map(|answer| match answer {
             Some(Answer::Done) => Outcome::Done,
             Some(Answer::Refused) => Outcome::Refused,
@@ -600,20 +599,28 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
     let flag = request.flag();
     let signal = request.signal();
     match outcome {
-        Outcome::Sent if request == PidfileRequest::Upgrade => {
-            eprintln!(
-                "rcontainer: sent {signal} to emperor pid {pid} ({flag}); its log says \
-                 \"emperor upgraded in place\" or why the upgrade failed"
-            );
-            ExitCode::from(exit::OK)
-        }
         Outcome::Sent => {
             eprintln!("rcontainer: sent {signal} to master pid {pid} ({flag})");
+            ExitCode::from(exit::OK)
+        }
+        Outcome::Done if request == PidfileRequest::Upgrade => {
+            eprintln!(
+                "rcontainer: emperor pid {pid} upgraded in place: its new image governs every \
+                 vassal ({flag})"
+            );
             ExitCode::from(exit::OK)
         }
         Outcome::Done => {
             eprintln!("rcontainer: master pid {pid} reloaded ({flag})");
             ExitCode::from(exit::OK)
+        }
+        Outcome::Refused if request == PidfileRequest::Upgrade => {
+            eprintln!(
+                "rcontainer: {flag}: pid {pid} did not upgrade: it is no emperor, or it is \
+                 stopping, or the new binary or configuration cannot start (its log says why); \
+                 it runs on as it was"
+            );
+            ExitCode::from(exit::CONFIG)
         }
         Outcome::Refused => {
             eprintln!(
@@ -624,7 +631,7 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
         }
         Outcome::NoAnswer => {
             eprintln!(
-                "rcontainer: {flag}: sent {signal} to master pid {pid}, no answer within {}s \
+                "rcontainer: {flag}: sent {signal} to pid {pid}, no answer within {}s \
                  (see its log)",
                 RELOAD_ANSWER_WAIT.as_secs()
             );
@@ -821,7 +828,8 @@ Usage:
   rcontainer --reload PIDFILE | --stop PIDFILE | --graceful-stop PIDFILE | --chain-reload PIDFILE
   rcontainer --upgrade PIDFILE              an emperor re-executes itself in place (the binary
                                             on disk now, SIGUSR2 or master-fifo R); its
-                                            vassals keep running and are adopted
+                                            vassals keep running and are adopted; exit 0 once
+                                            the new image governs, 1 if refused
   rcontainer --ini FILE --check-config      validate, print nothing but errors, exit 0/1
   rcontainer --ini FILE --print-config      effective value of every key and where it came from
   rcontainer --help | --version

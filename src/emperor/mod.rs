@@ -175,6 +175,8 @@ struct Emperor<'a> {
     jitter: u64,
     /// An upgrade was asked for (USR2, `R`): done at the end of this turn of the loop.
     upgrade: bool,
+    /// The `--upgrade` commands waiting to hear how it went.
+    upgrade_requesters: Vec<Pid>,
     /// What gives the image after an upgrade its way back to this one.
     way_back: Vec<(RawFd, String)>,
 }
@@ -266,6 +268,7 @@ impl<'a> Emperor<'a> {
             governing: None,
             jitter: seed(),
             upgrade: false,
+            upgrade_requesters: Vec::new(),
             way_back,
         })
     }
@@ -331,6 +334,8 @@ impl<'a> Emperor<'a> {
             if std::mem::take(&mut self.upgrade) && self.stopping.is_none() {
                 self.upgrade();
             }
+            // Not upgraded: stopping, or the exec failed.
+            self.answer_upgrade(signal::Answer::Refused);
             if self.stopping.is_some() && self.vassals.is_empty() && self.checks.is_empty() {
                 log::info!("emperor: every vassal is gone");
                 return exit::OK;
@@ -392,6 +397,12 @@ impl<'a> Emperor<'a> {
                         && process::has_argument(pid, "--reload")
                     {
                         let _ = signal::send_answer(pid, signal::Answer::Done);
+                    }
+                    // `rcontainer --upgrade PIDFILE` is answered by the image after the exec.
+                    if let (Action::Upgrade, Some(pid)) = (action, r.requester)
+                        && process::has_argument(pid, "--upgrade")
+                    {
+                        self.upgrade_requesters.push(pid);
                     }
                     Some(action)
                 })

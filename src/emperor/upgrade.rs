@@ -56,6 +56,9 @@ pub(crate) struct Lineage<'a> {
     pub(crate) ancestry: &'a mut dyn Ancestry,
 }
 
+/// A line of the vassal table naming an `--upgrade` command to answer: `requester PID`.
+const REQUESTER: &str = "requester ";
+
 /// The hand-over name of the link of the vassal with this pid.
 fn link_name(pid: Pid) -> String {
     format!("vassal link {pid}")
@@ -63,8 +66,40 @@ fn link_name(pid: Pid) -> String {
 
 impl Emperor<'_> {
     /// Re-executes the emperor in place, handing every vassal over. Returns only if the exec
-    /// failed: everything is as it was, and the emperor governs on.
+    /// failed (or could not be prepared): everything is as it was, and the emperor governs on.
     pub(super) fn upgrade(&mut self) {
+        // From here until the new image has its handlers, a signal waits; those in the pipe
+        // already are raised again to stay pending across the exec.
+        let mask = match signal::block_master_signals() {
+            Ok(mask) => mask,
+            Err(e) => {
+                log::error!("emperor: upgrade failed: cannot block signals: {e}");
+                return;
+            }
+        };
+        match self.signals.requeue_unread() {
+            Ok(requesters) => {
+                for pid in requesters {
+                    // A `--reload` whose HUP is requeued: the next image reloads every vassal.
+                    if process::has_argument(pid, "--reload") {
+                        let _ = signal::send_answer(pid, signal::Answer::Done);
+                    }
+                    if process::has_argument(pid, "--upgrade") {
+                        self.upgrade_requesters.push(pid);
+                    }
+                }
+            }
+            Err(e) => log::warn!("emperor: signals received during the upgrade may be lost: {e}"),
+        }
+        let error = self.exec_upgrade();
+        let _ = signal::restore_mask(&mask);
+        log::error!("emperor: upgrade failed: {error}; the old image governs on");
+        let _ = self.notifier.ready(&self.status_text());
+    }
+
+    /// Hands everything over and executes the binary on disk. Returns only on failure, with
+    /// the hand-over descriptors private again.
+    fn exec_upgrade(&mut self) -> io::Error {
         let mut fds: Vec<(RawFd, String)> = Vec::new();
         let mut lines = Vec::new();
         for (_, vassal) in &self.vassals {
@@ -89,65 +124,37 @@ impl Emperor<'_> {
                 lines.push(adoption.encode());
             }
         }
+        let handed = lines.len();
+        // The `--upgrade` commands waiting, for the next image to answer.
+        lines.extend((self.upgrade_requesters.iter()).map(|pid| format!("{REQUESTER}{pid}")));
+        let table = match fd::memfd_with("rcontainer-vassals", lines.join("\n").as_bytes()) {
+            Ok(table) => table,
+            Err(e) => return io::Error::new(e.kind(), format!("the vassal table: {e}")),
+        };
+        fds.push((table.as_raw_fd(), VASSAL_TABLE.to_string()));
         if let (Some(stats), Some(spec)) = (&self.stats, &self.config.emperor_stats) {
             let listener = stats.listener();
             fds.push((listener.raw(), listener.handover_name(&spec.to_string())));
         }
-        let table = match fd::memfd_with("rcontainer-vassals", lines.join("\n").as_bytes()) {
-            Ok(table) => table,
-            Err(e) => {
-                log::error!("emperor: upgrade failed: the vassal table: {e}");
-                return;
-            }
-        };
-        fds.push((table.as_raw_fd(), VASSAL_TABLE.to_string()));
         fds.extend(self.way_back.iter().cloned());
         for (raw, name) in &fds {
             if let Err(e) = fd::set_cloexec_raw(*raw, false) {
                 restore(&fds);
-                log::error!("emperor: upgrade failed: cannot hand over {name}: {e}");
-                return;
+                return io::Error::new(e.kind(), format!("cannot hand over {name}: {e}"));
             }
         }
         let named: Vec<(RawFd, &str)> = fds.iter().map(|(raw, n)| (*raw, n.as_str())).collect();
         let env = fd::env_for_reexec(std::env::vars_os(), &named, process::current_pid());
-        // Until the new image has its handlers, a signal waits; those in the pipe already are
-        // raised again to stay pending across the exec.
-        let mask = match signal::block_master_signals() {
-            Ok(mask) => mask,
-            Err(e) => {
-                restore(&fds);
-                log::error!("emperor: upgrade failed: cannot block signals: {e}");
-                return;
-            }
-        };
-        match self.signals.requeue_unread() {
-            Ok(requesters) => {
-                // A `--reload` whose HUP is requeued: the next image reloads every vassal.
-                for pid in requesters {
-                    if process::has_argument(pid, "--reload") {
-                        let _ = signal::send_answer(pid, signal::Answer::Done);
-                    }
-                }
-            }
-            Err(e) => log::warn!("emperor: signals received during the upgrade may be lost: {e}"),
-        }
         let binary = process::reexec_path();
         log::info!(
-            "emperor: upgrading: re-executing {} in place, handing over {} vassals",
-            binary.display(),
-            lines.len()
+            "emperor: upgrading: re-executing {} in place, handing over {handed} vassals",
+            binary.display()
         );
         let _ = self.notifier.reloading();
         let argv: Vec<OsString> = std::env::args_os().collect();
         let error = process::exec_self(&argv, env);
-        let _ = signal::restore_mask(&mask);
         restore(&fds);
-        log::error!(
-            "emperor: upgrade failed: exec {}: {error}; the old image governs on",
-            binary.display()
-        );
-        let _ = self.notifier.ready(&self.status_text());
+        io::Error::new(error.kind(), format!("exec {}: {error}", binary.display()))
     }
 
     /// In an image started by an upgrade: takes over the vassals the previous image handed
@@ -170,7 +177,15 @@ impl Emperor<'_> {
         let now = Instant::now();
         let now_unix = clock::unix_now().as_secs();
         let mut adopted = 0;
+        let mut requesters = Vec::new();
         for line in table.lines().filter(|l| !l.is_empty()) {
+            if let Some(pid) = line
+                .strip_prefix(REQUESTER)
+                .and_then(|p| p.trim().parse().ok())
+            {
+                requesters.push(Pid::from_raw(pid));
+                continue;
+            }
             let Some(adoption) = Adoption::decode(line) else {
                 log::warn!("emperor: cannot adopt a vassal from {line:?}: not a vassal record");
                 continue;
@@ -188,6 +203,22 @@ impl Emperor<'_> {
             process::current_pid(),
             process::binary_identity()
         );
+        self.upgrade_requesters = requesters;
+        self.answer_upgrade(if replaying {
+            signal::Answer::Refused
+        } else {
+            signal::Answer::Done
+        });
+    }
+
+    /// Tells the `--upgrade` commands waiting how it went (only processes still running
+    /// `--upgrade`: a pid reused since is left alone).
+    pub(super) fn answer_upgrade(&mut self, answer: signal::Answer) {
+        for pid in self.upgrade_requesters.drain(..) {
+            if process::has_argument(pid, "--upgrade") {
+                let _ = signal::send_answer(pid, answer);
+            }
+        }
     }
 
     fn adopt(

@@ -1028,6 +1028,7 @@ fn upgrading_the_emperor_keeps_every_vassal_serving_with_the_same_pids() {
     let scratch = emperor.instance.scratch.path().to_path_buf();
     let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
     assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("upgraded in place"), "{}", out.stderr);
     let line = emperor.instance.wait_for_log("emperor upgraded in place");
     assert!(line.contains(&format!("pid={pid}")), "{line}");
     assert!(line.contains("adopted=3"), "{line}");
@@ -1129,8 +1130,10 @@ fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_a
         .instance
         .scratch
         .write("emperor.ini", &format!("{ini}prcesses = 2\n"));
-    let fifo = emperor.instance.scratch.path().join("emperor.fifo");
-    std::fs::write(&fifo, "R").expect("write the FIFO");
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    assert!(out.stderr.contains("did not upgrade"), "{}", out.stderr);
     emperor
         .instance
         .wait_for_log("the previous image governs on");
@@ -1185,9 +1188,10 @@ fn changes_during_an_emperor_upgrade_are_not_lost() {
         before.push(emperor.pids(vassal).expect("stats"));
     }
     install_new_binary(&program);
-    // The upgrade first, then a death, an edit and a removal while the new image comes up
-    // (whichever image sees each of them, none is lost).
-    emperor.instance.signal(Signal::SIGUSR2);
+    // The upgrade first (the FIFO's R), then a death, an edit and a removal while the new
+    // image comes up (whichever image sees each of them, none is lost).
+    let fifo = emperor.instance.scratch.path().join("emperor.fifo");
+    std::fs::write(&fifo, "R").expect("write the FIFO");
     let a_master = before[0].0;
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(a_master as i32), Signal::SIGKILL)
         .expect("kill -9");
