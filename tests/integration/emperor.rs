@@ -1093,6 +1093,36 @@ fn upgrading_the_emperor_keeps_every_vassal_serving_with_the_same_pids() {
         emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
     });
     assert_eq!(emperor.entry("b").expect("b")["adopted"], 0, "b is new");
+    // ... and it upgrades again, holding no more than one image's descriptors.
+    install_new_binary(&program);
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let line = emperor
+        .instance
+        .wait_for_log_count("emperor upgraded in place", 2);
+    assert!(line.contains("adopted=3"), "{line}");
+    let held = |what: &str| {
+        let links = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds");
+        links
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains(what))
+            .count()
+    };
+    assert_eq!(
+        held("memfd:rcontainer-"),
+        1,
+        "one launch record, no table left"
+    );
+    assert_eq!(
+        held(&program.display().to_string()),
+        1,
+        "one binary for the way back"
+    );
+    assert_eq!(
+        emperor.entry("b").expect("b")["adopted"],
+        1,
+        "b is adopted now"
+    );
     // ... and TERM drains them all.
     let mut pids: Vec<u64> = Vec::new();
     for vassal in names {
