@@ -190,8 +190,7 @@ impl Emperor<'_> {
                 log::warn!("emperor: cannot adopt a vassal from {line:?}: not a vassal record");
                 continue;
             };
-            self.adopt(&adoption, &mut inherited, now, now_unix);
-            adopted += 1;
+            adopted += usize::from(self.adopt(&adoption, &mut inherited, now, now_unix));
         }
         log::info!(
             "emperor {} pid={} binary={} adopted={adopted}",
@@ -221,13 +220,14 @@ impl Emperor<'_> {
         }
     }
 
+    /// Adopts one vassal; false if it is not (gone, or a second one for the same file).
     fn adopt(
         &mut self,
         adoption: &Adoption,
         inherited: &mut Vec<InheritedFd>,
         now: Instant,
         now_unix: u64,
-    ) {
+    ) -> bool {
         let pid = Pid::from_raw(adoption.pid);
         let name = link_name(pid);
         let link = inherited
@@ -240,12 +240,18 @@ impl Emperor<'_> {
                 log::warn!("emperor: vassal pid={pid}: its link cannot be used: {e}");
                 None
             });
+        // A vassal that died during the exec is still there (a zombie, for this loop to reap
+        // and respawn); one gone entirely is started again by the scan.
+        if !process::is_alive(pid) {
+            log::warn!("emperor: vassal pid={pid} is gone: not adopted");
+            return false;
+        }
         if self.by_path.contains_key(&adoption.path) {
             log::warn!(
                 "emperor: two vassals of {} handed over: pid={pid} is not adopted",
                 adoption.path.display()
             );
-            return;
+            return false;
         }
         let key = self
             .vassals
@@ -263,6 +269,7 @@ impl Emperor<'_> {
         log::info!("emperor: adopted vassal {} pid={pid}", vassal.id());
         self.by_path.insert(adoption.path.clone(), key);
         self.files.insert(adoption.path.clone(), adoption.file);
+        true
     }
 }
 

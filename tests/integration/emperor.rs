@@ -1244,3 +1244,56 @@ fn changes_during_an_emperor_upgrade_are_not_lost() {
     });
     assert_eq!(emperor.stats()["vassals"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn an_upgrade_whose_exec_fails_leaves_the_old_image_governing() {
+    let files = [("a.ini", VASSAL)];
+    let (emperor, program) = start_upgradable("emperor-upgrade-noexec", &files, None);
+    emperor.wait_serving("a");
+    let (a_master, a_workers) = emperor.pids("a").expect("a's stats");
+    // A "release" that cannot be executed.
+    let staged = program.with_extension("new");
+    std::fs::write(&staged, "not a program").expect("write");
+    std::fs::rename(&staged, &program).expect("install");
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    let logs = emperor.instance.logs();
+    assert!(logs.contains("the old image governs on"), "{logs}");
+    // What it handed over is private again (links, stats, the way back): a vassal started
+    // now inherits none of it. (Descriptors the test runner leaves open are not its own.)
+    let pid = emperor.instance.pid();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds") {
+        let entry = entry.expect("an fd");
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        let target = target.to_string_lossy();
+        let ours = target.starts_with("socket:")
+            || target.starts_with("/memfd:")
+            || target.contains(&*program.to_string_lossy());
+        let n = entry.file_name();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", n.to_string_lossy()))
+            .unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        if ours && let Some(flags) = flags {
+            assert!(flags & 0o2000000 != 0, "{target} is close-on-exec: {info}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "a link, the stats socket, the launch, the binary: {checked}"
+    );
+    assert_eq!(emperor.pids("a").map(|p| p.0), Some(a_master), "a runs on");
+    // Governing on (with a binary that runs again: vassals and checks start from it too).
+    install_new_binary(&program);
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+}
