@@ -1190,6 +1190,26 @@ fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_a
         assert_eq!(entry["adopted"], 1, "{entry}");
     }
 
+    // A configuration that loads but cannot start (its monitor is no directory) goes back
+    // the same way.
+    emperor.instance.scratch.write(
+        "emperor.ini",
+        "[rcontainer]\nemperor = nowhere\nemperor-stats = emperor.stats\n",
+    );
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    emperor
+        .instance
+        .wait_for_log_count("the previous image governs on", 2);
+    assert!(emperor.instance.logs().contains("not a directory"));
+    for (vassal, pids) in ["a", "b"].iter().zip(&before) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+    }
+
     // Still supervised: a touch reloads, a death is respawned.
     let (a_master, a_workers) = before[0].clone();
     emperor.touch("a");
