@@ -10,6 +10,9 @@
 //! [falls back](Handover::fall_back): it executes the previous binary with the previous
 //! launch and the very same hand-over, and that image serves on as before, with the error in
 //! the log. A fallback image has no fallback of its own.
+//!
+//! An emperor's upgrade uses the same hand-over (the command line gives it to the emperor as
+//! its `Ancestry`): its vassal links and table travel as named descriptors.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
