@@ -1317,3 +1317,36 @@ fn an_upgrade_whose_exec_fails_leaves_the_old_image_governing() {
             .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
     });
 }
+
+#[test]
+fn systemd_hears_reloading_then_ready_across_an_emperor_upgrade() {
+    use std::os::unix::net::UnixDatagram;
+    let notify = Scratch::new("emperor-upgrade-notify-socket");
+    let path = notify.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let env = [("NOTIFY_SOCKET", path.to_str().expect("utf-8 path"))];
+    let mut emperor =
+        Emperor::start_with_env("emperor-upgrade-notify", &[("a.ini", VASSAL)], &[], &env);
+    emperor.wait_serving("a");
+    let mut buf = [0u8; 4096];
+    let mut receive_until = |needle: &str| {
+        let mut messages = String::new();
+        while !messages.contains(needle) {
+            let n = socket.recv(&mut buf).expect("a notification");
+            messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+            messages.push('\n');
+        }
+        messages
+    };
+    receive_until("READY=1");
+    emperor.instance.signal(Signal::SIGUSR2);
+    let messages = receive_until("READY=1");
+    let reloading = messages.find("RELOADING=1").expect("RELOADING=1 first");
+    assert!(
+        messages[reloading..].contains("MONOTONIC_USEC="),
+        "{messages}"
+    );
+    assert!(messages[reloading..].contains("READY=1"), "{messages}");
+    emperor.instance.wait_for_log("emperor upgraded in place");
+}
