@@ -174,6 +174,19 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
     // A fallback image loads the INI texts of the configuration it goes back to.
     let replay = handover.replaying().map(|(_, texts)| texts.to_vec());
     match load_reporting(args.clone(), replay, apps, Warnings::Keep) {
+        // A master's reload whose configuration now runs an emperor: the workers and sockets
+        // it was handed would be lost, so the previous image serves on.
+        Some(loaded)
+            if !loaded.config.emperor.is_empty()
+                && handover.can_fall_back()
+                && !handover.holds(VASSAL_TABLE) =>
+        {
+            let why = "the configuration now runs an emperor (start one on its own)";
+            log::error!("reload failed: {why}; starting the previous configuration again");
+            let error = handover.fall_back(why, &[], &[]);
+            log::error!("going back to the previous configuration failed: {error}");
+            ExitCode::from(exit::CONFIG)
+        }
         Some(loaded) if !loaded.config.emperor.is_empty() => {
             for warning in &loaded.warnings {
                 log::warn!("{warning}");
