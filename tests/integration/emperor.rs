@@ -1202,6 +1202,22 @@ fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_a
         .instance
         .wait_for_log_count("the previous image governs on", 2);
     assert!(emperor.instance.logs().contains("not a directory"));
+    // And one that runs an instance, not an emperor, too.
+    emperor.instance.scratch.write(
+        "emperor.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
+    );
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    emperor
+        .instance
+        .wait_for_log_count("the previous image governs on", 3);
+    assert!(
+        emperor
+            .instance
+            .logs()
+            .contains("no longer runs an emperor")
+    );
     for (vassal, pids) in ["a", "b"].iter().zip(&before) {
         assert_eq!(
             emperor.pids(vassal).as_ref(),
