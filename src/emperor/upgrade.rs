@@ -106,14 +106,6 @@ impl Emperor<'_> {
             let Some(process) = &vassal.process else {
                 continue;
             };
-            if vassal.path.as_os_str().to_string_lossy().contains('\n') {
-                log::warn!(
-                    "emperor: vassal {} cannot be handed over (a newline in its path): it stops \
-                     with the old image and starts again",
-                    vassal.id()
-                );
-                continue;
-            }
             let link_fd = process.link.as_ref().map_or(-1, |l| l.as_raw_fd());
             if link_fd >= 0 {
                 fds.push((link_fd, link_name(process.pid)));

@@ -332,8 +332,9 @@ pub(crate) fn file_name(path: &Path) -> String {
 
 /// A running vassal as one line of text, for a re-executed emperor to adopt it (the link's fd
 /// stays open across the exec): `pid fd dev ino size mtime_ns ready accepting loyal_unix
-/// born_unix first_run_unix respawns path`, the path last (it may contain spaces, not a
-/// newline: lines are separated by newlines).
+/// born_unix first_run_unix respawns path`, the path last (it may contain spaces; `%`, control
+/// bytes and bytes that are not ASCII are written `%XX`, so any path survives and a line holds
+/// no newline).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Adoption {
     pub(crate) pid: i32,
@@ -364,7 +365,7 @@ impl Adoption {
             self.born_unix,
             self.first_run_unix,
             self.respawns,
-            self.path.display()
+            escape_path(&self.path)
         )
     }
 
@@ -392,7 +393,7 @@ impl Adoption {
         let born_unix = next()?.parse().ok()?;
         let first_run_unix = next()?.parse().ok()?;
         let respawns = next()?.parse().ok()?;
-        let path = PathBuf::from(next().filter(|p| !p.is_empty())?);
+        let path = unescape_path(next().filter(|p| !p.is_empty())?)?;
         Some(Adoption {
             pid,
             link_fd,
@@ -406,6 +407,39 @@ impl Adoption {
             path,
         })
     }
+}
+
+/// A path as printable ASCII without newlines: `%`, control bytes and non-ASCII bytes as `%XX`.
+fn escape_path(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte == b'%' || !(0x20..0x7f).contains(&byte) {
+            let _ = write!(out, "%{byte:02X}");
+        } else {
+            out.push(char::from(byte));
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_path`]; `None` for a malformed escape.
+fn unescape_path(text: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
 #[cfg(test)]
@@ -539,6 +573,29 @@ mod tests {
         assert_eq!(Adoption::decode("42 7 1 2 3"), None);
         assert_eq!(Adoption::decode("42 7 1 2 3 4 2 0 0 0 0 0 /a.ini"), None);
         assert_eq!(Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 "), None);
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 /a%4"), None);
+    }
+
+    #[test]
+    fn any_path_survives_an_adoption_line_which_holds_no_newline() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = std::ffi::OsString::from_vec(b"/v/x\n%41 \xff\xc3\xa9.ini".to_vec());
+        let adoption = Adoption {
+            pid: 1,
+            link_fd: -1,
+            file: file(),
+            ready: false,
+            accepting: false,
+            loyal_unix: 0,
+            born_unix: 0,
+            first_run_unix: 0,
+            respawns: 0,
+            path: PathBuf::from(odd),
+        };
+        let line = adoption.encode();
+        assert!(!line.contains('\n') && line.is_ascii(), "{line}");
+        assert!(line.ends_with("/v/x%0A%2541 %FF%C3%A9.ini"), "{line}");
+        assert_eq!(Adoption::decode(&line), Some(adoption));
     }
 
     #[test]
