@@ -28,7 +28,7 @@ use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 use crate::sys::{clock, signal};
 
-use super::vassal::{Adoption, Vassal};
+use super::vassal::{Adoption, Vassal, Waiting};
 use super::{Emperor, VASSALS};
 
 /// The previous image's way back, kept by the command line (it is the master's hand-over).
@@ -102,17 +102,19 @@ impl Emperor<'_> {
     fn exec_upgrade(&mut self) -> io::Error {
         let mut fds: Vec<(RawFd, String)> = Vec::new();
         let mut lines = Vec::new();
+        let now = Instant::now();
         for (_, vassal) in &self.vassals {
-            let Some(process) = &vassal.process else {
-                continue;
-            };
-            let link_fd = process.link.as_ref().map_or(-1, |l| l.as_raw_fd());
-            if link_fd >= 0 {
-                fds.push((link_fd, link_name(process.pid)));
+            let link = vassal
+                .process
+                .as_ref()
+                .and_then(|p| Some((p.pid, p.link.as_ref()?)));
+            let link_fd = link.map_or(-1, |(_, l)| l.as_raw_fd());
+            if let Some((pid, link)) = link {
+                fds.push((link.as_raw_fd(), link_name(pid)));
             }
             let checking = self.checks.values().any(|c| c.path == vassal.path);
             let recheck = checking || vassal.config_error.is_some();
-            if let Some(adoption) = vassal.adoption(link_fd, recheck) {
+            if let Some(adoption) = vassal.adoption(link_fd, recheck, now) {
                 lines.push(adoption.encode());
             }
         }
@@ -220,6 +222,9 @@ impl Emperor<'_> {
         now: Instant,
         now_unix: u64,
     ) -> bool {
+        if adoption.waiting != Waiting::Running {
+            return self.adopt_waiting(adoption);
+        }
         let pid = Pid::from_raw(adoption.pid);
         let name = link_name(pid);
         let link = inherited
@@ -259,6 +264,27 @@ impl Emperor<'_> {
             process.link = None;
         }
         log::info!("emperor: adopted vassal {} pid={pid}", vassal.id());
+        self.by_path.insert(adoption.path.clone(), key);
+        self.files.insert(adoption.path.clone(), adoption.file);
+        true
+    }
+}
+
+impl Emperor<'_> {
+    /// A vassal of the previous image that waits out its back-off (its timer goes on here) or
+    /// is exiled (until its file changes).
+    fn adopt_waiting(&mut self, adoption: &Adoption) -> bool {
+        if self.by_path.contains_key(&adoption.path) {
+            return false;
+        }
+        let now = Instant::now();
+        let vassal = Vassal::adopt(adoption, None, now, clock::unix_now().as_secs());
+        log::info!(
+            "emperor: adopted vassal {} ({})",
+            vassal.id(),
+            vassal.state.name()
+        );
+        let key = self.vassals.insert(vassal);
         self.by_path.insert(adoption.path.clone(), key);
         self.files.insert(adoption.path.clone(), adoption.file);
         true

@@ -1366,3 +1366,37 @@ fn systemd_hears_reloading_then_ready_across_an_emperor_upgrade() {
     assert!(messages[reloading..].contains("READY=1"), "{messages}");
     emperor.instance.wait_for_log("emperor upgraded in place");
 }
+
+#[test]
+fn a_vassal_in_back_off_keeps_its_growing_delay_across_an_upgrade() {
+    let broken = "[rcontainer]\nnonsense = 1\n";
+    let files = [("good.ini", VASSAL), ("bad.ini", broken)];
+    let (mut emperor, program) = start_upgradable("emperor-upgrade-backoff", &files, None);
+    emperor.wait_serving("good");
+    eventually("bad waits 4 s or more", &emperor.instance, || {
+        emperor
+            .entry("bad")
+            .is_some_and(|bad| bad["backoff_ms"].as_u64() >= Some(4000))
+    });
+    install_new_binary(&program);
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    emperor.instance.wait_for_log("emperor upgraded in place");
+    // Not started afresh (its delay would begin at 1 s again): the back-off goes on, and the
+    // first back-off the new image shows is as long as before or longer.
+    let mut seen = None;
+    eventually("bad is listed in back-off", &emperor.instance, || {
+        seen = emperor.entry("bad").filter(|b| b["state"] == "backoff");
+        seen.is_some()
+    });
+    let bad = seen.expect("seen");
+    assert!(bad["backoff_ms"].as_u64() >= Some(4000), "{bad}");
+    let respawns = bad["respawns"].as_u64().expect("respawns");
+    eventually("bad is retried by the new image", &emperor.instance, || {
+        emperor
+            .entry("bad")
+            .is_some_and(|b| b["respawns"].as_u64() > Some(respawns))
+    });
+    assert!(emperor.serves("good"));
+}
