@@ -7,8 +7,11 @@
 //! close-on-exec cleared, and so does the vassal table (a memory file, one [`Adoption`] line
 //! per vassal), and the way back (this image's binary and launch) travels as well. The new
 //! image loads its configuration again (same arguments), adopts every vassal whose process is
-//! there (one that died meanwhile is reaped and respawned as any dead vassal), and rescans:
-//! a file that changed meanwhile is checked and reloaded, one that is gone is stopped.
+//! there (one that died meanwhile is reaped and respawned as any dead vassal) and those
+//! waiting out a back-off or exiled, and rescans: a file that changed meanwhile is checked and
+//! reloaded, one that is gone is stopped. The `--upgrade` commands waiting for an answer are
+//! listed in the table too: the new image answers them (done, or refused when it is the
+//! previous image started again).
 //!
 //! If the exec fails, the old image governs on. If the new image cannot start (its
 //! configuration does not load, a monitor is gone, ...), it executes the previous image again

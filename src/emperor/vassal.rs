@@ -7,8 +7,8 @@
 //! code: waits for its file to change). A configuration error found by the check before a
 //! reload is kept beside the state: the vassal keeps running its previous configuration.
 //!
-//! Everything the emperor knows about a running vassal fits in [`Adoption`], a line of text,
-//! so that a re-executed emperor can adopt its vassals from an environment variable.
+//! What a re-executed emperor needs to know of a vassal (running, in back-off or exiled) fits
+//! in [`Adoption`], a line of text of the vassal table it is handed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
