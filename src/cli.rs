@@ -458,12 +458,12 @@ fn run_emperor(loaded: Loaded, mut handover: Handover) -> ExitCode {
     let mut inherited = handover.take_sockets();
     let stats = match &config.emperor_stats {
         Some(spec) => {
-            let handed = ["unix", "tcp"].into_iter().find_map(|kind| {
-                let name = format!("emperor-stats {kind} {spec}");
+            let handed = [true, false].into_iter().find_map(|unix| {
+                let name = crate::emperor::stats::handover_name(unix, &spec.to_string());
                 let at = inherited
                     .iter()
                     .position(|f| f.name.as_deref() == Some(&name))?;
-                Some((inherited.remove(at).fd, kind == "unix"))
+                Some((inherited.remove(at).fd, unix))
             });
             adopt_or_bind_emperor_stats(spec, handed)
         }

@@ -95,15 +95,18 @@ impl StatsListener {
         }
     }
 
-    /// The name it is handed over under to the next image of an emperor serving `spec`:
-    /// `emperor-stats unix SPEC` or `emperor-stats tcp SPEC`.
+    /// The name it is handed over under to the next image of an emperor serving `spec`.
     pub(crate) fn handover_name(&self, spec: &str) -> String {
-        let kind = match self {
-            StatsListener::Tcp(_) => "tcp",
-            StatsListener::Unix(_) => "unix",
-        };
-        format!("emperor-stats {kind} {spec}")
+        handover_name(matches!(self, StatsListener::Unix(_)), spec)
     }
+}
+
+/// The hand-over name of the `emperor-stats` socket for `spec`, a unix socket or TCP:
+/// `emperor-stats unix SPEC` or `emperor-stats tcp SPEC` (the next image adopts it only if its
+/// configuration still names `spec`).
+pub(crate) fn handover_name(unix: bool, spec: &str) -> String {
+    let kind = if unix { "unix" } else { "tcp" };
+    format!("emperor-stats {kind} {spec}")
 }
 
 #[derive(Debug)]
