@@ -12,6 +12,7 @@
 
 use std::ffi::OsString;
 use std::iter::Peekable;
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,7 +24,8 @@ use crate::config::options::{self, find_option};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
 use crate::master::Instance;
-use crate::master::handover::Handover;
+use crate::master::handover::{self, Handover, Launch};
+use crate::sys::emperor_link::VASSAL_TABLE;
 use crate::sys::pidfile::{self, Identity};
 use crate::sys::process::{OsSignal, Pid, send_signal};
 use crate::sys::signal::{Answer, request_answer};
@@ -66,6 +68,9 @@ pub(crate) enum PidfileRequest {
     GracefulStop,
     /// `--chain-reload`: the FIFO's `c`, one worker at a time.
     ChainReload,
+    /// `--upgrade`: SIGUSR2 to an emperor, which re-executes itself in place (the binary on
+    /// disk now), adopts its running vassals and answers (a master refuses at once).
+    Upgrade,
 }
 
 impl PidfileRequest {
@@ -75,6 +80,7 @@ impl PidfileRequest {
             "stop" => PidfileRequest::Stop,
             "graceful-stop" => PidfileRequest::GracefulStop,
             "chain-reload" => PidfileRequest::ChainReload,
+            "upgrade" => PidfileRequest::Upgrade,
             _ => return None,
         })
     }
@@ -85,16 +91,19 @@ impl PidfileRequest {
             PidfileRequest::Stop => "--stop",
             PidfileRequest::GracefulStop => "--graceful-stop",
             PidfileRequest::ChainReload => "--chain-reload",
+            PidfileRequest::Upgrade => "--upgrade",
         }
     }
 
-    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload).
+    /// The signal that asks the master for it (DESIGN.md §6; URG is the chain reload, USR2 an
+    /// emperor's upgrade).
     fn signal(self) -> OsSignal {
         match self {
             PidfileRequest::Reload => OsSignal::SIGHUP,
             PidfileRequest::Stop => OsSignal::SIGINT,
             PidfileRequest::GracefulStop => OsSignal::SIGTERM,
             PidfileRequest::ChainReload => OsSignal::SIGURG,
+            PidfileRequest::Upgrade => OsSignal::SIGUSR2,
         }
     }
 }
@@ -165,16 +174,42 @@ fn serve(args: ConfigArgs, apps: &AppRegistry) -> ExitCode {
     // A fallback image loads the INI texts of the configuration it goes back to.
     let replay = handover.replaying().map(|(_, texts)| texts.to_vec());
     match load_reporting(args.clone(), replay, apps, Warnings::Keep) {
+        // A master's reload whose configuration now runs an emperor: the workers and sockets
+        // it was handed would be lost, so the previous image serves on.
+        Some(loaded)
+            if !loaded.config.emperor.is_empty()
+                && handover.can_fall_back()
+                && !handover.holds(VASSAL_TABLE) =>
+        {
+            let why = "the configuration now runs an emperor (start one on its own)";
+            log::error!("reload failed: {why}; starting the previous configuration again");
+            let error = handover.fall_back(why, &[], &[]);
+            log::error!("going back to the previous configuration failed: {error}");
+            ExitCode::from(exit::CONFIG)
+        }
         Some(loaded) if !loaded.config.emperor.is_empty() => {
             for warning in &loaded.warnings {
                 log::warn!("{warning}");
             }
-            run_emperor(&loaded.config)
+            run_emperor(loaded, handover)
+        }
+        // An emperor's upgrade whose configuration now runs an instance: the vassals would be
+        // lost, so the previous image governs on.
+        Some(_) if handover.can_fall_back() && handover.holds(VASSAL_TABLE) => {
+            let why = "the configuration no longer runs an emperor";
+            log::error!("emperor: upgrade failed: {why}; starting the previous image again");
+            let error = handover.fall_back(why, &[], &[]);
+            log::error!("going back to the previous image failed: {error}");
+            ExitCode::from(exit::CONFIG)
         }
         Some(loaded) => run_instance(loaded, handover, &args, apps),
         None if handover.can_fall_back() => {
             let why = "the configuration does not load";
-            log::error!("reload failed: {why}; starting the previous configuration again");
+            if handover.holds(VASSAL_TABLE) {
+                log::error!("emperor: upgrade failed: {why}; starting the previous image again");
+            } else {
+                log::error!("reload failed: {why}; starting the previous configuration again");
+            }
             let error = handover.fall_back(why, &[], &[]);
             log::error!("going back to the previous configuration failed: {error}");
             ExitCode::from(exit::CONFIG)
@@ -399,11 +434,96 @@ fn run_instance(
     crate::master::run(instance, apps, &recheck)
 }
 
+/// The master's hand-over is also the emperor's way back after a failed upgrade.
+impl crate::emperor::Ancestry for Handover {
+    fn can_fall_back(&self) -> bool {
+        Handover::can_fall_back(self)
+    }
+
+    fn fall_back(&self, why: &str) -> std::io::Error {
+        Handover::fall_back(self, why, &[], &[])
+    }
+
+    fn commit(&mut self) {
+        Handover::commit(self);
+    }
+}
+
 /// Runs an emperor over `config.emperor`. Its stats socket is bound here, where sockets are
-/// made (`net`), with the same rules as every other listening socket.
-fn run_emperor(config: &Config) -> ExitCode {
+/// made (`net`), with the same rules as every other listening socket, unless the previous
+/// image of an upgraded emperor handed it over. `handover` is what that image passed, and
+/// the way back to it.
+fn run_emperor(loaded: Loaded, mut handover: Handover) -> ExitCode {
+    let config = &loaded.config;
+    let mut inherited = handover.take_sockets();
     let stats = match &config.emperor_stats {
         Some(spec) => {
+            let handed = [true, false].into_iter().find_map(|unix| {
+                let name = crate::emperor::stats::handover_name(unix, &spec.to_string());
+                let at = inherited
+                    .iter()
+                    .position(|f| f.name.as_deref() == Some(&name))?;
+                Some((inherited.remove(at).fd, unix))
+            });
+            adopt_or_bind_emperor_stats(spec, handed)
+        }
+        None => Ok(None),
+    };
+    let stats = match stats {
+        Ok(stats) => stats,
+        Err(e) if handover.can_fall_back() => {
+            log::error!("emperor: upgrade failed: {e}; starting the previous image again");
+            let error = handover.fall_back(&e, &[], &[]);
+            log::error!("going back to the previous image failed: {error}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::from(exit::RUNTIME);
+        }
+    };
+    // The way back for the image after an upgrade: this binary and this launch.
+    let launch = Launch {
+        argv: std::env::args_os().collect(),
+        env: std::env::vars_os().collect(),
+        files: loaded.texts.clone(),
+    }
+    .to_memfd()
+    .map_err(|e| log::warn!("an emperor upgrade will have no way back: launch record: {e}"))
+    .ok();
+    let binary = handover::open_own_binary()
+        .map_err(|e| log::warn!("an emperor upgrade will have no way back: /proc/self/exe: {e}"))
+        .ok();
+    let way_back = match (&launch, &binary) {
+        (Some(launch), Some(binary)) => vec![
+            (launch.as_raw_fd(), handover::FALLBACK_LAUNCH.to_string()),
+            (binary.as_raw_fd(), handover::FALLBACK_BINARY.to_string()),
+        ],
+        _ => Vec::new(),
+    };
+    let lineage = crate::emperor::Lineage {
+        inherited,
+        upgraded: handover.is_reexec(),
+        replaying: handover.replaying().map(|(why, _)| why.to_string()),
+        way_back,
+        ancestry: &mut handover,
+    };
+    crate::emperor::run(config, stats, lineage)
+}
+
+/// The `emperor-stats` listener: the one handed over (its descriptor, and whether it is a
+/// unix socket), else bound now.
+fn adopt_or_bind_emperor_stats(
+    spec: &crate::net::addr::SocketSpec,
+    handed: Option<(std::os::fd::OwnedFd, bool)>,
+) -> Result<Option<crate::emperor::stats::StatsListener>, String> {
+    if let Some((fd, unix)) = handed {
+        return Ok(Some(crate::emperor::stats::StatsListener::from_fd(
+            fd, unix,
+        )));
+    }
+    {
+        {
             let what = format!("emperor-stats {spec}");
             match crate::net::listener::bind_socket(
                 spec,
@@ -411,28 +531,23 @@ fn run_emperor(config: &Config) -> ExitCode {
                 128,
                 crate::net::listener::UnixOptions::default(),
             ) {
-                Ok((fd, local)) => Some(crate::emperor::stats::StatsListener::from_fd(
+                Ok((fd, local)) => Ok(Some(crate::emperor::stats::StatsListener::from_fd(
                     fd,
                     matches!(local, crate::net::listener::LocalAddr::Unix(_)),
-                )),
-                Err(e) => {
-                    log::error!("{e}");
-                    return ExitCode::from(exit::RUNTIME);
-                }
+                ))),
+                Err(e) => Err(e.to_string()),
             }
         }
-        None => None,
-    };
-    crate::emperor::run(config, stats)
+    }
 }
 
-/// How long `--reload` waits for the master to say how the reload went.
+/// How long `--reload` (`--upgrade`) waits for the master (emperor) to say how it went.
 const RELOAD_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Sends `request` to the master whose pid is in `pidfile`, after checking that the pid is an
 /// rcontainer master: a stale pidfile's pid may belong to any process by now. Exit 0 once the
-/// signal is sent (a reload: once the master says it is done), 1 when nothing was signalled or
-/// the master refused the request, 2 when a reload got no answer.
+/// signal is sent (a reload or an upgrade: once the master or emperor says it is done), 1 when
+/// nothing was signalled or the request was refused, 2 when a reload or upgrade got no answer.
 fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCode {
     let flag = request.flag();
     let pid = match pidfile::read_running_pid(pidfile) {
@@ -460,7 +575,7 @@ fn signal_pidfile(request: PidfileRequest, pidfile: &std::path::Path) -> ExitCod
         return ExitCode::from(exit::CONFIG);
     }
     let signal = request.signal();
-    let outcome = if request == PidfileRequest::Reload {
+    let outcome = if matches!(request, PidfileRequest::Reload | PidfileRequest::Upgrade) {
         request_answer(pid, signal, RELOAD_ANSWER_WAIT).map(|answer| match answer {
             Some(Answer::Done) => Outcome::Done,
             Some(Answer::Refused) => Outcome::Refused,
@@ -501,9 +616,24 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
             eprintln!("rcontainer: sent {signal} to master pid {pid} ({flag})");
             ExitCode::from(exit::OK)
         }
+        Outcome::Done if request == PidfileRequest::Upgrade => {
+            eprintln!(
+                "rcontainer: emperor pid {pid} upgraded in place: its new image governs every \
+                 vassal ({flag})"
+            );
+            ExitCode::from(exit::OK)
+        }
         Outcome::Done => {
             eprintln!("rcontainer: master pid {pid} reloaded ({flag})");
             ExitCode::from(exit::OK)
+        }
+        Outcome::Refused if request == PidfileRequest::Upgrade => {
+            eprintln!(
+                "rcontainer: {flag}: pid {pid} did not upgrade: it is no emperor, or it is \
+                 stopping, or the new binary or configuration cannot start (its log says why); \
+                 it runs on as it was"
+            );
+            ExitCode::from(exit::CONFIG)
         }
         Outcome::Refused => {
             eprintln!(
@@ -514,7 +644,7 @@ fn report_outcome(request: PidfileRequest, pid: Pid, outcome: Outcome) -> ExitCo
         }
         Outcome::NoAnswer => {
             eprintln!(
-                "rcontainer: {flag}: sent {signal} to master pid {pid}, no answer within {}s \
+                "rcontainer: {flag}: sent {signal} to pid {pid}, no answer within {}s \
                  (see its log)",
                 RELOAD_ANSWER_WAIT.as_secs()
             );
@@ -709,6 +839,10 @@ Usage:
   rcontainer --ini FILE[:SECTION] [--KEY VALUE | --FLAG ...]   run an instance
   rcontainer --emperor DIR|GLOB [--KEY VALUE ...]               run an emperor
   rcontainer --reload PIDFILE | --stop PIDFILE | --graceful-stop PIDFILE | --chain-reload PIDFILE
+  rcontainer --upgrade PIDFILE              an emperor re-executes itself in place (the binary
+                                            on disk now, SIGUSR2 or master-fifo R); its
+                                            vassals keep running and are adopted; exit 0 once
+                                            the new image governs, 1 if refused
   rcontainer --ini FILE --check-config      validate, print nothing but errors, exit 0/1
   rcontainer --ini FILE --print-config      effective value of every key and where it came from
   rcontainer --help | --version

@@ -19,6 +19,9 @@ pub(crate) enum Action {
     StopNow,
     /// USR1: reopen the log file, then log one status line per vassal.
     Status,
+    /// USR2, `R`: re-execute the emperor in place (the binary on disk now), handing every
+    /// vassal over to the new image (nginx's and gunicorn's USR2: upgrade the binary).
+    Upgrade,
 }
 
 /// The action of a signal; signals the emperor has no use for give none.
@@ -29,7 +32,8 @@ pub(crate) fn action_of_signal(signal: Signal) -> Option<Action> {
         Signal::Term => Action::Stop,
         Signal::Int | Signal::Quit => Action::StopNow,
         Signal::Usr1 => Action::Status,
-        Signal::Usr2 | Signal::Ttin | Signal::Ttou | Signal::Tstp | Signal::Urg => return None,
+        Signal::Usr2 => Action::Upgrade,
+        Signal::Ttin | Signal::Ttou | Signal::Tstp | Signal::Urg => return None,
     })
 }
 
@@ -38,6 +42,7 @@ pub(crate) fn action_of_fifo_byte(byte: u8) -> Option<Action> {
     Some(match byte {
         b'E' => Action::Rescan,
         b'r' => Action::ReloadAll,
+        b'R' => Action::Upgrade,
         b'q' => Action::Stop,
         b'Q' => Action::StopNow,
         b's' | b'l' => Action::Status,
@@ -57,6 +62,7 @@ mod tests {
         assert_eq!(action_of_signal(Signal::Hup), Some(Action::ReloadAll));
         assert_eq!(action_of_signal(Signal::Usr1), Some(Action::Status));
         assert_eq!(action_of_signal(Signal::Chld), Some(Action::Reap));
+        assert_eq!(action_of_signal(Signal::Usr2), Some(Action::Upgrade));
         assert_eq!(action_of_signal(Signal::Ttin), None);
     }
 
@@ -66,6 +72,7 @@ mod tests {
         assert_eq!(action_of_fifo_byte(b'r'), Some(Action::ReloadAll));
         assert_eq!(action_of_fifo_byte(b'q'), Some(Action::Stop));
         assert_eq!(action_of_fifo_byte(b'Q'), Some(Action::StopNow));
+        assert_eq!(action_of_fifo_byte(b'R'), Some(Action::Upgrade));
         assert_eq!(action_of_fifo_byte(b'\n'), None);
         assert_eq!(action_of_fifo_byte(b'+'), None);
     }

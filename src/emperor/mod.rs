@@ -21,16 +21,20 @@
 //! | `scan.rs` | monitors (dir, glob), file identities, inotify |
 //! | `vassal.rs` | one vassal's state, reports, exits and back-off (pure) |
 //! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON |
+//! | `upgrade.rs` | re-executing the emperor in place, adopting the vassals |
 
 mod action;
 mod command;
 mod scan;
 pub(crate) mod stats;
+mod upgrade;
 mod vassal;
+
+pub(crate) use upgrade::{Ancestry, Lineage};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -68,13 +72,30 @@ const KILL_GRACE: Duration = Duration::from_secs(3);
 /// The shortest rescan period, whatever `emperor-freq` says.
 const MIN_FREQ: Duration = Duration::from_millis(100);
 
-/// Runs an emperor over `config.emperor`; `stats` is the bound `emperor-stats` socket.
-pub(crate) fn run(config: &Config, stats: Option<StatsListener>) -> ExitCode {
+/// Runs an emperor over `config.emperor`; `stats` is the bound `emperor-stats` socket,
+/// `lineage` what an upgrade handed over and the way back.
+pub(crate) fn run(config: &Config, stats: Option<StatsListener>, lineage: Lineage) -> ExitCode {
     crate::log::set_role_emperor();
     let _ = signal::block_master_signals();
     let mut daemon = None;
-    let code = match Emperor::start(config, stats, &mut daemon) {
+    let Lineage {
+        inherited,
+        upgraded,
+        replaying,
+        way_back,
+        ancestry,
+    } = lineage;
+    let code = match Emperor::start(config, stats, &mut daemon, upgraded, way_back) {
         Ok(mut emperor) => {
+            // Up: nothing of the previous image stays open for a child to inherit.
+            ancestry.commit();
+            if let Some(why) = &replaying {
+                log::error!(
+                    "emperor: upgrade failed: {why}; the previous image governs on (its \
+                     configuration as it was then)"
+                );
+            }
+            emperor.adopt_vassals(inherited, replaying.is_some());
             let _ = signal::unblock_master_signals();
             if let Some(daemon) = daemon.take() {
                 daemon.report_ready();
@@ -84,6 +105,12 @@ pub(crate) fn run(config: &Config, stats: Option<StatsListener>) -> ExitCode {
             let _ = signal::block_master_signals();
             drop(emperor);
             code
+        }
+        Err(e) if ancestry.can_fall_back() => {
+            log::error!("emperor: upgrade failed: {e}; starting the previous image again");
+            let error = ancestry.fall_back(&e.to_string());
+            log::error!("emperor: going back to the previous image failed: {error}");
+            exit::RUNTIME
         }
         Err(e) => {
             log::error!("{e}");
@@ -146,6 +173,12 @@ struct Emperor<'a> {
     /// How many vassals the last `STATUS=` told systemd about.
     governing: Option<usize>,
     jitter: u64,
+    /// An upgrade was asked for (USR2, `R`): done at the end of this turn of the loop.
+    upgrade: bool,
+    /// The `--upgrade` commands waiting to hear how it went.
+    upgrade_requesters: Vec<Pid>,
+    /// What gives the image after an upgrade its way back to this one.
+    way_back: Vec<(RawFd, String)>,
 }
 
 impl<'a> Emperor<'a> {
@@ -153,6 +186,8 @@ impl<'a> Emperor<'a> {
         config: &'a Config,
         stats: Option<StatsListener>,
         daemon: &mut Option<DaemonReady>,
+        upgraded: bool,
+        way_back: Vec<(RawFd, String)>,
     ) -> io::Result<Emperor<'a>> {
         let cwd = std::env::current_dir().map_err(context("working directory: getcwd"))?;
         let monitors = (config.emperor.iter())
@@ -160,8 +195,9 @@ impl<'a> Emperor<'a> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let notifier = Notifier::from_env().unwrap_or_default();
-        // As an instance's master does (`master::startup::set_up_output`).
-        if let Some(logfile) = &config.daemonize {
+        // As an instance's master does (`master::startup::set_up_output`); an upgraded image
+        // is that process still, set up already (a second daemonizing would change its pid).
+        if !upgraded && let Some(logfile) = &config.daemonize {
             if notifier.is_enabled() {
                 log::warn!("daemonize ignored: running under systemd (NOTIFY_SOCKET is set)");
             } else {
@@ -172,6 +208,7 @@ impl<'a> Emperor<'a> {
             }
         }
         if daemon.is_none()
+            && !upgraded
             && let Some(logfile) = &config.logto
         {
             daemon::redirect_output(logfile)
@@ -230,6 +267,9 @@ impl<'a> Emperor<'a> {
             stopping: None,
             governing: None,
             jitter: seed(),
+            upgrade: false,
+            upgrade_requesters: Vec::new(),
+            way_back,
         })
     }
 
@@ -291,6 +331,11 @@ impl<'a> Emperor<'a> {
             self.check_rolling(now);
             self.expire_stats(now);
             self.report_status();
+            if std::mem::take(&mut self.upgrade) && self.stopping.is_none() {
+                self.upgrade();
+            }
+            // Not upgraded: stopping, or the exec failed.
+            self.answer_upgrade(signal::Answer::Refused);
             if self.stopping.is_some() && self.vassals.is_empty() && self.checks.is_empty() {
                 log::info!("emperor: every vassal is gone");
                 return exit::OK;
@@ -353,6 +398,12 @@ impl<'a> Emperor<'a> {
                     {
                         let _ = signal::send_answer(pid, signal::Answer::Done);
                     }
+                    // `rcontainer --upgrade PIDFILE` is answered by the image after the exec.
+                    if let (Action::Upgrade, Some(pid)) = (action, r.requester)
+                        && process::has_argument(pid, "--upgrade")
+                    {
+                        self.upgrade_requesters.push(pid);
+                    }
                     Some(action)
                 })
                 .collect(),
@@ -385,6 +436,7 @@ impl<'a> Emperor<'a> {
             Action::Rescan => self.rescan_now = true,
             Action::ReloadAll => self.reload_all(),
             Action::Stop => self.stop_all(Stopping::Graceful),
+            Action::Upgrade => self.upgrade = true,
         }
     }
 
@@ -1020,6 +1072,7 @@ impl<'a> Emperor<'a> {
                     loyal: process.map_or(0, |p| p.loyal_unix),
                     ready: process.is_some_and(|p| p.ready),
                     accepting: process.is_some_and(|p| p.accepting),
+                    adopted: process.is_some_and(|p| p.adopted),
                     first_run: v.first_run_unix,
                     last_run: process.map_or(0, |p| p.born_unix),
                     respawns: v.respawns,

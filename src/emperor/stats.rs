@@ -87,12 +87,26 @@ impl StatsListener {
         }))
     }
 
-    fn raw(&self) -> RawFd {
+    /// The listening descriptor (an upgrade hands it to the next image).
+    pub(crate) fn raw(&self) -> RawFd {
         match self {
             StatsListener::Tcp(l) => l.as_raw_fd(),
             StatsListener::Unix(l) => l.as_raw_fd(),
         }
     }
+
+    /// The name it is handed over under to the next image of an emperor serving `spec`.
+    pub(crate) fn handover_name(&self, spec: &str) -> String {
+        handover_name(matches!(self, StatsListener::Unix(_)), spec)
+    }
+}
+
+/// The hand-over name of the `emperor-stats` socket for `spec`, a unix socket or TCP:
+/// `emperor-stats unix SPEC` or `emperor-stats tcp SPEC` (the next image adopts it only if its
+/// configuration still names `spec`).
+pub(crate) fn handover_name(unix: bool, spec: &str) -> String {
+    let kind = if unix { "unix" } else { "tcp" };
+    format!("emperor-stats {kind} {spec}")
 }
 
 #[derive(Debug)]
@@ -264,6 +278,8 @@ pub(crate) struct VassalStats {
     pub(crate) loyal: u64,
     pub(crate) ready: bool,
     pub(crate) accepting: bool,
+    /// Its process was started by a previous image of this emperor (before an upgrade).
+    pub(crate) adopted: bool,
     pub(crate) first_run: u64,
     pub(crate) last_run: u64,
     pub(crate) respawns: u32,
@@ -300,7 +316,7 @@ pub(crate) fn document(pid: i32, monitors: &[String], vassals: &[VassalStats]) -
                 "zerg": 0,
                 "on_demand": "",
                 "suspended": 0,
-                "adopted": 0,
+                "adopted": u8::from(v.adopted),
                 "uid": nix::unistd::getuid().as_raw(),
                 "gid": nix::unistd::getgid().as_raw(),
                 "monitor": v.monitor,
@@ -359,6 +375,7 @@ mod tests {
             loyal: 0,
             ready: false,
             accepting: false,
+            adopted: false,
             first_run: 1,
             last_run: 3,
             respawns: 2,

@@ -7,8 +7,8 @@
 //! code: waits for its file to change). A configuration error found by the check before a
 //! reload is kept beside the state: the vassal keeps running its previous configuration.
 //!
-//! Everything the emperor knows about a running vassal fits in [`Adoption`], a line of text,
-//! so that a re-executed emperor can adopt its vassals from an environment variable.
+//! What a re-executed emperor needs to know of a vassal (running, in back-off or exiled) fits
+//! in [`Adoption`], a line of text of the vassal table it is handed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -83,6 +83,8 @@ pub(crate) struct Process {
     pub(crate) last_heartbeat_unix: u64,
     /// Silent too long: a reload was sent at this time; killed if still silent later.
     pub(crate) heartbeat_reload: Option<Instant>,
+    /// Started by a previous image of this emperor, adopted after an upgrade.
+    pub(crate) adopted: bool,
 }
 
 impl Process {
@@ -99,6 +101,7 @@ impl Process {
             last_heartbeat: None,
             last_heartbeat_unix: 0,
             heartbeat_reload: None,
+            adopted: false,
         }
     }
 
@@ -250,6 +253,95 @@ impl Vassal {
     }
 }
 
+impl Vassal {
+    /// What the next image needs to adopt this vassal: `link_fd` is the number its link is
+    /// handed over under (-1: none). `recheck` records an unknown file for a running vassal,
+    /// so that the next image checks the file again (a check was running, or the file's
+    /// current version does not load and the vassal runs an earlier one). A vassal waiting out
+    /// its back-off or exiled is handed over as such, with no process; one stopping without a
+    /// process (never: it is forgotten at once) is not.
+    pub(crate) fn adoption(&self, link_fd: i32, recheck: bool, now: Instant) -> Option<Adoption> {
+        let waiting = match self.state {
+            State::Backoff { until, delay } => Waiting::Backoff {
+                left_ms: millis(until.saturating_duration_since(now)),
+                delay_ms: millis(delay),
+            },
+            State::Exiled => Waiting::Exiled,
+            State::Running | State::Reloading { .. } | State::Stopping { .. } => Waiting::Running,
+        };
+        let process = self.process.as_ref();
+        if waiting == Waiting::Running && process.is_none() {
+            return None;
+        }
+        Some(Adoption {
+            pid: process.map_or(0, |p| p.pid.as_raw()),
+            link_fd: if process.is_some() { link_fd } else { -1 },
+            file: if recheck && waiting == Waiting::Running {
+                FileId::default()
+            } else {
+                self.file
+            },
+            ready: process.is_some_and(|p| p.ready),
+            accepting: process.is_some_and(|p| p.accepting),
+            loyal_unix: process.map_or(0, |p| p.loyal_unix),
+            born_unix: process.map_or(0, |p| p.born_unix),
+            first_run_unix: self.first_run_unix,
+            respawns: self.respawns,
+            failures: self.failures,
+            waiting,
+            path: self.path.clone(),
+        })
+    }
+
+    /// A vassal of the previous image: its process (`link` its link, if it still had one) as
+    /// the previous image knew it, or its back-off or exile. A vassal that reported anything
+    /// speaks the protocol.
+    pub(crate) fn adopt(
+        adoption: &Adoption,
+        link: Option<Link>,
+        now: Instant,
+        now_unix: u64,
+    ) -> Vassal {
+        let mut vassal = Vassal::new(adoption.path.clone(), adoption.file);
+        vassal.first_run_unix = adoption.first_run_unix;
+        vassal.respawns = adoption.respawns;
+        vassal.failures = adoption.failures;
+        match adoption.waiting {
+            Waiting::Running => {
+                let age = Duration::from_secs(now_unix.saturating_sub(adoption.born_unix));
+                vassal.process = Some(Process {
+                    pid: Pid::from_raw(adoption.pid),
+                    link,
+                    started: now.checked_sub(age).unwrap_or(now),
+                    born_unix: adoption.born_unix,
+                    speaks: adoption.ready || adoption.accepting || adoption.loyal_unix != 0,
+                    ready: adoption.ready,
+                    accepting: adoption.accepting,
+                    loyal_unix: adoption.loyal_unix,
+                    last_heartbeat: None,
+                    last_heartbeat_unix: 0,
+                    heartbeat_reload: None,
+                    adopted: true,
+                });
+            }
+            Waiting::Backoff { left_ms, delay_ms } => {
+                let left = Duration::from_millis(left_ms);
+                vassal.state = State::Backoff {
+                    until: now + left,
+                    delay: Duration::from_millis(delay_ms),
+                };
+                vassal.backoff_until_unix = now_unix + left.as_secs();
+            }
+            Waiting::Exiled => vassal.state = State::Exiled,
+        }
+        vassal
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The delay before respawning a vassal that died `failures` times in a row before: 1 s
 /// doubling, at most `max`, plus up to a quarter more (`jitter` permille of a quarter), so
 /// vassals that died together do not all come back in the same instant.
@@ -270,9 +362,12 @@ pub(crate) fn file_name(path: &Path) -> String {
     )
 }
 
-/// A running vassal as one line of text, for a re-executed emperor to adopt it (the link's fd
-/// stays open across the exec): `pid fd dev ino size mtime_ns ready accepting loyal_unix
-/// born_unix path`, the path last (it may contain spaces).
+/// A vassal as one line of text, for a re-executed emperor to adopt it (the link's fd stays
+/// open across the exec): `pid fd dev ino size mtime_ns ready accepting loyal_unix born_unix
+/// first_run_unix respawns failures waiting path`, `waiting` being `run`, `exiled` or
+/// `backoff:LEFT_MS:DELAY_MS` (then `pid` is 0: no process), the path last (it may contain
+/// spaces; `%`, control bytes and bytes that are not ASCII are written `%XX`, so any path
+/// survives and a line holds no newline).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Adoption {
     pub(crate) pid: i32,
@@ -282,14 +377,52 @@ pub(crate) struct Adoption {
     pub(crate) accepting: bool,
     pub(crate) loyal_unix: u64,
     pub(crate) born_unix: u64,
+    pub(crate) first_run_unix: u64,
+    pub(crate) respawns: u32,
+    pub(crate) failures: u32,
+    pub(crate) waiting: Waiting,
     pub(crate) path: PathBuf,
 }
 
-#[cfg_attr(not(test), allow(dead_code))] // the emperor's re-exec is the next step
+/// Whether an adopted vassal has a process, or waits for its respawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// It has a process (`pid`).
+    Running,
+    /// Dead, respawned `left_ms` from now (`delay_ms` after it died).
+    Backoff { left_ms: u64, delay_ms: u64 },
+    /// Exiled: respawned when its file changes.
+    Exiled,
+}
+
+impl Waiting {
+    fn encode(self) -> String {
+        match self {
+            Waiting::Running => "run".into(),
+            Waiting::Exiled => "exiled".into(),
+            Waiting::Backoff { left_ms, delay_ms } => format!("backoff:{left_ms}:{delay_ms}"),
+        }
+    }
+
+    fn decode(word: &str) -> Option<Waiting> {
+        Some(match word {
+            "run" => Waiting::Running,
+            "exiled" => Waiting::Exiled,
+            _ => {
+                let (left, delay) = word.strip_prefix("backoff:")?.split_once(':')?;
+                Waiting::Backoff {
+                    left_ms: left.parse().ok()?,
+                    delay_ms: delay.parse().ok()?,
+                }
+            }
+        })
+    }
+}
+
 impl Adoption {
     pub(crate) fn encode(&self) -> String {
         format!(
-            "{} {} {} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
             self.pid,
             self.link_fd,
             self.file.dev,
@@ -300,12 +433,16 @@ impl Adoption {
             u8::from(self.accepting),
             self.loyal_unix,
             self.born_unix,
-            self.path.display()
+            self.first_run_unix,
+            self.respawns,
+            self.failures,
+            self.waiting.encode(),
+            escape_path(&self.path)
         )
     }
 
     pub(crate) fn decode(line: &str) -> Option<Adoption> {
-        let mut words = line.splitn(11, ' ');
+        let mut words = line.splitn(15, ' ');
         let mut next = || words.next();
         let pid = next()?.parse().ok()?;
         let link_fd = next()?.parse().ok()?;
@@ -326,7 +463,15 @@ impl Adoption {
         let accepting = flag(next())?;
         let loyal_unix = next()?.parse().ok()?;
         let born_unix = next()?.parse().ok()?;
-        let path = PathBuf::from(next().filter(|p| !p.is_empty())?);
+        let first_run_unix = next()?.parse().ok()?;
+        let respawns = next()?.parse().ok()?;
+        let failures = next()?.parse().ok()?;
+        let waiting = Waiting::decode(next()?)?;
+        let path = unescape_path(next().filter(|p| !p.is_empty())?)?;
+        // A running vassal has a process; a waiting one has none.
+        if (waiting == Waiting::Running) != (pid > 0) {
+            return None;
+        }
         Some(Adoption {
             pid,
             link_fd,
@@ -335,9 +480,46 @@ impl Adoption {
             accepting,
             loyal_unix,
             born_unix,
+            first_run_unix,
+            respawns,
+            failures,
+            waiting,
             path,
         })
     }
+}
+
+/// A path as printable ASCII without newlines: `%`, control bytes and non-ASCII bytes as `%XX`.
+fn escape_path(path: &Path) -> String {
+    use std::fmt::Write;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &byte in path.as_os_str().as_bytes() {
+        if byte == b'%' || !(0x20..0x7f).contains(&byte) {
+            let _ = write!(out, "%{byte:02X}");
+        } else {
+            out.push(char::from(byte));
+        }
+    }
+    out
+}
+
+/// The inverse of [`escape_path`]; `None` for a malformed escape.
+fn unescape_path(text: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
 #[cfg(test)]
@@ -463,10 +645,150 @@ mod tests {
             accepting: false,
             loyal_unix: 1_700_000_000,
             born_unix: 1_600_000_000,
+            first_run_unix: 1_500_000_000,
+            respawns: 3,
+            failures: 1,
+            waiting: Waiting::Running,
             path: PathBuf::from("/etc/my vassals/app.ini"),
         };
-        assert_eq!(Adoption::decode(&adoption.encode()), Some(adoption));
+        assert_eq!(Adoption::decode(&adoption.encode()), Some(adoption.clone()));
+        let waiting = Adoption {
+            pid: 0,
+            link_fd: -1,
+            waiting: Waiting::Backoff {
+                left_ms: 1500,
+                delay_ms: 4000,
+            },
+            ..adoption.clone()
+        };
+        let line = waiting.encode();
+        assert!(line.contains(" backoff:1500:4000 "), "{line}");
+        assert_eq!(Adoption::decode(&line), Some(waiting));
+        let exiled = Adoption {
+            pid: 0,
+            waiting: Waiting::Exiled,
+            ..adoption
+        };
+        assert_eq!(Adoption::decode(&exiled.encode()), Some(exiled));
         assert_eq!(Adoption::decode("42 7 1 2 3"), None);
-        assert_eq!(Adoption::decode("42 7 1 2 3 4 2 0 0 0 /a.ini"), None);
+        assert_eq!(
+            Adoption::decode("42 7 1 2 3 4 2 0 0 0 0 0 0 run /a.ini"),
+            None
+        );
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 0 run "), None);
+        assert_eq!(
+            Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 0 run /a%4"),
+            None
+        );
+        assert_eq!(Adoption::decode("42 7 1 2 3 4 1 0 0 0 0 0 0 nap /a"), None);
+        assert_eq!(Adoption::decode("0 7 1 2 3 4 1 0 0 0 0 0 0 run /a"), None);
+        assert_eq!(
+            Adoption::decode("9 7 1 2 3 4 1 0 0 0 0 0 0 exiled /a"),
+            None
+        );
+    }
+
+    #[test]
+    fn any_path_survives_an_adoption_line_which_holds_no_newline() {
+        use std::os::unix::ffi::OsStringExt;
+        let odd = std::ffi::OsString::from_vec(b"/v/x\n%41 \xff\xc3\xa9.ini".to_vec());
+        let adoption = Adoption {
+            pid: 1,
+            link_fd: -1,
+            file: file(),
+            ready: false,
+            accepting: false,
+            loyal_unix: 0,
+            born_unix: 0,
+            first_run_unix: 0,
+            respawns: 0,
+            failures: 0,
+            waiting: Waiting::Running,
+            path: PathBuf::from(odd),
+        };
+        let line = adoption.encode();
+        assert!(!line.contains('\n') && line.is_ascii(), "{line}");
+        assert!(line.ends_with("/v/x%0A%2541 %FF%C3%A9.ini"), "{line}");
+        assert_eq!(Adoption::decode(&line), Some(adoption));
+    }
+
+    #[test]
+    fn an_adopted_vassal_keeps_what_the_previous_image_knew_and_a_stale_file_is_rechecked() {
+        let now = Instant::now();
+        let mut vassal = running(now);
+        vassal.respawns = 2;
+        vassal.first_run_unix = 900;
+        vassal.hear(Report::Accepting, now, 1000);
+        vassal.hear(Report::Loyal, now, 1100);
+        vassal.failures = 4;
+        let adoption = vassal.adoption(7, false, now).expect("it runs");
+        assert_eq!(adoption.file, file());
+        let line = adoption.encode();
+        let back = Adoption::decode(&line).expect("decodes");
+        let adopted = Vassal::adopt(&back, None, now, 1200);
+        let process = adopted.process.as_ref().expect("a process");
+        assert_eq!(process.pid, Pid::from_raw(10));
+        assert!(process.adopted && process.speaks && process.ready && process.accepting);
+        assert_eq!(process.loyal_unix, 1100);
+        assert_eq!(process.born_unix, 1000);
+        assert_eq!((adopted.respawns, adopted.first_run_unix), (2, 900));
+        assert_eq!(adopted.failures, 4);
+        assert_eq!(adopted.state, State::Running);
+        assert_eq!(
+            vassal.adoption(7, true, now).expect("it runs").file,
+            FileId::default(),
+            "a file to check again is recorded as unknown"
+        );
+        vassal.process = None;
+        assert_eq!(
+            vassal.adoption(7, false, now),
+            None,
+            "neither running nor waiting"
+        );
+    }
+
+    #[test]
+    fn a_vassal_in_back_off_or_exiled_is_adopted_waiting_as_it_was() {
+        let now = Instant::now();
+        let max = Duration::from_secs(180);
+        let mut vassal = running(now);
+        vassal.failures = 2;
+        let AfterExit::Respawn(delay) = vassal.on_exit(ExitStatus::Exited(1), now, max, 0) else {
+            panic!("a death is respawned");
+        };
+        assert_eq!(delay, Duration::from_secs(4));
+        let later = now + Duration::from_secs(1);
+        let adoption = vassal.adoption(7, true, later).expect("waiting");
+        assert_eq!((adoption.pid, adoption.link_fd), (0, -1));
+        assert_eq!(
+            adoption.file,
+            file(),
+            "no recheck while waiting: no respawn at once"
+        );
+        assert_eq!(
+            adoption.waiting,
+            Waiting::Backoff {
+                left_ms: 3000,
+                delay_ms: 4000
+            }
+        );
+        let back = Adoption::decode(&adoption.encode()).expect("decodes");
+        let adopted = Vassal::adopt(&back, None, later, 1000);
+        assert!(adopted.process.is_none());
+        assert_eq!(adopted.failures, 3);
+        assert_eq!(
+            adopted.state,
+            State::Backoff {
+                until: later + Duration::from_secs(3),
+                delay
+            }
+        );
+        assert_eq!(adopted.backoff_until_unix, 1003);
+
+        let mut exiled = running(now);
+        exiled.on_exit(ExitStatus::Exited(EXILE_CODE), now, max, 0);
+        let adoption = exiled.adoption(-1, false, now).expect("exiled");
+        let adopted = Vassal::adopt(&adoption, None, now, 1000);
+        assert_eq!(adopted.state, State::Exiled);
     }
 }

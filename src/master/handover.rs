@@ -10,6 +10,9 @@
 //! [falls back](Handover::fall_back): it executes the previous binary with the previous
 //! launch and the very same hand-over, and that image serves on as before, with the error in
 //! the log. A fallback image has no fallback of its own.
+//!
+//! An emperor's upgrade uses the same hand-over (the command line gives it to the emperor as
+//! its `Ancestry`): its vassal links and table travel as named descriptors.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -23,9 +26,9 @@ use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 
 /// The hand-over name of the previous image's binary.
-pub(super) const FALLBACK_BINARY: &str = "fallback binary";
+pub(crate) const FALLBACK_BINARY: &str = "fallback binary";
 /// The hand-over name of the previous image's [`Launch`].
-pub(super) const FALLBACK_LAUNCH: &str = "fallback launch";
+pub(crate) const FALLBACK_LAUNCH: &str = "fallback launch";
 /// Set in the environment of an image that is the fallback of a failed reload: why it failed.
 const FALLBACK_ENV: &str = "RCONTAINER_FALLBACK";
 /// What a [`Launch`] encoding starts with.
@@ -200,6 +203,11 @@ impl Handover {
             .map(|(reason, launch)| (reason.as_str(), launch.files.as_slice()))
     }
 
+    /// Whether the previous image handed over a descriptor of this name.
+    pub(crate) fn holds(&self, name: &str) -> bool {
+        self.sockets.iter().any(|f| f.name.as_deref() == Some(name))
+    }
+
     /// Whether a failure of this image can go back to the previous one.
     pub(crate) fn can_fall_back(&self) -> bool {
         self.fallback.is_some()
@@ -303,7 +311,7 @@ pub(super) fn exec_fallback(
 }
 
 /// The running binary, opened for a later fallback to it (close-on-exec until handed over).
-pub(super) fn open_own_binary() -> io::Result<std::fs::File> {
+pub(crate) fn open_own_binary() -> io::Result<std::fs::File> {
     std::fs::File::open("/proc/self/exe")
 }
 

@@ -502,8 +502,13 @@ impl<'a> Master<'a> {
             Ok(received) => received
                 .into_iter()
                 .flat_map(|r| {
-                    if let (Signal::Hup, Some(pid)) = (r.signal, r.requester) {
-                        self.requesters.push(pid);
+                    match (r.signal, r.requester) {
+                        (Signal::Hup, Some(pid)) => self.requesters.push(pid),
+                        // `rcontainer --upgrade` is for an emperor: a master says no at once.
+                        (Signal::Usr2, Some(pid)) if process::has_argument(pid, "--upgrade") => {
+                            let _ = signal::send_answer(pid, signal::Answer::Refused);
+                        }
+                        _ => {}
                     }
                     action::from_signal(r.signal).iter().copied()
                 })

@@ -14,6 +14,11 @@ use super::fd;
 
 /// The environment variable that carries the vassal's end of the channel.
 pub(crate) const FD_ENV: &str = "UWSGI_EMPEROR_FD";
+/// The hand-over name (in `RCONTAINER_FDS`) of the memory file with the vassals an emperor
+/// hands to its next image when it re-executes itself in place: one line of text per vassal
+/// (the emperor's `Adoption`), each link another descriptor of that list. A file, not a
+/// variable: a thousand vassals would not fit in one environment string.
+pub(crate) const VASSAL_TABLE: &str = "emperor vassals";
 
 /// What an emperor tells a vassal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -945,3 +945,458 @@ fn vassal_set_gives_every_vassal_a_default_that_its_own_ini_overrides() {
             && emperor.pids("b").is_some_and(|(_, w)| w.len() == 3)
     });
 }
+
+/// An emperor run from a copy of the binary in its scratch directory (so that the test can
+/// install a "new release" over it), with a pidfile and a master FIFO; `ini`: run from an
+/// `emperor.ini` of this text instead of `--emperor vassals`.
+fn start_upgradable(name: &str, files: &[(&str, &str)], ini: Option<&str>) -> (Emperor, PathBuf) {
+    let scratch = Scratch::new(name);
+    let vassals = scratch.path().join("vassals");
+    std::fs::create_dir_all(&vassals).expect("create the vassal directory");
+    for (file, text) in files {
+        std::fs::write(vassals.join(file), text).expect("write a vassal file");
+    }
+    let program = scratch.path().join("rcontainer");
+    std::fs::copy(Instance::binary(), &program).expect("copy the binary");
+    let mut args = vec!["--pidfile", "emperor.pid", "--master-fifo", "emperor.fifo"];
+    match ini {
+        Some(text) => {
+            scratch.write("emperor.ini", text);
+            args.extend(["--ini", "emperor.ini"]);
+        }
+        None => args.extend(["--emperor", "vassals", "--emperor-stats", "emperor.stats"]),
+    }
+    let instance = Instance::spawn_in(scratch, &program, &args, &[], None);
+    let mut emperor = Emperor { instance, vassals };
+    emperor.instance.wait_for_log("emperor ready");
+    (emperor, program)
+}
+
+/// Installs a new release over `program` the way package managers do: write aside, rename.
+fn install_new_binary(program: &std::path::Path) {
+    let staged = program.with_extension("new");
+    std::fs::copy(Instance::binary(), &staged).expect("stage the new binary");
+    std::fs::rename(&staged, program).expect("install the new binary");
+}
+
+/// The inode of the file process `pid` runs.
+fn exe_inode(pid: u32) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(format!("/proc/{pid}/exe"))
+        .expect("stat /proc/PID/exe")
+        .ino()
+}
+
+/// Waits until every vassal of `names` is listed ready, accepting and loyal in emperor stats.
+fn wait_loyal(emperor: &Emperor, names: &[&str]) {
+    for vassal in names {
+        eventually(&format!("{vassal} is loyal"), &emperor.instance, || {
+            emperor.entry(vassal).is_some_and(|e| {
+                e["loyal"].as_u64() > Some(0) && e["ready"] == 1 && e["accepting"] == 1
+            })
+        });
+    }
+}
+
+#[test]
+fn upgrading_the_emperor_keeps_every_vassal_serving_with_the_same_pids() {
+    let (mut emperor, program) = start_upgradable("emperor-upgrade", &three_vassals(), None);
+    let names = ["a", "b", "c"];
+    for vassal in names {
+        emperor.wait_serving(vassal);
+    }
+    let loads: Vec<Load> = names
+        .iter()
+        .map(|v| Load::start(&emperor.target(v), 2))
+        .collect();
+    wait_loyal(&emperor, &names);
+    let before: Vec<(u64, Vec<u64>)> = names
+        .iter()
+        .map(|v| emperor.pids(v).expect("stats"))
+        .collect();
+    let entries: Vec<serde_json::Value> = names
+        .iter()
+        .map(|v| emperor.entry(v).expect("listed"))
+        .collect();
+    for entry in &entries {
+        assert_eq!(entry["adopted"], 0, "{entry}");
+    }
+    let pid = emperor.instance.pid();
+    let old_exe = exe_inode(pid);
+
+    install_new_binary(&program);
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("upgraded in place"), "{}", out.stderr);
+    let line = emperor.instance.wait_for_log("emperor upgraded in place");
+    assert!(line.contains(&format!("pid={pid}")), "{line}");
+    assert!(line.contains("adopted=3"), "{line}");
+    assert_ne!(exe_inode(pid), old_exe, "the new image runs the new file");
+    emperor.instance.wait_for_log_count("emperor ready", 2);
+
+    // More requests to every vassal after the upgrade, then the tally.
+    for load in &loads {
+        let ok = load.ok.load(Ordering::Relaxed);
+        eventually(
+            "requests go on after the upgrade",
+            &emperor.instance,
+            || load.ok.load(Ordering::Relaxed) > ok + 20,
+        );
+    }
+    for (vassal, load) in names.iter().zip(loads) {
+        let (ok, failed) = load.finish();
+        assert_eq!(
+            failed, 0,
+            "{vassal}: {ok} requests succeeded, {failed} failed"
+        );
+    }
+    for ((vassal, pids), entry) in names.iter().zip(&before).zip(&entries) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+        let now = emperor.entry(vassal).expect("still listed");
+        assert_eq!(now["pid"].as_u64(), Some(pids.0), "{now}");
+        assert_eq!(now["adopted"], 1, "{now}");
+        for key in [
+            "loyal",
+            "ready",
+            "accepting",
+            "born",
+            "first_run",
+            "respawns",
+        ] {
+            assert_eq!(now[key], entry[key], "{key} is kept: {now}");
+        }
+    }
+    assert_eq!(
+        emperor.stats()["pid"].as_u64(),
+        Some(u64::from(pid)),
+        "the same emperor serves its stats"
+    );
+
+    // The new image governs its adopted vassals as its own: a touch reloads...
+    let (a_master, a_workers) = before[0].clone();
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+    // ... a death is respawned ...
+    let b_master = before[1].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    eventually("b is respawned", &emperor.instance, || {
+        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
+    });
+    assert_eq!(emperor.entry("b").expect("b")["adopted"], 0, "b is new");
+    // ... and it upgrades again, holding no more than one image's descriptors.
+    install_new_binary(&program);
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    let line = emperor
+        .instance
+        .wait_for_log_count("emperor upgraded in place", 2);
+    assert!(line.contains("adopted=3"), "{line}");
+    let held = |what: &str| {
+        let links = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds");
+        links
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().contains(what))
+            .count()
+    };
+    assert_eq!(
+        held("memfd:rcontainer-"),
+        1,
+        "one launch record, no table left"
+    );
+    assert_eq!(
+        held(&program.display().to_string()),
+        1,
+        "one binary for the way back"
+    );
+    assert_eq!(
+        emperor.entry("b").expect("b")["adopted"],
+        1,
+        "b is adopted now"
+    );
+    // ... and TERM drains them all.
+    let mut pids: Vec<u64> = Vec::new();
+    for vassal in names {
+        let (master, workers) = emperor.pids(vassal).expect("stats");
+        pids.push(master);
+        pids.extend(workers);
+    }
+    pids.push(b_master);
+    emperor.instance.signal(Signal::SIGTERM);
+    let status = emperor.instance.wait_exit();
+    assert!(status.success(), "{status}\n{}", emperor.instance.logs());
+    eventually("no vassal process is left", &emperor.instance, || {
+        pids.iter().all(|&pid| !is_alive(pid))
+    });
+}
+
+#[test]
+fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_and_supervised() {
+    let ini = "[rcontainer]\nemperor = vassals\nemperor-stats = emperor.stats\n";
+    let files = [("a.ini", VASSAL), ("b.ini", VASSAL)];
+    let (mut emperor, program) = start_upgradable("emperor-upgrade-broken", &files, Some(ini));
+    for vassal in ["a", "b"] {
+        emperor.wait_serving(vassal);
+    }
+    let load = Load::start(&emperor.target("a"), 2);
+    wait_loyal(&emperor, &["a", "b"]);
+    let before: Vec<(u64, Vec<u64>)> = ["a", "b"]
+        .iter()
+        .map(|v| emperor.pids(v).expect("stats"))
+        .collect();
+    let pid = emperor.instance.pid();
+
+    install_new_binary(&program);
+    emperor
+        .instance
+        .scratch
+        .write("emperor.ini", &format!("{ini}prcesses = 2\n"));
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    assert!(out.stderr.contains("did not upgrade"), "{}", out.stderr);
+    emperor
+        .instance
+        .wait_for_log("the previous image governs on");
+    let logs = emperor.instance.logs();
+    assert!(logs.contains("prcesses"), "the error is logged\n{logs}");
+    assert!(emperor.instance.is_running(), "{logs}");
+    assert_eq!(emperor.stats()["pid"].as_u64(), Some(u64::from(pid)));
+
+    let ok = load.ok.load(Ordering::Relaxed);
+    eventually(
+        "requests go on after the failed upgrade",
+        &emperor.instance,
+        || load.ok.load(Ordering::Relaxed) > ok + 20,
+    );
+    let (ok, failed) = load.finish();
+    assert_eq!(failed, 0, "{ok} requests succeeded, {failed} failed");
+    for (vassal, pids) in ["a", "b"].iter().zip(&before) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+        let entry = emperor.entry(vassal).expect("listed");
+        assert_eq!(entry["adopted"], 1, "{entry}");
+    }
+
+    // A configuration that loads but cannot start (its monitor is no directory) goes back
+    // the same way.
+    emperor.instance.scratch.write(
+        "emperor.ini",
+        "[rcontainer]\nemperor = nowhere\nemperor-stats = emperor.stats\n",
+    );
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    emperor
+        .instance
+        .wait_for_log_count("the previous image governs on", 2);
+    assert!(emperor.instance.logs().contains("not a directory"));
+    // And one that runs an instance, not an emperor, too.
+    emperor.instance.scratch.write(
+        "emperor.ini",
+        "[rcontainer]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
+    );
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    emperor
+        .instance
+        .wait_for_log_count("the previous image governs on", 3);
+    assert!(
+        emperor
+            .instance
+            .logs()
+            .contains("no longer runs an emperor")
+    );
+    for (vassal, pids) in ["a", "b"].iter().zip(&before) {
+        assert_eq!(
+            emperor.pids(vassal).as_ref(),
+            Some(pids),
+            "{vassal} runs on"
+        );
+    }
+
+    // Still supervised: a touch reloads, a death is respawned.
+    let (a_master, a_workers) = before[0].clone();
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+    let b_master = before[1].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    eventually("b is respawned", &emperor.instance, || {
+        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
+    });
+    emperor.instance.signal(Signal::SIGTERM);
+    assert!(emperor.instance.wait_exit().success());
+}
+
+#[test]
+fn changes_during_an_emperor_upgrade_are_not_lost() {
+    let (mut emperor, program) =
+        start_upgradable("emperor-upgrade-changes", &three_vassals(), None);
+    let mut before = Vec::new();
+    for vassal in ["a", "b", "c"] {
+        emperor.wait_serving(vassal);
+        before.push(emperor.pids(vassal).expect("stats"));
+    }
+    install_new_binary(&program);
+    // The upgrade first (the FIFO's R), then a death, an edit and a removal while the new
+    // image comes up (whichever image sees each of them, none is lost).
+    let fifo = emperor.instance.scratch.path().join("emperor.fifo");
+    std::fs::write(&fifo, "R").expect("write the FIFO");
+    let a_master = before[0].0;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(a_master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    emperor.write("b", &format!("{VASSAL}processes = 2\n"));
+    std::fs::remove_file(emperor.file("c")).expect("remove c.ini");
+    emperor.instance.wait_for_log("emperor upgraded in place");
+
+    eventually("a is respawned", &emperor.instance, || {
+        emperor.serves("a") && emperor.pids("a").is_some_and(|(m, _)| m != a_master)
+    });
+    let (b_master, b_workers) = before[1].clone();
+    eventually("b runs its new file", &emperor.instance, || {
+        emperor
+            .pids("b")
+            .is_some_and(|(m, w)| m == b_master && w.len() == 2 && !w.contains(&b_workers[0]))
+    });
+    let (c_master, _) = before[2];
+    eventually("c is stopped and vacuumed", &emperor.instance, || {
+        !is_alive(c_master) && !emperor.socket("c").exists() && emperor.entry("c").is_none()
+    });
+    assert_eq!(emperor.stats()["vassals"].as_array().map(Vec::len), Some(2));
+}
+
+#[test]
+fn an_upgrade_whose_exec_fails_leaves_the_old_image_governing() {
+    let files = [("a.ini", VASSAL)];
+    let (emperor, program) = start_upgradable("emperor-upgrade-noexec", &files, None);
+    emperor.wait_serving("a");
+    let (a_master, a_workers) = emperor.pids("a").expect("a's stats");
+    // A "release" that cannot be executed.
+    let staged = program.with_extension("new");
+    std::fs::write(&staged, "not a program").expect("write");
+    std::fs::rename(&staged, &program).expect("install");
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(1), "refused: {}", out.stderr);
+    let logs = emperor.instance.logs();
+    assert!(logs.contains("the old image governs on"), "{logs}");
+    // What it handed over is private again (links, stats, the way back): a vassal started
+    // now inherits none of it. (Descriptors the test runner leaves open are not its own.)
+    let pid = emperor.instance.pid();
+    let mut checked = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("list fds") {
+        let entry = entry.expect("an fd");
+        let target = std::fs::read_link(entry.path()).unwrap_or_default();
+        let target = target.to_string_lossy();
+        let ours = target.starts_with("socket:")
+            || target.starts_with("/memfd:")
+            || target.contains(&*program.to_string_lossy());
+        let n = entry.file_name();
+        let info = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", n.to_string_lossy()))
+            .unwrap_or_default();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        if ours && let Some(flags) = flags {
+            assert!(flags & 0o2000000 != 0, "{target} is close-on-exec: {info}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 4,
+        "a link, the stats socket, the launch, the binary: {checked}"
+    );
+    assert_eq!(emperor.pids("a").map(|p| p.0), Some(a_master), "a runs on");
+    // Governing on (with a binary that runs again: vassals and checks start from it too).
+    install_new_binary(&program);
+    emperor.touch("a");
+    eventually("a's workers are replaced", &emperor.instance, || {
+        emperor
+            .pids("a")
+            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
+    });
+}
+
+#[test]
+fn systemd_hears_reloading_then_ready_across_an_emperor_upgrade() {
+    use std::os::unix::net::UnixDatagram;
+    let notify = Scratch::new("emperor-upgrade-notify-socket");
+    let path = notify.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+    socket.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    let env = [("NOTIFY_SOCKET", path.to_str().expect("utf-8 path"))];
+    let mut emperor =
+        Emperor::start_with_env("emperor-upgrade-notify", &[("a.ini", VASSAL)], &[], &env);
+    emperor.wait_serving("a");
+    let mut buf = [0u8; 4096];
+    let mut receive_until = |needle: &str| {
+        let mut messages = String::new();
+        while !messages.contains(needle) {
+            let n = socket.recv(&mut buf).expect("a notification");
+            messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+            messages.push('\n');
+        }
+        messages
+    };
+    receive_until("READY=1");
+    emperor.instance.signal(Signal::SIGUSR2);
+    let messages = receive_until("READY=1");
+    let reloading = messages.find("RELOADING=1").expect("RELOADING=1 first");
+    assert!(
+        messages[reloading..].contains("MONOTONIC_USEC="),
+        "{messages}"
+    );
+    assert!(messages[reloading..].contains("READY=1"), "{messages}");
+    emperor.instance.wait_for_log("emperor upgraded in place");
+}
+
+#[test]
+fn a_vassal_in_back_off_keeps_its_growing_delay_across_an_upgrade() {
+    let broken = "[rcontainer]\nnonsense = 1\n";
+    let files = [("good.ini", VASSAL), ("bad.ini", broken)];
+    let (mut emperor, program) = start_upgradable("emperor-upgrade-backoff", &files, None);
+    emperor.wait_serving("good");
+    eventually("bad waits 4 s or more", &emperor.instance, || {
+        emperor
+            .entry("bad")
+            .is_some_and(|bad| bad["backoff_ms"].as_u64() >= Some(4000))
+    });
+    install_new_binary(&program);
+    let scratch = emperor.instance.scratch.path().to_path_buf();
+    let out = crate::harness::run_cli(&scratch, &["--upgrade", "emperor.pid"]);
+    assert_eq!(out.code(), Some(0), "{}", out.stderr);
+    emperor.instance.wait_for_log("emperor upgraded in place");
+    // Not started afresh (its delay would begin at 1 s again): the back-off goes on, and the
+    // first back-off the new image shows is as long as before or longer.
+    let mut seen = None;
+    eventually("bad is listed in back-off", &emperor.instance, || {
+        seen = emperor.entry("bad").filter(|b| b["state"] == "backoff");
+        seen.is_some()
+    });
+    let bad = seen.expect("seen");
+    assert!(bad["backoff_ms"].as_u64() >= Some(4000), "{bad}");
+    let respawns = bad["respawns"].as_u64().expect("respawns");
+    eventually("bad is retried by the new image", &emperor.instance, || {
+        emperor
+            .entry("bad")
+            .is_some_and(|b| b["respawns"].as_u64() > Some(respawns))
+    });
+    assert!(emperor.serves("good"));
+}

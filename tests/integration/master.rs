@@ -272,6 +272,17 @@ fn pidfile_commands_reload_and_stop_the_master() {
     assert!(missing.stderr.contains("app.pid"), "{}", missing.stderr);
 }
 
+#[test]
+fn upgrade_of_a_masters_pidfile_is_refused_at_once_and_the_master_serves_on() {
+    let mut server = Instance::start("pidfile-upgrade", &ini("pidfile = %dapp.pid\n"), &[]);
+    let out = run_cli(server.scratch.path(), &["--upgrade", "app.pid"]);
+    assert_eq!(out.code(), Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("did not upgrade"), "{}", out.stderr);
+    // USR2 still does what it does to a master: it logs what every core is doing.
+    server.wait_for_log("busy cores=");
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+}
+
 /// SIGKILLs a daemon and the workers of its process group when dropped (a no-op once gone).
 struct KillSessionOnDrop(i32);
 

@@ -409,6 +409,21 @@ fn reload_that_cannot_work(server: &mut Instance, extra: &str, expected: &str) {
 }
 
 #[test]
+fn a_reload_whose_configuration_now_runs_an_emperor_goes_back_and_serves_on() {
+    let mut server = Instance::start("reload-into-emperor", &ini("processes = 2\n"), &[]);
+    reload_that_cannot_work(
+        &mut server,
+        "emperor = %dvassals\n",
+        "the configuration now runs an emperor",
+    );
+    assert!(
+        !server.logs().contains("emperor ready"),
+        "no emperor started\n{}",
+        server.logs()
+    );
+}
+
+#[test]
 fn a_reload_to_a_busy_stats_port_is_refused_and_the_instance_serves_on() {
     let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("hold a port");
     let port = busy.local_addr().expect("addr").port();
