@@ -20,7 +20,8 @@ pub(crate) struct VassalCommand {
     pub(crate) binary: PathBuf,
     /// Whether `binary` is rcontainer, which has `--check-config`.
     pub(crate) checks: bool,
-    /// `--set K=V` for each `vassal-set`.
+    /// `--set K=V` for each `vassal-set`, after `--set logto=FILE` for the emperor's own log
+    /// file (rcontainer vassals only).
     pub(crate) defaults: Vec<OsString>,
     /// The emperor's environment without what is the emperor's own (`NOTIFY_SOCKET`, its
     /// `RCONTAINER_*` options, a link of its own).
@@ -39,15 +40,18 @@ impl VassalCommand {
             }
             None => (own, true),
         };
-        let defaults = config
-            .vassal_set
-            .iter()
-            .flat_map(|pair| {
-                [
-                    "--set".into(),
-                    format!("{}={}", pair.name, pair.value).into(),
-                ]
-            })
+        // An rcontainer vassal logs to the emperor's log file by opening it itself (unless its
+        // INI or a vassal-set says otherwise), not through the emperor's descriptor: then it
+        // reopens the file after a rotation when the emperor passes its USR1 on.
+        let shared_log = (config.logto.as_ref())
+            .or(config.daemonize.as_ref())
+            .filter(|_| checks)
+            .and_then(|file| std::path::absolute(file).ok())
+            .map(|file| format!("logto={}", file.display()));
+        let defaults = shared_log
+            .into_iter()
+            .chain((config.vassal_set.iter()).map(|pair| format!("{}={}", pair.name, pair.value)))
+            .flat_map(|pair| ["--set".into(), pair.into()])
             .collect();
         let env = std::env::vars_os()
             .filter(|(key, _)| {

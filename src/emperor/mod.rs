@@ -1004,6 +1004,15 @@ impl<'a> Emperor<'a> {
                 Ok(()) => log::info!("reopened log file {}", file.display()),
                 Err(e) => log::error!("cannot reopen log file {}: {e}", file.display()),
             }
+            // rcontainer vassals write to that file through descriptors of their own (their
+            // `logto`, see `command`): a master reopens its log, and its workers', on USR1.
+            if self.command.checks {
+                for (_, vassal) in self.vassals.iter() {
+                    if let Some(running) = &vassal.process {
+                        let _ = process::send_signal(running.pid, OsSignal::SIGUSR1);
+                    }
+                }
+            }
         }
         log::info!("emperor: {}", self.status_text());
         for v in self.vassal_stats() {

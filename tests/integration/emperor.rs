@@ -865,6 +865,42 @@ fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
     assert!(emperor.instance.wait_exit().success());
 }
 
+#[test]
+fn usr1_after_a_rotation_sends_the_emperors_and_its_vassals_lines_to_the_new_file() {
+    let scratch = Scratch::new("emperor-rotate");
+    scratch.write("vassals/a.ini", VASSAL);
+    let mut emperor = Emperor::spawn(
+        scratch,
+        &["--emperor", "vassals", "--logto", "all.log"],
+        &[],
+    );
+    emperor.wait_serving("a");
+    let dir = emperor.instance.scratch.path().to_path_buf();
+    let (log, rotated) = (dir.join("all.log"), dir.join("all.log.1"));
+    // What logrotate does: move the file away, then tell the emperor.
+    std::fs::rename(&log, &rotated).expect("rotate the log");
+    emperor.instance.signal(Signal::SIGUSR1);
+    eventually("the emperor reopens its log", &emperor.instance, || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened log file"))
+    });
+    // The vassal's request log line of a request after the rotation lands in the new file.
+    let (master, _) = emperor.pids("a").expect("a's stats");
+    eventually(
+        "the vassal's lines go to the new file",
+        &emperor.instance,
+        || {
+            let mut conn = emperor.target("a").connect();
+            conn.send(b"GET /after-rotation HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+            let _ = conn.try_read_response(false);
+            std::fs::read_to_string(&log).is_ok_and(|t| {
+                t.contains("GET /after-rotation") && t.contains(&format!("master[{master}]"))
+            })
+        },
+    );
+    emperor.instance.signal(Signal::SIGTERM);
+    assert!(emperor.instance.wait_exit().success());
+}
+
 /// A uWSGI vassal: uWSGI's internal routing answers 200 (Debian's uwsgi-core has no request
 /// plugin to load, and needs none for this).
 const UWSGI_VASSAL: &str = "[uwsgi]
