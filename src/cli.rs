@@ -21,6 +21,7 @@ use crate::api::OptionKind;
 use crate::config::app_options::{AppOptionSpec, ValueKind};
 use crate::config::error::ConfigError;
 use crate::config::options::{self, find_option};
+use crate::config::value::{Kind as _, PythonTarget};
 use crate::config::{self, CliSetting, Config, IniRef, Loaded, NO_PYTHON, Sources};
 use crate::exit;
 use crate::master::Instance;
@@ -291,6 +292,7 @@ fn sources_for(args: &ConfigArgs, apps: &AppRegistry) -> Result<Sources, String>
     let mut sources = Sources::from_process(args.ini_files.clone(), args.overrides.clone());
     sources.defaults = args.defaults.clone();
     sources.app_options = app_option_specs(apps)?;
+    sources.app_names = apps.names().into_iter().map(str::to_owned).collect();
     Ok(sources)
 }
 
@@ -331,16 +333,17 @@ fn app_option_specs(apps: &AppRegistry) -> Result<Vec<AppOptionSpec>, String> {
     Ok(specs)
 }
 
-/// An instance must serve something: a `module`, a `mount` or a `static-map` (a placeholder
-/// app silently standing in for a forgotten one is worse than no start). `module` and every
-/// `mount` must name an app this binary has; a name that looks like a Python module
-/// (`project.wsgi`, `pkg.mod:app`) gets told that this build serves no Python. Checked before
-/// anything starts, with the `file:line` of the entry that names the app.
+/// An instance must serve something: a `module`, a `wsgi-file`, a `mount` or a `static-map` (a
+/// placeholder app silently standing in for a forgotten one is worse than no start). `module`
+/// (unless it names a Python app: `config::python` took it) and every `mount` must name an app
+/// this binary has; a mount naming a Python module (dotted) or file is refused. Checked before anything
+/// starts, with the `file:line` of the entry that names the app.
 fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
     let config = &loaded.config;
     let names = || apps.names().join(", ");
     if config.emperor.is_empty()
         && config.module.is_none()
+        && config.python.is_none()
         && config.mounts.is_empty()
         && config.static_maps.is_empty()
     {
@@ -355,7 +358,7 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
         .filter_map(|entry| {
             let value = entry.value.as_deref()?;
             let name = match entry.key {
-                "module" => value,
+                "module" if config.module.is_some() => value,
                 "mount" => value.split_once('=').map_or(value, |(_, app)| app),
                 _ => return None,
             };
@@ -364,13 +367,19 @@ fn check_apps(loaded: &Loaded, apps: &AppRegistry) -> Vec<ConfigError> {
                 return missing_option(apps, name, config)
                     .map(|why| ConfigError::at(&entry.origin, entry.key, why));
             }
-            let message = if name.contains(['.', ':']) {
-                format!(
-                    "'{name}' looks like a Python module: {NO_PYTHON} (apps of this binary: {})",
+            // A plain word is a mistyped app (`module = myapp` is Python, a mount cannot be).
+            let python = std::path::Path::new(name)
+                .extension()
+                .is_some_and(|ext| ext == "py" || ext == "wsgi")
+                || (name.contains(['.', ':']) && PythonTarget::parse(name).is_ok());
+            let message = match (entry.key, python) {
+                ("mount", true) if !config::python::SUPPORTED => format!("{name} {NO_PYTHON}"),
+                ("mount", true) => format!(
+                    "{name}: a Python app cannot be mounted at a prefix: serve it with \
+                     module = PKG.MOD or wsgi-file = PATH (apps of this binary: {})",
                     names()
-                )
-            } else {
-                apps.unknown_app(name)
+                ),
+                _ => apps.unknown_app(name),
             };
             Some(ConfigError::at(&entry.origin, entry.key, message))
         })
@@ -855,10 +864,17 @@ separate value: --vacuum, --vacuum=false.
 --set KEY=VALUE (repeatable) gives option KEY a default that every other source overrides
 (uWSGI's --set before --ini; an emperor passes its vassal-set lines so), or defines the
 placeholder %(KEY) when KEY is no option; in an INI file, set = KEY=VALUE is KEY = VALUE.
+Python WSGI apps (module = PKG.MOD[:CALLABLE] naming no app of this binary, or wsgi-file):
+{python}.
 
 Options:
 {options}{app_options}",
         version = env!("CARGO_PKG_VERSION"),
+        python = if config::python::SUPPORTED {
+            "this build has the python feature"
+        } else {
+            "not in this build (cargo build --release --features python makes one with them)"
+        },
         options = options::render_help(),
     )
 }

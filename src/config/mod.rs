@@ -32,6 +32,7 @@ pub(crate) mod error;
 mod expand;
 pub(crate) mod ini;
 pub(crate) mod options;
+pub(crate) mod python;
 mod uwsgi;
 pub(crate) mod value;
 
@@ -66,6 +67,8 @@ pub(crate) struct Sources {
     pub(crate) defaults: Vec<CliSetting>,
     /// The options the binary's apps declare: loaded like the table's.
     pub(crate) app_options: Vec<AppOptionSpec>,
+    /// The names of the binary's apps: a `module` naming none of them is a Python app.
+    pub(crate) app_names: Vec<String>,
     /// The text of each INI file as an earlier load read it, to use instead of the files on
     /// disk (a master falling back to the configuration it ran before a failed reload).
     pub(crate) replay: Option<Vec<(PathBuf, String)>>,
@@ -131,6 +134,7 @@ impl Sources {
             cpu_count: std::thread::available_parallelism().map_or(1, usize::from),
             somaxconn: crate::net::listener::kernel_backlog_limit(),
             app_options: Vec::new(),
+            app_names: Vec::new(),
             replay: None,
         }
     }
@@ -226,7 +230,15 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
     }
     // Only judge the combination of a config whose parts are all fine, or a file that failed
     // to load would also be reported as "no listener".
+    warnings.extend(python::check_plugins(&settings_for));
     if let Some(config) = config.as_mut().filter(|_| errors.is_empty()) {
+        let app_names: Vec<&str> = (sources.app_names.iter().map(String::as_str))
+            .chain(sources.app_options.iter().map(|option| option.app.as_str()))
+            .collect();
+        let (python_errors, python_warnings) =
+            python::resolve(config, &settings_for, &app_names, python::SUPPORTED);
+        errors.extend(python_errors);
+        warnings.extend(python_warnings);
         errors.extend(check_combination(config));
         errors.extend(check_paths(config, &settings_for, &sources.cwd));
         warnings.extend(clamp_backlog(config, &settings_for, sources.somaxconn));
@@ -756,9 +768,8 @@ fn python_app(origin: &Origin, key: &str) -> ConfigError {
     ConfigError::at(
         origin,
         key,
-        format!(
-            "{NO_PYTHON} (rcontainer serves the Rust apps built into its binary: set module = APP)"
-        ),
+        "uWSGI's way of loading a Python app with it is not supported (name the app with \
+         module = PKG.MOD[:CALLABLE] or wsgi-file = PATH)",
     )
 }
 

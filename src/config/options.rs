@@ -16,7 +16,7 @@ use super::error::{ConfigError, Origin};
 use super::value::{self, Kind};
 use super::value::{
     AppName, Count, Flag, Group, Int, KeyValue, KiB, LogFormat, Millis, Mode, Owner, Path, Peer,
-    Prefixed, ReqLogger, Seconds, Size, Socket, SocketMode, Text, User,
+    Plugin, Prefixed, PyName, ReqLogger, Seconds, Size, Socket, SocketMode, Text, User,
 };
 
 /// How many values an option holds.
@@ -146,6 +146,9 @@ macro_rules! option_table {
             )*
             /// The options the binary's apps declare, checked (see `config::app_options`).
             pub(crate) app_options: super::app_options::AppValues,
+            /// The Python WSGI app this instance serves, if any (see `config::python`): then
+            /// `module` is `None`, as it names only apps of the binary.
+            pub(crate) python: Option<super::python::PythonApp>,
         }
 
         impl Config {
@@ -167,6 +170,7 @@ macro_rules! option_table {
                 Ok(Config {
                     $($field: $field.expect("invariant: no error means every field converted"),)*
                     app_options: super::app_options::AppValues::new(),
+                    python: None,
                 })
             }
         }
@@ -178,8 +182,10 @@ option_table! {
         ["true"], "Accepted for uWSGI files; the master always runs.";
     processes: one Count<1, 4096> = "processes" | "workers",
         ["1"], "Worker processes.";
-    async_cores: one Count<1, 1_000_000> = "async" | "gevent",
+    async_cores: one Count<1, 1_000_000> = "async",
         ["100"], "Coroutine cores per worker: the most requests one worker has in flight.";
+    gevent: maybe Count<1, 1_000_000> = "gevent",
+        [], "uWSGI's gevent = N: N greenlets per worker for a Python app; for any app it also sets async = N unless async is given.";
     worker_connections: one Count<0, 1_000_000> = "worker-connections",
         ["0"], "Most client connections one worker holds, idle keep-alive included (more wait in the listen backlog); 0 = 4 x async, at least 1024.";
     spawn_limit: one Count<0, 1_000_000> = "spawn-limit",
@@ -200,8 +206,20 @@ option_table! {
         ["127.0.0.1", "::1"], "Peers allowed on TCP uwsgi sockets: IP addresses (comma-separated) or *.";
     vacuum: one Flag = "vacuum",
         ["false"], "Remove unix sockets and the pidfile on exit.";
-    module: maybe AppName = "module",
-        [], "The app serving every path no mount claims (an instance needs module, mount or static-map).";
+    module: maybe AppName = "module" | "wsgi",
+        [], "The app serving every path no mount claims: an app of this binary, else a Python WSGI module pkg.mod or pkg.mod:callable (an instance needs module, wsgi-file, mount or static-map).";
+    callable: one PyName = "callable",
+        ["application"], "Name of the WSGI callable in a Python app's module or wsgi-file (module = pkg.mod:name wins).";
+    wsgi_file: maybe Path = "wsgi-file" | "file",
+        [], "Python file holding the WSGI app serving every path (instead of module).";
+    home: maybe Path = "home" | "virtualenv" | "venv" | "pyhome",
+        [], "Python virtualenv (or prefix) of a Python app.";
+    pythonpath: list Path = "pythonpath" | "python-path" | "pp",
+        [], "Directory added to a Python app's module search path (sys.path).";
+    gevent_monkey_patch: maybe Flag = "gevent-monkey-patch" | "gevent-early-monkey-patch",
+        [], "Run gevent's monkey.patch_all() before the Python app is imported; default: on when gevent is set.";
+    plugins: list Plugin = "plugins" | "plugin",
+        [], "uWSGI plugins to load: python, python3, pythonNN, gevent, gevent_pythonNN, http and corerouter are built in (no warning); other names warn.";
     mounts: list Prefixed = "mount",
         [], "Serve a path prefix with an app: /prefix=app.";
     static_maps: list Prefixed = "static-map",
@@ -632,7 +650,11 @@ mod tests {
     #[test]
     fn aliases_find_their_option() {
         assert_eq!(find_option("workers").map(|s| s.key), Some("processes"));
-        assert_eq!(find_option("gevent").map(|s| s.key), Some("async"));
+        assert_eq!(find_option("gevent").map(|s| s.key), Some("gevent"));
+        assert_eq!(find_option("virtualenv").map(|s| s.key), Some("home"));
+        assert_eq!(find_option("pp").map(|s| s.key), Some("pythonpath"));
+        assert_eq!(find_option("file").map(|s| s.key), Some("wsgi-file"));
+        assert_eq!(find_option("wsgi").map(|s| s.key), Some("module"));
         assert_eq!(find_option("uwsgi-socket").map(|s| s.key), Some("socket"));
         assert!(find_option("nope").is_none());
     }

@@ -58,6 +58,10 @@ fn sources(ini_files: &[&Path], env: &[(&str, &str)], cli: &[(&str, Option<&str>
         cpu_count: 3,
         somaxconn: None,
         app_options: Vec::new(),
+        // The stock binary's apps, as the command line passes them.
+        app_names: ["echo", "fetch", "hello", "panic", "sleep"]
+            .map(str::to_owned)
+            .to_vec(),
         replay: None,
     }
 }
@@ -454,21 +458,40 @@ fn http_becomes_an_http_socket_with_one_warning() {
 }
 
 #[test]
-fn keys_naming_a_python_app_are_errors_saying_there_is_no_python() {
+#[cfg(not(feature = "python"))]
+fn a_python_app_in_a_build_without_python_is_one_error_where_the_winning_value_is() {
     let dir = TempDir::new();
     let ini = dir.write(
         "app.ini",
         "[uwsgi]\nhttp-socket = :0\nwsgi-file = project/wsgi.py\ncallable = app\n",
     );
     let errors = load_errors(&sources(&[&ini], &[], &[("wsgi-file", Some("x.py"))]));
-    let tail = "Python WSGI apps are not supported by this build \
-                (rcontainer serves the Rust apps built into its binary: set module = APP)";
+    assert_eq!(
+        errors,
+        vec![format!("--wsgi-file: x.py {}", crate::config::NO_PYTHON)]
+    );
+}
+
+#[test]
+fn gevent_sets_async_unless_async_is_given_and_a_different_async_is_an_error() {
+    let cli = |more: &[(&'static str, Option<&'static str>)]| {
+        let mut pairs = vec![("http-socket", Some(":0")), ("module", Some("hello"))];
+        pairs.extend_from_slice(more);
+        sources(&[], &[], &pairs)
+    };
+    let gevent = load_ok(&cli(&[("gevent", Some("30"))]));
+    assert_eq!(gevent.config.async_cores, 30);
+    assert_eq!(gevent.config.gevent, Some(30));
+    assert_eq!(gevent.config.python, None, "a Rust app: gevent is async");
+    let both = load_ok(&cli(&[("gevent", Some("30")), ("async", Some("30"))]));
+    assert_eq!(both.config.async_cores, 30);
+    let errors = load_errors(&cli(&[("gevent", Some("30")), ("async", Some("20"))]));
     assert_eq!(
         errors,
         vec![
-            format!("{}:3: wsgi-file: {tail}", ini.display()),
-            format!("{}:4: callable: {tail}", ini.display()),
-            format!("--wsgi-file: {tail}"),
+            "--gevent: gevent = 30 and async = 20 (--async) both set the requests in flight \
+             per worker: set one"
+                .to_owned()
         ]
     );
 }
@@ -661,12 +684,13 @@ fn uwsgi_only_keys_load_with_one_warning_each() {
         warnings,
         vec![
             format!("{file}:12: ignored: uWSGI option 'limit-as' has no effect in rcontainer"),
-            format!("{file}:17: ignored: uWSGI option 'plugins' has no effect in rcontainer"),
             format!(
                 "{file}:18: ignored: uWSGI option 'enable-threads' has no effect in rcontainer"
             ),
             format!("{file}:19: ignored: uWSGI option 'vhost' has no effect in rcontainer"),
-            format!("{file}:21: ignored: uWSGI option 'home' has no effect in rcontainer"),
+            format!(
+                "{file}:21: home: no effect without a Python app (module = PKG.MOD or wsgi-file)"
+            ),
         ]
     );
     assert_eq!(loaded.config.processes, 2);

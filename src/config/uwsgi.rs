@@ -14,9 +14,11 @@
 //! plugins (`ssl`, `cache` tools, ...) are not listed: a file that relies on them needs a human
 //! decision, so they stay errors.
 //!
-//! The python plugin's keys that name the application (`wsgi-file`, `callable`, ...) are not
-//! ignored either: an instance whose app is a Python file would serve something else, so they
-//! are errors saying that this build has no Python support ([`names_a_python_app`]).
+//! The Python keys rcontainer implements (`module`, `wsgi-file`, `callable`, `home`,
+//! `pythonpath`, `gevent`, `gevent-monkey-patch`, `plugins`) are options of the table. The python
+//! plugin's other ways to load the application (`eval`, `paste`, `web3`, ...) are
+//! not ignored: an instance whose app they name would serve something else, so they are errors
+//! ([`names_a_python_app`]).
 
 /// uWSGI core options that rcontainer does not implement.
 pub(crate) const CORE: &[&str] = &[
@@ -611,8 +613,6 @@ pub(crate) const CORE: &[&str] = &[
     "legion-smart-attach-daemon",
     "legion-smart-attach-daemon2",
     "daemons-honour-stdin",
-    "plugins",
-    "plugin",
     "need-plugins",
     "need-plugin",
     "plugins-dir",
@@ -631,16 +631,15 @@ pub(crate) const CORE: &[&str] = &[
     "version",
 ];
 
-/// Why a Python app cannot be served; the one sentence to change when a build can.
-pub(crate) const NO_PYTHON: &str = "Python WSGI apps are not supported by this build";
+/// Why a Python app cannot be served by a build without the `python` feature: the tail of
+/// `module: project.wsgi is a Python WSGI app; ...`.
+pub(crate) const NO_PYTHON: &str = "is a Python WSGI app; this rcontainer was built without \
+     Python support (build it with cargo build --release --features python)";
 
-/// Options of uWSGI's python plugin that name the application to serve: errors here.
+/// Options of uWSGI's python plugin that load the application in a way rcontainer does not
+/// (it takes `module` and `wsgi-file`): errors here.
 pub(crate) const PYTHON_APP: &[&str] = &[
-    "wsgi-file",
-    "file",
     "eval",
-    "wsgi",
-    "callable",
     "test",
     "paste",
     "paste-logger",
@@ -651,18 +650,10 @@ pub(crate) const PYTHON_APP: &[&str] = &[
     "ini-paste-logged",
 ];
 
-/// Options of uWSGI's python plugin that only tune the interpreter (rcontainer runs Rust
-/// handlers, not WSGI apps).
+/// Options of uWSGI's python plugin that only tune uWSGI's interpreter.
 pub(crate) const PYTHON_PLUGIN: &[&str] = &[
-    "home",
-    "virtualenv",
-    "venv",
-    "pyhome",
     "py-programname",
     "py-program-name",
-    "pythonpath",
-    "python-path",
-    "pp",
     "pymodule-alias",
     "post-pymodule-alias",
     "import",
@@ -698,12 +689,8 @@ pub(crate) const PYTHON_PLUGIN: &[&str] = &[
     "python-version",
 ];
 
-/// Options of uWSGI's gevent plugin besides `gevent` itself (an alias of `async` here).
-pub(crate) const GEVENT_PLUGIN: &[&str] = &[
-    "gevent-monkey-patch",
-    "gevent-early-monkey-patch",
-    "gevent-wait-for-hub",
-];
+/// Options of uWSGI's gevent plugin that rcontainer does not implement.
+pub(crate) const GEVENT_PLUGIN: &[&str] = &["gevent-wait-for-hub"];
 
 /// Options of uWSGI's `http` router that tune the router process rcontainer does not have
 /// (`http` and `httprouter` themselves and the TLS ones, `https*`, are not here).
@@ -759,7 +746,7 @@ pub(crate) fn is_ignored_uwsgi_option(key: &str) -> bool {
         .any(|names| names.contains(&key))
 }
 
-/// Whether `key` names a Python application (`wsgi-file = app.py`): an error, see [`NO_PYTHON`].
+/// Whether `key` loads a Python application in a way rcontainer does not (`paste = ...`).
 pub(crate) fn names_a_python_app(key: &str) -> bool {
     PYTHON_APP.contains(&key)
 }
@@ -784,21 +771,17 @@ mod tests {
     #[test]
     fn common_uwsgi_only_keys_are_listed() {
         for key in [
-            "plugins",
             "enable-threads",
             "single-interpreter",
             "vhost",
             "die-on-term",
             "thunder-lock",
             "lazy-apps",
-            "home",
-            "virtualenv",
-            "pythonpath",
             "py-autoreload",
             "memory-report",
             "post-buffering",
             "limit-as",
-            "gevent-monkey-patch",
+            "gevent-wait-for-hub",
             "http-to",
             "http-keepalive",
         ] {
@@ -810,8 +793,8 @@ mod tests {
     }
 
     #[test]
-    fn keys_naming_a_python_app_are_not_ignored() {
-        for key in ["wsgi-file", "callable", "wsgi", "file", "paste"] {
+    fn keys_loading_a_python_app_another_way_are_not_ignored() {
+        for key in ["eval", "paste", "ini-paste", "wsgi-lite"] {
             assert!(names_a_python_app(key), "{key}");
             assert!(!is_ignored_uwsgi_option(key), "{key}");
         }

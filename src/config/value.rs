@@ -623,6 +623,98 @@ impl Kind for AppName {
     }
 }
 
+/// `module = pkg.mod` or `pkg.mod:callable` read as a Python WSGI target: a dotted path of
+/// Python names, then optionally `:` and the name of the callable in that module (which then
+/// wins over `callable`). `module` itself is an [`AppName`]: only a name that is no app of the
+/// binary is read this way (see `config::python`).
+#[derive(Debug)]
+pub(crate) struct PythonTarget;
+
+/// A Python module to import and, when the value named one, the callable in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ModuleTarget {
+    /// The dotted module path (`project.wsgi`).
+    pub(crate) module: String,
+    /// The callable after `:` (`pkg.mod:app`); `None` means the `callable` option's.
+    pub(crate) callable: Option<String>,
+}
+
+impl Kind for PythonTarget {
+    type Out = ModuleTarget;
+    const METAVAR: &'static str = "PKG.MOD[:CALLABLE]";
+    fn parse(text: &str) -> Result<ModuleTarget, String> {
+        let text = text.trim();
+        let (module, callable) = match text.split_once(':') {
+            Some((module, callable)) => (module, Some(callable)),
+            None => (text, None),
+        };
+        if module.is_empty() || !module.split('.').all(is_python_name) {
+            return Err(format!(
+                "'{text}' is not a Python module path (pkg.mod or pkg.mod:callable)"
+            ));
+        }
+        if let Some(callable) = callable {
+            PyName::parse(callable).map_err(|why| format!("'{text}': {why}"))?;
+        }
+        Ok(ModuleTarget {
+            module: module.to_owned(),
+            callable: callable.map(str::to_owned),
+        })
+    }
+}
+
+/// `callable = application`: the name of a Python object (the WSGI callable).
+#[derive(Debug)]
+pub(crate) struct PyName;
+
+impl Kind for PyName {
+    type Out = String;
+    const METAVAR: &'static str = "NAME";
+    fn parse(text: &str) -> Result<String, String> {
+        let name = text.trim();
+        if name.ends_with("()") {
+            return Err(format!(
+                "'{name}' is a call: an app factory is not supported, name the WSGI callable itself"
+            ));
+        }
+        if !is_python_name(name) {
+            return Err(format!("'{name}' is not a Python name"));
+        }
+        Ok(name.to_owned())
+    }
+}
+
+/// Whether `name` is a Python identifier (a letter or `_`, then letters, digits or `_`).
+fn is_python_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first == '_' || first.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
+}
+
+/// `plugins = python3,gevent`: the name of a uWSGI plugin, as uWSGI finds its file:
+/// `/usr/lib/uwsgi/plugins/python3_plugin.so` is `python3`. Which names mean something is
+/// decided by `config::python` (it warns about the others).
+#[derive(Debug)]
+pub(crate) struct Plugin;
+
+impl Kind for Plugin {
+    type Out = String;
+    const METAVAR: &'static str = "NAME";
+    const COMMA_LIST: bool = true;
+    fn parse(text: &str) -> Result<String, String> {
+        let text = text.trim();
+        let base = text.rsplit('/').next().unwrap_or(text);
+        let base = base.strip_suffix(".so").unwrap_or(base);
+        let base = base.strip_suffix("_plugin").unwrap_or(base);
+        if base.is_empty() || base.contains(char::is_whitespace) {
+            return Err(format!("'{text}' is not a plugin name"));
+        }
+        Ok(base.to_owned())
+    }
+}
+
 /// An `http://` or `https://` URL with a host, for the HTTP client.
 #[derive(Debug)]
 pub(crate) struct HttpUrl;
@@ -928,6 +1020,74 @@ mod tests {
         assert_eq!(AppName::parse(" echo "), Ok("echo".to_string()));
         assert!(AppName::parse("two words").is_err());
         assert!(AppName::parse("").is_err());
+    }
+
+    #[test]
+    fn python_targets_are_dotted_modules_with_an_optional_callable() {
+        let target = |module: &str, callable: Option<&str>| ModuleTarget {
+            module: module.to_owned(),
+            callable: callable.map(str::to_owned),
+        };
+        assert_eq!(
+            PythonTarget::parse(" project.wsgi "),
+            Ok(target("project.wsgi", None))
+        );
+        assert_eq!(PythonTarget::parse("myapp"), Ok(target("myapp", None)));
+        assert_eq!(
+            PythonTarget::parse("pkg.mod:app"),
+            Ok(target("pkg.mod", Some("app")))
+        );
+        assert_eq!(
+            PythonTarget::parse("_private.v2:make_app"),
+            Ok(target("_private.v2", Some("make_app")))
+        );
+        for bad in [
+            "",
+            "a..b",
+            ".a",
+            "a.",
+            "project/wsgi.py",
+            "my-app",
+            "2fast",
+            ":app",
+            "a:",
+            "a:b:c",
+            "a:b.c",
+        ] {
+            assert!(PythonTarget::parse(bad).is_err(), "{bad}");
+        }
+        let factory = PythonTarget::parse("app:create_app()").unwrap_err();
+        assert!(
+            factory.contains("app factory is not supported"),
+            "{factory}"
+        );
+    }
+
+    #[test]
+    fn callables_are_python_names() {
+        assert_eq!(PyName::parse(" app "), Ok("app".to_owned()));
+        assert_eq!(PyName::parse("application"), Ok("application".to_owned()));
+        assert!(PyName::parse("my app").is_err());
+        assert!(PyName::parse("a.b").is_err());
+        assert!(PyName::parse("").is_err());
+    }
+
+    #[test]
+    fn plugin_names_are_taken_from_names_and_plugin_files() {
+        assert_eq!(Plugin::parse(" python3 "), Ok("python3".to_owned()));
+        assert_eq!(
+            Plugin::parse("/usr/lib/uwsgi/plugins/python311_plugin.so"),
+            Ok("python311".to_owned())
+        );
+        assert_eq!(
+            Plugin::parse("gevent_python3"),
+            Ok("gevent_python3".to_owned())
+        );
+        let items: Vec<_> = split_commas("python3, gevent").map(Plugin::parse).collect();
+        assert_eq!(
+            items,
+            vec![Ok("python3".to_owned()), Ok("gevent".to_owned())]
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod master;
 mod memory;
 mod nginx;
 mod operations;
+mod python_config;
 mod reload;
 mod stats;
 mod tls;
