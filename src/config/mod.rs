@@ -250,7 +250,14 @@ pub(crate) fn load(sources: &Sources) -> Result<Loaded, Failed> {
             warnings,
             effective: OPTIONS
                 .iter()
-                .flat_map(|spec| effective_rows(spec, &settings_for(spec.key)))
+                .flat_map(|spec| {
+                    let mut settings = settings_for(spec.key);
+                    if spec.key == "async" && settings.is_empty() {
+                        // `gevent = N` is `async = N` when `async` is not given.
+                        settings = settings_for("gevent");
+                    }
+                    effective_rows(spec, &settings)
+                })
                 .chain(app_options::effective_rows(
                     &sources.app_options,
                     settings_for,

@@ -218,6 +218,11 @@ fn print_config_shows_the_python_keys() {
     };
     assert_eq!(row("callable"), ["callable", "application", "default"]);
     assert_eq!(row("gevent"), ["gevent", "50", "app.ini:4"]);
+    assert_eq!(
+        row("async"),
+        ["async", "50", "app.ini:4"],
+        "gevent sets async"
+    );
     assert_eq!(row("plugins"), ["plugins", "python3", "app.ini:5"]);
     for key in ["wsgi-file", "home", "pythonpath", "gevent-monkey-patch"] {
         assert_eq!(row(key), [key, "-", "unset"]);
