@@ -404,8 +404,16 @@ fn environ_vars(req: &Request<'_>) -> Vec<(String, String)> {
         };
         set(&key, value);
     }
+    // PEP 3333 has no HTTP_CONTENT_TYPE or HTTP_CONTENT_LENGTH (they are set above); an empty
+    // var (an HTTP request's SERVER_PORT) keeps what the request itself says.
+    let not_taken = [
+        "SCRIPT_NAME",
+        "PATH_INFO",
+        "HTTP_CONTENT_TYPE",
+        "HTTP_CONTENT_LENGTH",
+    ];
     for (name, value) in req.vars() {
-        if name != "SCRIPT_NAME" && name != "PATH_INFO" {
+        if !not_taken.contains(&name.as_str()) && !value.is_empty() {
             set(name, value);
         }
     }

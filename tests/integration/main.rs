@@ -16,6 +16,8 @@ mod master;
 mod memory;
 mod nginx;
 mod operations;
+#[cfg(feature = "python")]
+mod python;
 mod reload;
 mod stats;
 mod tls;
