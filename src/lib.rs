@@ -237,10 +237,9 @@ pub(crate) mod worker;
 /// `harakiri` or another request.
 pub mod rt {
     pub use crate::coro::{
-        Addr, CancelReason, CoStream, Completion, Elapsed, JoinError, JoinHandle, Mutex,
-        MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, TcpStream, UnixStream,
-        catch_panic, channel, join_all, offload, sleep, sleep_until, spawn, timeout, try_spawn,
-        wait_remote, yield_now,
+        Addr, CancelReason, CoStream, Elapsed, JoinError, JoinHandle, Mutex, MutexGuard, Permit,
+        Receiver, Semaphore, SendError, Sender, TcpStream, UnixStream, catch_panic, channel,
+        join_all, offload, sleep, sleep_until, spawn, timeout, try_spawn, yield_now,
     };
 }
 

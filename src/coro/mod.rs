@@ -45,7 +45,9 @@ mod timer;
 // The handler API, re-exported as `crate::rt` (DESIGN §8).
 pub use cancel::CancelReason;
 pub use io::{Addr, CoStream, TcpStream, UnixStream};
-pub use offload::{Completion, offload, wait_remote};
+pub use offload::offload;
+#[cfg(any(test, feature = "python"))]
+pub(crate) use offload::{Completion, wait_remote};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{JoinError, JoinHandle, catch_panic, join_all, spawn, try_spawn};
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};
