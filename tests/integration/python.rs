@@ -41,7 +41,7 @@ from wsgiref.validate import validator
 ";
 
 /// A plain WSGI app: `/` describes the request as JSON, `/raise` raises, `/sleep` sleeps 0.1 s
-/// (gevent's `time.sleep` once patched) and `/stats` tells how many were in flight at most.
+/// (gevent's `time.sleep` once patched), `/slow` 5 s, and `/stats` tells how many were in flight at most.
 const APP: &str = "
 import json, time
 
@@ -59,6 +59,9 @@ def describe(environ, start_response):
         finally:
             state['now'] -= 1
         body = b'slept'
+    elif path == '/slow':
+        time.sleep(5)
+        body = b'late'
     elif path == '/stats':
         body = json.dumps(state).encode()
     else:
@@ -253,6 +256,34 @@ fn max_requests_recycles_a_python_worker_and_its_successor_serves() {
         assert_eq!(http_get(&http(&server), "/").status, 200);
     }
     server.wait_for_log_count("worker ready", 2);
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn hup_reloads_python_workers_and_the_new_one_serves() {
+    let (mut server, _dir) = plain("py-hup", "");
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("worker ready", 2);
+    server.wait_for_log("worker drained");
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn harakiri_answers_504_for_a_slow_python_view_and_the_worker_serves_on() {
+    let (server, _dir) = plain("py-harakiri", "harakiri = 1\n");
+    let late = http_get(&http(&server), "/slow");
+    assert_eq!(late.status, 504, "{}", server.logs());
     assert_eq!(
         http_get(&http(&server), "/").status,
         200,
