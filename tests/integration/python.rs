@@ -43,14 +43,37 @@ from wsgiref.validate import validator
 /// A plain WSGI app: `/` describes the request as JSON, `/raise` raises, `/sleep` sleeps 0.1 s
 /// (gevent's `time.sleep` once patched), `/slow` 5 s, and `/stats` tells how many were in flight at most.
 const APP: &str = "
-import json, time
+import json, sys, time
 
-state = {'now': 0, 'max': 0}
+state = {'now': 0, 'max': 0, 'closed': 0}
+
+class Closing:
+    # A response iterable that counts its close() calls, failing half-way when asked.
+    def __init__(self, fail):
+        self.fail = fail
+    def __iter__(self):
+        yield b'first '
+        if self.fail:
+            raise RuntimeError('the iterable failed half-way')
+        yield b'second'
+    def close(self):
+        state['closed'] += 1
 
 def describe(environ, start_response):
     path = environ['PATH_INFO']
     if path == '/raise':
         raise ValueError('the view failed on purpose')
+    if path == '/exc_info':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        try:
+            raise KeyError('late trouble')
+        except KeyError:
+            start_response('503 Service Unavailable', [('Content-Type', 'text/plain')],
+                           sys.exc_info())
+        return [b'replaced']
+    if path in ('/iterable', '/iterable-fails'):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return Closing(path == '/iterable-fails')
     if path == '/sleep':
         state['now'] += 1
         state['max'] = max(state['max'], state['now'])
@@ -290,4 +313,24 @@ fn harakiri_answers_504_for_a_slow_python_view_and_the_worker_serves_on() {
         "{}",
         server.logs()
     );
+}
+
+#[test]
+fn start_response_with_exc_info_replaces_the_status_before_anything_is_sent() {
+    let (server, _dir) = plain("py-exc-info", "");
+    let response = http_get(&http(&server), "/exc_info");
+    assert_eq!(response.status, 503, "{}", server.logs());
+    assert_eq!(response.text(), "replaced");
+}
+
+#[test]
+fn a_response_iterable_is_closed_whether_it_ends_or_raises() {
+    let (server, _dir) = plain("py-close", "");
+    let whole = http_get(&http(&server), "/iterable");
+    assert_eq!(whole.status, 200, "{}", server.logs());
+    assert_eq!(whole.text(), "first second");
+    let failed = http_get(&http(&server), "/iterable-fails");
+    assert_eq!(failed.status, 500);
+    let stats = json(&http_get(&http(&server), "/stats").body);
+    assert_eq!(stats["closed"], 2, "{}", server.logs());
 }
