@@ -334,3 +334,25 @@ fn a_response_iterable_is_closed_whether_it_ends_or_raises() {
     let stats = json(&http_get(&http(&server), "/stats").body);
     assert_eq!(stats["closed"], 2, "{}", server.logs());
 }
+
+#[test]
+fn a_wsgi_file_is_loaded_and_its_app_callable_found() {
+    let dir = Scratch::new("py-wsgi-file-app");
+    let file = dir.write(
+        "site/wsgi.py",
+        "def app(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [b'from a wsgi file']\n",
+    );
+    let server = Instance::start_with_env(
+        "py-wsgi-file",
+        "[uwsgi]\nhttp-socket = 127.0.0.1:0\nmodule = hello\n",
+        &[
+            ("RCPY_WSGI_FILE", &file.to_string_lossy()),
+            ("RCPY_HOME", venv()),
+        ],
+    );
+    let response = http_get(&http(&server), "/");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(response.text(), "from a wsgi file");
+}
