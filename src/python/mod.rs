@@ -268,10 +268,12 @@ impl IoBridge {
         self.0.poke();
     }
 
-    /// The handler that serves the app's requests from the I/O thread.
-    pub(crate) fn handler(&self) -> WsgiHandler {
+    /// The handler that serves the app's requests from the I/O thread; `count_exception` is
+    /// called there for each request the app raised on (stats `exceptions`).
+    pub(crate) fn handler(&self, count_exception: Box<dyn Fn()>) -> WsgiHandler {
         WsgiHandler {
             bridge: self.clone(),
+            count_exception,
         }
     }
 }
@@ -312,9 +314,15 @@ impl Drop for PyBridge {
 
 /// The app's handler on the I/O thread: hands each request to the Python thread and parks the
 /// coroutine until its answer comes back.
-#[derive(Debug)]
 pub(crate) struct WsgiHandler {
     bridge: IoBridge,
+    count_exception: Box<dyn Fn()>,
+}
+
+impl std::fmt::Debug for WsgiHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsgiHandler").finish_non_exhaustive()
+    }
 }
 
 impl Handler for WsgiHandler {
@@ -340,6 +348,7 @@ impl Handler for WsgiHandler {
                 body,
             }) => reply(&status, headers, body),
             Ok(Answer::Raised(traceback)) => {
+                (self.count_exception)();
                 log::error!("the app raised an exception:\n{}", traceback.trim_end());
                 Response::error(500)
             }

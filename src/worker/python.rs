@@ -55,8 +55,15 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
     let io_thread = std::thread::Builder::new()
         .name("io".to_string())
         .spawn(move || {
+            // Counted on this thread, the slot's one writer.
+            let counter = slot.clone();
+            let count_exception = Box::new(move || {
+                if let Some(slot) = &counter {
+                    slot.count_exception();
+                }
+            });
             let mut apps = Apps::default();
-            apps.insert(APP_NAME, Rc::new(io_bridge.handler()));
+            apps.insert(APP_NAME, Rc::new(io_bridge.handler(count_exception)));
             let code = match serve(WorkerSpec {
                 id,
                 config: &config,

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::thread;
 
 use crate::harness::client::{Proto, http_get, http_request};
-use crate::harness::{Instance, Scratch, Signal, Target, json};
+use crate::harness::{Instance, Scratch, Signal, Target, json, stats};
 
 /// The test virtualenv, made on first use.
 fn venv() -> &'static str {
@@ -188,8 +188,8 @@ fn a_plain_wsgi_app_under_the_validator_gets_a_pep_3333_environ_and_answers() {
 }
 
 #[test]
-fn an_app_that_raises_answers_500_logs_the_traceback_and_the_next_request_works() {
-    let (mut server, _dir) = plain("py-raise", "");
+fn an_app_that_raises_answers_500_logs_the_traceback_counts_it_and_the_next_request_works() {
+    let (mut server, _dir) = plain("py-raise", "stats = %dstats.sock\n");
     let failed = http_get(&http(&server), "/raise");
     assert_eq!(failed.status, 500);
     server.wait_for_log("ValueError: the view failed on purpose");
@@ -197,10 +197,8 @@ fn an_app_that_raises_answers_500_logs_the_traceback_and_the_next_request_works(
     assert_eq!(next.status, 200, "{}", server.logs());
     let logs = server.logs();
     assert!(logs.contains("Traceback (most recent call last)"), "{logs}");
-    assert!(
-        !logs.contains("worker exited"),
-        "the worker lives on: {logs}"
-    );
+    assert!(!logs.contains("worker exited"), "the worker lives on");
+    assert_eq!(stats(&server)["workers"][0]["exceptions"], 1, "{logs}");
 }
 
 #[test]
