@@ -76,7 +76,9 @@ def load(module, callable_name, wsgi_file, home, pythonpath, monkey_patch):
 
 
 def serve(bridge, app, cap):
-    """Runs requests until the I/O thread closes the bridge, then waits for those in flight."""
+    """Runs requests until the I/O thread closes the bridge. It closes it once it has drained:
+    every request it waited for is answered or given up, so greenlets still running (left
+    behind by harakiri) have nobody to answer and are killed."""
     import gevent
     import gevent.pool
 
@@ -93,7 +95,7 @@ def serve(bridge, app, cap):
             continue
         for job in jobs:
             pool.spawn(run_request, app, job, errors)
-    pool.join()
+    pool.kill(block=True, timeout=5)
     errors.flush()
 
 

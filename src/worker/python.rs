@@ -8,8 +8,9 @@
 //! QUIT and USR1 always reach the I/O thread, which installs the worker's signal handling as
 //! any worker does; Python installs no handlers of its own (it is initialised without them).
 //! When the I/O thread's loop ends (drained after TERM, `max-requests`, or INT), it closes the
-//! bridge; the hub lets the greenlets in flight finish and returns, and the worker exits with
-//! the I/O thread's code.
+//! bridge (every request it waited for is answered or given up by then); the hub kills the
+//! greenlets still running, which nobody waits for (left behind by `harakiri`), and returns,
+//! and the worker exits with the I/O thread's code.
 
 use std::rc::Rc;
 

@@ -41,7 +41,7 @@ from wsgiref.validate import validator
 ";
 
 /// A plain WSGI app: `/` describes the request as JSON, `/raise` raises, `/sleep` sleeps 0.1 s
-/// (gevent's `time.sleep` once patched), `/slow` 5 s, and `/stats` tells how many were in flight at most.
+/// (gevent's `time.sleep` once patched), `/slow` 5 s, `/forever` an hour, and `/stats` tells how many were in flight at most.
 const APP: &str = "
 import json, sys, time
 
@@ -85,6 +85,9 @@ def describe(environ, start_response):
     elif path == '/slow':
         time.sleep(5)
         body = b'late'
+    elif path == '/forever':
+        time.sleep(3600)
+        body = b'never'
     elif path == '/stats':
         body = json.dumps(state).encode()
     else:
@@ -353,4 +356,14 @@ fn a_wsgi_file_is_loaded_and_its_app_callable_found() {
     let response = http_get(&http(&server), "/");
     assert_eq!(response.status, 200, "{}", server.logs());
     assert_eq!(response.text(), "from a wsgi file");
+}
+
+#[test]
+fn a_python_worker_exits_on_term_even_with_a_greenlet_left_behind_by_harakiri() {
+    // The greenlet sleeps on after its 504; once the I/O thread has drained, nobody can take
+    // its answer, so it must not hold the worker up (the mercy is longer than the test waits).
+    let (mut server, _dir) = plain("py-orphan", "harakiri = 1\nworker-reload-mercy = 120\n");
+    assert_eq!(http_get(&http(&server), "/forever").status, 504);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
 }
