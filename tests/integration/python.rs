@@ -9,7 +9,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::thread;
 
-use crate::harness::client::{Proto, http_get, http_request};
+use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_request};
 use crate::harness::{Instance, Scratch, Signal, Target, json, stats};
 
 /// The test virtualenv, made on first use.
@@ -366,4 +366,25 @@ fn a_python_worker_exits_on_term_even_with_a_greenlet_left_behind_by_harakiri() 
     assert_eq!(http_get(&http(&server), "/forever").status, 504);
     server.signal(Signal::SIGTERM);
     assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
+}
+
+#[test]
+fn a_uwsgi_request_from_nginx_gets_its_cgi_vars_in_the_environ() {
+    let (server, _dir) = plain("py-uwsgi", "socket = 127.0.0.1:0\n");
+    let mut vars = nginx_vars("POST", "/from/nginx?x=1", b"abc");
+    vars.push(("HTTP_X_TEST".into(), "via-nginx".into()));
+    vars.push(("CONTENT_TYPE".into(), "text/plain".into()));
+    vars.retain(|(k, v)| k != "CONTENT_TYPE" || !v.is_empty());
+    let response = uwsgi_request(&server.target(Proto::Uwsgi), &vars, b"abc");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    let doc = json(&response.body);
+    assert_eq!(doc["REQUEST_METHOD"], "POST");
+    assert_eq!(doc["PATH_INFO"], "/from/nginx");
+    assert_eq!(doc["QUERY_STRING"], "x=1");
+    assert_eq!(doc["SERVER_NAME"], "localhost");
+    assert_eq!(doc["SERVER_PORT"], "80");
+    assert_eq!(doc["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(doc["CONTENT_TYPE"], "text/plain");
+    assert_eq!(doc["HTTP_X_TEST"], "via-nginx");
+    assert_eq!(doc["body"], "abc");
 }
