@@ -25,8 +25,9 @@ declare -A allowed=(
   [api]="proto coro"
   [apps]="api coro client"
   [python]="api coro"
-  # The worker also sets up the HTTP client of its handlers (the CAs it trusts).
-  [worker]="api proto coro net config scoreboard sys log exit client"
+  # The worker also sets up the HTTP client of its handlers (the CAs it trusts) and, in a
+  # Python worker, starts the Python side next to its I/O thread.
+  [worker]="api proto coro net config scoreboard sys log exit client python"
   [master]="config net sys scoreboard log worker exit"
   [emperor]="config sys log exit"
 )

@@ -206,6 +206,8 @@ pub(crate) mod log;
 pub(crate) mod master;
 pub(crate) mod net;
 pub(crate) mod proto;
+#[cfg(feature = "python")]
+pub(crate) mod python;
 pub(crate) mod scoreboard;
 mod server;
 pub(crate) mod sys;

@@ -26,6 +26,10 @@ use super::value::{Kind, ModuleTarget, Plugin, PythonTarget, split_commas};
 /// Whether this binary runs Python apps (the cargo feature `python`).
 pub(crate) const SUPPORTED: bool = cfg!(feature = "python");
 
+/// `callable` when nothing names one (uWSGI's default, the option table's).
+#[cfg(feature = "python")]
+pub(crate) const DEFAULT_CALLABLE: &str = "application";
+
 /// The Python WSGI app an instance serves, for the worker that runs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PythonApp {

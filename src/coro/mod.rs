@@ -46,6 +46,8 @@ mod timer;
 pub use cancel::CancelReason;
 pub use io::{Addr, CoStream, TcpStream, UnixStream};
 pub use offload::offload;
+#[cfg(any(test, feature = "python"))]
+pub(crate) use offload::{Completion, wait_remote};
 pub use sync::{Mutex, MutexGuard, Permit, Receiver, Semaphore, SendError, Sender, channel};
 pub use task::{JoinError, JoinHandle, catch_panic, join_all, spawn, try_spawn};
 pub use time::{Elapsed, sleep, sleep_until, timeout, yield_now};

@@ -8,6 +8,7 @@
 //! (the coroutine was cancelled) is dropped.
 
 use std::collections::VecDeque;
+
 use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -151,4 +152,80 @@ where
             "invariant broken: offload woke without a result",
         )),
     }
+}
+
+// Only the Python bridge (feature `python`) waits on another thread of its own.
+#[cfg(any(test, feature = "python"))]
+/// The far end of a [`wait_remote`]: another thread holds it and hands the result back with
+/// [`Completion::complete`], which wakes the parked coroutine through the runtime's waker.
+/// Dropped without a result (that thread gave up or died), it wakes the coroutine too, which
+/// then sees an error instead of waiting for ever.
+pub(crate) struct Completion<T: Send + 'static> {
+    slot: Arc<Mutex<Option<T>>>,
+    shared: Arc<Shared>,
+    waiter: Option<Waiter>,
+}
+
+#[cfg(any(test, feature = "python"))]
+impl<T: Send + 'static> std::fmt::Debug for Completion<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Completion").finish_non_exhaustive()
+    }
+}
+
+#[cfg(any(test, feature = "python"))]
+impl<T: Send + 'static> Completion<T> {
+    /// Hands `value` to the waiting coroutine and wakes it (a coroutine no longer waiting, as
+    /// after a cancellation, drops it).
+    pub(crate) fn complete(mut self, value: T) {
+        *lock(&self.slot) = Some(value);
+        self.wake();
+    }
+
+    fn wake(&mut self) {
+        if let Some(waiter) = self.waiter.take() {
+            lock(&self.shared.done).push(waiter);
+            let _ = self.shared.waker.wake();
+        }
+    }
+}
+
+#[cfg(any(test, feature = "python"))]
+impl<T: Send + 'static> Drop for Completion<T> {
+    fn drop(&mut self) {
+        self.wake();
+    }
+}
+
+#[cfg(any(test, feature = "python"))]
+/// Parks the current coroutine until another thread completes the [`Completion`] that `start`
+/// was given (`start` sends it there, e.g. through a channel). Fails if `start` fails, if the
+/// coroutine is cancelled while waiting (the late result is dropped), if the completion is
+/// dropped without a result, or outside a coroutine (nothing could wake this thread).
+pub(crate) fn wait_remote<T, F>(start: F) -> io::Result<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Completion<T>) -> io::Result<()>,
+{
+    let Some(rt) = sched::in_coroutine() else {
+        return Err(io::Error::other("wait_remote outside a coroutine"));
+    };
+    let waiter = rt
+        .next_waiter()
+        .expect("invariant: a running coroutine has a task");
+    let slot = Arc::new(Mutex::new(None));
+    start(Completion {
+        slot: slot.clone(),
+        shared: rt.offload.shared.clone(),
+        waiter: Some(waiter),
+    })?;
+    // Only the completion registered `waiter`, so an `Event` wake means it was completed or
+    // dropped.
+    rt.park(None, true, |_, _| {}).map_err(|e| e.into_io())?;
+    lock(&slot).take().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the remote side dropped the request without an answer",
+        )
+    })
 }

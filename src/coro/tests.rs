@@ -219,6 +219,34 @@ fn offload_runs_on_another_thread_and_wakes_the_right_coroutine() {
 }
 
 #[test]
+fn wait_remote_gets_the_answer_another_thread_completes_and_an_error_when_it_is_dropped() {
+    let mut rt = runtime(2);
+    let (tx, rx) = std::sync::mpsc::channel::<(u32, Completion<u32>)>();
+    let remote = std::thread::spawn(move || {
+        for (n, completion) in rx {
+            if n == 0 {
+                drop(completion);
+            } else {
+                completion.complete(n * 2);
+            }
+        }
+    });
+    let answers = rt
+        .block_on(move || {
+            let ask = |n: u32| {
+                wait_remote(|c| tx.send((n, c)).map_err(|_| io::Error::other("remote gone")))
+            };
+            (
+                ask(21).expect("answered"),
+                ask(0).expect_err("dropped").kind(),
+            )
+        })
+        .expect("coroutine");
+    assert_eq!(answers, (42, io::ErrorKind::BrokenPipe));
+    remote.join().expect("remote thread");
+}
+
+#[test]
 fn offload_reraises_the_jobs_panic_in_the_coroutine() {
     let mut rt = runtime(2);
     let err = rt

@@ -31,6 +31,8 @@ mod conn;
 mod exchange;
 mod http;
 mod pool;
+#[cfg(feature = "python")]
+mod python;
 mod reqlog;
 mod uwsgi;
 
@@ -175,6 +177,10 @@ impl Stop {
 /// Runs worker `spec.id` until it is told to stop; returns the process exit code.
 pub(crate) fn run(spec: WorkerSpec<'_>) -> u8 {
     crate::log::set_role_worker(spec.id);
+    #[cfg(feature = "python")]
+    if let Some(app) = spec.config.python.as_ref().map(python::app_spec) {
+        return python::run(spec, app);
+    }
     match serve(spec) {
         Ok(code) => code,
         Err(e) => {

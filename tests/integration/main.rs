@@ -16,6 +16,8 @@ mod master;
 mod memory;
 mod nginx;
 mod operations;
+#[cfg(feature = "python")]
+mod python;
 mod python_config;
 mod reload;
 mod stats;

@@ -1,0 +1,119 @@
+//! A Python worker (feature `python`): the main thread loads the app into CPython and runs
+//! gevent's hub; the worker's usual runtime ([`serve`](super::serve), unchanged) runs on a
+//! second thread, the I/O thread, which owns every socket and whose one app is the bridge to
+//! Python.
+//!
+//! Signals: the main thread keeps the worker's signals blocked (a forked worker starts with
+//! them blocked, and they are blocked again here for a worker started otherwise), so TERM, INT,
+//! QUIT and USR1 always reach the I/O thread, which installs the worker's signal handling as
+//! any worker does; Python installs no handlers of its own (it is initialised without them).
+//! When the I/O thread's loop ends (drained after TERM, `max-requests`, or INT), it closes the
+//! bridge (every request it waited for is answered or given up by then); the hub kills the
+//! greenlets still running, which nobody waits for (left behind by `harakiri`), and returns,
+//! and the worker exits with the I/O thread's code.
+
+use std::rc::Rc;
+
+use super::{Apps, WorkerSpec, serve};
+use crate::config::python::{DEFAULT_CALLABLE, PythonApp, PythonSource};
+use crate::exit;
+use crate::python::{self, AppSpec};
+
+/// The one app of a Python worker's router.
+const APP_NAME: &str = "python";
+
+/// What the Python side needs of the configuration's app. `callable` left at its default
+/// (`application`) lets the loader also find `app`, the name Flask apps use.
+pub(super) fn app_spec(app: &PythonApp) -> AppSpec {
+    let (module, wsgi_file) = match &app.source {
+        PythonSource::Module(module) => (Some(module.clone()), None),
+        PythonSource::File(file) => (None, Some(file.clone())),
+    };
+    AppSpec {
+        module,
+        callable: (app.callable != DEFAULT_CALLABLE).then(|| app.callable.clone()),
+        wsgi_file,
+        home: app.home.clone(),
+        pythonpath: app.pythonpath.clone(),
+        monkey_patch: app.monkey_patch,
+    }
+}
+
+/// Runs a Python worker serving `app`; returns the process exit code.
+pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
+    if let Err(e) = crate::sys::signal::block_master_signals() {
+        log::error!("worker failed to start: blocking signals: {e}");
+        return exit::WORKER_BOOT;
+    }
+    // Loaded before the I/O thread exists: monkey patching wants no other threads yet.
+    let loaded = match python::load(&app) {
+        Ok(loaded) => loaded,
+        Err(traceback) => {
+            log::error!("the Python app failed to load:\n{}", traceback.trim_end());
+            return exit::WORKER_BOOT;
+        }
+    };
+    let (io_bridge, py_bridge) = match python::bridge() {
+        Ok(pair) => pair,
+        Err(e) => {
+            log::error!("worker failed to start: {e}");
+            return exit::WORKER_BOOT;
+        }
+    };
+    let mut config = spec.config.clone();
+    config.module = Some(APP_NAME.to_string());
+    config.mounts.clear();
+    let cores = config.async_cores;
+    let WorkerSpec {
+        id,
+        listeners,
+        slot,
+        ..
+    } = spec;
+    let closer = io_bridge.clone();
+    let io_thread = std::thread::Builder::new()
+        .name("io".to_string())
+        .spawn(move || {
+            // Counted on this thread, the slot's one writer.
+            let counter = slot.clone();
+            let count_exception = Box::new(move || {
+                if let Some(slot) = &counter {
+                    slot.count_exception();
+                }
+            });
+            let mut apps = Apps::default();
+            apps.insert(APP_NAME, Rc::new(io_bridge.handler(count_exception)));
+            let code = match serve(WorkerSpec {
+                id,
+                config: &config,
+                listeners,
+                apps: &apps,
+                slot,
+            }) {
+                Ok(code) => code,
+                Err(e) => {
+                    log::error!("worker failed to start: {e}");
+                    exit::WORKER_BOOT
+                }
+            };
+            io_bridge.close();
+            code
+        });
+    let io_thread = match io_thread {
+        Ok(handle) => handle,
+        Err(e) => {
+            log::error!("worker failed to start: the I/O thread: {e}");
+            return exit::WORKER_BOOT;
+        }
+    };
+    if let Err(traceback) = python::serve(loaded, py_bridge, cores) {
+        // The hub is gone: the I/O thread answers what is left with errors and drains.
+        log::error!("the gevent hub failed:\n{}", traceback.trim_end());
+        closer.close();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGTERM);
+    }
+    match io_thread.join() {
+        Ok(code) => code,
+        Err(_) => exit::RUNTIME,
+    }
+}

@@ -1,0 +1,390 @@
+//! Python WSGI apps (feature `python`): apps from a virtualenv with gevent and Flask from PyPI
+//! (made once per run by `scripts/python-venv.sh` under target/), served by the real binary.
+//! Each test's INI names its app as a uWSGI user's does (`module`, `wsgi-file`, `home`,
+//! `pythonpath`, `gevent`).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::thread;
+
+use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_request};
+use crate::harness::{Instance, Scratch, Signal, Target, json, stats};
+
+/// The test virtualenv, made on first use.
+fn venv() -> &'static str {
+    static VENV: OnceLock<String> = OnceLock::new();
+    VENV.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/python-venv.sh"))
+            .output()
+            .expect("run scripts/python-venv.sh");
+        assert!(
+            out.status.success(),
+            "scripts/python-venv.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("venv path")
+            .trim()
+            .to_string()
+    })
+}
+
+/// Every test app runs under `wsgiref.validate.validator`, which raises on any PEP 3333
+/// violation by the server (a 500 in the test) and warns on lesser ones (made errors here).
+const PRELUDE: &str = "\
+import warnings
+warnings.simplefilter('error')
+from wsgiref.validate import validator
+";
+
+/// A plain WSGI app: `/` describes the request as JSON, `/raise` raises, `/sleep` sleeps 0.1 s
+/// (gevent's `time.sleep` once patched), `/slow` 5 s, `/forever` an hour, and `/stats` tells how many were in flight at most.
+const APP: &str = "
+import json, sys, time
+
+state = {'now': 0, 'max': 0, 'closed': 0}
+
+class Closing:
+    # A response iterable that counts its close() calls, failing half-way when asked.
+    def __init__(self, fail):
+        self.fail = fail
+    def __iter__(self):
+        yield b'first '
+        if self.fail:
+            raise RuntimeError('the iterable failed half-way')
+        yield b'second'
+    def close(self):
+        state['closed'] += 1
+
+def describe(environ, start_response):
+    path = environ['PATH_INFO']
+    if path == '/raise':
+        raise ValueError('the view failed on purpose')
+    if path == '/exc_info':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        try:
+            raise KeyError('late trouble')
+        except KeyError:
+            start_response('503 Service Unavailable', [('Content-Type', 'text/plain')],
+                           sys.exc_info())
+        return [b'replaced']
+    if path in ('/iterable', '/iterable-fails'):
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return Closing(path == '/iterable-fails')
+    if path == '/sleep':
+        state['now'] += 1
+        state['max'] = max(state['max'], state['now'])
+        try:
+            time.sleep(0.1)
+        finally:
+            state['now'] -= 1
+        body = b'slept'
+    elif path == '/slow':
+        time.sleep(5)
+        body = b'late'
+    elif path == '/forever':
+        time.sleep(3600)
+        body = b'never'
+    elif path == '/stats':
+        body = json.dumps(state).encode()
+    else:
+        length = int(environ.get('CONTENT_LENGTH') or 0)
+        keys = ['REQUEST_METHOD', 'SCRIPT_NAME', 'PATH_INFO', 'QUERY_STRING', 'SERVER_NAME',
+                'SERVER_PORT', 'SERVER_PROTOCOL', 'REMOTE_ADDR', 'CONTENT_TYPE', 'HTTP_X_TEST',
+                'wsgi.url_scheme', 'wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once']
+        doc = {k: environ.get(k) for k in keys}
+        doc['wsgi.version'] = list(environ['wsgi.version'])
+        doc['body'] = environ['wsgi.input'].read(length).decode()
+        environ['wsgi.errors'].write('a line for the log\\n')
+        body = json.dumps(doc).encode()
+    write = start_response('200 OK', [('Content-Type', 'application/json'),
+                                      ('X-App', 'plain')])
+    write(b'')
+    return [body]
+
+application = validator(describe)
+";
+
+const FLASK_APP: &str = "
+from flask import Flask, request
+
+web = Flask(__name__)
+
+@web.route('/hello/<name>')
+def hello(name):
+    return 'hello %s from flask, q=%s' % (name, request.args.get('q'))
+";
+
+/// A Python worker serving `module` (from `files` written to its own directory), one worker,
+/// `gevent = 100` cores, plus `extra` INI lines.
+fn start(name: &str, files: &[(&str, &str)], module: &str, extra: &str) -> (Instance, Scratch) {
+    let (instance, dir) = spawn(name, files, module, extra);
+    let mut instance = instance;
+    instance.wait_ready();
+    (instance, dir)
+}
+
+fn spawn(name: &str, files: &[(&str, &str)], module: &str, extra: &str) -> (Instance, Scratch) {
+    let dir = Scratch::new(&format!("{name}-py"));
+    for (file, text) in files {
+        dir.write(file, text);
+    }
+    let path = dir.path().to_string_lossy().into_owned();
+    let instance = Instance::spawn(
+        name,
+        &format!(
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nplugins = python3,gevent\nmodule = {module}\n\
+             home = {}\npythonpath = {path}\ngevent = 100\n{extra}",
+            venv()
+        ),
+        &[],
+    );
+    (instance, dir)
+}
+
+fn plain(name: &str, extra: &str) -> (Instance, Scratch) {
+    start(
+        name,
+        &[("plainapp.py", &format!("{PRELUDE}{APP}"))],
+        "plainapp",
+        extra,
+    )
+}
+
+fn http(instance: &Instance) -> Target {
+    instance.target(Proto::Http)
+}
+
+#[test]
+fn a_plain_wsgi_app_under_the_validator_gets_a_pep_3333_environ_and_answers() {
+    let (server, _dir) = plain("py-plain", "");
+    let response = http_request(
+        &http(&server),
+        b"POST /some/path?a=1 HTTP/1.1\r\nHost: example.test:8080\r\nX-Test: yes\r\n\
+          Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+    );
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(response.header("x-app"), Some("plain"));
+    let doc = json(&response.body);
+    assert_eq!(doc["REQUEST_METHOD"], "POST");
+    assert_eq!(doc["SCRIPT_NAME"], "");
+    assert_eq!(doc["PATH_INFO"], "/some/path");
+    assert_eq!(doc["QUERY_STRING"], "a=1");
+    assert_eq!(doc["SERVER_NAME"], "example.test");
+    assert_eq!(doc["SERVER_PORT"], "8080");
+    assert_eq!(doc["SERVER_PROTOCOL"], "HTTP/1.1");
+    assert_eq!(doc["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(doc["CONTENT_TYPE"], "text/plain");
+    assert_eq!(doc["HTTP_X_TEST"], "yes");
+    assert_eq!(doc["wsgi.url_scheme"], "http");
+    assert_eq!(doc["wsgi.version"], serde_json::json!([1, 0]));
+    assert_eq!(doc["wsgi.multithread"], false);
+    assert_eq!(doc["wsgi.multiprocess"], true);
+    assert_eq!(doc["wsgi.run_once"], false);
+    assert_eq!(doc["body"], "hello");
+    let logs = server.logs();
+    assert!(logs.contains("a line for the log"), "wsgi.errors: {logs}");
+    assert!(!logs.contains("Traceback"), "{logs}");
+}
+
+#[test]
+fn an_app_that_raises_answers_500_logs_the_traceback_counts_it_and_the_next_request_works() {
+    let (mut server, _dir) = plain("py-raise", "stats = %dstats.sock\n");
+    let failed = http_get(&http(&server), "/raise");
+    assert_eq!(failed.status, 500);
+    server.wait_for_log("ValueError: the view failed on purpose");
+    let next = http_get(&http(&server), "/");
+    assert_eq!(next.status, 200, "{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("Traceback (most recent call last)"), "{logs}");
+    assert!(!logs.contains("worker exited"), "the worker lives on");
+    assert_eq!(stats(&server)["workers"][0]["exceptions"], 1, "{logs}");
+}
+
+#[test]
+fn twenty_sleeping_requests_overlap_on_one_worker_under_gevent() {
+    let (server, _dir) = plain("py-overlap", "");
+    let target = http(&server);
+    let sleepers: Vec<_> = (0..20)
+        .map(|_| {
+            let target = target.clone();
+            thread::spawn(move || http_get(&target, "/sleep"))
+        })
+        .collect();
+    for sleeper in sleepers {
+        let response = sleeper.join().expect("client thread");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "slept");
+    }
+    let stats = json(&http_get(&target, "/stats").body);
+    let most = stats["max"].as_u64().expect("max in flight");
+    assert!(
+        most >= 10,
+        "at most {most} of 20 sleeping requests overlapped"
+    );
+}
+
+#[test]
+fn a_flask_app_answers_through_module_and_callable() {
+    let (server, _dir) = start(
+        "py-flask",
+        &[("flaskapp.py", FLASK_APP)],
+        "flaskapp:web",
+        "",
+    );
+    let response = http_get(&http(&server), "/hello/you?q=1");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(response.text(), "hello you from flask, q=1");
+    let missing = http_get(&http(&server), "/nothing");
+    assert_eq!(missing.status, 404);
+}
+
+#[test]
+fn an_app_that_fails_to_import_fails_the_worker_at_boot_with_its_traceback_and_exit_3() {
+    let (mut server, _dir) = spawn(
+        "py-import-error",
+        &[("broken.py", "import no_such_module_here\n")],
+        "broken",
+        "",
+    );
+    let status = server.wait_exit();
+    assert_eq!(status.code(), Some(3), "{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("the Python app failed to load"), "{logs}");
+    assert!(
+        logs.contains("ModuleNotFoundError: No module named 'no_such_module_here'"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn term_drains_a_python_worker_its_request_in_flight_finishes_and_it_exits_0() {
+    let (mut server, _dir) = plain("py-term", "");
+    let target = http(&server);
+    let sleeper = thread::spawn(move || http_get(&target, "/sleep"));
+    server.wait_for_log("GET /sleep");
+    server.signal(Signal::SIGTERM);
+    let response = sleeper.join().expect("client thread");
+    assert_eq!(response.status, 200);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
+    server.wait_for_log("worker drained");
+}
+
+#[test]
+fn max_requests_recycles_a_python_worker_and_its_successor_serves() {
+    let (mut server, _dir) = plain("py-max-requests", "max-requests = 2\n");
+    for _ in 0..2 {
+        assert_eq!(http_get(&http(&server), "/").status, 200);
+    }
+    server.wait_for_log_count("worker ready", 2);
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn hup_reloads_python_workers_and_the_new_one_serves() {
+    let (mut server, _dir) = plain("py-hup", "");
+    assert_eq!(http_get(&http(&server), "/").status, 200);
+    server.signal(Signal::SIGHUP);
+    server.wait_for_log_count("worker ready", 2);
+    server.wait_for_log("worker drained");
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn harakiri_answers_504_for_a_slow_python_view_and_the_worker_serves_on() {
+    let (server, _dir) = plain("py-harakiri", "harakiri = 1\n");
+    let late = http_get(&http(&server), "/slow");
+    assert_eq!(late.status, 504, "{}", server.logs());
+    assert_eq!(
+        http_get(&http(&server), "/").status,
+        200,
+        "{}",
+        server.logs()
+    );
+}
+
+#[test]
+fn start_response_with_exc_info_replaces_the_status_before_anything_is_sent() {
+    let (server, _dir) = plain("py-exc-info", "");
+    let response = http_get(&http(&server), "/exc_info");
+    assert_eq!(response.status, 503, "{}", server.logs());
+    assert_eq!(response.text(), "replaced");
+}
+
+#[test]
+fn a_response_iterable_is_closed_whether_it_ends_or_raises() {
+    let (server, _dir) = plain("py-close", "");
+    let whole = http_get(&http(&server), "/iterable");
+    assert_eq!(whole.status, 200, "{}", server.logs());
+    assert_eq!(whole.text(), "first second");
+    let failed = http_get(&http(&server), "/iterable-fails");
+    assert_eq!(failed.status, 500);
+    let stats = json(&http_get(&http(&server), "/stats").body);
+    assert_eq!(stats["closed"], 2, "{}", server.logs());
+}
+
+#[test]
+fn a_wsgi_file_is_loaded_and_its_app_callable_found() {
+    let dir = Scratch::new("py-wsgi-file-app");
+    let file = dir.write(
+        "site/wsgi.py",
+        "def app(environ, start_response):\n    \
+         start_response('200 OK', [('Content-Type', 'text/plain')])\n    \
+         return [b'from a wsgi file']\n",
+    );
+    let server = Instance::start(
+        "py-wsgi-file",
+        &format!(
+            "[uwsgi]\nhttp-socket = 127.0.0.1:0\nwsgi-file = {}\nhome = {}\n",
+            file.display(),
+            venv()
+        ),
+        &[],
+    );
+    let response = http_get(&http(&server), "/");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(response.text(), "from a wsgi file");
+}
+
+#[test]
+fn a_python_worker_exits_on_term_even_with_a_greenlet_left_behind_by_harakiri() {
+    // The greenlet sleeps on after its 504; once the I/O thread has drained, nobody can take
+    // its answer, so it must not hold the worker up (the mercy is longer than the test waits).
+    let (mut server, _dir) = plain("py-orphan", "harakiri = 1\nworker-reload-mercy = 120\n");
+    assert_eq!(http_get(&http(&server), "/forever").status, 504);
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
+}
+
+#[test]
+fn a_uwsgi_request_from_nginx_gets_its_cgi_vars_in_the_environ() {
+    let (server, _dir) = plain("py-uwsgi", "socket = 127.0.0.1:0\n");
+    let mut vars = nginx_vars("POST", "/from/nginx?x=1", b"abc");
+    vars.push(("HTTP_X_TEST".into(), "via-nginx".into()));
+    vars.push(("CONTENT_TYPE".into(), "text/plain".into()));
+    vars.retain(|(k, v)| k != "CONTENT_TYPE" || !v.is_empty());
+    let response = uwsgi_request(&server.target(Proto::Uwsgi), &vars, b"abc");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    let doc = json(&response.body);
+    assert_eq!(doc["REQUEST_METHOD"], "POST");
+    assert_eq!(doc["PATH_INFO"], "/from/nginx");
+    assert_eq!(doc["QUERY_STRING"], "x=1");
+    assert_eq!(doc["SERVER_NAME"], "localhost");
+    assert_eq!(doc["SERVER_PORT"], "80");
+    assert_eq!(doc["REMOTE_ADDR"], "127.0.0.1");
+    assert_eq!(doc["CONTENT_TYPE"], "text/plain");
+    assert_eq!(doc["HTTP_X_TEST"], "via-nginx");
+    assert_eq!(doc["body"], "abc");
+}
