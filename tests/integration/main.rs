@@ -18,6 +18,8 @@ mod nginx;
 mod operations;
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_apps;
 mod python_config;
 mod reload;
 mod stats;

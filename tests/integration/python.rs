@@ -12,7 +12,7 @@ use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_re
 use crate::harness::{Instance, Scratch, Signal, Target, json, stats};
 
 /// The test virtualenv, made on first use.
-fn venv() -> &'static str {
+pub(crate) fn venv() -> &'static str {
     static VENV: OnceLock<String> = OnceLock::new();
     VENV.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
