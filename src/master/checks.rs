@@ -189,7 +189,13 @@ impl Master<'_> {
         let due: Vec<(Pid, &'static str)> = self
             .workers
             .iter()
-            .filter(|w| w.state == Lifecycle::Accepting && !self.chain.contains(&w.pid))
+            // Queued or with a successor booting (popped from the chain, still accepting
+            // until it is ready): it is on its way out already.
+            .filter(|w| {
+                w.state == Lifecycle::Accepting
+                    && !self.chain.contains(&w.pid)
+                    && !self.workers.is_being_replaced(w.pid)
+            })
             .filter_map(|w| {
                 let snapshot = self.scoreboard.snapshot(w.slot?)?;
                 if w.max_requests

@@ -442,3 +442,32 @@ fn touch_reload_hup_and_chain_reload_of_a_flask_app_under_load_fail_no_request()
     assert!(failures.is_empty(), "{failures:?}\n{}", server.logs());
     assert!(served > 0, "the load was served");
 }
+
+#[test]
+fn a_flask_worker_past_max_requests_is_queued_for_recycling_once_while_its_successor_boots() {
+    // A Python worker boots slowly: the old one serves on meanwhile, past its max-requests
+    // again, and must not be queued a second time (nor logged as recycled twice).
+    let upstream = Upstream::start();
+    let (mut server, _app) = start_flask("py-flask-recycle-once", &upstream);
+    let target = server.target(Proto::Http);
+    let load = GentleLoad::start(&target, 2);
+    let first = server.wait_for_log("reason=max-requests");
+    let pid = first
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .expect("a pid in the recycling line")
+        .to_string();
+    server.wait_for_log(&format!("retiring worker pid={pid} reason=replaced"));
+    let (served, failures) = load.finish();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(served > 0);
+    let logs = server.logs();
+    let queued = logs
+        .lines()
+        .filter(|l| l.contains(&format!("recycling worker pid={pid} ")))
+        .count();
+    assert_eq!(
+        queued, 1,
+        "pid {pid} queued for recycling {queued} times:\n{logs}"
+    );
+}
