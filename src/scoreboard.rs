@@ -183,6 +183,7 @@ impl Scoreboard {
     /// The handle a worker writes through, or `None` for an id beyond the capacity.
     pub(crate) fn slot(&self, id: SlotId) -> Option<WorkerSlot> {
         (id.0 >= 1 && id.index() < self.slots).then(|| WorkerSlot {
+            alive: None,
             board: self.clone(),
             id,
         })
@@ -324,6 +325,23 @@ impl Scoreboard {
 pub(crate) struct WorkerSlot {
     board: Scoreboard,
     id: SlotId,
+    alive: Option<AliveCheck>,
+}
+
+/// What else must be responsive for a heartbeat to count (a Python worker's other thread).
+#[derive(Clone)]
+pub(crate) struct AliveCheck(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl AliveCheck {
+    pub(crate) fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> AliveCheck {
+        AliveCheck(Arc::new(check))
+    }
+}
+
+impl fmt::Debug for AliveCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AliveCheck")
+    }
 }
 
 impl WorkerSlot {
@@ -334,9 +352,18 @@ impl WorkerSlot {
     }
 
     /// Stamps the loop heartbeat: call once per loop turn (not from handlers), so a loop blocked
-    /// by a handler shows up as a stale heartbeat.
+    /// by a handler shows up as a stale heartbeat. With an [`AliveCheck`] that fails, it stamps
+    /// nothing: the worker is blocked elsewhere.
     pub(crate) fn heartbeat(&self) {
-        set(self.row(), Field::HeartbeatMs, clock::monotonic_ms());
+        if self.alive.as_ref().is_none_or(|check| (check.0)()) {
+            set(self.row(), Field::HeartbeatMs, clock::monotonic_ms());
+        }
+    }
+
+    /// This slot, whose heartbeat also requires `check` to pass.
+    pub(crate) fn with_alive_check(mut self, check: AliveCheck) -> WorkerSlot {
+        self.alive = Some(check);
+        self
     }
 
     /// Whether the master asks this worker to stop accepting for now.

@@ -663,6 +663,13 @@ impl<'a> Request<'a> {
         })
     }
 
+    /// Every CGI/uwsgi variable as the bytes that came in (a Python app's environ decodes them
+    /// as latin-1, as PEP 3333 asks).
+    #[cfg(feature = "python")]
+    pub(crate) fn var_bytes(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.data.vars().iter()
+    }
+
     /// The CGI/uwsgi variable `name` (exact case), such as `REMOTE_ADDR`.
     pub fn var(&self, name: &str) -> Option<&str> {
         match std::str::from_utf8(self.data.vars().get(name)?) {

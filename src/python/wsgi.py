@@ -1,6 +1,7 @@
 # The Python side of rcontainer's WSGI host (src/python/): loads the app, then runs gevent's
-# hub on the worker's main thread with one greenlet per request. Requests come complete from
-# the I/O thread through `bridge`; each answer goes back through `job.respond` / `job.fail`.
+# hub on the worker's main thread with one greenlet per request. Requests come from the I/O
+# thread through `bridge` (src/python/bridge.rs); each greenlet trades its request body and
+# its answer with the request's coroutine through its `job`, a piece at a time.
 import importlib
 import importlib.util
 import os
@@ -35,6 +36,11 @@ class ErrorStream:
 
 def load(module, callable_name, wsgi_file, home, pythonpath, monkey_patch):
     """Returns the WSGI callable; raises (with its traceback) when it cannot be loaded."""
+    import faulthandler
+
+    # The watchdog's SIGABRT (a greenlet that never yields) prints every thread's stack to the
+    # log, the stuck view's frame first.
+    faulthandler.enable(all_threads=True)
     if home:
         import site
 
@@ -75,83 +81,296 @@ def load(module, callable_name, wsgi_file, home, pythonpath, monkey_patch):
     return app
 
 
-def serve(bridge, app, cap):
+# The most bytes one read of wsgi.input asks the I/O thread for (it caps them too).
+INPUT_PIECE = 65536
+
+
+def serve(bridge, app):
     """Runs requests until the I/O thread closes the bridge. It closes it once it has drained:
     every request it waited for is answered or given up, so greenlets still running (left
     behind by harakiri) have nobody to answer and are killed."""
     import gevent
-    import gevent.pool
+    from gevent.event import Event
 
     errors = ErrorStream(bridge)
     hub = gevent.get_hub()
     watcher = hub.loop.io(bridge.fileno(), 1)
-    pool = gevent.pool.Pool(cap)
+    running = {}
+
+    def forget(greenlet, job):
+        running.pop(job.id, None)
+        job.finish()
+
     while True:
-        jobs = bridge.take()
-        if jobs is None:
+        taken = bridge.take()
+        if taken is None:
             break
-        if not jobs:
+        jobs, ready = taken
+        if not jobs and not ready:
             hub.wait(watcher)
             continue
         for job in jobs:
-            pool.spawn(run_request, app, job, errors)
-    pool.kill(block=True, timeout=5)
+            turn = Turn(job, Event())
+            greenlet = gevent.spawn(run_request, app, turn, errors)
+            # Also when killed before it ever ran.
+            greenlet.rawlink(lambda g, job=job: forget(g, job))
+            running[job.id] = (greenlet, turn)
+        for job_id in ready:
+            entry = running.get(job_id)
+            if entry is None:
+                continue
+            greenlet, turn = entry
+            if turn.job.stopped:
+                # The client went away or harakiri struck: the app's close() still runs.
+                greenlet.kill(block=False)
+            else:
+                turn.event.set()
+    gevent.killall([g for g, _ in running.values()], block=True, timeout=5)
     errors.flush()
 
 
-def environ_of(job, errors):
-    import io
+class Turn:
+    """A greenlet's waits for its request's coroutine: for the next piece of body, or for room
+    to queue more of the answer. The hub sets `event` when the coroutine has done its part."""
 
+    __slots__ = ("job", "event")
+
+    def __init__(self, job, event):
+        self.job = job
+        self.event = event
+
+    def wait(self, check):
+        """Waits until `check()` returns something other than None, and returns it."""
+        while True:
+            self.event.clear()
+            value = check()
+            if value is not None:
+                return value
+            self.event.wait()
+
+    def wait_for_room(self):
+        self.wait(lambda: True if self.job.room() else None)
+
+
+class Input:
+    """wsgi.input: the request body, read from the socket by the I/O thread a piece at a time
+    as the app asks, so an upload is never held whole (unless the app reads it whole)."""
+
+    def __init__(self, turn):
+        self._turn = turn
+        self._buf = bytearray()
+        self._eof = False
+
+    def _piece(self, want):
+        """The next piece of body from the socket, b"" at its end."""
+        if self._eof:
+            return b""
+        job = self._turn.job
+        job.need_input(max(1, min(want, INPUT_PIECE)))
+        piece = self._turn.wait(job.take_input)
+        if not piece:
+            self._eof = True
+        return piece
+
+    def _take(self, size):
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            while True:
+                piece = self._piece(INPUT_PIECE)
+                if not piece:
+                    break
+                self._buf += piece
+            return self._take(len(self._buf))
+        if not self._buf and size > 0:
+            # The common case: no copy of what came.
+            piece = self._piece(size)
+            if len(piece) <= size:
+                return piece
+            self._buf += piece
+        while len(self._buf) < size:
+            piece = self._piece(size - len(self._buf))
+            if not piece:
+                break
+            self._buf += piece
+        return self._take(size)
+
+    def readline(self, size=-1):
+        limit = size if size is not None and size >= 0 else None
+        searched = 0
+        while True:
+            at = self._buf.find(b"\n", searched)
+            if at >= 0:
+                end = at + 1
+                break
+            searched = len(self._buf)
+            if limit is not None and searched >= limit:
+                end = limit
+                break
+            piece = self._piece(INPUT_PIECE)
+            if not piece:
+                end = len(self._buf)
+                break
+            self._buf += piece
+        if limit is not None:
+            end = min(end, limit)
+        return self._take(end)
+
+    def readlines(self, hint=-1):
+        lines = []
+        total = 0
+        for line in self:
+            lines.append(line)
+            total += len(line)
+            if hint is not None and 0 < hint <= total:
+                break
+        return lines
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: a file-like object's contents as an iterable of blocks."""
+
+    def __init__(self, filelike, blksize=65536):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def environ_of(turn, errors):
+    job = turn.job
     environ = dict(job.vars)
     environ.update(
         {
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": environ.get("wsgi.url_scheme", job.scheme),
-            "wsgi.input": io.BytesIO(job.body),
+            "wsgi.input": Input(turn),
+            # The input ends where the body does (chunked or not): reading to b"" is safe.
+            "wsgi.input_terminated": True,
             "wsgi.errors": errors,
             "wsgi.multithread": False,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
         }
     )
     return environ
 
 
-def run_request(app, job, errors):
-    state = {"status": None, "headers": None}
-    chunks = []
+class Answer:
+    """What the app answers so far: start_response's status and headers, and whether the head
+    went to the I/O thread (with the first non-empty piece of body, as PEP 3333 asks)."""
 
-    def write(data):
-        if state["status"] is None:
+    __slots__ = ("turn", "status", "headers", "sent")
+
+    def __init__(self, turn):
+        self.turn = turn
+        self.status = None
+        self.headers = None
+        self.sent = False
+
+    def start_response(self, status, headers, exc_info=None):
+        if exc_info is not None:
+            try:
+                if self.sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError("start_response() called twice without exc_info")
+        if not isinstance(status, str):
+            raise TypeError("the status must be a str, not %s" % type(status).__name__)
+        self.status = status
+        self.headers = list(headers)
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
             raise AssertionError("write() before start_response()")
         if not isinstance(data, bytes):
             raise TypeError("write() takes bytes, not %s" % type(data).__name__)
-        chunks.append(data)
+        if data:
+            self.send(data)
 
-    def start_response(status, headers, exc_info=None):
-        if exc_info is not None:
-            # Nothing is sent before the app returns, so the headers can still be replaced.
-            exc_info = None
-        elif state["status"] is not None:
-            raise AssertionError("start_response() called twice without exc_info")
-        state["status"] = status
-        state["headers"] = headers
-        return write
+    def send(self, data):
+        """One piece of a streamed body, the head first; waits while the queue is full."""
+        job = self.turn.job
+        if self.sent:
+            room = job.chunk(data)
+        else:
+            self.check_started()
+            room = job.reply(self.status, self.headers, data, True)
+            self.sent = True
+        if not room:
+            self.turn.wait_for_room()
 
-    try:
-        result = app(environ_of(job, errors), start_response)
-        try:
+    def check_started(self):
+        if self.status is None:
+            raise AssertionError("the app returned without calling start_response()")
+
+    def finish(self, result):
+        """Sends what the app returned: at once when it is a list or tuple (already in memory),
+        else a piece at a time as the iterable yields it."""
+        job = self.turn.job
+        if isinstance(result, (list, tuple)) and not self.sent:
             for chunk in result:
-                if not isinstance(chunk, bytes):
-                    raise TypeError("the app yielded %s, not bytes" % type(chunk).__name__)
-                if chunk:
-                    chunks.append(chunk)
+                check_chunk(chunk)
+            self.check_started()
+            job.reply(self.status, self.headers, b"".join(result), False)
+            return
+        for chunk in result:
+            check_chunk(chunk)
+            if chunk:
+                self.send(chunk)
+        if self.sent:
+            job.end()
+        else:
+            self.check_started()
+            job.reply(self.status, self.headers, b"", False)
+
+
+def check_chunk(chunk):
+    if not isinstance(chunk, bytes):
+        raise TypeError("the app yielded %s, not bytes" % type(chunk).__name__)
+
+
+def run_request(app, turn, errors):
+    import gevent
+
+    answer = Answer(turn)
+    try:
+        result = app(environ_of(turn, errors), answer.start_response)
+        try:
+            answer.finish(result)
         finally:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-        if state["status"] is None:
-            raise AssertionError("the app returned without calling start_response()")
-        job.respond(state["status"], list(state["headers"]), b"".join(chunks))
+    except gevent.GreenletExit:
+        # Killed: the I/O side gave up on the request (and said why in the log).
+        pass
     except Exception:
-        job.fail(traceback.format_exc())
+        turn.job.fail(traceback.format_exc())
+    finally:
+        turn.job.finish()

@@ -9,8 +9,14 @@
 //! any worker does; Python installs no handlers of its own (it is initialised without them).
 //! When the I/O thread's loop ends (drained after TERM, `max-requests`, or INT), it closes the
 //! bridge (every request it waited for is answered or given up by then); the hub kills the
-//! greenlets still running, which nobody waits for (left behind by `harakiri`), and returns,
-//! and the worker exits with the I/O thread's code.
+//! greenlets still running, which nobody waits for, and returns, and the worker exits with the
+//! I/O thread's code.
+//!
+//! Watchdog: the I/O thread stamps the worker's heartbeat only while the Python thread keeps up
+//! with its work (the bridge's `python_responsive`),
+//! so a greenlet that never yields (a CPU loop, C code holding the thread) stops the heartbeat
+//! and the master's `worker-watchdog` aborts the worker, which prints every thread's Python
+//! stack to the log as it goes.
 
 use std::rc::Rc;
 
@@ -18,6 +24,7 @@ use super::{Apps, WorkerSpec, serve};
 use crate::config::python::{DEFAULT_CALLABLE, PythonApp, PythonSource};
 use crate::exit;
 use crate::python::{self, AppSpec};
+use crate::scoreboard::AliveCheck;
 
 /// The one app of a Python worker's router.
 const APP_NAME: &str = "python";
@@ -49,7 +56,7 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
     let loaded = match python::load(&app) {
         Ok(loaded) => loaded,
         Err(traceback) => {
-            log::error!("the Python app failed to load:\n{}", traceback.trim_end());
+            python::log_traceback("the Python app failed to load:", &traceback);
             return exit::WORKER_BOOT;
         }
     };
@@ -63,20 +70,22 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
     let mut config = spec.config.clone();
     config.module = Some(APP_NAME.to_string());
     config.mounts.clear();
-    let cores = config.async_cores;
     let WorkerSpec {
         id,
         listeners,
         slot,
         ..
     } = spec;
+    let watched = io_bridge.clone();
+    let slot = slot
+        .map(|slot| slot.with_alive_check(AliveCheck::new(move || watched.python_responsive())));
     let closer = io_bridge.clone();
     let io_thread = std::thread::Builder::new()
         .name("io".to_string())
         .spawn(move || {
             // Counted on this thread, the slot's one writer.
             let counter = slot.clone();
-            let count_exception = Box::new(move || {
+            let count_exception = Rc::new(move || {
                 if let Some(slot) = &counter {
                     slot.count_exception();
                 }
@@ -106,9 +115,9 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
             return exit::WORKER_BOOT;
         }
     };
-    if let Err(traceback) = python::serve(loaded, py_bridge, cores) {
+    if let Err(traceback) = python::serve(loaded, py_bridge) {
         // The hub is gone: the I/O thread answers what is left with errors and drains.
-        log::error!("the gevent hub failed:\n{}", traceback.trim_end());
+        python::log_traceback("the gevent hub failed:", &traceback);
         closer.close();
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGTERM);
     }
