@@ -30,7 +30,8 @@ const MESSAGE_COST: usize = 64;
 /// The largest piece of request body handed to the app at once.
 pub(super) const INPUT_CHUNK: usize = 64 * 1024;
 
-/// Work left untaken this long means the Python thread is not getting back to its hub.
+/// Work (or a ping) left untaken this long means the Python thread is not getting back to its
+/// hub.
 const STALL: Duration = Duration::from_secs(1);
 
 /// A message from a greenlet to its request's coroutine.
@@ -93,8 +94,10 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Requests whose greenlet is to be woken (or killed, once stopped).
     ready: Vec<u64>,
-    /// Since when work has waited for the Python thread to take it.
+    /// Since when work (or a ping) has waited for the Python thread to take it.
     pending_since: Option<Instant>,
+    /// When the Python thread was last pinged.
+    pinged: Option<Instant>,
     closed: bool,
 }
 
@@ -188,8 +191,21 @@ impl IoBridge {
     /// Whether the Python thread keeps up: false once work has waited for it longer than
     /// [`STALL`] (a greenlet that never yields, or C code that holds the thread). The worker's
     /// heartbeat stops while it is false, so the master's watchdog sees a blocked worker.
+    /// With nothing waiting, it pings the Python thread now and then (a wake-up with no work),
+    /// so a thread stuck while idle shows too.
     pub(crate) fn python_responsive(&self) -> bool {
-        (lock(&self.0.queue).pending_since).is_none_or(|since| since.elapsed() < STALL)
+        let mut queue = lock(&self.0.queue);
+        if let Some(since) = queue.pending_since {
+            return since.elapsed() < STALL;
+        }
+        let now = Instant::now();
+        if queue.pinged.is_none_or(|at| now - at >= STALL / 2) {
+            queue.pinged = Some(now);
+            queue.pending_since = Some(now);
+            drop(queue);
+            self.0.poke();
+        }
+        true
     }
 }
 

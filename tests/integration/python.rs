@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::thread;
 
 use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_request};
-use crate::harness::{Instance, Scratch, Signal, Target, json, stats};
+use crate::harness::{Instance, Scratch, Signal, Target, eventually, json, stats};
 
 /// The test virtualenv, made on first use.
 pub(crate) fn venv() -> &'static str {
@@ -40,11 +40,14 @@ from wsgiref.validate import validator
 ";
 
 /// A plain WSGI app: `/` describes the request as JSON, `/raise` raises, `/sleep` sleeps 0.1 s
-/// (gevent's `time.sleep` once patched), `/slow` 5 s, `/forever` an hour, and `/stats` tells how many were in flight at most.
+/// (gevent's `time.sleep` once patched), `/slow` 5 s, `/forever` an hour (counting those that
+/// ended), `/spin` never yields, `/file` sends its own source through `wsgi.file_wrapper`,
+/// `/lines` and `/to-eof` read `wsgi.input` by lines and in small pieces, and `/stats` tells how
+/// many were in flight at most.
 const APP: &str = "
 import json, sys, time
 
-state = {'now': 0, 'max': 0, 'closed': 0}
+state = {'now': 0, 'max': 0, 'closed': 0, 'forever_ended': 0}
 
 class Closing:
     # A response iterable that counts its close() calls, failing half-way when asked.
@@ -85,8 +88,30 @@ def describe(environ, start_response):
         time.sleep(5)
         body = b'late'
     elif path == '/forever':
-        time.sleep(3600)
+        try:
+            time.sleep(3600)
+        finally:
+            state['forever_ended'] += 1
         body = b'never'
+    elif path == '/spin':
+        while True:
+            pass
+    elif path == '/file':
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return environ['wsgi.file_wrapper'](open(__file__, 'rb'), 1000)
+    elif path == '/lines':
+        stream = environ['wsgi.input']
+        lines = [stream.readline()]
+        lines += list(stream)
+        body = json.dumps([line.decode() for line in lines]).encode()
+    elif path == '/to-eof':
+        pieces = []
+        while True:
+            piece = environ['wsgi.input'].read(7)
+            if not piece:
+                break
+            pieces.append(piece)
+        body = b''.join(pieces)
     elif path == '/stats':
         body = json.dumps(state).encode()
     else:
@@ -96,6 +121,8 @@ def describe(environ, start_response):
                 'wsgi.url_scheme', 'wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once']
         doc = {k: environ.get(k) for k in keys}
         doc['wsgi.version'] = list(environ['wsgi.version'])
+        # PEP 3333: native strings hold the bytes as latin-1; the app decodes them.
+        doc['path_utf8'] = environ['PATH_INFO'].encode('latin-1').decode('utf-8', 'replace')
         doc['body'] = environ['wsgi.input'].read(length).decode()
         environ['wsgi.errors'].write('a line for the log\\n')
         body = json.dumps(doc).encode()
@@ -390,4 +417,77 @@ fn a_uwsgi_request_from_nginx_gets_its_cgi_vars_in_the_environ() {
     assert_eq!(doc["CONTENT_TYPE"], "text/plain");
     assert_eq!(doc["HTTP_X_TEST"], "via-nginx");
     assert_eq!(doc["body"], "abc");
+}
+
+#[test]
+fn harakiri_kills_the_greenlet_it_gave_up_on_and_the_views_cleanup_runs() {
+    let (server, _dir) = plain("py-harakiri-kill", "harakiri = 1\n");
+    let late = http_get(&http(&server), "/forever");
+    assert_eq!(late.status, 504, "{}", server.logs());
+    // The view sleeps an hour: only a kill ends it.
+    eventually("the greenlet killed", &server, || {
+        json(&http_get(&http(&server), "/stats").body)["forever_ended"] == 1
+    });
+}
+
+#[test]
+fn the_watchdog_aborts_a_python_worker_stuck_in_a_loop_logs_its_python_stack_and_respawns_it() {
+    let (mut server, _dir) = plain("py-watchdog", "worker-watchdog = 2\n");
+    let target = http(&server);
+    let stuck = thread::spawn({
+        let target = target.clone();
+        move || {
+            target.try_connect().and_then(|mut c| {
+                c.send(b"GET /spin HTTP/1.1\r\nHost: t\r\n\r\n")
+                    .try_read_response(false)
+            })
+        }
+    });
+    server.wait_for_log("blocked its event loop");
+    // faulthandler's dump of the Python stack: the frame of the view that never yields.
+    server.wait_for_log("plainapp.py\", line");
+    server.wait_for_log("in describe");
+    assert!(
+        stuck.join().expect("client").is_err(),
+        "the stuck request is cut"
+    );
+    server.wait_for_log_count("worker ready", 2);
+    assert_eq!(http_get(&target, "/").status, 200, "{}", server.logs());
+}
+
+#[test]
+fn the_environ_holds_the_path_as_latin1_text_as_pep_3333_asks() {
+    let (server, _dir) = plain("py-latin1", "");
+    let response = http_get(&http(&server), "/caf%C3%A9");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    let doc = json(&response.body);
+    assert_eq!(doc["PATH_INFO"], "/caf\u{c3}\u{a9}");
+    assert_eq!(doc["path_utf8"], "/caf\u{e9}");
+}
+
+#[test]
+fn wsgi_input_reads_by_lines_and_a_chunked_body_to_its_end() {
+    let (server, _dir) = plain("py-input", "");
+    let lines = http_request(
+        &http(&server),
+        b"POST /lines HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\n\r\na\nbb\nccc",
+    );
+    assert_eq!(lines.status, 200, "{}", server.logs());
+    assert_eq!(json(&lines.body), serde_json::json!(["a\n", "bb\n", "ccc"]));
+    let chunked = http_request(
+        &http(&server),
+        b"POST /to-eof HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    );
+    assert_eq!(chunked.status, 200, "{}", server.logs());
+    assert_eq!(chunked.text(), "hello world");
+}
+
+#[test]
+fn wsgi_file_wrapper_sends_the_whole_file() {
+    let (server, dir) = plain("py-file-wrapper", "");
+    let response = http_get(&http(&server), "/file");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    let source = std::fs::read(dir.path().join("plainapp.py")).expect("the app's source");
+    assert_eq!(response.body, source);
 }

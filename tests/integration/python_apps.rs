@@ -287,11 +287,14 @@ fn a_startproject_django_site_from_a_uwsgi_ini_behind_nginx_reads_its_model_and_
 }
 
 /// The Flask app of a uWSGI user: `/fanout` makes ten upstream calls in greenlets, `/load`
-/// answers at once.
-fn flask_app(upstream: &str) -> String {
+/// answers at once, `/upload` reads its body a piece at a time and tells its size and its
+/// Adler-32, `/stream` yields 10,000 lines
+/// (after the first 5,000 it waits for a file to appear), `/endless` streams until the client
+/// goes and then notes that it was closed. Files are used, not memory: there are two workers.
+fn flask_app(upstream: &str, dir: &Path) -> String {
     format!(
-        "import gevent\nimport requests\nfrom flask import Flask\n\n\
-         app = Flask(__name__)\nUPSTREAM = '{upstream}'\n\n\n\
+        "import os, zlib\nimport gevent\nimport requests\nfrom flask import Flask, Response, request\n\n\
+         app = Flask(__name__)\nUPSTREAM = '{upstream}'\nDIR = '{dir}'\n\n\n\
          @app.route('/fanout')\n\
          def fanout():\n    \
              jobs = [gevent.spawn(requests.get, UPSTREAM, timeout=10) for _ in range(10)]\n    \
@@ -299,7 +302,37 @@ fn flask_app(upstream: &str) -> String {
              return '%d answers: %s' % (len(jobs), jobs[0].value.text)\n\n\n\
          @app.route('/load')\n\
          def load():\n    \
-             return 'loaded'\n"
+             return 'loaded'\n\n\n\
+         @app.route('/upload', methods=['POST'])\n\
+         def upload():\n    \
+             size, check = 0, 1\n    \
+             while True:\n        \
+                 piece = request.stream.read(65536)\n        \
+                 if not piece:\n            \
+                     break\n        \
+                 size += len(piece)\n        \
+                 check = zlib.adler32(piece, check)\n    \
+             return '%d %d' % (size, check)\n\n\n\
+         @app.route('/stream')\n\
+         def stream():\n    \
+             def lines():\n        \
+                 for i in range(10000):\n            \
+                     while i == 5000 and not os.path.exists(os.path.join(DIR, 'release')):\n                \
+                         gevent.sleep(0.01)\n            \
+                     yield b'line %05d\\n' % i\n    \
+             return Response(lines(), mimetype='text/plain')\n\n\n\
+         @app.route('/endless')\n\
+         def endless():\n    \
+             def lines():\n        \
+                 try:\n            \
+                     while True:\n                \
+                         yield b'more\\n'\n                \
+                         gevent.sleep(0.01)\n        \
+                 finally:\n            \
+                     with open(os.path.join(DIR, 'closed'), 'a') as note:\n                \
+                         note.write('closed\\n')\n    \
+             return Response(lines(), mimetype='text/plain')\n",
+        dir = dir.display()
     )
 }
 
@@ -307,7 +340,7 @@ fn flask_app(upstream: &str) -> String {
 /// below speaks HTTP), plus a stats socket to see the workers.
 fn start_flask(name: &str, upstream: &Upstream) -> (Instance, Scratch) {
     let app = Scratch::new(&format!("{name}-app"));
-    app.write("myapp.py", &flask_app(&upstream.url()));
+    app.write("myapp.py", &flask_app(&upstream.url(), app.path()));
     let server = Instance::start(
         name,
         &format!(
@@ -470,4 +503,156 @@ fn a_flask_worker_past_max_requests_is_queued_for_recycling_once_while_its_succe
         queued, 1,
         "pid {pid} queued for recycling {queued} times:\n{logs}"
     );
+}
+
+/// Adler-32 of `data` continued from `check` (zlib's, as the app computes it).
+fn adler32(check: u32, data: &[u8]) -> u32 {
+    const MOD: u32 = 65521;
+    let (mut a, mut b) = (check & 0xffff, check >> 16);
+    // 5552 bytes is the most that can be summed before the u32 sums may overflow.
+    for block in data.chunks(5552) {
+        for &byte in block {
+            a += u32::from(byte);
+            b += a;
+        }
+        a %= MOD;
+        b %= MOD;
+    }
+    (b << 16) | a
+}
+
+#[test]
+fn a_100_mb_upload_to_flask_is_streamed_through_the_worker_not_held_in_it() {
+    const MIB: usize = 1 << 20;
+    const SIZE: usize = 100 * MIB;
+    let upstream = Upstream::start();
+    let (server, _app) = start_flask("py-flask-upload", &upstream);
+    let block: Vec<u8> = (0..MIB).map(|i| (i * 7 % 251) as u8).collect();
+    let peaks: Vec<(u64, i64)> = (worker_pids_now(&server).into_iter())
+        .map(|pid| (pid, peak_rss_kib(pid)))
+        .collect();
+    let mut conn = server.target(Proto::Http).connect();
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n\
+         Content-Length: {SIZE}\r\nConnection: close\r\n\r\n"
+    );
+    let mut writer = conn.try_clone();
+    let sender = thread::spawn(move || {
+        writer.send(head.as_bytes());
+        for _ in 0..SIZE / MIB {
+            writer.send(&block);
+        }
+        block
+    });
+    let response = conn.read_response();
+    let block = sender.join().expect("the sender");
+    assert_eq!(response.status, 200, "{}", server.logs());
+    let expected = (0..SIZE / MIB).fold(1, |check, _| adler32(check, &block));
+    assert_eq!(response.text(), format!("{SIZE} {expected}"));
+    for (pid, before) in peaks {
+        let growth = peak_rss_kib(pid) - before;
+        assert!(
+            growth < 32 * 1024,
+            "worker {pid}'s peak RSS grew by {growth} KiB for a 100 MiB upload"
+        );
+    }
+}
+
+/// A process's peak resident memory (`VmHWM`), KiB.
+fn peak_rss_kib(pid: u64) -> i64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a VmHWM line")
+}
+
+#[test]
+fn a_streamed_flask_answer_arrives_in_chunks_before_the_app_has_made_the_rest() {
+    let upstream = Upstream::start();
+    let (server, app) = start_flask("py-flask-stream", &upstream);
+    let mut conn = server.target(Proto::Http).connect();
+    conn.send(b"GET /stream HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    // Half the lines come while the app still waits to make the other half: they are sent as
+    // they are made, not gathered first.
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    let wanted: &[u8] = b"line 04999\n";
+    while !seen.ends_with(wanted) {
+        let n = conn.read_some(&mut byte);
+        assert_eq!(
+            n,
+            1,
+            "the connection closed early: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.push(byte[0]);
+    }
+    app.write("release", "now");
+    seen.extend_from_slice(&conn.read_to_end());
+    let text = String::from_utf8_lossy(&seen).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    let lines: String = dechunk(body.as_bytes());
+    let expected: String = (0..10000).map(|i| format!("line {i:05}\n")).collect();
+    assert!(
+        lines == expected,
+        "the body differs:\n{}",
+        &lines[..lines.len().min(200)]
+    );
+}
+
+/// The data of a chunked body, which must end with its last chunk.
+fn dechunk(mut body: &[u8]) -> String {
+    let mut data = Vec::new();
+    loop {
+        let at = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("a chunk size line");
+        let size_line = std::str::from_utf8(&body[..at]).expect("a size");
+        let size = usize::from_str_radix(size_line.trim(), 16).expect("a hex size");
+        body = &body[at + 2..];
+        if size == 0 {
+            assert_eq!(body, b"\r\n", "the last chunk ends the body");
+            return String::from_utf8(data).expect("utf-8");
+        }
+        data.extend_from_slice(&body[..size]);
+        assert_eq!(&body[size..size + 2], b"\r\n");
+        body = &body[size + 2..];
+    }
+}
+
+#[test]
+fn a_client_leaving_a_streamed_flask_answer_has_the_apps_iterable_closed() {
+    let upstream = Upstream::start();
+    let (server, app) = start_flask("py-flask-endless", &upstream);
+    let mut conn = server.target(Proto::Http).connect();
+    conn.send(b"GET /endless HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let mut first = [0u8; 64];
+    assert!(conn.read_some(&mut first) > 0, "a first piece");
+    drop(conn);
+    let closed = app.path().join("closed");
+    eventually("the app's iterable closed", &server, || {
+        fs::read_to_string(&closed).is_ok_and(|text| text == "closed\n")
+    });
+}
+
+#[test]
+fn a_head_request_to_flask_keeps_the_length_a_get_would_have() {
+    let upstream = Upstream::start();
+    let (server, _app) = start_flask("py-flask-head", &upstream);
+    let response = server
+        .target(Proto::Http)
+        .connect()
+        .send(b"HEAD /load HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .read_head_response();
+    assert_eq!(response.status, 200, "{}", server.logs());
+    assert_eq!(response.header("content-length"), Some("6"));
 }

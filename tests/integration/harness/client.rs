@@ -206,6 +206,11 @@ impl Conn {
         Ok(response)
     }
 
+    /// Reads what has come, at most `buf.len()` bytes (0: the server closed).
+    pub(crate) fn read_some(&mut self, buf: &mut [u8]) -> usize {
+        self.reader.read(buf).expect("read response bytes")
+    }
+
     /// Reads until the server closes the connection.
     pub(crate) fn read_to_end(&mut self) -> Vec<u8> {
         let mut rest = Vec::new();
