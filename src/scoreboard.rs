@@ -333,6 +333,7 @@ pub(crate) struct WorkerSlot {
 pub(crate) struct AliveCheck(Arc<dyn Fn() -> bool + Send + Sync>);
 
 impl AliveCheck {
+    #[cfg(feature = "python")]
     pub(crate) fn new(check: impl Fn() -> bool + Send + Sync + 'static) -> AliveCheck {
         AliveCheck(Arc::new(check))
     }
@@ -361,6 +362,7 @@ impl WorkerSlot {
     }
 
     /// This slot, whose heartbeat also requires `check` to pass.
+    #[cfg(feature = "python")]
     pub(crate) fn with_alive_check(mut self, check: AliveCheck) -> WorkerSlot {
         self.alive = Some(check);
         self

@@ -39,8 +39,9 @@ pub(crate) struct RouteSettings {
 /// Builds an app from its options, once per worker; fails with a message for the log.
 pub(crate) type AppFactory = Rc<dyn Fn(&AppConfig) -> Result<Rc<dyn Handler>, String>>;
 
-/// Builds the handler serving one `static-map` directory.
-pub(crate) type StaticFactory = Rc<dyn Fn(&Path, &AppConfig) -> Rc<dyn Handler>>;
+/// Builds the handler serving one `static-map` directory (a plain function: a Python worker
+/// hands it to its I/O thread).
+pub(crate) type StaticFactory = fn(&Path, &AppConfig) -> Rc<dyn Handler>;
 
 /// An app as registered: ready to serve, or built from its options in each worker.
 #[derive(Clone)]
@@ -86,6 +87,12 @@ impl AppRegistry {
     /// Sets what serves `static-map` directories, with its options.
     pub(crate) fn set_static_files(&mut self, options: Vec<AppOption>, factory: StaticFactory) {
         self.static_files = Some((options, factory));
+    }
+
+    /// What serves `static-map` directories, with its options, if this binary has it.
+    #[cfg(feature = "python")]
+    pub(crate) fn static_files(&self) -> Option<(Vec<AppOption>, StaticFactory)> {
+        self.static_files.clone()
     }
 
     /// Every option every app declares, with the app that declares it (`static-map` for the
@@ -317,12 +324,9 @@ mod tests {
     #[test]
     fn routing_compares_decoded_bytes_and_never_a_lossy_form() {
         let mut registry = registry();
-        registry.set_static_files(
-            Vec::new(),
-            Rc::new(|_: &Path, _: &AppConfig| {
-                Rc::new(|_: &mut Request<'_>| Response::text("static")) as Rc<dyn Handler>
-            }),
-        );
+        registry.set_static_files(Vec::new(), |_: &Path, _: &AppConfig| {
+            Rc::new(|_: &mut Request<'_>| Response::text("static")) as Rc<dyn Handler>
+        });
         let mut routes = settings("a", &[("/api".to_string(), "b".to_string())]);
         routes.static_maps = vec![("/s".to_string(), PathBuf::from("/srv"))];
         let router = Router::new(&registry, &routes).unwrap();
@@ -375,13 +379,10 @@ mod tests {
     #[test]
     fn static_maps_take_precedence_over_mounts() {
         let mut registry = registry();
-        registry.set_static_files(
-            Vec::new(),
-            Rc::new(|dir: &Path, _: &AppConfig| {
-                let body = format!("static {}", dir.display());
-                Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())) as Rc<dyn Handler>
-            }),
-        );
+        registry.set_static_files(Vec::new(), |dir: &Path, _: &AppConfig| {
+            let body = format!("static {}", dir.display());
+            Rc::new(move |_: &mut Request<'_>| Response::text(body.clone())) as Rc<dyn Handler>
+        });
         let mut routes = settings("a", &[("/static".to_string(), "b".to_string())]);
         routes.static_maps = vec![("/static/".to_string(), PathBuf::from("/srv"))];
         let router = Router::new(&registry, &routes).unwrap();

@@ -30,7 +30,7 @@ pub(crate) fn register(registry: &mut AppRegistry) {
         registry.insert(name, Rc::from(handler));
     }
     registry.insert_configured("fetch", fetch::options(), Rc::new(fetch::configure));
-    registry.set_static_files(static_files::options(), Rc::new(static_files::configure));
+    registry.set_static_files(static_files::options(), static_files::configure);
 }
 
 /// The ready-made built-in apps by name, in the order `--help` lists them.

@@ -67,6 +67,8 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
             return exit::WORKER_BOOT;
         }
     };
+    // `static-map` directories are served on the I/O thread, before the app sees a request.
+    let static_files = spec.apps.static_files();
     let mut config = spec.config.clone();
     config.module = Some(APP_NAME.to_string());
     config.mounts.clear();
@@ -92,6 +94,9 @@ pub(super) fn run(spec: WorkerSpec<'_>, app: AppSpec) -> u8 {
             });
             let mut apps = Apps::default();
             apps.insert(APP_NAME, Rc::new(io_bridge.handler(count_exception)));
+            if let Some((options, factory)) = static_files {
+                apps.set_static_files(options, factory);
+            }
             let code = match serve(WorkerSpec {
                 id,
                 config: &config,

@@ -491,3 +491,19 @@ fn wsgi_file_wrapper_sends_the_whole_file() {
     let source = std::fs::read(dir.path().join("plainapp.py")).expect("the app's source");
     assert_eq!(response.body, source);
 }
+
+#[test]
+fn static_map_beside_a_python_app_serves_its_files_and_the_app_everything_else() {
+    let files = Scratch::new("py-static-files");
+    files.write("hello.txt", "from the disk\n");
+    let (server, _dir) = plain(
+        "py-static-map",
+        &format!("static-map = /static={}\n", files.path().display()),
+    );
+    let file = http_get(&http(&server), "/static/hello.txt");
+    assert_eq!(file.status, 200, "{}", server.logs());
+    assert_eq!(file.text(), "from the disk\n");
+    let app = http_get(&http(&server), "/elsewhere");
+    assert_eq!(app.status, 200);
+    assert_eq!(json(&app.body)["PATH_INFO"], "/elsewhere");
+}

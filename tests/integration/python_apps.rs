@@ -551,6 +551,7 @@ fn a_100_mb_upload_to_flask_is_streamed_through_the_worker_not_held_in_it() {
     assert_eq!(response.text(), format!("{SIZE} {expected}"));
     for (pid, before) in peaks {
         let growth = peak_rss_kib(pid) - before;
+        eprintln!("worker {pid}: peak RSS grew by {growth} KiB during the upload");
         assert!(
             growth < 32 * 1024,
             "worker {pid}'s peak RSS grew by {growth} KiB for a 100 MiB upload"
