@@ -61,6 +61,17 @@ impl Emperor {
         Emperor { instance, vassals }
     }
 
+    /// An emperor over vassal `a` logging, as its vassal does, to `all.log` (`--logto`), once
+    /// `a` serves.
+    fn start_logging_to_file(name: &str) -> Emperor {
+        let scratch = Scratch::new(name);
+        scratch.write("vassals/a.ini", VASSAL);
+        let args = ["--emperor", "vassals", "--logto", "all.log"];
+        let emperor = Emperor::spawn(scratch, &args, &[]);
+        emperor.wait_serving("a");
+        emperor
+    }
+
     fn file(&self, vassal: &str) -> PathBuf {
         self.vassals.join(format!("{vassal}.ini"))
     }
@@ -802,14 +813,7 @@ fn a_vassal_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
 
 #[test]
 fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
-    let scratch = Scratch::new("emperor-logto");
-    scratch.write("vassals/a.ini", VASSAL);
-    let mut emperor = Emperor::spawn(
-        scratch,
-        &["--emperor", "vassals", "--logto", "all.log"],
-        &[],
-    );
-    emperor.wait_serving("a");
+    let mut emperor = Emperor::start_logging_to_file("emperor-logto");
     let (master, _) = emperor.pids("a").expect("a's stats");
     let log = emperor.instance.scratch.path().join("all.log");
     eventually("both write to the log file", &emperor.instance, || {
@@ -822,14 +826,7 @@ fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
 
 #[test]
 fn usr1_after_a_rotation_sends_the_emperors_and_its_vassals_lines_to_the_new_file() {
-    let scratch = Scratch::new("emperor-rotate");
-    scratch.write("vassals/a.ini", VASSAL);
-    let mut emperor = Emperor::spawn(
-        scratch,
-        &["--emperor", "vassals", "--logto", "all.log"],
-        &[],
-    );
-    emperor.wait_serving("a");
+    let mut emperor = Emperor::start_logging_to_file("emperor-rotate");
     let dir = emperor.instance.scratch.path().to_path_buf();
     let (log, rotated) = (dir.join("all.log"), dir.join("all.log.1"));
     // What logrotate does: move the file away, then tell the emperor.
