@@ -279,12 +279,9 @@ fn slow_300ms(line: &str) -> Vec<u8> {
     ok_with_path(line)
 }
 
-#[test]
-fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
-    let upstream = Upstream::start(false, slow_300ms);
-    let urls: Vec<String> = (1..=3)
-        .map(|n| upstream.url(&format!("/part{n}")))
-        .collect();
+/// GETs every one of `urls` at once (`spawn` + `join_all` in one runtime): the bodies, in
+/// order, and how long that took.
+fn get_all_at_once(urls: Vec<String>) -> (Vec<String>, Duration) {
     let started = Instant::now();
     let bodies = in_runtime(move || {
         let calls: Vec<_> = urls
@@ -294,13 +291,23 @@ fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
         coro::join_all(calls)
     });
     let elapsed = started.elapsed();
-    eprintln!(
-        "three 300 ms upstream calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
-    );
-    let bodies: Vec<String> = bodies
+    let bodies = bodies
         .into_iter()
         .map(|r| r.expect("joined").expect("fetched"))
         .collect();
+    (bodies, elapsed)
+}
+
+#[test]
+fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
+    let upstream = Upstream::start(false, slow_300ms);
+    let urls: Vec<String> = (1..=3)
+        .map(|n| upstream.url(&format!("/part{n}")))
+        .collect();
+    let (bodies, elapsed) = get_all_at_once(urls);
+    eprintln!(
+        "three 300 ms upstream calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
+    );
     assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
 }
 
@@ -557,22 +564,10 @@ fn three_https_calls_fanned_out_with_spawn_and_join_all_overlap() {
         .map(|n| upstream.url(&format!("/part{n}")))
         .collect();
     trust_the_test_ca();
-    let started = Instant::now();
-    let bodies = in_runtime(move || {
-        let calls: Vec<_> = urls
-            .into_iter()
-            .map(|url| coro::spawn(move || get(&url).map(|r| r.text())))
-            .collect();
-        coro::join_all(calls)
-    });
-    let elapsed = started.elapsed();
+    let (bodies, elapsed) = get_all_at_once(urls);
     eprintln!(
         "three 300 ms https calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
     );
-    let bodies: Vec<String> = bodies
-        .into_iter()
-        .map(|r| r.expect("joined").expect("fetched"))
-        .collect();
     assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
     // Three at once: three handshakes, three connections.
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);
