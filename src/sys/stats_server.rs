@@ -376,3 +376,73 @@ impl StatsServer {
         let _ = registry.deregister(&mut SourceFd(&client.stream.as_raw_fd()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::tempdir::TempDir;
+
+    /// Reads what `client` has now (non-blocking); `true` at the end of its answer.
+    fn read_available(client: &mut UnixStream, got: &mut usize) -> bool {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match client.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(n) => *got += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_connection_left_in_the_backlog_is_answered_once_a_busy_client_is_done() {
+        let dir = TempDir::new("stats-server-backlog");
+        let path = dir.join("stats.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let poll = mio::Poll::new().expect("poll");
+        let first_client = 1;
+        let mut server = StatsServer::new(
+            StatsListener::Unix(listener),
+            false,
+            |_| {},
+            poll.registry(),
+            Token(0),
+            first_client,
+        )
+        .expect("server");
+        // Far more than a socket buffer holds: a client that does not read stays busy.
+        let document = vec![b'x'; 4 << 20];
+        let mut clients: Vec<UnixStream> = (0..=MAX_CLIENTS)
+            .map(|_| UnixStream::connect(&path).expect("connect"))
+            .collect();
+        server.ready(poll.registry(), Token(0), || document.clone());
+        assert_eq!(server.clients.len(), MAX_CLIENTS, "the last one waits");
+
+        // The first client reads its whole answer; the server writes on as it is polled.
+        let first = &mut clients[0];
+        first.set_nonblocking(true).expect("non-blocking");
+        let mut got = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !read_available(first, &mut got) {
+            assert!(
+                Instant::now() < deadline,
+                "the answer ends (got {got} bytes)"
+            );
+            server.ready(poll.registry(), Token(first_client), || document.clone());
+            std::thread::yield_now();
+        }
+        assert_eq!(got, document.len());
+
+        // Its slot went to the connection that waited, which is being answered now.
+        assert_eq!(server.clients.len(), MAX_CLIENTS);
+        let last = clients.last_mut().expect("the last client");
+        last.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut byte = [0u8];
+        assert_eq!(last.read(&mut byte).expect("an answer"), 1);
+        assert_eq!(byte[0], b'x');
+    }
+}
