@@ -199,18 +199,23 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
     );
 }
 
-#[test]
-fn a_silent_upstream_hits_the_time_limit() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let started = Instant::now();
-    let err = in_runtime(move || {
+/// GETs `url` with a 200 ms time limit (in a runtime), expecting it to fail: the error.
+fn get_failing_within_200ms(url: String) -> Error {
+    in_runtime(move || {
         Client::new()
             .timeout(Duration::from_millis(200))
             .get(&url)
             .send()
             .unwrap_err()
-    });
+    })
+}
+
+#[test]
+fn a_silent_upstream_hits_the_time_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let started = Instant::now();
+    let err = get_failing_within_200ms(url);
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(listener);
@@ -545,13 +550,7 @@ fn a_tls_handshake_that_never_ends_hits_the_time_limit() {
     // Accepts (in the kernel's backlog) and never answers the ClientHello.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}/", listener.local_addr().unwrap());
-    let err = in_runtime(move || {
-        Client::new()
-            .timeout(Duration::from_millis(200))
-            .get(&url)
-            .send()
-            .unwrap_err()
-    });
+    let err = get_failing_within_200ms(url);
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(err.to_string().contains("TLS handshake"), "{err}");
     drop(listener);
