@@ -199,18 +199,23 @@ fn a_pooled_connection_the_upstream_closed_is_replaced() {
     );
 }
 
-#[test]
-fn a_silent_upstream_hits_the_time_limit() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/", listener.local_addr().unwrap());
-    let started = Instant::now();
-    let err = in_runtime(move || {
+/// GETs `url` with a 200 ms time limit (in a runtime), expecting it to fail: the error.
+fn get_failing_within_200ms(url: String) -> Error {
+    in_runtime(move || {
         Client::new()
             .timeout(Duration::from_millis(200))
             .get(&url)
             .send()
             .unwrap_err()
-    });
+    })
+}
+
+#[test]
+fn a_silent_upstream_hits_the_time_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let started = Instant::now();
+    let err = get_failing_within_200ms(url);
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(listener);
@@ -279,12 +284,9 @@ fn slow_300ms(line: &str) -> Vec<u8> {
     ok_with_path(line)
 }
 
-#[test]
-fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
-    let upstream = Upstream::start(false, slow_300ms);
-    let urls: Vec<String> = (1..=3)
-        .map(|n| upstream.url(&format!("/part{n}")))
-        .collect();
+/// GETs every one of `urls` at once (`spawn` + `join_all` in one runtime): the bodies, in
+/// order, and how long that took.
+fn get_all_at_once(urls: Vec<String>) -> (Vec<String>, Duration) {
     let started = Instant::now();
     let bodies = in_runtime(move || {
         let calls: Vec<_> = urls
@@ -294,13 +296,23 @@ fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
         coro::join_all(calls)
     });
     let elapsed = started.elapsed();
-    eprintln!(
-        "three 300 ms upstream calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
-    );
-    let bodies: Vec<String> = bodies
+    let bodies = bodies
         .into_iter()
         .map(|r| r.expect("joined").expect("fetched"))
         .collect();
+    (bodies, elapsed)
+}
+
+#[test]
+fn three_upstream_calls_fanned_out_with_spawn_and_join_all_overlap() {
+    let upstream = Upstream::start(false, slow_300ms);
+    let urls: Vec<String> = (1..=3)
+        .map(|n| upstream.url(&format!("/part{n}")))
+        .collect();
+    let (bodies, elapsed) = get_all_at_once(urls);
+    eprintln!(
+        "three 300 ms upstream calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
+    );
     assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
 }
 
@@ -538,13 +550,7 @@ fn a_tls_handshake_that_never_ends_hits_the_time_limit() {
     // Accepts (in the kernel's backlog) and never answers the ClientHello.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("https://{}/", listener.local_addr().unwrap());
-    let err = in_runtime(move || {
-        Client::new()
-            .timeout(Duration::from_millis(200))
-            .get(&url)
-            .send()
-            .unwrap_err()
-    });
+    let err = get_failing_within_200ms(url);
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(err.to_string().contains("TLS handshake"), "{err}");
     drop(listener);
@@ -557,22 +563,10 @@ fn three_https_calls_fanned_out_with_spawn_and_join_all_overlap() {
         .map(|n| upstream.url(&format!("/part{n}")))
         .collect();
     trust_the_test_ca();
-    let started = Instant::now();
-    let bodies = in_runtime(move || {
-        let calls: Vec<_> = urls
-            .into_iter()
-            .map(|url| coro::spawn(move || get(&url).map(|r| r.text())))
-            .collect();
-        coro::join_all(calls)
-    });
-    let elapsed = started.elapsed();
+    let (bodies, elapsed) = get_all_at_once(urls);
     eprintln!(
         "three 300 ms https calls with spawn + join_all took {elapsed:?} (sequential: ~900 ms)"
     );
-    let bodies: Vec<String> = bodies
-        .into_iter()
-        .map(|r| r.expect("joined").expect("fetched"))
-        .collect();
     assert_eq!(bodies, ["/part1", "/part2", "/part3"]);
     // Three at once: three handshakes, three connections.
     assert_eq!(upstream.connections.load(Ordering::SeqCst), 3);

@@ -47,7 +47,7 @@ use crate::exit;
 use crate::sys::daemon::{self, DaemonReady};
 use crate::sys::emperor_link::{self, Command, Link, Report};
 use crate::sys::error::context;
-use crate::sys::fifo::MasterFifo;
+use crate::sys::fifo::{self, MasterFifo};
 use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, OsSignal, Pid};
 use crate::sys::signal::{self, SignalSource};
@@ -239,8 +239,15 @@ impl<'a> Emperor<'a> {
         let stats = match stats {
             Some(listener) => {
                 log::info!("emperor stats on {}", listener.describe());
-                let server = StatsServer::new(listener, poll.registry(), STATS, STATS_CLIENTS)
-                    .map_err(context("emperor loop: register stats"))?;
+                let server = StatsServer::new(
+                    listener,
+                    false,
+                    stats::log_incident,
+                    poll.registry(),
+                    STATS,
+                    STATS_CLIENTS,
+                )
+                .map_err(context("emperor loop: register stats"))?;
                 Some(server)
             }
             None => None,
@@ -386,45 +393,29 @@ impl<'a> Emperor<'a> {
     }
 
     fn drain_signals(&mut self) -> Vec<Action> {
-        match self.signals.drain_received() {
-            Ok(received) => received
-                .into_iter()
-                .filter_map(|r| {
-                    let action = action_of_signal(r.signal)?;
-                    // `rcontainer --reload PIDFILE` waits for an answer: the rolling reload
-                    // has begun.
-                    if let (Action::ReloadAll, Some(pid)) = (action, r.requester)
-                        && process::has_argument(pid, "--reload")
-                    {
-                        let _ = signal::send_answer(pid, signal::Answer::Done);
-                    }
-                    // `rcontainer --upgrade PIDFILE` is answered by the image after the exec.
-                    if let (Action::Upgrade, Some(pid)) = (action, r.requester)
-                        && process::has_argument(pid, "--upgrade")
-                    {
-                        self.upgrade_requesters.push(pid);
-                    }
-                    Some(action)
-                })
-                .collect(),
-            Err(e) => {
-                log::error!("reading signals failed: {e}");
-                Vec::new()
-            }
-        }
+        (self.signals.drain_received_or_log().into_iter())
+            .filter_map(|r| {
+                let action = action_of_signal(r.signal)?;
+                // `rcontainer --reload PIDFILE` waits for an answer: the rolling reload
+                // has begun.
+                if let (Action::ReloadAll, Some(pid)) = (action, r.requester)
+                    && process::has_argument(pid, "--reload")
+                {
+                    let _ = signal::send_answer(pid, signal::Answer::Done);
+                }
+                // `rcontainer --upgrade PIDFILE` is answered by the image after the exec.
+                if let (Action::Upgrade, Some(pid)) = (action, r.requester)
+                    && process::has_argument(pid, "--upgrade")
+                {
+                    self.upgrade_requesters.push(pid);
+                }
+                Some(action)
+            })
+            .collect()
     }
 
     fn read_fifo(&mut self) -> Vec<Action> {
-        let Some(fifo) = &mut self.fifo else {
-            return Vec::new();
-        };
-        match fifo.read_commands() {
-            Ok(bytes) => bytes.into_iter().filter_map(action_of_fifo_byte).collect(),
-            Err(e) => {
-                log::error!("reading the master fifo failed: {e}");
-                Vec::new()
-            }
-        }
+        fifo::read_actions(self.fifo.as_mut(), action_of_fifo_byte)
     }
 
     fn apply(&mut self, action: Action) {
@@ -951,8 +942,9 @@ impl<'a> Emperor<'a> {
     }
 
     fn expire_stats(&mut self, now: Instant) {
-        if let Some(stats) = &mut self.stats {
-            stats.expire(self.poll.registry(), now);
+        if let Some(mut server) = self.stats.take() {
+            server.expire(self.poll.registry(), now, || self.stats_answer());
+            self.stats = Some(server);
         }
     }
 
@@ -1101,25 +1093,23 @@ impl<'a> Emperor<'a> {
     }
 
     fn serve_stats(&mut self, token: Token) {
-        let Some(server) = &self.stats else {
+        // Out of `self` while it serves, so that the document can be built from `self`.
+        let Some(mut server) = self.stats.take() else {
             return;
         };
-        if !server.owns(token) {
-            return;
+        if server.owns(token) {
+            server.ready(self.poll.registry(), token, || self.stats_answer());
         }
-        // Built once per wakeup of the listener; a client's turn only writes what it has.
-        let document = server.is_listener(token).then(|| {
-            stats::document(
-                process::current_pid().as_raw(),
-                &self.monitor_names(),
-                &self.vassal_stats(),
-            )
-        });
-        if let Some(server) = &mut self.stats {
-            server.ready(self.poll.registry(), token, || {
-                document.clone().unwrap_or_default()
-            });
-        }
+        self.stats = Some(server);
+    }
+
+    /// The stats document, as sent to a client.
+    fn stats_answer(&self) -> Vec<u8> {
+        stats::answer(&stats::document(
+            process::current_pid().as_raw(),
+            &self.monitor_names(),
+            &self.vassal_stats(),
+        ))
     }
 
     fn next_jitter(&mut self) -> u64 {

@@ -7,99 +7,14 @@
 //! `state, config_error, backoff_until, backoff_ms, path`. Built with serde_json, so it is
 //! valid JSON whatever the file names or error texts hold (uWSGI's `attrs` is `{}`).
 //!
-//! Served from the emperor's loop, so nothing waits: clients are non-blocking, polled, given
-//! [`CLIENT_DEADLINE`] in all, at most [`MAX_CLIENTS`] at once. The same transport as the
-//! instance stats server (`master/stats.rs`), which the emperor may not import; the socket is
-//! bound by the command line (`net`), handed over here as a descriptor.
+//! Served from the emperor's loop through the transport the instance stats server uses too
+//! (`sys::stats_server`: non-blocking clients, each given a deadline, a bounded number at
+//! once); the socket is bound by the command line (`net`), handed over here as a descriptor.
 
-use std::io::{self, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::time::{Duration, Instant};
-
-use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
 use serde_json::{Value, json};
-use slab::Slab;
 
-/// Longest a stats client may take to read its answer.
-pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(3);
-/// Clients served at once; more wait in the listen backlog.
-pub(crate) const MAX_CLIENTS: usize = 32;
-
-/// The bound `emperor-stats` socket.
-#[derive(Debug)]
-pub(crate) enum StatsListener {
-    Tcp(TcpListener),
-    Unix(UnixListener),
-}
-
-impl StatsListener {
-    /// A listening socket bound elsewhere: TCP or unix (`unix`), non-blocking.
-    pub(crate) fn from_fd(fd: OwnedFd, unix: bool) -> StatsListener {
-        if unix {
-            StatsListener::Unix(UnixListener::from(fd))
-        } else {
-            StatsListener::Tcp(TcpListener::from(fd))
-        }
-    }
-
-    /// The address, for the log.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            StatsListener::Tcp(l) => l.local_addr().map_or("?".into(), |a| a.to_string()),
-            StatsListener::Unix(l) => l
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                .unwrap_or_else(|| "?".into()),
-        }
-    }
-
-    /// The unix socket's path (removed on exit).
-    pub(crate) fn unix_path(&self) -> Option<std::path::PathBuf> {
-        match self {
-            StatsListener::Tcp(_) => None,
-            StatsListener::Unix(l) => l.local_addr().ok()?.as_pathname().map(Into::into),
-        }
-    }
-
-    fn accept(&self) -> io::Result<Option<Client>> {
-        let accepted = match self {
-            StatsListener::Tcp(l) => l.accept().map(|(s, _)| Stream::Tcp(s)),
-            StatsListener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
-        };
-        let stream = match accepted {
-            Ok(stream) => stream,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        match &stream {
-            Stream::Tcp(s) => s.set_nonblocking(true)?,
-            Stream::Unix(s) => s.set_nonblocking(true)?,
-        }
-        Ok(Some(Client {
-            stream,
-            answer: Vec::new(),
-            sent: 0,
-            deadline: Instant::now() + CLIENT_DEADLINE,
-        }))
-    }
-
-    /// The listening descriptor (an upgrade hands it to the next image).
-    pub(crate) fn raw(&self) -> RawFd {
-        match self {
-            StatsListener::Tcp(l) => l.as_raw_fd(),
-            StatsListener::Unix(l) => l.as_raw_fd(),
-        }
-    }
-
-    /// The name it is handed over under to the next image of an emperor serving `spec`.
-    pub(crate) fn handover_name(&self, spec: &str) -> String {
-        handover_name(matches!(self, StatsListener::Unix(_)), spec)
-    }
-}
+use crate::sys::stats_server::Incident;
+pub(crate) use crate::sys::stats_server::{StatsListener, StatsServer};
 
 /// The hand-over name of the `emperor-stats` socket for `spec`, a unix socket or TCP:
 /// `emperor-stats unix SPEC` or `emperor-stats tcp SPEC` (the next image adopts it only if its
@@ -109,159 +24,16 @@ pub(crate) fn handover_name(unix: bool, spec: &str) -> String {
     format!("emperor-stats {kind} {spec}")
 }
 
-#[derive(Debug)]
-enum Stream {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
-
-impl Stream {
-    fn raw(&self) -> RawFd {
-        match self {
-            Stream::Tcp(s) => s.as_raw_fd(),
-            Stream::Unix(s) => s.as_raw_fd(),
-        }
+/// What the emperor logs of its stats clients: only a failing `accept`.
+pub(crate) fn log_incident(incident: Incident<'_>) {
+    if let Incident::AcceptFailed(e) = incident {
+        log::warn!("emperor stats: accept: {e}");
     }
 }
 
-#[derive(Debug)]
-struct Client {
-    stream: Stream,
-    answer: Vec<u8>,
-    sent: usize,
-    deadline: Instant,
-}
-
-impl Client {
-    /// Writes as much as the socket takes; `true` when done (all written, or gone).
-    fn advance(&mut self) -> bool {
-        while self.sent < self.answer.len() {
-            let written = match &mut self.stream {
-                Stream::Tcp(s) => s.write(&self.answer[self.sent..]),
-                Stream::Unix(s) => s.write(&self.answer[self.sent..]),
-            };
-            match written {
-                Ok(n) => self.sent += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return true,
-            }
-        }
-        let _ = match &self.stream {
-            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
-            Stream::Unix(s) => s.shutdown(Shutdown::Write),
-        };
-        true
-    }
-}
-
-/// The listener and the clients being answered: the listener under `token`, client `n` under
-/// `first_client + n`.
-#[derive(Debug)]
-pub(crate) struct StatsServer {
-    listener: StatsListener,
-    token: Token,
-    first_client: usize,
-    clients: Slab<Client>,
-}
-
-impl StatsServer {
-    pub(crate) fn new(
-        listener: StatsListener,
-        registry: &Registry,
-        token: Token,
-        first_client: usize,
-    ) -> io::Result<StatsServer> {
-        registry.register(&mut SourceFd(&listener.raw()), token, Interest::READABLE)?;
-        Ok(StatsServer {
-            listener,
-            token,
-            first_client,
-            clients: Slab::new(),
-        })
-    }
-
-    pub(crate) fn listener(&self) -> &StatsListener {
-        &self.listener
-    }
-
-    /// Whether `token` is the listener's or a client's.
-    pub(crate) fn owns(&self, token: Token) -> bool {
-        token == self.token || self.client_key(token).is_some()
-    }
-
-    /// Whether `token` is the listener's (a new client may be waiting).
-    pub(crate) fn is_listener(&self, token: Token) -> bool {
-        token == self.token
-    }
-
-    fn client_key(&self, token: Token) -> Option<usize> {
-        let key = token.0.checked_sub(self.first_client)?;
-        self.clients.contains(key).then_some(key)
-    }
-
-    /// `token` is ready: accept new clients (each gets `document()`), or go on writing.
-    pub(crate) fn ready(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        document: impl Fn() -> Value,
-    ) {
-        if token == self.token {
-            while self.clients.len() < MAX_CLIENTS {
-                match self.listener.accept() {
-                    Ok(Some(mut client)) => {
-                        client.answer = serde_json::to_vec_pretty(&document())
-                            .expect("invariant: a serde_json Value serializes");
-                        if client.advance() {
-                            continue;
-                        }
-                        let entry = self.clients.vacant_entry();
-                        let client_token = Token(self.first_client + entry.key());
-                        let raw = client.stream.raw();
-                        if registry
-                            .register(&mut SourceFd(&raw), client_token, Interest::WRITABLE)
-                            .is_ok()
-                        {
-                            entry.insert(client);
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        log::warn!("emperor stats: accept: {e}");
-                        break;
-                    }
-                }
-            }
-            return;
-        }
-        if let Some(key) = self.client_key(token)
-            && self.clients[key].advance()
-        {
-            self.close(registry, key);
-        }
-    }
-
-    /// Closes clients past their deadline.
-    pub(crate) fn expire(&mut self, registry: &Registry, now: Instant) {
-        let late: Vec<usize> = (self.clients.iter())
-            .filter(|(_, c)| c.deadline <= now)
-            .map(|(key, _)| key)
-            .collect();
-        for key in late {
-            self.close(registry, key);
-        }
-    }
-
-    /// The earliest client deadline, if a client is being answered.
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.clients.iter().map(|(_, c)| c.deadline).min()
-    }
-
-    fn close(&mut self, registry: &Registry, key: usize) {
-        let client = self.clients.remove(key);
-        let _ = registry.deregister(&mut SourceFd(&client.stream.raw()));
-    }
+/// The document as sent to a client.
+pub(crate) fn answer(document: &Value) -> Vec<u8> {
+    serde_json::to_vec_pretty(document).expect("invariant: a serde_json Value serializes")
 }
 
 /// One vassal as stats show it.

@@ -31,6 +31,7 @@ use crate::sys::fd::{self, InheritedFd};
 use crate::sys::process::{self, Pid};
 use crate::sys::{clock, signal};
 
+use super::stats::handover_name;
 use super::vassal::{Adoption, Vassal, Waiting};
 use super::{Emperor, VASSALS};
 
@@ -131,7 +132,8 @@ impl Emperor<'_> {
         fds.push((table.as_raw_fd(), VASSAL_TABLE.to_string()));
         if let (Some(stats), Some(spec)) = (&self.stats, &self.config.emperor_stats) {
             let listener = stats.listener();
-            fds.push((listener.raw(), listener.handover_name(&spec.to_string())));
+            let name = handover_name(listener.is_unix(), &spec.to_string());
+            fds.push((listener.as_raw_fd(), name));
         }
         fds.extend(self.way_back.iter().cloned());
         for (raw, name) in &fds {

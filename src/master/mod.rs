@@ -20,7 +20,7 @@
 //! | `checks.rs` | the per-tick checks |
 //! | `reload.rs` | re-exec in place, workers and chain reloads, adopting old workers |
 //! | `startup.rs` | daemonize/logto, binding or adopting listeners, dropping privileges |
-//! | `stats.rs` | the stats server and its JSON |
+//! | `stats.rs` | the stats socket, its log lines, its JSON (transport: `sys::stats_server`) |
 //! | `touch.rs` | touch-file modification times |
 //! | `vassal.rs` | the link to an emperor (`UWSGI_EMPEROR_FD`): reports and commands |
 
@@ -54,7 +54,7 @@ use crate::sys::daemon::{self, DaemonReady};
 use crate::sys::emperor_link::{self, Report};
 use crate::sys::error::{context, with_context};
 use crate::sys::fd::{self};
-use crate::sys::fifo::MasterFifo;
+use crate::sys::fifo::{self, MasterFifo};
 use crate::sys::notify::Notifier;
 use crate::sys::process::{self, ExitStatus, Forked, OsSignal, Pid};
 use crate::sys::signal::{self, Signal, SignalSource};
@@ -66,7 +66,7 @@ use reload::adopt_old_workers;
 use startup::{
     bind_listeners, drop_privileges, listen_backlog, set_up_output, take_named, unix_options,
 };
-use stats::{StatsListener, StatsServer};
+use stats::StatsServer;
 use touch::TouchFiles;
 use vassal::Vassal;
 use workers::{Decision, Lifecycle, Worker, WorkerTable};
@@ -360,15 +360,16 @@ impl<'a> Master<'a> {
         let stats = match &config.stats {
             Some(spec) => {
                 let listener = match inherited_stats {
-                    Some(fd) => StatsListener::adopt(fd, spec)?,
+                    Some(fd) => stats::adopt_listener(fd, spec)?,
                     None => {
-                        StatsListener::bind(spec, listen_backlog(&config), unix_options(&config))?
+                        stats::bind_listener(spec, listen_backlog(&config), unix_options(&config))?
                     }
                 };
                 log::info!("stats server on {}", listener.describe());
                 let server = StatsServer::new(
                     listener,
                     config.stats_http,
+                    stats::log_incident,
                     poll.registry(),
                     STATS,
                     STATS_CLIENTS,
@@ -498,42 +499,23 @@ impl<'a> Master<'a> {
     }
 
     fn drain_signals(&mut self) -> Vec<Action> {
-        match self.signals.drain_received() {
-            Ok(received) => received
-                .into_iter()
-                .flat_map(|r| {
-                    match (r.signal, r.requester) {
-                        (Signal::Hup, Some(pid)) => self.requesters.push(pid),
-                        // `rcontainer --upgrade` is for an emperor: a master says no at once.
-                        (Signal::Usr2, Some(pid)) if process::has_argument(pid, "--upgrade") => {
-                            let _ = signal::send_answer(pid, signal::Answer::Refused);
-                        }
-                        _ => {}
+        (self.signals.drain_received_or_log().into_iter())
+            .flat_map(|r| {
+                match (r.signal, r.requester) {
+                    (Signal::Hup, Some(pid)) => self.requesters.push(pid),
+                    // `rcontainer --upgrade` is for an emperor: a master says no at once.
+                    (Signal::Usr2, Some(pid)) if process::has_argument(pid, "--upgrade") => {
+                        let _ = signal::send_answer(pid, signal::Answer::Refused);
                     }
-                    action::from_signal(r.signal).iter().copied()
-                })
-                .collect(),
-            Err(e) => {
-                log::error!("reading signals failed: {e}");
-                Vec::new()
-            }
-        }
+                    _ => {}
+                }
+                action::from_signal(r.signal).iter().copied()
+            })
+            .collect()
     }
 
     fn read_fifo(&mut self) -> Vec<Action> {
-        let Some(fifo) = &mut self.fifo else {
-            return Vec::new();
-        };
-        match fifo.read_commands() {
-            Ok(bytes) => bytes
-                .into_iter()
-                .filter_map(action::from_fifo_byte)
-                .collect(),
-            Err(e) => {
-                log::error!("reading the master fifo failed: {e}");
-                Vec::new()
-            }
-        }
+        fifo::read_actions(self.fifo.as_mut(), action::from_fifo_byte)
     }
 
     /// Whether this vassal drains after telling its emperor it leaves (a TERM or `q` by hand).
@@ -567,11 +549,11 @@ impl<'a> Master<'a> {
         let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
         let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
         server.ready(self.poll.registry(), token, || {
-            stats::document(config, listeners, scoreboard, &slots)
+            stats::document(config, listeners, scoreboard, &slots).into_bytes()
         });
     }
 
-    /// Stats clients past their deadline are closed (see `stats::CLIENT_DEADLINE`).
+    /// Stats clients past their deadline are closed (see `sys::stats_server::CLIENT_DEADLINE`).
     fn expire_stats(&mut self) {
         let Some(server) = self.stats.as_mut() else {
             return;
@@ -579,7 +561,7 @@ impl<'a> Master<'a> {
         let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
         let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
         server.expire(self.poll.registry(), Instant::now(), || {
-            stats::document(config, listeners, scoreboard, &slots)
+            stats::document(config, listeners, scoreboard, &slots).into_bytes()
         });
     }
 

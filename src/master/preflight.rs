@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::startup::{listen_backlog, unix_options};
-use super::stats::StatsListener;
+use super::stats::{self, StatsListener};
 use super::{Master, stats_fd_name};
 use crate::config::Config;
 use crate::net::addr::SocketSpec;
@@ -73,7 +73,7 @@ impl Master<'_> {
         if let Some(spec) = &new.stats
             && self.config.stats.as_ref() != Some(spec)
         {
-            let listener = StatsListener::bind(spec, listen_backlog(new), unix_options(new))
+            let listener = stats::bind_listener(spec, listen_backlog(new), unix_options(new))
                 .map_err(|e| e.to_string())?;
             prepared.stats = Some((stats_fd_name(spec), listener));
         }

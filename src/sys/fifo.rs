@@ -83,6 +83,25 @@ impl MasterFifo {
 
 super::fd_event_source!(MasterFifo, |fifo| fifo.reader.as_raw_fd());
 
+/// The commands written to `fifo` since the last call, each made an action by `action_of`
+/// (unknown bytes are dropped there); none without a FIFO. A failed read is logged and reads
+/// as no command: the supervising loop goes on.
+pub(crate) fn read_actions<A>(
+    fifo: Option<&mut MasterFifo>,
+    action_of: impl FnMut(u8) -> Option<A>,
+) -> Vec<A> {
+    let Some(fifo) = fifo else {
+        return Vec::new();
+    };
+    match fifo.read_commands() {
+        Ok(bytes) => bytes.into_iter().filter_map(action_of).collect(),
+        Err(e) => {
+            log::error!("reading the master fifo failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
 /// Leaves a FIFO at `path`: keeps an existing one, else `mkfifo 0600`. Anything else in the
 /// way (a file, a symlink, a directory) is refused, never removed: it may be somebody's data.
 fn prepare_fifo(path: &Path) -> io::Result<()> {

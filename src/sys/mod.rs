@@ -56,5 +56,6 @@ pub(crate) mod shm;
 pub(crate) mod signal;
 pub(crate) mod spawn;
 pub(crate) mod stack;
+pub(crate) mod stats_server;
 #[cfg(test)]
 pub(crate) mod tempdir;

@@ -330,6 +330,15 @@ impl SignalSource {
             .collect())
     }
 
+    /// [`SignalSource::drain_received`] for a supervising loop (master, emperor), which goes on
+    /// whatever happens: a failed read is logged and reads as no signal.
+    pub(crate) fn drain_received_or_log(&mut self) -> Vec<Received> {
+        self.drain_received().unwrap_or_else(|e| {
+            log::error!("reading signals failed: {e}");
+            Vec::new()
+        })
+    }
+
     /// Like [`SignalSource::drain`], with who asked for an answer.
     pub(crate) fn drain_received(&mut self) -> io::Result<Vec<Received>> {
         let mut received = Vec::new();

@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::harness::client::{Target, http_get};
-use crate::harness::{DEADLINE, Instance, Scratch, Signal, eventually, try_stats_at};
+use crate::harness::client::{Target, http_get, try_http_get};
+use crate::harness::{DEADLINE, Instance, Scratch, Signal, eventually, is_alive, try_stats_at};
 
 /// A vassal: HTTP on `<name>.sock`, stats on `<name>.stats`, both beside its file.
 const VASSAL: &str = "[rcontainer]
@@ -46,11 +46,7 @@ impl Emperor {
         env: &[(&str, &str)],
     ) -> Emperor {
         let scratch = Scratch::new(name);
-        let vassals = scratch.path().join("vassals");
-        std::fs::create_dir_all(&vassals).expect("create the vassal directory");
-        for (file, text) in files {
-            std::fs::write(vassals.join(file), text).expect("write a vassal file");
-        }
+        scratch.write_dir("vassals", files);
         let mut args = vec!["--emperor", "vassals", "--emperor-stats", "emperor.stats"];
         args.extend_from_slice(extra);
         let mut emperor = Emperor::spawn(scratch, &args, env);
@@ -63,6 +59,17 @@ impl Emperor {
         let vassals = scratch.path().join("vassals");
         let instance = Instance::spawn_in(scratch, Instance::binary(), args, env, None);
         Emperor { instance, vassals }
+    }
+
+    /// An emperor over vassal `a` logging, as its vassal does, to `all.log` (`--logto`), once
+    /// `a` serves.
+    fn start_logging_to_file(name: &str) -> Emperor {
+        let scratch = Scratch::new(name);
+        scratch.write("vassals/a.ini", VASSAL);
+        let args = ["--emperor", "vassals", "--logto", "all.log"];
+        let emperor = Emperor::spawn(scratch, &args, &[]);
+        emperor.wait_serving("a");
+        emperor
     }
 
     fn file(&self, vassal: &str) -> PathBuf {
@@ -106,12 +113,7 @@ impl Emperor {
 
     /// Whether the vassal answers `GET /` with its app now.
     fn serves(&self, vassal: &str) -> bool {
-        let raw = b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
-        let Ok(mut conn) = self.target(vassal).try_connect() else {
-            return false;
-        };
-        conn.send(raw)
-            .try_read_response(false)
+        try_http_get(&self.target(vassal), "/")
             .is_ok_and(|r| r.status == 200 && r.text() == "Hello World")
     }
 
@@ -142,14 +144,6 @@ impl Emperor {
     }
 }
 
-fn is_alive(pid: u64) -> bool {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().next());
-    matches!(state, Some(s) if s != "Z" && s != "X")
-}
-
 /// Requests to `target` from `threads` threads in a loop until the flag is set: how many
 /// succeeded and how many failed.
 struct Load {
@@ -169,12 +163,8 @@ impl Load {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
                 let target = target.clone();
                 thread::spawn(move || {
-                    let raw = b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
                     while !stop.load(Ordering::Relaxed) {
-                        let answer = target
-                            .try_connect()
-                            .and_then(|mut conn| conn.send(raw).try_read_response(false));
-                        match answer {
+                        match try_http_get(&target, "/") {
                             Ok(r) if r.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
                             _ => failed.fetch_add(1, Ordering::Relaxed),
                         };
@@ -320,11 +310,7 @@ fn a_vassal_master_killed_with_sigkill_is_respawned() {
     let emperor = Emperor::start("emperor-kill", &[("a.ini", VASSAL)], &[]);
     emperor.wait_serving("a");
     let (master, _) = emperor.pids("a").expect("a's stats");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(master as i32), Signal::SIGKILL)
-        .expect("kill -9");
-    eventually("a is respawned", &emperor.instance, || {
-        emperor.serves("a") && emperor.pids("a").is_some_and(|(pid, _)| pid != master)
-    });
+    kill_and_wait_respawned(&emperor, "a", master);
     let a = emperor.entry("a").expect("a is listed");
     assert!(a["respawns"].as_u64() >= Some(1), "{a}");
 }
@@ -573,11 +559,7 @@ fn systemd_hears_the_emperor_ready_and_governing_and_vassals_do_not_inherit_the_
 #[test]
 fn a_vassal_exiting_with_the_exile_code_waits_for_its_file_to_change() {
     let scratch_wrapper = Scratch::new("emperor-exile-wrapper");
-    let wrapper = scratch_wrapper.write("exile.sh", "#!/bin/sh\nexit 26\n");
-    let mut perms = std::fs::metadata(&wrapper).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&wrapper, perms).expect("chmod");
-    let wrapper = wrapper.to_str().expect("utf-8 path").to_owned();
+    let wrapper = scratch_wrapper.write_executable("exile.sh", "#!/bin/sh\nexit 26\n");
     let mut emperor = Emperor::start(
         "emperor-exile",
         &[("a.ini", VASSAL)],
@@ -597,9 +579,7 @@ fn a_vassal_exiting_with_the_exile_code_waits_for_its_file_to_change() {
 #[test]
 fn a_daemonized_emperor_detaches_and_graceful_stop_of_its_pidfile_stops_every_vassal() {
     let scratch = Scratch::new("emperor-daemon");
-    let vassals = scratch.path().join("vassals");
-    std::fs::create_dir_all(&vassals).expect("create the vassal directory");
-    std::fs::write(vassals.join("a.ini"), VASSAL).expect("write a vassal file");
+    let vassals = scratch.write_dir("vassals", &[("a.ini", VASSAL)]);
     let out = crate::harness::run_cli(
         scratch.path(),
         &[
@@ -687,11 +667,7 @@ done
 
 /// Writes [`FAKE_VASSAL`] into a scratch dir of its own; its path.
 fn fake_vassal(scratch: &Scratch) -> String {
-    let script = scratch.write("fake-vassal.sh", FAKE_VASSAL);
-    let mut perms = std::fs::metadata(&script).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).expect("chmod");
-    script.to_str().expect("utf-8 path").to_owned()
+    scratch.write_executable("fake-vassal.sh", FAKE_VASSAL)
 }
 
 #[test]
@@ -797,14 +773,8 @@ fn a_glob_monitor_runs_the_files_it_matches_and_finds_new_directories() {
     let apps = emperor.scratch.path().join("apps");
     let serves = |app: &str| {
         let socket = apps.join(app).join("vassal.sock");
-        Target::parse(&format!("http://{}", socket.display()))
-            .expect("a target")
-            .try_connect()
-            .and_then(|mut conn| {
-                conn.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                    .try_read_response(false)
-            })
-            .is_ok_and(|r| r.status == 200)
+        let target = Target::parse(&format!("http://{}", socket.display())).expect("a target");
+        try_http_get(&target, "/").is_ok_and(|r| r.status == 200)
     };
     eventually("both matches serve", &emperor, || {
         serves("one") && serves("two")
@@ -821,14 +791,10 @@ fn a_glob_monitor_runs_the_files_it_matches_and_finds_new_directories() {
 #[test]
 fn a_vassal_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
     let scripts = Scratch::new("emperor-signals-script");
-    let script = scripts.write(
+    let wrapper = scripts.write_executable(
         "signals.sh",
         "#!/bin/bash\nawk '/^Sig(Blk|Ign)/ {print \"vassal-signals\", $1, $2}' /proc/self/status\nexit 26\n",
     );
-    let mut perms = std::fs::metadata(&script).expect("stat").permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).expect("chmod");
-    let wrapper = script.to_str().expect("utf-8 path").to_owned();
     let mut emperor = Emperor::start(
         "emperor-signals",
         &[("a.ini", "")],
@@ -847,14 +813,7 @@ fn a_vassal_starts_with_no_signal_blocked_and_sigpipe_at_its_default() {
 
 #[test]
 fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
-    let scratch = Scratch::new("emperor-logto");
-    scratch.write("vassals/a.ini", VASSAL);
-    let mut emperor = Emperor::spawn(
-        scratch,
-        &["--emperor", "vassals", "--logto", "all.log"],
-        &[],
-    );
-    emperor.wait_serving("a");
+    let mut emperor = Emperor::start_logging_to_file("emperor-logto");
     let (master, _) = emperor.pids("a").expect("a's stats");
     let log = emperor.instance.scratch.path().join("all.log");
     eventually("both write to the log file", &emperor.instance, || {
@@ -867,14 +826,7 @@ fn logto_sends_the_emperors_log_and_its_vassals_to_one_file() {
 
 #[test]
 fn usr1_after_a_rotation_sends_the_emperors_and_its_vassals_lines_to_the_new_file() {
-    let scratch = Scratch::new("emperor-rotate");
-    scratch.write("vassals/a.ini", VASSAL);
-    let mut emperor = Emperor::spawn(
-        scratch,
-        &["--emperor", "vassals", "--logto", "all.log"],
-        &[],
-    );
-    emperor.wait_serving("a");
+    let mut emperor = Emperor::start_logging_to_file("emperor-rotate");
     let dir = emperor.instance.scratch.path().to_path_buf();
     let (log, rotated) = (dir.join("all.log"), dir.join("all.log.1"));
     // What logrotate does: move the file away, then tell the emperor.
@@ -925,15 +877,7 @@ fn a_uwsgi_vassal_runs_under_the_emperor_reports_ready_and_loyal_reloads_and_sto
         &["--binary-path", "/usr/bin/uwsgi"],
     );
     let target = emperor.target("u");
-    let answers = || {
-        target
-            .try_connect()
-            .and_then(|mut conn| {
-                conn.send(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-                    .try_read_response(false)
-            })
-            .is_ok_and(|r| r.status == 200)
-    };
+    let answers = || try_http_get(&target, "/").is_ok_and(|r| r.status == 200);
     eventually("the uWSGI vassal serves", &emperor.instance, || {
         answers() && emperor.pids("u").is_some_and(|(_, w)| !w.is_empty())
     });
@@ -987,11 +931,7 @@ fn vassal_set_gives_every_vassal_a_default_that_its_own_ini_overrides() {
 /// `emperor.ini` of this text instead of `--emperor vassals`.
 fn start_upgradable(name: &str, files: &[(&str, &str)], ini: Option<&str>) -> (Emperor, PathBuf) {
     let scratch = Scratch::new(name);
-    let vassals = scratch.path().join("vassals");
-    std::fs::create_dir_all(&vassals).expect("create the vassal directory");
-    for (file, text) in files {
-        std::fs::write(vassals.join(file), text).expect("write a vassal file");
-    }
+    let vassals = scratch.write_dir("vassals", files);
     let program = scratch.path().join("rcontainer");
     std::fs::copy(Instance::binary(), &program).expect("copy the binary");
     let mut args = vec!["--pidfile", "emperor.pid", "--master-fifo", "emperor.fifo"];
@@ -1021,6 +961,28 @@ fn exe_inode(pid: u32) -> u64 {
     std::fs::metadata(format!("/proc/{pid}/exe"))
         .expect("stat /proc/PID/exe")
         .ino()
+}
+
+/// Touches `vassal`'s file and waits until its master of `before` (master, workers) runs
+/// new workers: a reload in place.
+fn touch_and_wait_reloaded(emperor: &Emperor, vassal: &str, before: &(u64, Vec<u64>)) {
+    let (master, workers) = before;
+    emperor.touch(vassal);
+    let what = format!("{vassal}'s workers are replaced");
+    eventually(&what, &emperor.instance, || {
+        emperor
+            .pids(vassal)
+            .is_some_and(|(m, w)| m == *master && !w.is_empty() && w != *workers)
+    });
+}
+
+/// SIGKILLs `vassal`'s `master` and waits until a new master serves.
+fn kill_and_wait_respawned(emperor: &Emperor, vassal: &str, master: u64) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(master as i32), Signal::SIGKILL)
+        .expect("kill -9");
+    eventually(&format!("{vassal} is respawned"), &emperor.instance, || {
+        emperor.serves(vassal) && emperor.pids(vassal).is_some_and(|(m, _)| m != master)
+    });
 }
 
 /// Waits until every vassal of `names` is listed ready, accepting and loyal in emperor stats.
@@ -1114,20 +1076,10 @@ fn upgrading_the_emperor_keeps_every_vassal_serving_with_the_same_pids() {
     );
 
     // The new image governs its adopted vassals as its own: a touch reloads...
-    let (a_master, a_workers) = before[0].clone();
-    emperor.touch("a");
-    eventually("a's workers are replaced", &emperor.instance, || {
-        emperor
-            .pids("a")
-            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
-    });
+    touch_and_wait_reloaded(&emperor, "a", &before[0]);
     // ... a death is respawned ...
     let b_master = before[1].0;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
-        .expect("kill -9");
-    eventually("b is respawned", &emperor.instance, || {
-        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
-    });
+    kill_and_wait_respawned(&emperor, "b", b_master);
     assert_eq!(emperor.entry("b").expect("b")["adopted"], 0, "b is new");
     // ... and it upgrades again, holding no more than one image's descriptors.
     install_new_binary(&program);
@@ -1263,19 +1215,9 @@ fn an_upgrade_whose_new_configuration_does_not_load_keeps_every_vassal_serving_a
     }
 
     // Still supervised: a touch reloads, a death is respawned.
-    let (a_master, a_workers) = before[0].clone();
-    emperor.touch("a");
-    eventually("a's workers are replaced", &emperor.instance, || {
-        emperor
-            .pids("a")
-            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
-    });
+    touch_and_wait_reloaded(&emperor, "a", &before[0]);
     let b_master = before[1].0;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(b_master as i32), Signal::SIGKILL)
-        .expect("kill -9");
-    eventually("b is respawned", &emperor.instance, || {
-        emperor.serves("b") && emperor.pids("b").is_some_and(|(m, _)| m != b_master)
-    });
+    kill_and_wait_respawned(&emperor, "b", b_master);
     emperor.instance.signal(Signal::SIGTERM);
     assert!(emperor.instance.wait_exit().success());
 }
@@ -1322,7 +1264,7 @@ fn an_upgrade_whose_exec_fails_leaves_the_old_image_governing() {
     let files = [("a.ini", VASSAL)];
     let (emperor, program) = start_upgradable("emperor-upgrade-noexec", &files, None);
     emperor.wait_serving("a");
-    let (a_master, a_workers) = emperor.pids("a").expect("a's stats");
+    let a_before = emperor.pids("a").expect("a's stats");
     // A "release" that cannot be executed.
     let staged = program.with_extension("new");
     std::fs::write(&staged, "not a program").expect("write");
@@ -1359,15 +1301,14 @@ fn an_upgrade_whose_exec_fails_leaves_the_old_image_governing() {
         checked >= 4,
         "a link, the stats socket, the launch, the binary: {checked}"
     );
-    assert_eq!(emperor.pids("a").map(|p| p.0), Some(a_master), "a runs on");
+    assert_eq!(
+        emperor.pids("a").map(|p| p.0),
+        Some(a_before.0),
+        "a runs on"
+    );
     // Governing on (with a binary that runs again: vassals and checks start from it too).
     install_new_binary(&program);
-    emperor.touch("a");
-    eventually("a's workers are replaced", &emperor.instance, || {
-        emperor
-            .pids("a")
-            .is_some_and(|(m, w)| m == a_master && !w.is_empty() && w != a_workers)
-    });
+    touch_and_wait_reloaded(&emperor, "a", &a_before);
 }
 
 #[test]

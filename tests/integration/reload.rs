@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::client::http_get;
 use crate::harness::{Instance, Signal, run_cli};
-use crate::harness::{eventually, stats};
+use crate::harness::{eventually, fd_targets, stats};
 use crate::master::{Load, http, ini, worker_pids};
 
 /// The `id` of every worker the stats show.
@@ -129,16 +129,6 @@ fn worker_ids_stay_one_to_processes_across_chain_reloads_and_a_hup() {
     let doc: Value = crate::harness::json(&http_get(&http(&server), "/").body);
     let id = doc["worker"].as_u64().expect("worker in echo");
     assert!(all.contains(&id), "{doc}");
-}
-
-/// Where each open descriptor of `pid` points (`/proc/PID/fd/*` link targets).
-fn fd_targets(pid: u32) -> BTreeSet<String> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read the fd table")
-        .flatten()
-        .filter_map(|entry| fs::read_link(entry.path()).ok())
-        .map(|target| target.display().to_string())
-        .collect()
 }
 
 /// The inode of the unix socket bound at `path`, from `/proc/net/unix`.

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::harness::client::{Target, http_get};
-use crate::harness::{DEADLINE, Instance, Signal, eventually, json, parse_ready_sockets, stats};
+use crate::harness::{
+    DEADLINE, Instance, Signal, eventually, fd_targets, is_alive, json, parse_ready_sockets, stats,
+};
 use crate::master::{http, ini, worker_pids};
 
 /// Vassal -> emperor (uWSGI's bytes).
@@ -68,6 +70,21 @@ impl FakeEmperor {
         let (mut server, emperor) = FakeEmperor::spawn(name, ini, &[]);
         server.wait_ready();
         (server, emperor)
+    }
+
+    /// [`FakeEmperor::start`], then the vassal's first reports: spawned, accepting.
+    fn start_accepting(name: &str, ini: &str) -> (Instance, FakeEmperor) {
+        let (server, mut emperor) = FakeEmperor::start(name, ini);
+        emperor.expect(&[SPAWNED, ACCEPTING], &server);
+        (server, emperor)
+    }
+
+    /// Where descriptor [`FakeEmperor::fd`] of process `pid` points (the vassal's end of this
+    /// link, as long as `pid` keeps it).
+    fn link_in(&self, pid: u32) -> Option<String> {
+        fs::read_link(format!("/proc/{pid}/fd/{}", self.fd))
+            .map(|t| t.display().to_string())
+            .ok()
     }
 
     /// The next byte the vassal sends (fails after the deadline or when the link closes).
@@ -134,25 +151,18 @@ fn wait_in_flight(server: &Instance) {
     });
 }
 
-/// A slow request from another thread; joins to its status (0 if it got no response).
-fn slow_request(target: &Target, ms: u64) -> thread::JoinHandle<u16> {
-    let target = target.clone();
-    thread::spawn(move || {
+/// A slow request to `server` from another thread, once it is in flight; joins to its status
+/// (0 if it got no response).
+fn slow_request_in_flight(server: &Instance, ms: u64) -> thread::JoinHandle<u16> {
+    let target = http(server);
+    let request = thread::spawn(move || {
         let mut conn = target.connect();
         let raw = format!("GET /sleep?ms={ms} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         conn.send(raw.as_bytes());
         conn.try_read_response(false).map_or(0, |r| r.status)
-    })
-}
-
-/// Where each open descriptor of `pid` points.
-fn fd_targets(pid: u32) -> BTreeSet<String> {
-    fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("read the fd table")
-        .flatten()
-        .filter_map(|entry| fs::read_link(entry.path()).ok())
-        .map(|target| target.display().to_string())
-        .collect()
+    });
+    wait_in_flight(server);
+    request
 }
 
 /// `NAME=value` of process `pid`'s initial environment (what its exec got).
@@ -172,8 +182,7 @@ fn worker_sees_the_link_variable(server: &Instance) -> bool {
 
 #[test]
 fn a_vassal_reports_spawned_then_accepting_then_once_loyal_after_its_first_request() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-reports", &ini(""));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let (mut server, mut emperor) = FakeEmperor::start_accepting("vassal-reports", &ini(""));
     server.wait_for_log("running under an emperor (UWSGI_EMPEROR_FD=");
     assert_eq!(
         emperor.sent_within(Duration::from_millis(300)),
@@ -206,10 +215,9 @@ fn heartbeat_n_tells_the_emperor_every_n_seconds_that_the_vassal_lives() {
 
 #[test]
 fn the_emperors_stop_lets_the_request_in_flight_finish_and_hears_no_leaving() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-stop", &ini("processes = 2\n"));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
-    let slow = slow_request(&http(&server), 1500);
-    wait_in_flight(&server);
+    let (mut server, mut emperor) =
+        FakeEmperor::start_accepting("vassal-stop", &ini("processes = 2\n"));
+    let slow = slow_request_in_flight(&server, 1500);
     emperor.send(STOP);
     assert_eq!(slow.join().expect("client"), 200);
     assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
@@ -221,10 +229,8 @@ fn the_emperors_stop_lets_the_request_in_flight_finish_and_hears_no_leaving() {
 
 #[test]
 fn the_emperors_stop_now_stops_at_once_dropping_the_request_in_flight() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-stop-now", &ini(""));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
-    let slow = slow_request(&http(&server), 60_000);
-    wait_in_flight(&server);
+    let (mut server, mut emperor) = FakeEmperor::start_accepting("vassal-stop-now", &ini(""));
+    let slow = slow_request_in_flight(&server, 60_000);
     emperor.send(STOP_NOW);
     assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
     assert_ne!(slow.join().expect("client"), 200);
@@ -235,8 +241,8 @@ fn the_emperors_stop_now_stops_at_once_dropping_the_request_in_flight() {
 
 #[test]
 fn the_emperors_reload_and_a_hup_reexec_in_place_keeping_the_link_and_the_loyalty() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-reload", &ini("processes = 2\n"));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let (mut server, mut emperor) =
+        FakeEmperor::start_accepting("vassal-reload", &ini("processes = 2\n"));
     assert_eq!(http_get(&http(&server), "/").status, 200);
     emperor.expect(&[LOYAL], &server);
     let link_variable = format!("UWSGI_EMPEROR_FD={}", emperor.fd);
@@ -261,9 +267,7 @@ fn the_emperors_reload_and_a_hup_reexec_in_place_keeping_the_link_and_the_loyalt
         );
         let master = server.pid();
         assert_eq!(
-            fs::read_link(format!("/proc/{master}/fd/{}", emperor.fd))
-                .map(|t| t.display().to_string())
-                .ok(),
+            emperor.link_in(master),
             Some(emperor.vassal_end.clone()),
             "after {reload}: the same link under the same number"
         );
@@ -291,8 +295,7 @@ fn the_emperors_reload_and_a_hup_reexec_in_place_keeping_the_link_and_the_loyalt
 
 #[test]
 fn a_reload_the_emperor_asks_for_that_is_refused_reports_accepting_again() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-refused", &ini(""));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let (mut server, mut emperor) = FakeEmperor::start_accepting("vassal-refused", &ini(""));
     let good = fs::read_to_string(server.scratch.path().join("app.ini")).expect("the ini");
     server
         .scratch
@@ -305,8 +308,8 @@ fn a_reload_the_emperor_asks_for_that_is_refused_reports_accepting_again() {
 
 #[test]
 fn a_reload_whose_workers_cannot_boot_falls_back_on_the_same_link() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-fallback", &ini("processes = 2\n"));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let (mut server, mut emperor) =
+        FakeEmperor::start_accepting("vassal-fallback", &ini("processes = 2\n"));
     // A million cores of 64 MiB stacks cannot be reserved: the new workers fail at boot.
     server.scratch.write(
         "app.ini",
@@ -324,9 +327,7 @@ fn a_reload_whose_workers_cannot_boot_falls_back_on_the_same_link() {
     );
     let master = server.pid();
     assert_eq!(
-        fs::read_link(format!("/proc/{master}/fd/{}", emperor.fd))
-            .map(|t| t.display().to_string())
-            .ok(),
+        emperor.link_in(master),
         Some(emperor.vassal_end.clone()),
         "the previous configuration serves on the same link"
     );
@@ -338,11 +339,10 @@ fn a_reload_whose_workers_cannot_boot_falls_back_on_the_same_link() {
 #[test]
 fn a_stop_by_hand_term_or_fifo_q_tells_the_emperor_the_vassal_is_leaving() {
     for (case, how) in [("term", "TERM"), ("fifo", "q"), ("fifo-now", "Q")] {
-        let (mut server, mut emperor) = FakeEmperor::start(
+        let (mut server, mut emperor) = FakeEmperor::start_accepting(
             &format!("vassal-leaving-{case}"),
             &ini("master-fifo = %dfifo\n"),
         );
-        emperor.expect(&[SPAWNED, ACCEPTING], &server);
         if how == "TERM" {
             server.signal(Signal::SIGTERM);
         } else {
@@ -356,8 +356,7 @@ fn a_stop_by_hand_term_or_fifo_q_tells_the_emperor_the_vassal_is_leaving() {
 #[test]
 fn the_vassal_stops_gracefully_when_its_emperor_is_gone() {
     let (mut server, emperor) = FakeEmperor::start("vassal-orphan", &ini(""));
-    let slow = slow_request(&http(&server), 1500);
-    wait_in_flight(&server);
+    let slow = slow_request_in_flight(&server, 1500);
     drop(emperor);
     assert_eq!(slow.join().expect("client"), 200);
     assert_eq!(server.wait_exit().code(), Some(0), "{}", server.logs());
@@ -366,8 +365,7 @@ fn the_vassal_stops_gracefully_when_its_emperor_is_gone() {
 
 #[test]
 fn unknown_bytes_from_the_emperor_are_logged_and_ignored() {
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-unknown", &ini(""));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
+    let (mut server, mut emperor) = FakeEmperor::start_accepting("vassal-unknown", &ini(""));
     emperor.send(9);
     emperor.send(200);
     server.wait_for_log("unknown message 200");
@@ -556,14 +554,7 @@ fn uwsgis_emperor_runs_reloads_on_touch_and_stops_on_removal_an_rcontainer_vassa
     });
 
     fs::remove_file(&vassal).expect("remove the vassal file");
-    let gone = || {
-        let stat = fs::read_to_string(format!("/proc/{master}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        !matches!(state, Some(s) if s != "Z" && s != "X")
-    };
-    eventually("the vassal's master is gone", &server, gone);
+    eventually("the vassal's master is gone", &server, || !is_alive(master));
     eventually("uWSGI's emperor lists no vassal", &server, || {
         uwsgi_vassal(&emperor_stats, &server).is_none()
     });
@@ -731,10 +722,8 @@ fn set_defines_a_placeholder_the_ini_uses_and_set_in_an_ini_sets_an_option_in_pl
 fn a_stop_now_answering_a_leaving_vassal_lets_its_drain_finish() {
     // uWSGI's emperor answers `22` with `0` (its emperor_stop): for a vassal draining after a
     // TERM by hand, that is an acknowledgement, not a reason to drop the requests in flight.
-    let (mut server, mut emperor) = FakeEmperor::start("vassal-leaving-ack", &ini(""));
-    emperor.expect(&[SPAWNED, ACCEPTING], &server);
-    let slow = slow_request(&http(&server), 1500);
-    wait_in_flight(&server);
+    let (mut server, mut emperor) = FakeEmperor::start_accepting("vassal-leaving-ack", &ini(""));
+    let slow = slow_request_in_flight(&server, 1500);
     server.signal(Signal::SIGTERM);
     emperor.expect(&[LEAVING], &server);
     emperor.send(STOP_NOW);

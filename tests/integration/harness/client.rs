@@ -302,6 +302,15 @@ pub(crate) fn http_get(target: &Target, path: &str) -> Response {
     http_request(target, raw.as_bytes())
 }
 
+/// [`http_get`] that may fail: an error when nothing answers now (the server is starting,
+/// reloading or gone), for polling.
+pub(crate) fn try_http_get(target: &Target, path: &str) -> io::Result<Response> {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    target
+        .try_connect()
+        .and_then(|mut conn| conn.send(raw.as_bytes()).try_read_response(false))
+}
+
 /// Builds a uwsgi request packet (modifier1 0) from CGI vars and a body.
 pub(crate) fn uwsgi_packet(vars: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let raw: Vec<(&[u8], &[u8])> = vars

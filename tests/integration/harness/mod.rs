@@ -65,6 +65,27 @@ impl Scratch {
         fs::write(&file, contents).expect("write scratch file");
         file
     }
+
+    /// [`Scratch::write`] an executable script (mode 0755); its path, as text for an argument.
+    pub(crate) fn write_executable(&self, name: &str, contents: &str) -> String {
+        use std::os::unix::fs::PermissionsExt;
+        let script = self.write(name, contents);
+        let mut perms = fs::metadata(&script).expect("stat").permissions();
+        perms.set_mode(0o755);
+        fs::set_permissions(&script, perms).expect("chmod");
+        script.to_str().expect("utf-8 path").to_owned()
+    }
+
+    /// Makes directory `dir` in the scratch dir and writes `files` (name, text) into it; its
+    /// path.
+    pub(crate) fn write_dir(&self, dir: &str, files: &[(&str, &str)]) -> PathBuf {
+        let path = self.path.join(dir);
+        fs::create_dir_all(&path).expect("create the directory");
+        for (file, text) in files {
+            fs::write(path.join(file), text).expect("write a file");
+        }
+        path
+    }
 }
 
 impl Drop for Scratch {
@@ -395,11 +416,7 @@ impl Instance {
 
     /// Whether the master process is still alive (not exited, not a zombie).
     pub(crate) fn is_running(&self) -> bool {
-        let stat = fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().next());
-        matches!(state, Some(s) if s != "Z" && s != "X")
+        is_alive(u64::from(self.pid()))
     }
 
     fn try_exit_status(&mut self) -> Option<ExitStatus> {
@@ -482,6 +499,25 @@ fn clear_cloexec(raw: RawFd) -> std::io::Result<()> {
 /// SIGKILLs the process group led by `pid` (every worker the master forked is in it).
 fn kill_group(pid: u32) {
     let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+}
+
+/// Whether process `pid` is alive (not exited, not a zombie).
+pub(crate) fn is_alive(pid: u64) -> bool {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(s) if s != "Z" && s != "X")
+}
+
+/// Where each open descriptor of `pid` points (`/proc/PID/fd/*` link targets).
+pub(crate) fn fd_targets(pid: u32) -> std::collections::BTreeSet<String> {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the fd table")
+        .flatten()
+        .filter_map(|entry| fs::read_link(entry.path()).ok())
+        .map(|target| target.display().to_string())
+        .collect()
 }
 
 /// Waits until `check` holds (polling), failing the test with the instance's logs after
