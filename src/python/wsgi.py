@@ -279,16 +279,19 @@ def environ_of(turn, errors):
 
 
 class Answer:
-    """What the app answers so far: start_response's status and headers, and whether the head
-    went to the I/O thread (with the first non-empty piece of body, as PEP 3333 asks)."""
+    """What the app answers so far: start_response's status and headers, whether the head went
+    to the I/O thread (with the first non-empty piece of body, as PEP 3333 asks), and whether
+    the body is complete (all of the Content-Length the app announced)."""
 
-    __slots__ = ("turn", "status", "headers", "sent")
+    __slots__ = ("turn", "status", "headers", "length", "sent", "complete")
 
     def __init__(self, turn):
         self.turn = turn
         self.status = None
         self.headers = None
+        self.length = None
         self.sent = False
+        self.complete = False
 
     def start_response(self, status, headers, exc_info=None):
         if exc_info is not None:
@@ -303,6 +306,13 @@ class Answer:
             raise TypeError("the status must be a str, not %s" % type(status).__name__)
         self.status = status
         self.headers = list(headers)
+        self.length = None
+        for name, value in self.headers:
+            if name.lower() == "content-length":
+                try:
+                    self.length = int(value)
+                except (TypeError, ValueError):
+                    pass
         return self.write
 
     def write(self, data):
@@ -314,13 +324,19 @@ class Answer:
             self.send(data)
 
     def send(self, data):
-        """One piece of a streamed body, the head first; waits while the queue is full."""
+        """One piece of body, the head with the first; waits while the queue is full. A first
+        piece that holds the whole announced length goes out as a complete answer (the usual
+        Flask and Django response: one message, no streaming)."""
+        if self.complete:
+            # Past the announced length: nothing more may go out.
+            return
         job = self.turn.job
         if self.sent:
             room = job.chunk(data)
         else:
             self.check_started()
-            room = job.reply(self.status, self.headers, data, True)
+            self.complete = self.length is not None and len(data) >= self.length
+            room = job.reply(self.status, self.headers, data, not self.complete)
             self.sent = True
         if not room:
             self.turn.wait_for_room()
@@ -343,6 +359,10 @@ class Answer:
             check_chunk(chunk)
             if chunk:
                 self.send(chunk)
+            if self.complete:
+                break
+        if self.complete:
+            return
         if self.sent:
             job.end()
         else:
