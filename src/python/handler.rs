@@ -208,7 +208,9 @@ impl Read for Streamed {
                     );
                     return Err(io::Error::other("the app raised mid-response"));
                 }
-                Answer::Head { .. } | Answer::NeedInput(_) => {
+                // The request is behind us once the answer streams: its body has ended.
+                Answer::NeedInput(_) => self.end.give_input(Vec::new()),
+                Answer::Head { .. } => {
                     return Err(io::Error::other(
                         "invariant broken: the app's greenlet answered twice",
                     ));
