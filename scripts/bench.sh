@@ -35,11 +35,13 @@
 #                 one worker each, wrk -t1 -c64: rcontainer (built with --features python,
 #                 gevent = 100), uWSGI + gevent (--gevent 100), gunicorn -k gevent. Reference:
 #                 the better peer (by median req/s); rcontainer's ratio to each peer is printed.
-#                 rcontainer and gunicorn keep connections alive; uWSGI does not: Debian's 2.0.21
-#                 has no --http-keepalive for --http-socket (that is its HTTP router's option),
-#                 and its --http11-socket under gevent never answers a second request on a
-#                 connection, so it gets --http-socket with `Connection: close` and wrk
-#                 reconnects for every request (what a uWSGI user behind no proxy gets).
+#                 rcontainer and gunicorn keep connections alive; uWSGI does not, so wrk
+#                 reconnects for each of its requests. Measured with Debian's uWSGI 2.0.21:
+#                 --http-socket closes after every answer, with or without --http-keepalive
+#                 (that is its HTTP router's option: unknown unless the http plugin is loaded,
+#                 and then without effect here), and --http11-socket under gevent never answers
+#                 a second request on a connection. So it gets --http-socket and `Connection:
+#                 close`, as in the other scenarios.
 #   py-sleep      the Flask view `/sleep?ms=100` (gevent.sleep(0.1)) at wrk -t2 -c1000, the same
 #                 three servers with room for 1,100 greenlets: the sleep caps the rate at 10,000
 #                 req/s, so the figure is req/s / 10,000 (and errors).
@@ -113,7 +115,8 @@ install_peers() {
   py_bin=target/release/rcontainer-python
   if [[ " $scenarios " == *" py-"* ]]; then
     PYO3_PYTHON=$py cargo build --release --quiet --features python
-    cp target/release/rcontainer "$py_bin"
+    cp target/release/rcontainer "$py_bin.new" # a renamed file: one still running is no matter
+    mv -f "$py_bin.new" "$py_bin"
   fi
   cargo build --release --quiet
   bin=target/release/rcontainer
