@@ -104,7 +104,7 @@ install_peers() {
       uwsgi-plugin-gevent-python3 python3-gevent python3-venv strace iproute2 curl
   fi
   if ! "$venv/bin/python" -c 'import gunicorn, gevent, flask' 2>/dev/null; then
-    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+    "$py" -m venv "$venv"
     "$venv/bin/pip" install -q gunicorn gevent flask
   fi
   CARGO_TARGET_DIR="$peers/may-hello-target" cargo build --release --quiet \
