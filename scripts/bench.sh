@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The one bench command: rcontainer against its peers, every scenario of issue 11, in one run,
-# and one table at the end.
+# The one bench command: rcontainer against its peers, every scenario of issues 11 and 13 (the
+# py-* ones: Python WSGI), in one run, and one table at the end.
 #
 #   scripts/bench.sh [ROUNDS] [SECONDS]          3 rounds of 5 s runs by default (~10 minutes)
 #   BENCH_SCENARIOS="hello pipelined" scripts/bench.sh 1 2       a part of it, short
@@ -31,6 +31,22 @@
 #   syscalls      reads, writes, epoll_waits and EAGAIN reads per hello request, rcontainer and
 #                 nginx, at wrk -c64 and -c1: counted by strace -c and by perf tracepoints.
 #   allocs        allocations per request from tests/alloc_count.rs, when that test exists.
+#   py-hello      Python WSGI (issue 13): a Flask hello world (scripts/bench-apps/flaskbench.py),
+#                 one worker each, wrk -t1 -c64: rcontainer (built with --features python,
+#                 gevent = 100), uWSGI + gevent (--gevent 100), gunicorn -k gevent. Reference:
+#                 the better peer (by median req/s); rcontainer's ratio to each peer is printed.
+#                 rcontainer and gunicorn keep connections alive; uWSGI does not, so wrk
+#                 reconnects for each of its requests. Measured with Debian's uWSGI 2.0.21:
+#                 --http-socket closes after every answer, with or without --http-keepalive
+#                 (that is its HTTP router's option: unknown unless the http plugin is loaded,
+#                 and then without effect here), and --http11-socket under gevent never answers
+#                 a second request on a connection. So it gets --http-socket and `Connection:
+#                 close`, as in the other scenarios.
+#   py-sleep      the Flask view `/sleep?ms=100` (gevent.sleep(0.1)) at wrk -t2 -c1000, the same
+#                 three servers with room for 1,100 greenlets: the sleep caps the rate at 10,000
+#                 req/s, so the figure is req/s / 10,000 (and errors).
+#   py-parked     2,000 requests parked at once in `/sleep?ms=100000`, the same three servers
+#                 (as parked-sleep); RSS per parked request, and rcontainer's / uWSGI's.
 #
 # How to read it: this machine has 2 cores, shared by the server, wrk and the kernel, and its
 # speed drifts from minute to minute. The servers of a scenario alternate within each round, and
@@ -39,10 +55,14 @@
 # (socket errors + non-2xx; for parked scenarios: requests not parked) the most in one round.
 #
 # Installs and builds its peers when missing (needs root): Debian's nginx + echo module, uWSGI
-# + gevent plugin, wrk, strace; gunicorn + gevent from PyPI in a venv ($BENCH_VENV); the
+# + gevent plugin, wrk, strace; gunicorn, gevent and Flask from PyPI in a venv ($BENCH_VENV,
+# from /usr/bin/python3: the py-* scenarios' three servers all load the app from it); the
 # may_minihttp peer project ../shared/peers/may-hello, built with its own target dir under
-# $BENCH_PEERS. BENCH_KEEP=1 keeps the work dir (configs and logs of every server). rcontainer
-# options can be changed for every instance with RCONTAINER_<KEY> environment variables.
+# $BENCH_PEERS; for the py-* scenarios, rcontainer with --features python as well
+# (target/release/rcontainer-python). A server that does not start (a Python app that fails to
+# import, say) fails the run with the end of its log. BENCH_KEEP=1 keeps the work dir (configs
+# and logs of every server). rcontainer options can be changed for every instance with
+# RCONTAINER_<KEY> environment variables.
 # Everything listens on 127.0.0.1 and is bounded in time; every process started is stopped by
 # its PID (its process group) on exit.
 set -euo pipefail
@@ -50,6 +70,7 @@ cd "$(dirname "$0")/.."
 rounds=${1:-3}
 seconds=${2:-5}
 all_scenarios="hello pipelined workers2 parked-sleep parked-fetch seed inflight syscalls allocs"
+all_scenarios+=" py-hello py-sleep py-parked"
 scenarios=${BENCH_SCENARIOS:-$all_scenarios}
 venv=${BENCH_VENV:-/opt/rcontainer-bench-venv}
 peers=${BENCH_PEERS:-/tmp/rcontainer-bench-peers}
@@ -57,6 +78,8 @@ may_project=${BENCH_MAY_HELLO:-../shared/peers/may-hello}
 py=/usr/bin/python3 # Debian's, with gevent: the peers' and the helpers'
 parked_n=5000
 inflight_n=9000
+py_parked_n=2000
+py_apps=$PWD/scripts/bench-apps # the Flask app of the py-* scenarios
 PATH="$PATH:/usr/sbin"
 source scripts/lib.sh
 
@@ -80,13 +103,21 @@ install_peers() {
     apt_install wrk nginx libnginx-mod-http-echo uwsgi-core uwsgi-plugin-python3 \
       uwsgi-plugin-gevent-python3 python3-gevent python3-venv strace iproute2 curl
   fi
-  if ! "$venv/bin/python" -c 'import gunicorn, gevent' 2>/dev/null; then
+  if ! "$venv/bin/python" -c 'import gunicorn, gevent, flask' 2>/dev/null; then
     "$py" -m venv "$venv"
-    "$venv/bin/pip" install -q gunicorn gevent
+    "$venv/bin/pip" install -q gunicorn gevent flask
   fi
   CARGO_TARGET_DIR="$peers/may-hello-target" cargo build --release --quiet \
     --manifest-path "$may_project/Cargo.toml"
   may_bin=$peers/may-hello-target/release/rust-peer
+  # The py-* scenarios' binary embeds libpython: built with the feature and copied aside, then
+  # the default build (both stay cached in target/release, so switching is only a relink).
+  py_bin=target/release/rcontainer-python
+  if [[ " $scenarios " == *" py-"* ]]; then
+    PYO3_PYTHON=$py cargo build --release --quiet --features python
+    cp target/release/rcontainer "$py_bin.new" # a renamed file: one still running is no matter
+    mv -f "$py_bin.new" "$py_bin"
+  fi
   cargo build --release --quiet
   bin=target/release/rcontainer
 }
@@ -255,6 +286,35 @@ start_gunicorn() {
     --log-level warning app:application
 }
 
+# start_rcontainer_python NAME GEVENT: the Flask app in one worker of the binary built with
+# --features python, from the bench venv, GEVENT greenlets (monkey patching: on by default).
+start_rcontainer_python() {
+  local bin=$py_bin # start_rcontainer's
+  start_rcontainer "$1" 1 "module = flaskbench" "callable = app" "home = $venv" \
+    "pythonpath = $py_apps" "gevent = $2"
+}
+
+# start_uwsgi_python NAME CORES: the Flask app in Debian's uWSGI + gevent, from the bench venv,
+# one worker. --http-socket with `Connection: close`, as start_uwsgi (see the py-hello note at
+# the top: this uWSGI keeps no HTTP connection alive under gevent).
+start_uwsgi_python() {
+  port[$1]=${port[$1]:-$(free_port)}
+  launch "$1" 1 uwsgi --plugins python3,gevent_python3 --virtualenv "$venv" \
+    --pythonpath "$py_apps" --module flaskbench --callable app \
+    --http-socket "127.0.0.1:${port[$1]}" --master --processes 1 --gevent "$2" \
+    --gevent-monkey-patch --listen "$backlog" --max-fd "$nofile" --disable-logging \
+    --add-header "Connection: close"
+}
+
+# start_gunicorn_python NAME CONNECTIONS: the Flask app in gunicorn -k gevent from the bench
+# venv, one worker (keep-alive: gunicorn's default).
+start_gunicorn_python() {
+  port[$1]=${port[$1]:-$(free_port)}
+  launch "$1" 1 "$venv/bin/gunicorn" -k gevent -w 1 --worker-connections "$2" \
+    --backlog "$backlog" -b "127.0.0.1:${port[$1]}" --chdir "$py_apps" --log-level warning \
+    flaskbench:app
+}
+
 # The gevent peers' WSGI app: /sleep?ms=N parks in gevent.sleep; anything else calls the
 # upstream with http.client (monkey-patched), passing the query string on, as `fetch` does
 # (without an upstream it answers "ready").
@@ -344,7 +404,8 @@ begin_scenario() { # SCENARIO REFERENCE RSS_KIND TITLE
 }
 
 # check TEXT KIND SCENARIO NAME [SCENARIO2 NAME2] [OP TARGET]: a line under the table.
-# KIND ratio (to the reference), vs (NAME against NAME2), rss, errors.
+# KIND ratio (to the reference), vs (NAME against NAME2), rss, rssvs (NAME's RSS over NAME2's),
+# errors, of (req/s over the number given as SCENARIO2).
 check() { printf 'check\t%s\n' "$(IFS=$'\t'; echo "$*")" >>"$work/meta"; }
 
 record() { # SCENARIO NAME ROUND REQ/S P99 ERRORS RSS
@@ -622,6 +683,82 @@ scenario_inflight() {
   check "inflight: rcontainer KiB per in-flight request" rss inflight rc "" "" "<=" 12
 }
 
+# --- Python WSGI scenarios (issue 13): the Flask app of scripts/bench-apps ------------------
+
+# The three Python servers with room for COUNT requests (rcontainer: COUNT greenlets).
+define_python() { # COUNT
+  define pyrc rcontainer start_rcontainer_python "$1"
+  define pyuwsgi "uWSGI + gevent" start_uwsgi_python "$1"
+  define pygunicorn "gunicorn + gevent" start_gunicorn_python "$1"
+}
+
+# set_reference SCENARIO NAME...: makes the NAME with the best median req/s so far the
+# scenario's reference (the table's ratio column); prints its name.
+set_reference() {
+  local scen=$1 best
+  shift
+  best=$(awk -F '\t' -v s="$scen" -v names=" $* " '
+    $1 == s && index(names, " " $2 " ") && $5 != "-" { v[$2] = v[$2] " " $5 }
+    function median(list,   n, x, i, j, t) {
+      n = split(list, x, " ")
+      for (i = 2; i <= n; i++) {
+        t = x[i] + 0
+        for (j = i - 1; j >= 1 && x[j] + 0 > t; j--) x[j + 1] = x[j]
+        x[j + 1] = t
+      }
+      return (n % 2) ? x[(n + 1) / 2] : (x[n / 2] + x[n / 2 + 1]) / 2
+    }
+    END { for (n in v) { m = median(v[n]); if (best == "" || m > top) { best = n; top = m } }
+          print best }' "$work/results")
+  [ -n "$best" ] || best=$1
+  awk -F '\t' -v OFS='\t' -v s="$scen" -v b="$best" '$1 == "scenario" && $2 == s { $3 = b } 1' \
+    "$work/meta" >"$work/meta.new"
+  mv "$work/meta.new" "$work/meta"
+  echo "$best"
+}
+
+scenario_py_hello() {
+  local better
+  begin_scenario py-hello - none "Flask hello world, 1 worker each, wrk -t1 -c64"
+  define_python 100
+  start pyrc pyuwsgi pygunicorn
+  alternate py-hello none / "$seconds" "-t1 -c64" pyrc pyuwsgi pygunicorn
+  stop pyrc pyuwsgi pygunicorn
+  better=$(set_reference py-hello pyuwsgi pygunicorn)
+  echo "  reference: ${label[$better]} (the better peer)"
+  check "py-hello: rcontainer / the better peer" ratio py-hello pyrc "" "" ">=" 1.5
+  check "py-hello: rcontainer / uWSGI + gevent" vs py-hello pyrc py-hello pyuwsgi
+  check "py-hello: rcontainer / gunicorn + gevent" vs py-hello pyrc py-hello pygunicorn
+}
+
+# 1,000 connections each waiting 100 ms: at most 10,000 req/s.
+scenario_py_sleep() {
+  local conns=1000 name
+  begin_scenario py-sleep - none "Flask gevent.sleep(0.1) view, c=$conns, 1 worker each"
+  define_python $((conns + 100))
+  start pyrc pyuwsgi pygunicorn
+  alternate py-sleep none "/sleep?ms=100" "$seconds" "-t2 -c$conns --timeout 10s" \
+    pyrc pyuwsgi pygunicorn
+  stop pyrc pyuwsgi pygunicorn
+  check "py-sleep: rcontainer req/s / 10,000 (the cap)" of py-sleep pyrc 10000 "" ">=" 0.75
+  for name in pyuwsgi pygunicorn; do
+    check "py-sleep: ${label[$name]} req/s / 10,000" of py-sleep "$name" 10000
+  done
+  check "py-sleep: rcontainer errors (most in a round)" errors py-sleep pyrc "" "" "<=" 0
+}
+
+scenario_py_parked() {
+  local parked_n=$py_parked_n # parked's
+  begin_scenario py-parked - per-request \
+    "$parked_n requests parked in a Flask gevent.sleep view, 1 worker each"
+  define_python $((parked_n + 100))
+  hold_path=([pyrc]="/sleep?ms=100000" [pyuwsgi]="/sleep?ms=100000" [pygunicorn]="/sleep?ms=100000")
+  parked py-parked - pyrc pyuwsgi pygunicorn
+  check "py-parked: rcontainer KiB per request" rss py-parked pyrc
+  check "py-parked: RSS per request, rcontainer / uWSGI" rssvs py-parked pyrc \
+    py-parked pyuwsgi "<=" 0.6
+}
+
 # Syscalls per hello request, for the hello servers' worker at wrk -t1 -cN, 3 s per count.
 # strace -c is what the issue asks for, but it slows the server several times over, so data
 # has usually arrived by the time it reads again: it hides most of the EAGAIN reads a server
@@ -763,10 +900,14 @@ print_table() {
       for (c = 1; c <= nchecks; c++) {
         split(checks[c], f, "\t")
         text = f[2]; how = f[3]; s = f[4]; n = f[5]; op = f[8]; target = f[9]
-        if (!((s, n) in name) || (how == "vs" && !((f[6], f[7]) in name))) continue
+        if (!((s, n) in name)) continue
+        if ((how == "vs" || how == "rssvs") && !((f[6], f[7]) in name)) continue
         if (how == "ratio") v = versus(s, n, s, ref[s])
         else if (how == "vs") v = versus(s, n, f[6], f[7])
+        else if (how == "of") { v = median(rps[s, n]); v = v == "-" ? "-" : v / f[6] }
         else if (how == "rss") v = median(rss[s, n])
+        else if (how == "rssvs") { v = median(rss[s, n]); w = median(rss[f[6], f[7]])
+          v = v == "-" || w == "-" || w + 0 <= 0 ? "-" : v / w }
         else v = errors[s, n]
         goal = ""
         if (op != "" && v != "-")
