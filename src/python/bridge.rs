@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::coro::{Completion, wait_remote};
 
@@ -327,9 +327,13 @@ impl Job {
         self.id
     }
 
-    #[getter]
-    fn vars(&self) -> Vec<(String, String)> {
-        self.vars.clone()
+    /// The CGI part of the environ, a new dict (the vars move into it: taken once).
+    fn environ<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let environ = PyDict::new(py);
+        for (name, value) in std::mem::take(&mut self.vars) {
+            environ.set_item(name, value)?;
+        }
+        Ok(environ)
     }
 
     #[getter]

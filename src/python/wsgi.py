@@ -8,6 +8,9 @@ import os
 import sys
 import traceback
 
+# gevent's GreenletExit, once serve() has imported gevent (from the app's venv).
+GreenletExit = None
+
 
 class ErrorStream:
     """wsgi.errors: lines written here go to rcontainer's log."""
@@ -89,18 +92,15 @@ def serve(bridge, app):
     """Runs requests until the I/O thread closes the bridge. It closes it once it has drained:
     every request it waited for is answered or given up, so greenlets still running (left
     behind by harakiri) have nobody to answer and are killed."""
+    global GreenletExit
     import gevent
-    from gevent.event import Event
 
+    GreenletExit = gevent.GreenletExit
     errors = ErrorStream(bridge)
     hub = gevent.get_hub()
     watcher = hub.loop.io(bridge.fileno(), 1)
     running = {}
-
-    def forget(greenlet, job):
-        running.pop(job.id, None)
-        job.finish()
-
+    spawn = gevent.spawn
     while True:
         taken = bridge.take()
         if taken is None:
@@ -110,11 +110,8 @@ def serve(bridge, app):
             hub.wait(watcher)
             continue
         for job in jobs:
-            turn = Turn(job, Event())
-            greenlet = gevent.spawn(run_request, app, turn, errors)
-            # Also when killed before it ever ran.
-            greenlet.rawlink(lambda g, job=job: forget(g, job))
-            running[job.id] = (greenlet, turn)
+            turn = Turn(job)
+            running[job.id] = (spawn(run_request, app, turn, errors, running), turn)
         for job_id in ready:
             entry = running.get(job_id)
             if entry is None:
@@ -123,7 +120,11 @@ def serve(bridge, app):
             if turn.job.stopped:
                 # The client went away or harakiri struck: the app's close() still runs.
                 greenlet.kill(block=False)
-            else:
+                if greenlet.dead:
+                    # Killed before it ever ran: run_request will not say it is done.
+                    running.pop(job_id, None)
+                    turn.job.finish()
+            elif turn.event is not None:
                 turn.event.set()
     gevent.killall([g for g, _ in running.values()], block=True, timeout=5)
     errors.flush()
@@ -131,16 +132,21 @@ def serve(bridge, app):
 
 class Turn:
     """A greenlet's waits for its request's coroutine: for the next piece of body, or for room
-    to queue more of the answer. The hub sets `event` when the coroutine has done its part."""
+    to queue more of the answer. The hub sets `event` (made at the first wait: most requests
+    never wait) when the coroutine has done its part."""
 
     __slots__ = ("job", "event")
 
-    def __init__(self, job, event):
+    def __init__(self, job):
         self.job = job
-        self.event = event
+        self.event = None
 
     def wait(self, check):
         """Waits until `check()` returns something other than None, and returns it."""
+        if self.event is None:
+            from gevent.event import Event
+
+            self.event = Event()
         while True:
             self.event.clear()
             value = check()
@@ -260,21 +266,17 @@ class FileWrapper:
 
 def environ_of(turn, errors):
     job = turn.job
-    environ = dict(job.vars)
-    environ.update(
-        {
-            "wsgi.version": (1, 0),
-            "wsgi.url_scheme": environ.get("wsgi.url_scheme", job.scheme),
-            "wsgi.input": Input(turn),
-            # The input ends where the body does (chunked or not): reading to b"" is safe.
-            "wsgi.input_terminated": True,
-            "wsgi.errors": errors,
-            "wsgi.multithread": False,
-            "wsgi.multiprocess": True,
-            "wsgi.run_once": False,
-            "wsgi.file_wrapper": FileWrapper,
-        }
-    )
+    environ = job.environ()
+    environ["wsgi.version"] = (1, 0)
+    environ["wsgi.url_scheme"] = job.scheme
+    environ["wsgi.input"] = Input(turn)
+    # The input ends where the body does (chunked or not): reading to b"" is safe.
+    environ["wsgi.input_terminated"] = True
+    environ["wsgi.errors"] = errors
+    environ["wsgi.multithread"] = False
+    environ["wsgi.multiprocess"] = True
+    environ["wsgi.run_once"] = False
+    environ["wsgi.file_wrapper"] = FileWrapper
     return environ
 
 
@@ -375,9 +377,7 @@ def check_chunk(chunk):
         raise TypeError("the app yielded %s, not bytes" % type(chunk).__name__)
 
 
-def run_request(app, turn, errors):
-    import gevent
-
+def run_request(app, turn, errors, running):
     answer = Answer(turn)
     try:
         result = app(environ_of(turn, errors), answer.start_response)
@@ -387,10 +387,11 @@ def run_request(app, turn, errors):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
-    except gevent.GreenletExit:
+    except GreenletExit:
         # Killed: the I/O side gave up on the request (and said why in the log).
         pass
     except Exception:
         turn.job.fail(traceback.format_exc())
     finally:
+        running.pop(turn.job.id, None)
         turn.job.finish()
