@@ -3,7 +3,8 @@
 //!
 //! Field names and units follow uWSGI's (reference `uwsgi-compat.md` §4): `rss`/`vsz`/`tx` in
 //! bytes, `avg_rt`/`running_time` in microseconds, `last_spawn` in epoch seconds. With
-//! `stats-http` the request is read (and ignored) and an HTTP/1.0 response wraps the JSON.
+//! `stats-http` the request is read and an HTTP/1.0 response wraps the JSON, or, for
+//! `GET /metrics`, the same figures in the Prometheus text format ([`metrics`]).
 //!
 //! The transport (non-blocking clients in the master's own poll, each given
 //! [`stats_server::CLIENT_DEADLINE`], at most [`stats_server::MAX_CLIENTS`] at once) is the
@@ -18,8 +19,9 @@ use serde_json::{Value, json};
 use crate::config::Config;
 use crate::net::addr::SocketSpec;
 use crate::net::listener::{self, Listener, LocalAddr, UnixOptions};
-use crate::scoreboard::{Scoreboard, WorkerSnapshot};
-use crate::sys::stats_server::{self, Incident};
+use crate::scoreboard::{Scoreboard, WorkerSnapshot, WorkerStatus};
+use crate::sys::prometheus::{Kind, MetricsText};
+use crate::sys::stats_server::{self, Format, Incident};
 pub(crate) use crate::sys::stats_server::{StatsListener, StatsServer};
 
 /// Binds `spec` for `stats = addr` like every listening socket of the instance
@@ -58,6 +60,20 @@ pub(crate) fn log_incident(incident: Incident<'_>) {
     }
 }
 
+/// What a stats client asked for: the JSON document or the Prometheus [`metrics`].
+pub(crate) fn answer(
+    format: Format,
+    config: &Config,
+    listeners: &[Listener],
+    scoreboard: &Scoreboard,
+    live_slots: &[crate::scoreboard::SlotId],
+) -> Vec<u8> {
+    match format {
+        Format::Json => document(config, listeners, scoreboard, live_slots).into_bytes(),
+        Format::Prometheus => metrics(config, listeners, scoreboard, live_slots),
+    }
+}
+
 /// The stats document of an instance.
 pub(crate) fn document(
     config: &Config,
@@ -83,13 +99,10 @@ pub(crate) fn document(
             })
         })
         .collect();
-    let mut snapshots: Vec<WorkerSnapshot> = live_slots
+    let workers: Vec<Value> = worker_snapshots(scoreboard, live_slots)
         .iter()
-        .filter_map(|&slot| scoreboard.snapshot(slot))
+        .map(worker_json)
         .collect();
-    // By id, as uWSGI lists them; a replacement and the worker it replaces share an id.
-    snapshots.sort_by_key(|w| (w.id, w.slot));
-    let workers: Vec<Value> = snapshots.iter().map(worker_json).collect();
     let doc = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "listen_queue": listen_queue,
@@ -109,6 +122,204 @@ pub(crate) fn document(
     } else {
         serde_json::to_string_pretty(&doc).expect("invariant: a JSON value always serializes")
     }
+}
+
+/// The live workers, by id as uWSGI lists them; a replacement and the worker it replaces
+/// share an id (the older slot first).
+fn worker_snapshots(
+    scoreboard: &Scoreboard,
+    live_slots: &[crate::scoreboard::SlotId],
+) -> Vec<WorkerSnapshot> {
+    let mut snapshots: Vec<WorkerSnapshot> = live_slots
+        .iter()
+        .filter_map(|&slot| scoreboard.snapshot(slot))
+        .collect();
+    snapshots.sort_by_key(|w| (w.id, w.slot));
+    snapshots
+}
+
+/// The stats of an instance in the Prometheus text format (`GET /metrics` with `stats-http`).
+pub(crate) fn metrics(
+    config: &Config,
+    listeners: &[Listener],
+    scoreboard: &Scoreboard,
+    live_slots: &[crate::scoreboard::SlotId],
+) -> Vec<u8> {
+    let sockets: Vec<SocketQueue> = listeners
+        .iter()
+        .map(|l| {
+            let (queue, max_queue) = crate::sys::fd::listen_queue(l).unzip();
+            SocketQueue {
+                name: l.local_addr().to_string(),
+                queue,
+                max_queue,
+            }
+        })
+        .collect();
+    let workers = one_per_worker(worker_snapshots(scoreboard, live_slots));
+    render_metrics(config.processes, &sockets, &workers)
+}
+
+/// The accept queue of one listening socket (`None` where Linux does not report it: a unix
+/// socket).
+#[derive(Debug)]
+struct SocketQueue {
+    name: String,
+    queue: Option<u32>,
+    max_queue: Option<u32>,
+}
+
+/// One snapshot per worker id (sorted by id), so that no two samples share their labels:
+/// while a replacement boots next to the worker it replaces, the one not on its way out.
+fn one_per_worker(snapshots: Vec<WorkerSnapshot>) -> Vec<WorkerSnapshot> {
+    let leaving =
+        |w: &WorkerSnapshot| matches!(w.status, WorkerStatus::Draining | WorkerStatus::Dead);
+    let mut kept: Vec<WorkerSnapshot> = Vec::with_capacity(snapshots.len());
+    for w in snapshots {
+        match kept.last_mut() {
+            Some(last) if last.id == w.id => {
+                if leaving(last) || !leaving(&w) {
+                    *last = w;
+                }
+            }
+            _ => kept.push(w),
+        }
+    }
+    kept
+}
+
+/// A per-worker family: its name, type, help and value.
+type WorkerMetric = (&'static str, Kind, &'static str, fn(&WorkerSnapshot) -> f64);
+
+/// Every per-worker family but `rcontainer_worker_info`, labelled `worker="ID"`.
+const WORKER_METRICS: [WorkerMetric; 11] = [
+    (
+        "rcontainer_worker_requests_total",
+        Kind::Counter,
+        "Requests a worker answered (counted per slot: it survives respawns).",
+        |w| w.requests as f64,
+    ),
+    (
+        "rcontainer_worker_exceptions_total",
+        Kind::Counter,
+        "Requests of a worker whose handler failed (a panic, an exception, no answer).",
+        |w| w.exceptions as f64,
+    ),
+    (
+        "rcontainer_worker_harakiri_total",
+        Kind::Counter,
+        "Requests of a worker cancelled by harakiri.",
+        |w| w.harakiri_count as f64,
+    ),
+    (
+        "rcontainer_worker_write_errors_total",
+        Kind::Counter,
+        "Answers of a worker cut short because the client went away.",
+        |w| w.write_errors as f64,
+    ),
+    (
+        "rcontainer_worker_transmitted_bytes_total",
+        Kind::Counter,
+        "Bytes a worker wrote to its clients.",
+        |w| w.tx as f64,
+    ),
+    (
+        "rcontainer_worker_respawns_total",
+        Kind::Counter,
+        "Times a worker was spawned again after its first spawn.",
+        |w| w.respawn_count as f64,
+    ),
+    (
+        "rcontainer_worker_rss_bytes",
+        Kind::Gauge,
+        "A worker's resident memory, as last sampled by the master (0 if never).",
+        |w| w.rss as f64,
+    ),
+    (
+        "rcontainer_worker_avg_response_time_seconds",
+        Kind::Gauge,
+        "A worker's running average response time (the stats JSON's avg_rt).",
+        |w| w.avg_rt_us as f64 / 1e6,
+    ),
+    (
+        "rcontainer_worker_busy_cores",
+        Kind::Gauge,
+        "Cores of a worker running a request now.",
+        |w| w.cores.iter().filter(|c| c.in_request).count() as f64,
+    ),
+    (
+        "rcontainer_worker_accepting",
+        Kind::Gauge,
+        "1 while a worker is in its accept loop, else 0.",
+        |w| f64::from(u8::from(w.is_accepting())),
+    ),
+    (
+        "rcontainer_worker_start_time_seconds",
+        Kind::Gauge,
+        "Unix time of a worker's last spawn (0 if never).",
+        |w| w.last_spawn_secs as f64,
+    ),
+];
+
+/// The text of [`metrics`] from what was read (apart, for the unit tests).
+fn render_metrics(
+    processes: usize,
+    sockets: &[SocketQueue],
+    workers: &[WorkerSnapshot],
+) -> Vec<u8> {
+    let mut m = MetricsText::new();
+    m.family(
+        "rcontainer_build_info",
+        Kind::Gauge,
+        "The rcontainer version serving these stats (always 1).",
+    )
+    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    m.family(
+        "rcontainer_workers",
+        Kind::Gauge,
+        "Workers configured (processes).",
+    )
+    .sample(&[], processes as f64);
+    m.family(
+        "rcontainer_listen_queue",
+        Kind::Gauge,
+        "Connections waiting in a listening socket's accept queue (TCP sockets only).",
+    );
+    for s in sockets {
+        if let Some(queue) = s.queue {
+            m.sample(&[("socket", &s.name)], f64::from(queue));
+        }
+    }
+    m.family(
+        "rcontainer_listen_queue_max",
+        Kind::Gauge,
+        "The accept queue a listening socket may hold (its backlog; TCP sockets only).",
+    );
+    for s in sockets {
+        if let Some(max) = s.max_queue {
+            m.sample(&[("socket", &s.name)], f64::from(max));
+        }
+    }
+    let ids: Vec<String> = workers.iter().map(|w| w.id.0.to_string()).collect();
+    m.family(
+        "rcontainer_worker_info",
+        Kind::Gauge,
+        "A worker's process id and uWSGI status (idle, busy, pause) as labels (always 1).",
+    );
+    for (w, id) in workers.iter().zip(&ids) {
+        let pid = w.pid.to_string();
+        m.sample(
+            &[("worker", id), ("pid", &pid), ("status", w.stats_status())],
+            1.0,
+        );
+    }
+    for (name, kind, help, value) in WORKER_METRICS {
+        m.family(name, kind, help);
+        for (w, id) in workers.iter().zip(&ids) {
+            m.sample(&[("worker", id)], value(w));
+        }
+    }
+    m.into_bytes()
 }
 
 fn worker_json(w: &WorkerSnapshot) -> Value {
