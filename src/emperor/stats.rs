@@ -221,9 +221,9 @@ pub(crate) fn document(pid: i32, monitors: &[String], vassals: &[VassalStats]) -
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_document_has_uwsgis_emperor_fields_and_stays_json_with_odd_text() {
-        let vassal = VassalStats {
+    /// A vassal in back-off after its configuration failed, with an odd file name.
+    fn odd_vassal() -> VassalStats {
+        VassalStats {
             id: "we\"ird\n.ini".into(),
             path: "/v/we\"ird\n.ini".into(),
             monitor: "/v".into(),
@@ -243,8 +243,12 @@ mod tests {
             config_error: Some("a.ini:1: prcesses: unknown option \"x\"".into()),
             backoff_until: 10,
             backoff_ms: 2000,
-        };
-        let doc = document(42, &["/v".into()], &[vassal]);
+        }
+    }
+
+    #[test]
+    fn the_document_has_uwsgis_emperor_fields_and_stays_json_with_odd_text() {
+        let doc = document(42, &["/v".into()], &[odd_vassal()]);
         let text = serde_json::to_string(&doc).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
         for key in [
@@ -264,5 +268,48 @@ mod tests {
         assert_eq!(v["respawns"], 2);
         assert_eq!(back["blacklist"][0]["throttle_level"], 2000);
         assert!(v["config_error"].as_str().unwrap().contains("prcesses"));
+    }
+
+    #[test]
+    fn metrics_give_one_sample_per_vassal_with_escaped_labels() {
+        let mut ready = odd_vassal();
+        ready.id = "app.ini".into();
+        ready.path = "/v/app.ini".into();
+        ready.state = "running";
+        ready.pid = 77;
+        ready.ready = true;
+        ready.loyal = 5;
+        ready.respawns = 1;
+        ready.config_error = None;
+        ready.backoff_until = 0;
+        ready.backoff_ms = 0;
+        let text = String::from_utf8(metrics(&[odd_vassal(), ready])).unwrap();
+        let odd = r#"vassal="we\"ird\n.ini""#;
+        for (name, kind, _, _) in VASSAL_METRICS {
+            let kind = if kind == Kind::Counter {
+                "counter"
+            } else {
+                "gauge"
+            };
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
+            assert!(
+                text.contains(&format!("\n{name}{{{odd}}} ")),
+                "{name}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("\n{name}{{vassal=\"app.ini\"}} ")),
+                "{text}"
+            );
+        }
+        assert!(text.contains(&format!("\nrcontainer_vassal_backoff_seconds{{{odd}}} 2\n")));
+        assert!(text.contains(&format!("\nrcontainer_vassal_respawns_total{{{odd}}} 2\n")));
+        assert!(text.contains(&format!("\nrcontainer_vassal_config_error{{{odd}}} 1\n")));
+        assert!(text.contains("\nrcontainer_vassal_ready{vassal=\"app.ini\"} 1\n"));
+        assert!(text.contains("\nrcontainer_vassal_loyal{vassal=\"app.ini\"} 1\n"));
+        assert!(text.contains("\nrcontainer_vassal_backoff_seconds{vassal=\"app.ini\"} 0\n"));
+        assert!(text.contains(
+            "\nrcontainer_vassal_info{vassal=\"app.ini\",path=\"/v/app.ini\",state=\"running\",pid=\"77\"} 1\n"
+        ));
+        assert!(text.contains("\nrcontainer_emperor_vassals 2\n"));
     }
 }

@@ -378,3 +378,120 @@ fn worker_json(w: &WorkerSnapshot) -> Value {
         "cores": cores,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::scoreboard::{SlotId, WorkerId};
+
+    /// Workers 1 (two requests, one running on core 1) and 2 (idle), spawned at `1_700_000_000`.
+    fn two_workers() -> Vec<WorkerSnapshot> {
+        let board = Scoreboard::new(4, 2).expect("scoreboard");
+        for (slot, worker, pid) in [(1, 1, 101), (2, 2, 102)] {
+            board.record_spawn(
+                SlotId(slot),
+                WorkerId(worker),
+                pid,
+                Duration::from_secs(1_700_000_000),
+            );
+            let slot = board.slot(SlotId(slot)).expect("slot");
+            slot.set_status(WorkerStatus::Accepting);
+        }
+        let first = board.slot(SlotId(1)).expect("slot");
+        for _ in 0..2 {
+            first.begin_request(0, "GET", "/");
+            first.end_request(0, 10, Duration::from_micros(2000));
+        }
+        first.begin_request(1, "GET", "/slow");
+        worker_snapshots(&board, &[SlotId(2), SlotId(1)])
+    }
+
+    fn render(workers: &[WorkerSnapshot]) -> String {
+        let sockets = [
+            SocketQueue {
+                name: "127.0.0.1:8000".into(),
+                queue: Some(3),
+                max_queue: Some(100),
+            },
+            SocketQueue {
+                name: "/run/app.sock".into(),
+                queue: None,
+                max_queue: None,
+            },
+        ];
+        String::from_utf8(render_metrics(2, &sockets, workers)).expect("UTF-8")
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_lines_and_one_sample_per_worker() {
+        let text = render(&two_workers());
+        for (name, _, _, _) in WORKER_METRICS {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            assert!(text.contains(&format!("# HELP {name} ")), "{name}:\n{text}");
+            assert!(
+                text.contains(&format!("# TYPE {name} {kind}\n")),
+                "{name}:\n{text}"
+            );
+            for worker in ["1", "2"] {
+                let prefix = format!("{name}{{worker=\"{worker}\"}} ");
+                assert_eq!(
+                    text.lines().filter(|l| l.starts_with(&prefix)).count(),
+                    1,
+                    "{prefix}:\n{text}"
+                );
+            }
+        }
+        assert!(text.contains("rcontainer_worker_requests_total{worker=\"1\"} 2\n"));
+        assert!(text.contains("rcontainer_worker_requests_total{worker=\"2\"} 0\n"));
+        assert!(text.contains("rcontainer_worker_busy_cores{worker=\"1\"} 1\n"));
+        assert!(
+            text.contains("rcontainer_worker_avg_response_time_seconds{worker=\"1\"} 0.0015\n")
+        );
+        assert!(text.contains("rcontainer_worker_accepting{worker=\"2\"} 1\n"));
+        assert!(
+            text.contains("rcontainer_worker_info{worker=\"1\",pid=\"101\",status=\"busy\"} 1\n")
+        );
+        assert!(text.contains("rcontainer_worker_start_time_seconds{worker=\"2\"} 1700000000\n"));
+        assert!(text.contains(&format!(
+            "rcontainer_build_info{{version=\"{}\"}} 1\n",
+            env!("CARGO_PKG_VERSION")
+        )));
+        assert!(text.contains("rcontainer_workers 2\n"));
+    }
+
+    #[test]
+    fn the_listen_queue_is_given_per_tcp_socket_and_left_out_where_unknown() {
+        let text = render(&[]);
+        assert!(text.contains("rcontainer_listen_queue{socket=\"127.0.0.1:8000\"} 3\n"));
+        assert!(text.contains("rcontainer_listen_queue_max{socket=\"127.0.0.1:8000\"} 100\n"));
+        assert!(!text.contains("/run/app.sock"), "{text}");
+        assert!(text.contains("# TYPE rcontainer_listen_queue gauge\n"));
+    }
+
+    #[test]
+    fn a_replacement_and_the_worker_it_replaces_give_one_sample_the_replacements() {
+        let mut workers = two_workers();
+        let mut replacement = workers[0].clone();
+        replacement.slot = SlotId(3);
+        replacement.pid = 201;
+        replacement.status = WorkerStatus::Booting;
+        workers[0].status = WorkerStatus::Draining;
+        workers.insert(1, replacement);
+        let kept = one_per_worker(workers);
+        let pids: Vec<i32> = kept.iter().map(|w| w.pid).collect();
+        assert_eq!(pids, [201, 102]);
+        let text = render(&kept);
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("rcontainer_worker_requests_total{worker=\"1\"}"))
+                .count(),
+            1
+        );
+    }
+}

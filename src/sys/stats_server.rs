@@ -447,6 +447,80 @@ mod tests {
     }
 
     #[test]
+    fn the_request_path_picks_the_format() {
+        let metrics = Format::Prometheus;
+        assert_eq!(
+            Format::of_request(b"GET /metrics HTTP/1.1\r\n\r\n"),
+            metrics
+        );
+        assert_eq!(
+            Format::of_request(b"GET /metrics?x=1 HTTP/1.0\r\n"),
+            metrics
+        );
+        assert_eq!(Format::of_request(b"GET / HTTP/1.0\r\n\r\n"), Format::Json);
+        assert_eq!(
+            Format::of_request(b"GET /metricsx HTTP/1.0\r\n"),
+            Format::Json
+        );
+        assert_eq!(
+            Format::of_request(b"GET /stats/metrics HTTP/1.0\r\n"),
+            Format::Json
+        );
+        assert_eq!(Format::of_request(b""), Format::Json);
+        assert_eq!(Format::of_request(b"\xff\xfe garbage"), Format::Json);
+    }
+
+    #[test]
+    fn an_http_client_gets_the_format_its_path_asks_for_with_its_content_type() {
+        let dir = TempDir::new("stats-server-format");
+        let path = dir.join("stats.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let poll = mio::Poll::new().expect("poll");
+        let mut server = StatsServer::new(
+            StatsListener::Unix(listener),
+            true,
+            |_| {},
+            poll.registry(),
+            Token(0),
+            1,
+        )
+        .expect("server");
+        for (request, format, body) in [
+            ("GET /metrics HTTP/1.0", Format::Prometheus, "m 1\n"),
+            ("GET / HTTP/1.0", Format::Json, "{}"),
+        ] {
+            let mut client = UnixStream::connect(&path).expect("connect");
+            client
+                .write_all(format!("{request}\r\n\r\n").as_bytes())
+                .expect("send");
+            let mut asked = Vec::new();
+            server.ready(poll.registry(), Token(0), |f| {
+                asked.push(f);
+                match f {
+                    Format::Prometheus => b"m 1\n".to_vec(),
+                    Format::Json => b"{}".to_vec(),
+                }
+            });
+            assert_eq!(asked, [format]);
+            let mut text = String::new();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            client.read_to_string(&mut text).expect("read");
+            let (head, got) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+            assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+            let content_type = format!("\r\nContent-Type: {}", format.content_type());
+            assert!(head.contains(&content_type), "{head}");
+            assert_eq!(got, body);
+        }
+        assert_eq!(
+            Format::Prometheus.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
     fn a_connection_left_in_the_backlog_is_answered_once_a_busy_client_is_done() {
         let dir = TempDir::new("stats-server-backlog");
         let path = dir.join("stats.sock");
