@@ -378,3 +378,97 @@ fn metrics_on_a_stats_http_address_parse_and_count_exactly_the_requests_sent() {
         "{queue:?} names {http_addr}"
     );
 }
+
+/// The emperor's `/metrics` (its `emperor-stats` is a TCP address, `stats-http` set) parsed.
+fn emperor_metrics(addr: &str) -> Vec<Family> {
+    let (head, text) = get_stats_over_tcp(addr, "/metrics");
+    assert!(
+        head.contains("\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8"),
+        "{head}"
+    );
+    parse_metrics(&text)
+}
+
+/// The value of `vassal`'s sample in `families`' family `name`, if it has one.
+fn vassal_value(families: &[Family], name: &str, vassal: &str) -> Option<f64> {
+    families
+        .iter()
+        .find(|f| f.name == name)?
+        .samples
+        .iter()
+        .find(|s| s.labels.get("vassal").map(String::as_str) == Some(vassal))
+        .map(|s| s.value)
+}
+
+#[test]
+fn emperor_metrics_give_each_vassals_state_and_the_json_stays_on_other_paths() {
+    let scratch = Scratch::new("stats-emperor-metrics");
+    scratch.write_dir(
+        "vassals",
+        &[
+            (
+                "good.ini",
+                "[rcontainer]\nhttp-socket = %d%n.sock\nmodule = echo\nprocesses = 1\n",
+            ),
+            ("bad.ini", "[rcontainer]\nnonsense = 1\n"),
+        ],
+    );
+    let args = [
+        "--emperor",
+        "vassals",
+        "--emperor-stats",
+        "127.0.0.1:0",
+        "--stats-http",
+    ];
+    let mut emperor = Instance::spawn_in(scratch, Instance::binary(), &args, &[], None);
+    let stats = bound_stats_address(&mut emperor, "emperor stats on ");
+    let mut families = Vec::new();
+    eventually(
+        "good.ini is ready and bad.ini waits out a back-off",
+        &emperor,
+        || {
+            families = emperor_metrics(&stats);
+            vassal_value(&families, "rcontainer_vassal_ready", "good.ini") == Some(1.0)
+                && vassal_value(&families, "rcontainer_vassal_backoff_seconds", "bad.ini")
+                    .is_some_and(|s| s > 0.0)
+        },
+    );
+    for (name, kind) in [
+        ("rcontainer_build_info", "gauge"),
+        ("rcontainer_emperor_vassals", "gauge"),
+        ("rcontainer_vassal_info", "gauge"),
+        ("rcontainer_vassal_ready", "gauge"),
+        ("rcontainer_vassal_accepting", "gauge"),
+        ("rcontainer_vassal_loyal", "gauge"),
+        ("rcontainer_vassal_respawns", "counter"),
+        ("rcontainer_vassal_backoff_seconds", "gauge"),
+        ("rcontainer_vassal_config_error", "gauge"),
+    ] {
+        assert_eq!(family(&families, name).kind, kind, "{name}");
+    }
+    assert_eq!(
+        family(&families, "rcontainer_emperor_vassals").samples[0].value,
+        2.0
+    );
+    let bad = |name| vassal_value(&families, name, "bad.ini");
+    assert_eq!(bad("rcontainer_vassal_ready"), Some(0.0));
+    assert_eq!(bad("rcontainer_vassal_config_error"), Some(1.0));
+    assert_eq!(
+        vassal_value(&families, "rcontainer_vassal_config_error", "good.ini"),
+        Some(0.0)
+    );
+    let states: Vec<(&str, &str)> = family(&families, "rcontainer_vassal_info")
+        .samples
+        .iter()
+        .map(|s| (s.labels["vassal"].as_str(), s.labels["state"].as_str()))
+        .collect();
+    assert!(states.contains(&("bad.ini", "backoff")), "{states:?}");
+    // Any other path is the emperor's JSON, as uwsgitop reads it.
+    let (head, json) = get_stats_over_tcp(&stats, "/");
+    assert!(
+        head.contains("\r\nContent-Type: application/json"),
+        "{head}"
+    );
+    let doc = crate::harness::json(json.as_bytes());
+    assert_eq!(doc["vassals"].as_array().map(Vec::len), Some(2), "{doc}");
+}
