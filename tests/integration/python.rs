@@ -3,9 +3,6 @@
 //! Each test's INI names its app as a uWSGI user's does (`module`, `wsgi-file`, `home`,
 //! `pythonpath`, `gevent`).
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::thread;
 
 use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_request};
