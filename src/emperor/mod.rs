@@ -20,7 +20,7 @@
 //! | `command.rs` | the command line and environment of a vassal and of its check |
 //! | `scan.rs` | monitors (dir, glob), file identities, inotify |
 //! | `vassal.rs` | one vassal's state, reports, exits and back-off (pure) |
-//! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON |
+//! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON and its metrics |
 //! | `upgrade.rs` | re-executing the emperor in place, adopting the vassals |
 
 mod action;

@@ -20,7 +20,7 @@
 //! | `checks.rs` | the per-tick checks |
 //! | `reload.rs` | re-exec in place, workers and chain reloads, adopting old workers |
 //! | `startup.rs` | daemonize/logto, binding or adopting listeners, dropping privileges |
-//! | `stats.rs` | the stats socket, its log lines, its JSON (transport: `sys::stats_server`) |
+//! | `stats.rs` | the stats socket, its log lines, its JSON and metrics (transport: `sys::stats_server`) |
 //! | `touch.rs` | touch-file modification times |
 //! | `vassal.rs` | the link to an emperor (`UWSGI_EMPEROR_FD`): reports and commands |
 
