@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes (once) the virtualenv the Python integration tests load apps from: gevent, Flask,
-# Django and requests from PyPI on the system's python3. Prints the venv's path.
+# Django and requests from PyPI on the system's python3, plus prometheus_client, whose parser
+# the stats tests read `/metrics` with. Prints the venv's path.
 #
 #   scripts/python-venv.sh [DIR]     default DIR: target/python-venv
 #
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-target/python-venv}
-packages="gevent flask django requests"
+packages="gevent flask django requests prometheus_client"
 if [ "$(cat "$venv/.complete" 2>/dev/null)" != "$packages" ]; then
   rm -rf "$venv"
   /usr/bin/python3 -m venv "$venv" >&2

@@ -20,7 +20,7 @@
 //! | `command.rs` | the command line and environment of a vassal and of its check |
 //! | `scan.rs` | monitors (dir, glob), file identities, inotify |
 //! | `vassal.rs` | one vassal's state, reports, exits and back-off (pure) |
-//! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON |
+//! | `stats.rs` | `emperor-stats`: uWSGI's emperor JSON and its metrics |
 //! | `upgrade.rs` | re-executing the emperor in place, adopting the vassals |
 
 mod action;
@@ -56,7 +56,7 @@ use crate::sys::{clock, fd, pidfile};
 use action::{Action, action_of_fifo_byte, action_of_signal};
 use command::VassalCommand;
 use scan::{Change, FileId, Monitor, Watcher};
-use stats::{StatsListener, StatsServer, VassalStats};
+use stats::{Format, StatsListener, StatsServer, VassalStats};
 use vassal::{AfterExit, Heard, State, Vassal};
 
 const SIGNALS: Token = Token(0);
@@ -239,9 +239,10 @@ impl<'a> Emperor<'a> {
         let stats = match stats {
             Some(listener) => {
                 log::info!("emperor stats on {}", listener.describe());
+                // `stats-http` as in uWSGI: an HTTP answer, and `GET /metrics` for Prometheus.
                 let server = StatsServer::new(
                     listener,
-                    false,
+                    config.stats_http,
                     stats::log_incident,
                     poll.registry(),
                     STATS,
@@ -943,7 +944,9 @@ impl<'a> Emperor<'a> {
 
     fn expire_stats(&mut self, now: Instant) {
         if let Some(mut server) = self.stats.take() {
-            server.expire(self.poll.registry(), now, || self.stats_answer());
+            server.expire(self.poll.registry(), now, |format| {
+                self.stats_answer(format)
+            });
             self.stats = Some(server);
         }
     }
@@ -1098,18 +1101,23 @@ impl<'a> Emperor<'a> {
             return;
         };
         if server.owns(token) {
-            server.ready(self.poll.registry(), token, || self.stats_answer());
+            server.ready(self.poll.registry(), token, |format| {
+                self.stats_answer(format)
+            });
         }
         self.stats = Some(server);
     }
 
-    /// The stats document, as sent to a client.
-    fn stats_answer(&self) -> Vec<u8> {
-        stats::answer(&stats::document(
-            process::current_pid().as_raw(),
-            &self.monitor_names(),
-            &self.vassal_stats(),
-        ))
+    /// The stats document in `format`, as sent to a client.
+    fn stats_answer(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::Json => stats::answer(&stats::document(
+                process::current_pid().as_raw(),
+                &self.monitor_names(),
+                &self.vassal_stats(),
+            )),
+            Format::Prometheus => stats::metrics(&self.vassal_stats()),
+        }
     }
 
     fn next_jitter(&mut self) -> u64 {

@@ -7,14 +7,18 @@
 //! `state, config_error, backoff_until, backoff_ms, path`. Built with serde_json, so it is
 //! valid JSON whatever the file names or error texts hold (uWSGI's `attrs` is `{}`).
 //!
+//! With `stats-http` (as in uWSGI) an HTTP/1.0 response wraps the JSON, and `GET /metrics`
+//! answers the vassals' state in the Prometheus text format ([`metrics`]).
+//!
 //! Served from the emperor's loop through the transport the instance stats server uses too
 //! (`sys::stats_server`: non-blocking clients, each given a deadline, a bounded number at
 //! once); the socket is bound by the command line (`net`), handed over here as a descriptor.
 
 use serde_json::{Value, json};
 
+use crate::sys::prometheus::{Kind, MetricsText};
 use crate::sys::stats_server::Incident;
-pub(crate) use crate::sys::stats_server::{StatsListener, StatsServer};
+pub(crate) use crate::sys::stats_server::{Format, StatsListener, StatsServer};
 
 /// The hand-over name of the `emperor-stats` socket for `spec`, a unix socket or TCP:
 /// `emperor-stats unix SPEC` or `emperor-stats tcp SPEC` (the next image adopts it only if its
@@ -60,6 +64,90 @@ pub(crate) struct VassalStats {
     /// Unix seconds of the next respawn, 0 when not in back-off.
     pub(crate) backoff_until: u64,
     pub(crate) backoff_ms: u64,
+}
+
+/// A per-vassal family: its name, type, help and value.
+type VassalMetric = (&'static str, Kind, &'static str, fn(&VassalStats) -> f64);
+
+/// Every per-vassal family but `rcontainer_vassal_info`, labelled `vassal="ID"`.
+const VASSAL_METRICS: [VassalMetric; 6] = [
+    (
+        "rcontainer_vassal_ready",
+        Kind::Gauge,
+        "1 once a vassal reported ready (its workers serve), else 0.",
+        |v| f64::from(u8::from(v.ready)),
+    ),
+    (
+        "rcontainer_vassal_accepting",
+        Kind::Gauge,
+        "1 while a vassal reports accepting, else 0.",
+        |v| f64::from(u8::from(v.accepting)),
+    ),
+    (
+        "rcontainer_vassal_loyal",
+        Kind::Gauge,
+        "1 once a vassal has run long enough to be loyal, else 0.",
+        |v| f64::from(u8::from(v.loyal != 0)),
+    ),
+    (
+        "rcontainer_vassal_respawns_total",
+        Kind::Counter,
+        "Times the emperor started a vassal again.",
+        |v| f64::from(v.respawns),
+    ),
+    (
+        "rcontainer_vassal_backoff_seconds",
+        Kind::Gauge,
+        "The back-off a vassal is waiting out before its next start (0 when none).",
+        |v| v.backoff_ms as f64 / 1000.0,
+    ),
+    (
+        "rcontainer_vassal_config_error",
+        Kind::Gauge,
+        "1 while a vassal's configuration does not load (see the stats JSON's config_error).",
+        |v| f64::from(u8::from(v.config_error.is_some())),
+    ),
+];
+
+/// The vassals' state in the Prometheus text format (`GET /metrics` with `stats-http`).
+pub(crate) fn metrics(vassals: &[VassalStats]) -> Vec<u8> {
+    let mut m = MetricsText::new();
+    m.family(
+        "rcontainer_build_info",
+        Kind::Gauge,
+        "The rcontainer version serving these stats (always 1).",
+    )
+    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    m.family(
+        "rcontainer_emperor_vassals",
+        Kind::Gauge,
+        "Vassals the emperor governs.",
+    )
+    .sample(&[], vassals.len() as f64);
+    m.family(
+        "rcontainer_vassal_info",
+        Kind::Gauge,
+        "A vassal's path, state and process id as labels (always 1).",
+    );
+    for v in vassals {
+        let pid = v.pid.to_string();
+        m.sample(
+            &[
+                ("vassal", &v.id),
+                ("path", &v.path),
+                ("state", v.state),
+                ("pid", &pid),
+            ],
+            1.0,
+        );
+    }
+    for (name, kind, help, value) in VASSAL_METRICS {
+        m.family(name, kind, help);
+        for v in vassals {
+            m.sample(&[("vassal", &v.id)], value(v));
+        }
+    }
+    m.into_bytes()
 }
 
 /// The whole document.
@@ -133,9 +221,9 @@ pub(crate) fn document(pid: i32, monitors: &[String], vassals: &[VassalStats]) -
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_document_has_uwsgis_emperor_fields_and_stays_json_with_odd_text() {
-        let vassal = VassalStats {
+    /// A vassal in back-off after its configuration failed, with an odd file name.
+    fn odd_vassal() -> VassalStats {
+        VassalStats {
             id: "we\"ird\n.ini".into(),
             path: "/v/we\"ird\n.ini".into(),
             monitor: "/v".into(),
@@ -155,8 +243,12 @@ mod tests {
             config_error: Some("a.ini:1: prcesses: unknown option \"x\"".into()),
             backoff_until: 10,
             backoff_ms: 2000,
-        };
-        let doc = document(42, &["/v".into()], &[vassal]);
+        }
+    }
+
+    #[test]
+    fn the_document_has_uwsgis_emperor_fields_and_stays_json_with_odd_text() {
+        let doc = document(42, &["/v".into()], &[odd_vassal()]);
         let text = serde_json::to_string(&doc).unwrap();
         let back: Value = serde_json::from_str(&text).unwrap();
         for key in [
@@ -176,5 +268,48 @@ mod tests {
         assert_eq!(v["respawns"], 2);
         assert_eq!(back["blacklist"][0]["throttle_level"], 2000);
         assert!(v["config_error"].as_str().unwrap().contains("prcesses"));
+    }
+
+    #[test]
+    fn metrics_give_one_sample_per_vassal_with_escaped_labels() {
+        let mut ready = odd_vassal();
+        ready.id = "app.ini".into();
+        ready.path = "/v/app.ini".into();
+        ready.state = "running";
+        ready.pid = 77;
+        ready.ready = true;
+        ready.loyal = 5;
+        ready.respawns = 1;
+        ready.config_error = None;
+        ready.backoff_until = 0;
+        ready.backoff_ms = 0;
+        let text = String::from_utf8(metrics(&[odd_vassal(), ready])).unwrap();
+        let odd = r#"vassal="we\"ird\n.ini""#;
+        for (name, kind, _, _) in VASSAL_METRICS {
+            let kind = if kind == Kind::Counter {
+                "counter"
+            } else {
+                "gauge"
+            };
+            assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{text}");
+            assert!(
+                text.contains(&format!("\n{name}{{{odd}}} ")),
+                "{name}:\n{text}"
+            );
+            assert!(
+                text.contains(&format!("\n{name}{{vassal=\"app.ini\"}} ")),
+                "{text}"
+            );
+        }
+        assert!(text.contains(&format!("\nrcontainer_vassal_backoff_seconds{{{odd}}} 2\n")));
+        assert!(text.contains(&format!("\nrcontainer_vassal_respawns_total{{{odd}}} 2\n")));
+        assert!(text.contains(&format!("\nrcontainer_vassal_config_error{{{odd}}} 1\n")));
+        assert!(text.contains("\nrcontainer_vassal_ready{vassal=\"app.ini\"} 1\n"));
+        assert!(text.contains("\nrcontainer_vassal_loyal{vassal=\"app.ini\"} 1\n"));
+        assert!(text.contains("\nrcontainer_vassal_backoff_seconds{vassal=\"app.ini\"} 0\n"));
+        assert!(text.contains(
+            "\nrcontainer_vassal_info{vassal=\"app.ini\",path=\"/v/app.ini\",state=\"running\",pid=\"77\"} 1\n"
+        ));
+        assert!(text.contains("\nrcontainer_emperor_vassals 2\n"));
     }
 }

@@ -20,7 +20,7 @@
 //! | `checks.rs` | the per-tick checks |
 //! | `reload.rs` | re-exec in place, workers and chain reloads, adopting old workers |
 //! | `startup.rs` | daemonize/logto, binding or adopting listeners, dropping privileges |
-//! | `stats.rs` | the stats socket, its log lines, its JSON (transport: `sys::stats_server`) |
+//! | `stats.rs` | the stats socket, its log lines, its JSON and metrics (transport: `sys::stats_server`) |
 //! | `touch.rs` | touch-file modification times |
 //! | `vassal.rs` | the link to an emperor (`UWSGI_EMPEROR_FD`): reports and commands |
 
@@ -548,8 +548,8 @@ impl<'a> Master<'a> {
         };
         let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
         let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
-        server.ready(self.poll.registry(), token, || {
-            stats::document(config, listeners, scoreboard, &slots).into_bytes()
+        server.ready(self.poll.registry(), token, |format| {
+            stats::answer(format, config, listeners, scoreboard, &slots)
         });
     }
 
@@ -560,8 +560,8 @@ impl<'a> Master<'a> {
         };
         let (config, listeners, scoreboard) = (&self.config, &self.listeners, &self.scoreboard);
         let slots: Vec<SlotId> = self.workers.iter().filter_map(|w| w.slot).collect();
-        server.expire(self.poll.registry(), Instant::now(), || {
-            stats::document(config, listeners, scoreboard, &slots).into_bytes()
+        server.expire(self.poll.registry(), Instant::now(), |format| {
+            stats::answer(format, config, listeners, scoreboard, &slots)
         });
     }
 

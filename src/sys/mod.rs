@@ -49,6 +49,7 @@ pub(crate) mod pidfile;
 pub(crate) mod privilege;
 pub(crate) mod probe;
 pub(crate) mod process;
+pub(crate) mod prometheus;
 #[cfg(test)]
 pub(crate) mod rerun;
 pub(crate) mod rlimit;

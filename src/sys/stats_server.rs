@@ -1,7 +1,9 @@
 //! The transport of a stats server: a TCP or unix listening socket whose every client is
 //! written one document (optionally after reading its HTTP request, `stats-http`) and then
 //! closed. The instance master (`stats`) and the emperor (`emperor-stats`) both serve their
-//! JSON through it; what the document holds and how a socket is bound stay with them.
+//! JSON through it; what the document holds and how a socket is bound stay with them. Over
+//! HTTP the request's path picks the document's [`Format`]: `/metrics` is the Prometheus text
+//! format (`sys::prometheus`), any other path the JSON.
 //!
 //! It runs inside its owner's `mio` loop, so nothing here may wait: every client socket is
 //! non-blocking and registered in the owner's poll; its answer is written as the socket takes
@@ -24,12 +26,52 @@ use slab::Slab;
 pub(crate) const CLIENT_DEADLINE: Duration = Duration::from_secs(3);
 /// Clients served at once; more connections wait in the listen backlog until one is done.
 pub(crate) const MAX_CLIENTS: usize = 32;
-/// The most of an HTTP request read before answering (the request itself is ignored).
+/// The most of an HTTP request read before answering (only its path is looked at).
 const MAX_REQUEST: usize = 8 * 1024;
-/// The head of a `stats-http` answer.
-const HTTP_HEAD: &[u8] =
-    b"HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\
-    Content-Type: application/json\r\n\r\n";
+/// The path that asks for the Prometheus text format.
+const METRICS_PATH: &str = "/metrics";
+
+/// Which document a client asked for; the owner writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// The owner's JSON: every plain client, and HTTP clients of any path but `/metrics`.
+    Json,
+    /// The Prometheus text exposition format (`sys::prometheus`): `GET /metrics` over HTTP.
+    Prometheus,
+}
+
+impl Format {
+    /// What an HTTP `request` (as read so far) asks for: its request line's path, without
+    /// the query string, is `/metrics` or not. Anything unreadable gets the JSON, as before.
+    fn of_request(request: &[u8]) -> Format {
+        let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+        let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let target = words.nth(1).unwrap_or_default();
+        let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+        if path == METRICS_PATH.as_bytes() {
+            Format::Prometheus
+        } else {
+            Format::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => "application/json",
+            Format::Prometheus => crate::sys::prometheus::CONTENT_TYPE,
+        }
+    }
+}
+
+/// A `stats-http` answer: its HTTP/1.0 head, then `body`.
+fn http_answer(format: Format, body: &[u8]) -> Vec<u8> {
+    let head = format!(
+        "HTTP/1.0 200 OK\r\nConnection: close\r\nAccess-Control-Allow-Origin: *\r\n\
+         Content-Type: {}\r\n\r\n",
+        format.content_type()
+    );
+    [head.as_bytes(), body].concat()
+}
 
 /// A bound stats socket, TCP or unix.
 #[derive(Debug)]
@@ -181,7 +223,7 @@ impl Client {
     /// writes as much of the answer as the socket takes.
     fn advance(
         &mut self,
-        document: &mut dyn FnMut() -> Vec<u8>,
+        document: &mut dyn FnMut(Format) -> Vec<u8>,
         report: fn(Incident<'_>),
     ) -> Progress {
         if let Some(request) = &mut self.request {
@@ -202,8 +244,9 @@ impl Client {
                     Err(_) => return Progress::Done,
                 }
             }
+            let format = Format::of_request(request);
             self.request = None;
-            self.answer = [HTTP_HEAD, &document()].concat();
+            self.answer = http_answer(format, &document(format));
         }
         while self.sent < self.answer.len() {
             match self.stream.write(&self.answer[self.sent..]) {
@@ -274,17 +317,24 @@ impl StatsServer {
         self.clients.contains(key).then_some(key)
     }
 
-    /// Handles a readiness event of `token`; `document` builds the answer (called at most once
-    /// per event, and only when a client needs it).
+    /// Handles a readiness event of `token`; `document` builds the answer in the format asked
+    /// for (called at most once per format and event, and only when a client needs it).
     pub(crate) fn ready(
         &mut self,
         registry: &Registry,
         token: Token,
-        document: impl FnMut() -> Vec<u8>,
+        document: impl FnMut(Format) -> Vec<u8>,
     ) {
-        let mut cached: Option<Vec<u8>> = None;
+        let mut json: Option<Vec<u8>> = None;
+        let mut metrics: Option<Vec<u8>> = None;
         let mut document = document;
-        let mut build = || cached.get_or_insert_with(&mut document).clone();
+        let mut build = |format: Format| {
+            let cached = match format {
+                Format::Json => &mut json,
+                Format::Prometheus => &mut metrics,
+            };
+            cached.get_or_insert_with(|| document(format)).clone()
+        };
         if token == self.listener_token {
             self.accept_pending(registry, &mut build);
         } else if let Some(key) = self.client_key(token) {
@@ -301,7 +351,7 @@ impl StatsServer {
         &mut self,
         registry: &Registry,
         now: Instant,
-        document: impl FnMut() -> Vec<u8>,
+        document: impl FnMut(Format) -> Vec<u8>,
     ) {
         let late: Vec<usize> = self
             .clients
@@ -332,7 +382,7 @@ impl StatsServer {
     }
 
     /// Accepts while there is room, answering each client as far as its socket allows.
-    fn accept_pending(&mut self, registry: &Registry, document: &mut dyn FnMut() -> Vec<u8>) {
+    fn accept_pending(&mut self, registry: &Registry, document: &mut dyn FnMut(Format) -> Vec<u8>) {
         self.backlogged = false;
         while self.clients.len() < MAX_CLIENTS {
             let stream = match self.listener.accept() {
@@ -346,7 +396,7 @@ impl StatsServer {
             let (request, answer) = if self.http {
                 (Some(Vec::new()), Vec::new())
             } else {
-                (None, document())
+                (None, document(Format::Json))
             };
             let mut client = Client {
                 stream,
@@ -397,6 +447,80 @@ mod tests {
     }
 
     #[test]
+    fn the_request_path_picks_the_format() {
+        let metrics = Format::Prometheus;
+        assert_eq!(
+            Format::of_request(b"GET /metrics HTTP/1.1\r\n\r\n"),
+            metrics
+        );
+        assert_eq!(
+            Format::of_request(b"GET /metrics?x=1 HTTP/1.0\r\n"),
+            metrics
+        );
+        assert_eq!(Format::of_request(b"GET / HTTP/1.0\r\n\r\n"), Format::Json);
+        assert_eq!(
+            Format::of_request(b"GET /metricsx HTTP/1.0\r\n"),
+            Format::Json
+        );
+        assert_eq!(
+            Format::of_request(b"GET /stats/metrics HTTP/1.0\r\n"),
+            Format::Json
+        );
+        assert_eq!(Format::of_request(b""), Format::Json);
+        assert_eq!(Format::of_request(b"\xff\xfe garbage"), Format::Json);
+    }
+
+    #[test]
+    fn an_http_client_gets_the_format_its_path_asks_for_with_its_content_type() {
+        let dir = TempDir::new("stats-server-format");
+        let path = dir.join("stats.sock");
+        let listener = UnixListener::bind(&path).expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let poll = mio::Poll::new().expect("poll");
+        let mut server = StatsServer::new(
+            StatsListener::Unix(listener),
+            true,
+            |_| {},
+            poll.registry(),
+            Token(0),
+            1,
+        )
+        .expect("server");
+        for (request, format, body) in [
+            ("GET /metrics HTTP/1.0", Format::Prometheus, "m 1\n"),
+            ("GET / HTTP/1.0", Format::Json, "{}"),
+        ] {
+            let mut client = UnixStream::connect(&path).expect("connect");
+            client
+                .write_all(format!("{request}\r\n\r\n").as_bytes())
+                .expect("send");
+            let mut asked = Vec::new();
+            server.ready(poll.registry(), Token(0), |f| {
+                asked.push(f);
+                match f {
+                    Format::Prometheus => b"m 1\n".to_vec(),
+                    Format::Json => b"{}".to_vec(),
+                }
+            });
+            assert_eq!(asked, [format]);
+            let mut text = String::new();
+            client
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            client.read_to_string(&mut text).expect("read");
+            let (head, got) = text.split_once("\r\n\r\n").expect("an HTTP answer");
+            assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
+            let content_type = format!("\r\nContent-Type: {}", format.content_type());
+            assert!(head.contains(&content_type), "{head}");
+            assert_eq!(got, body);
+        }
+        assert_eq!(
+            Format::Prometheus.content_type(),
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+    }
+
+    #[test]
     fn a_connection_left_in_the_backlog_is_answered_once_a_busy_client_is_done() {
         let dir = TempDir::new("stats-server-backlog");
         let path = dir.join("stats.sock");
@@ -418,7 +542,7 @@ mod tests {
         let mut clients: Vec<UnixStream> = (0..=MAX_CLIENTS)
             .map(|_| UnixStream::connect(&path).expect("connect"))
             .collect();
-        server.ready(poll.registry(), Token(0), || document.clone());
+        server.ready(poll.registry(), Token(0), |_| document.clone());
         assert_eq!(server.clients.len(), MAX_CLIENTS, "the last one waits");
 
         // The first client reads its whole answer; the server writes on as it is polled.
@@ -431,7 +555,7 @@ mod tests {
                 Instant::now() < deadline,
                 "the answer ends (got {got} bytes)"
             );
-            server.ready(poll.registry(), Token(first_client), || document.clone());
+            server.ready(poll.registry(), Token(first_client), |_| document.clone());
             std::thread::yield_now();
         }
         assert_eq!(got, document.len());

@@ -3,33 +3,11 @@
 //! Each test's INI names its app as a uWSGI user's does (`module`, `wsgi-file`, `home`,
 //! `pythonpath`, `gevent`).
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::thread;
 
 use crate::harness::client::{Proto, http_get, http_request, nginx_vars, uwsgi_request};
+pub(crate) use crate::harness::venv;
 use crate::harness::{Instance, Scratch, Signal, Target, eventually, json, stats};
-
-/// The test virtualenv, made on first use.
-pub(crate) fn venv() -> &'static str {
-    static VENV: OnceLock<String> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new(root.join("scripts/python-venv.sh"))
-            .output()
-            .expect("run scripts/python-venv.sh");
-        assert!(
-            out.status.success(),
-            "scripts/python-venv.sh failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("venv path")
-            .trim()
-            .to_string()
-    })
-}
 
 /// Every test app runs under `wsgiref.validate.validator`, which raises on any PEP 3333
 /// violation by the server (a 500 in the test) and warns on lesser ones (made errors here).

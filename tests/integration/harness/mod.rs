@@ -557,6 +557,28 @@ pub(crate) fn try_stats_at(path: &Path) -> Option<serde_json::Value> {
     Some(serde_json::from_str(&text).unwrap_or_else(|e| panic!("stats is not JSON ({e}): {text}")))
 }
 
+/// The test virtualenv (`scripts/python-venv.sh`: the Python apps' packages and
+/// `prometheus_client`), made on first use; its path. It needs no `python` feature: the
+/// stats tests parse `/metrics` with its Python.
+pub(crate) fn venv() -> &'static str {
+    static VENV: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VENV.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let out = Command::new(root.join("scripts/python-venv.sh"))
+            .output()
+            .expect("run scripts/python-venv.sh");
+        assert!(
+            out.status.success(),
+            "scripts/python-venv.sh failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("venv path")
+            .trim()
+            .to_string()
+    })
+}
+
 /// Parses a JSON body, failing the test with the body when it is not JSON.
 pub(crate) fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body)
