@@ -494,3 +494,47 @@ fn nginx_accepts_the_packaged_site_and_passes_requests_to_the_instance() {
         response.text()
     );
 }
+
+#[test]
+fn the_emperor_units_command_governs_the_vassals_dir_and_notifies_systemd() {
+    let unit = read(&unit_path("rcontainer-emperor.service"));
+    assert_eq!(unit_value(&unit, "Type"), "notify");
+    assert_eq!(unit_value(&unit, "NotifyAccess"), "main");
+    let scratch = Scratch::new("emperor-unit");
+    let vassals = scratch.write_dir(
+        "vassals",
+        &[("app.ini", &app_ini("http-socket = 127.0.0.1:0\n"))],
+    );
+    let pidfile = scratch.path().join("emperor.pid");
+    let notify = NotifySocket::bind(&scratch);
+    let start = unit_value(&unit, "ExecStart")
+        .replace("/etc/rcontainer/vassals", vassals.to_str().expect("utf-8"))
+        .replace(
+            "/run/rcontainer/emperor.pid",
+            pidfile.to_str().expect("utf-8"),
+        );
+    let start = command_line(&start, Path::new("/unused"), None);
+    let args: Vec<&str> = start[1..].iter().map(String::as_str).collect();
+    let mut emperor = Instance::spawn_in(
+        Scratch::new("emperor-unit-run"),
+        Path::new(&start[0]),
+        &args,
+        &[("NOTIFY_SOCKET", notify.var())],
+        None,
+    );
+    let main_pid = emperor.pid();
+    notify.receive_until("READY=1", main_pid);
+    emperor.wait_for_log("rcontainer ready");
+    assert_eq!(
+        read(&pidfile).trim(),
+        main_pid.to_string(),
+        "the pidfile logrotate and --upgrade use"
+    );
+    let stop = unit_value(&unit, "KillSignal");
+    emperor.signal(
+        stop.parse()
+            .unwrap_or_else(|e| panic!("KillSignal={stop}: {e}")),
+    );
+    notify.receive_until("STOPPING=1", main_pid);
+    assert_eq!(emperor.wait_exit().code(), Some(0));
+}
