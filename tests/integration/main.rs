@@ -16,6 +16,7 @@ mod master;
 mod memory;
 mod nginx;
 mod operations;
+mod packaging;
 #[cfg(feature = "python")]
 mod python;
 #[cfg(feature = "python")]

@@ -33,6 +33,10 @@ pub(crate) const DEADLINE: Duration = Duration::from_secs(15);
 
 const BIN: &str = env!("CARGO_BIN_EXE_rcontainer");
 
+/// Names another rcontainer binary for the tests to run (CI sets it to the installed
+/// `/usr/bin/rcontainer` after installing the package); unset, the tests run cargo's build.
+pub(crate) const TEST_BIN_ENV: &str = "RCONTAINER_TEST_BIN";
+
 /// A unique scratch directory for one test; removed on drop unless the test failed.
 #[derive(Debug)]
 pub(crate) struct Scratch {
@@ -98,13 +102,8 @@ impl Drop for Scratch {
     }
 }
 
-/// A command for the real binary, with no `RCONTAINER_*` variables leaking in from the
-/// environment the tests run in.
-fn rcontainer_command(dir: &Path, args: &[&str]) -> Command {
-    program_command(Path::new(BIN), dir, args)
-}
-
-/// Like [`rcontainer_command`] for another copy of the binary.
+/// A command for `program` (the real binary, a copy of it, or a peer), with no
+/// `RCONTAINER_*` variables leaking in from the environment the tests run in.
 fn program_command(program: &Path, dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(dir).stdin(Stdio::null());
@@ -137,9 +136,19 @@ pub(crate) fn run_cli(dir: &Path, args: &[&str]) -> Output {
 
 /// [`run_cli`] with extra environment variables.
 pub(crate) fn run_cli_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_program_with_env(Instance::binary(), dir, args, env)
+}
+
+/// Runs any `program ARGS` in `dir` to completion, as [`run_cli`] runs the binary (a
+/// command line taken from a unit file, `/bin/kill`, `logrotate`, ...).
+pub(crate) fn run_program(program: &Path, dir: &Path, args: &[&str]) -> Output {
+    run_program_with_env(program, dir, args, &[])
+}
+
+fn run_program_with_env(program: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let stdout = dir.join(format!("cli-{}.stdout", unique()));
     let stderr = dir.join(format!("cli-{}.stderr", unique()));
-    let mut cmd = rcontainer_command(dir, args);
+    let mut cmd = program_command(program, dir, args);
     cmd.envs(env.iter().copied())
         .stdout(fs::File::create(&stdout).expect("create stdout file"))
         .stderr(fs::File::create(&stderr).expect("create stderr file"))
@@ -149,7 +158,8 @@ pub(crate) fn run_cli_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) 
         kill_group(child.id());
         let _ = child.wait();
         panic!(
-            "rcontainer {args:?} did not exit within {DEADLINE:?}\nstderr:\n{}",
+            "{} {args:?} did not exit within {DEADLINE:?}\nstderr:\n{}",
+            program.display(),
             read_lossy(&stderr)
         );
     });
@@ -189,7 +199,7 @@ impl Instance {
 
     /// Like [`Instance::start`] but does not wait for anything.
     pub(crate) fn spawn(name: &str, ini: &str, extra_args: &[&str]) -> Instance {
-        Instance::spawn_program(Path::new(BIN), name, ini, extra_args, &[])
+        Instance::spawn_program(Instance::binary(), name, ini, extra_args, &[])
     }
 
     /// [`Instance::start`] with extra environment variables.
@@ -202,12 +212,17 @@ impl Instance {
 
     /// Like [`Instance::spawn`] with extra environment variables.
     pub(crate) fn spawn_with_env(name: &str, ini: &str, env: &[(&str, &str)]) -> Instance {
-        Instance::spawn_program(Path::new(BIN), name, ini, &[], env)
+        Instance::spawn_program(Instance::binary(), name, ini, &[], env)
     }
 
-    /// The path of the binary the tests run.
+    /// The path of the binary the tests run: cargo's build, or the one `RCONTAINER_TEST_BIN`
+    /// names.
     pub(crate) fn binary() -> &'static Path {
-        Path::new(BIN)
+        static BINARY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        BINARY.get_or_init(|| match std::env::var_os(TEST_BIN_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => PathBuf::from(BIN),
+        })
     }
 
     /// The binary of example `name` (`examples/NAME.rs`), built on first use: a plain
@@ -246,7 +261,8 @@ impl Instance {
     pub(crate) fn spawn_wrapped(wrapper: &[&str], name: &str, ini: &str) -> Instance {
         let (launcher, launcher_args) = wrapper.split_first().expect("a launcher");
         let mut args: Vec<&str> = launcher_args.to_vec();
-        args.extend([BIN, "--ini", "app.ini"]);
+        let binary = Instance::binary().to_str().expect("utf-8 binary path");
+        args.extend([binary, "--ini", "app.ini"]);
         Instance::spawn_with_args(Path::new(launcher), &args, name, ini, &[])
     }
 
@@ -273,7 +289,7 @@ impl Instance {
     ) -> Instance {
         let mut args = vec!["--ini", "app.ini"];
         args.extend_from_slice(extra_args);
-        Instance::spawn_full(Path::new(BIN), &args, name, ini, env, Some(fd))
+        Instance::spawn_full(Instance::binary(), &args, name, ini, env, Some(fd))
     }
 
     fn spawn_with_args(

@@ -75,43 +75,27 @@ impl Nginx {
 
     /// Starts nginx with one `server` block, `server(port)` its directives.
     fn start(scratch: &Scratch, server: impl FnOnce(u16) -> String) -> Nginx {
-        let dir = scratch.path().join("nginx");
-        for sub in ["body", "uwsgi", "proxy", "fastcgi", "scgi"] {
-            fs::create_dir_all(dir.join(sub)).expect("create nginx temp dir");
-        }
-        let port = free_port();
-        let server = server(port);
-        let d = dir.display();
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 4096; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/body;
-    uwsgi_temp_path {d}/uwsgi;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    scgi_temp_path {d}/scgi;
-    client_max_body_size 64m;
-    large_client_header_buffers 4 64k;
-    server {{
-        {server}
-    }}
-}}
-"#
-        );
-        let conf_path = dir.join("nginx.conf");
-        fs::write(&conf_path, conf).expect("write nginx.conf");
+        let config = NginxConfig::write(scratch, |port| {
+            format!(
+                r#"server {{
+        {}
+    }}"#,
+                server(port)
+            )
+        });
+        Nginx::run(config)
+    }
+
+    /// Starts nginx on `config` and waits until it listens on the config's port.
+    pub(crate) fn run(config: NginxConfig) -> Nginx {
+        let NginxConfig { dir, path, port } = config;
         let child = Command::new(Nginx::binary())
             .arg("-p")
             .arg(&dir)
             .arg("-e")
             .arg(dir.join("error.log"))
             .arg("-c")
-            .arg(&conf_path)
+            .arg(&path)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(dir.join("stderr.log")).expect("nginx stderr file"))
@@ -163,6 +147,69 @@ impl Drop for Nginx {
         if thread::panicking() {
             eprintln!("nginx error log:\n{}", self.error_log());
         }
+    }
+}
+
+/// An nginx configuration in a scratch dir (`nginx/nginx.conf`), not started yet: a test can
+/// put files beside it (relative `include`s are read from its directory) and check it.
+#[derive(Debug)]
+pub(crate) struct NginxConfig {
+    /// The directory of `nginx.conf`, nginx's prefix (temp dirs, logs, pid).
+    pub(crate) dir: PathBuf,
+    /// `nginx.conf` itself.
+    pub(crate) path: PathBuf,
+    /// The free loopback port its server is to listen on.
+    pub(crate) port: u16,
+}
+
+impl NginxConfig {
+    /// Writes `nginx.conf` for one process logging to the scratch dir, with `http(port)` as
+    /// the rest of its `http` block (`server { ... }` blocks, `include`s).
+    pub(crate) fn write(scratch: &Scratch, http: impl FnOnce(u16) -> String) -> NginxConfig {
+        let dir = scratch.path().join("nginx");
+        for sub in ["body", "uwsgi", "proxy", "fastcgi", "scgi"] {
+            fs::create_dir_all(dir.join(sub)).expect("create nginx temp dir");
+        }
+        let port = free_port();
+        let http = http(port);
+        let d = dir.display();
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/body;
+    uwsgi_temp_path {d}/uwsgi;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    scgi_temp_path {d}/scgi;
+    client_max_body_size 64m;
+    large_client_header_buffers 4 64k;
+    {http}
+}}
+"#
+        );
+        let path = dir.join("nginx.conf");
+        fs::write(&path, conf).expect("write nginx.conf");
+        NginxConfig { dir, path, port }
+    }
+
+    /// `nginx -t` on this configuration (with a deadline).
+    pub(crate) fn test(&self) -> super::Output {
+        let (dir, error_log, path) = (
+            self.dir.to_str().expect("utf-8 path"),
+            self.dir.join("error.log"),
+            self.path.to_str().expect("utf-8 path"),
+        );
+        let error_log = error_log.to_str().expect("utf-8 path");
+        super::run_program(
+            Path::new(Nginx::binary()),
+            &self.dir,
+            &["-t", "-p", dir, "-e", error_log, "-c", path],
+        )
     }
 }
 
