@@ -6,7 +6,10 @@
 #   - packaging/k8s/*.yaml loaded as Kubernetes objects: every document parses, the keys the
 #     operator's guide relies on are there, and the files agree with each other and with the
 #     INI (ports, ConfigMap name, labels, grace period > preStop sleep + worker-reload-mercy);
-#   - the INIs (the ConfigMap's and conf/container.ini) with `rcontainer --check-config`.
+#   - the INIs (the ConfigMap's, conf/container.ini and every ```ini block of
+#     docs/operations.md) with `rcontainer --check-config`. A Python app's INI, checked by a
+#     build without the python feature, may fail only for that and for its example paths
+#     (`chdir: /srv/...: no such directory`).
 # The linters come from PyPI into a venv under target/ (made once, a few seconds).
 #
 #   scripts/check-manifests.sh              (uses target/debug/rcontainer, built if missing)
@@ -159,4 +162,31 @@ PY
 echo "rcontainer --check-config: the ConfigMap's INI, conf/container.ini"
 "$bin" --ini "$tmp/configmap.ini" --check-config
 "$bin" --ini conf/container.ini --check-config
+
+echo "rcontainer --check-config: the INI blocks of docs/operations.md"
+"$venv/bin/python" - "$bin" "$tmp" <<'PY'
+import re
+import subprocess
+import sys
+
+binary, tmp = sys.argv[1], sys.argv[2]
+with open("docs/operations.md") as f:
+    blocks = re.findall(r"```ini\n(.*?)```", f.read(), re.S)
+expected = re.compile(r"chdir: /srv/\S+: no such directory|is a Python WSGI app; this rcontainer "
+                      r"was built without Python support")
+failed = 0
+for n, text in enumerate(blocks, 1):
+    path = f"{tmp}/operations-{n}.ini"
+    with open(path, "w") as f:
+        f.write(text)
+    run = subprocess.run([binary, "--ini", path, "--check-config"], capture_output=True, text=True)
+    errors = [line for line in run.stderr.splitlines() if "ignored:" not in line]
+    python_app = any("is a Python WSGI app" in line for line in errors)
+    if run.returncode == 0 or (python_app and all(expected.search(e) for e in errors)):
+        continue
+    failed += 1
+    print(f"  FAILED: ini block {n} of docs/operations.md:\n{run.stderr}{text}")
+print(f"  {len(blocks)} blocks checked")
+sys.exit(1 if failed or not blocks else 0)
+PY
 echo "manifests ok"
