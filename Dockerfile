@@ -27,6 +27,8 @@ RUN if [ "${FEATURES}" = "python" ]; then \
     fi
 ENV PYO3_PYTHON=/usr/bin/python3
 WORKDIR /src
+# Cargo.toml declares the tests, benches and examples: cargo reads their files even to build
+# the binary alone.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
