@@ -1070,7 +1070,10 @@ Logs of the packaged units (rotated by logrotate).
 .BR uwsgi (1).
 .PP
 The operations guide and example configurations in
-.IR /usr/share/doc/rcontainer/ .
+.I /usr/share/doc/rcontainer/
+(or
+.I /usr/share/doc/rcontainer\-python/
+for that package).
 "#,
         version = env!("CARGO_PKG_VERSION"),
         options = options::render_man_options(),
