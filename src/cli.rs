@@ -1343,7 +1343,10 @@ mod tests {
     #[test]
     fn help_man_is_a_mode_of_its_own() {
         assert_eq!(parse(&["--help-man"]), Ok(Invocation::Man));
-        assert_eq!(parse(&["--help-man", "--ini", "a.ini"]), Ok(Invocation::Man));
+        assert_eq!(
+            parse(&["--help-man", "--ini", "a.ini"]),
+            Ok(Invocation::Man)
+        );
     }
 
     #[test]
