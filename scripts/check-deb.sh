@@ -127,9 +127,9 @@ man_warnings=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l -Tutf8 -Z \
 # The installed page is the one the binary prints (the committed file is checked by a test).
 cmp -s <(zcat /usr/share/man/man1/rcontainer.1.gz) <(/usr/bin/rcontainer --help-man) ||
   fail "the installed man page is not what /usr/bin/rcontainer --help-man prints"
-if command -v logrotate >/dev/null; then
-  logrotate --debug /etc/logrotate.d/rcontainer 2>&1 | grep -qi error &&
-    fail "logrotate finds an error in /etc/logrotate.d/rcontainer"
+if command -v logrotate >/dev/null &&
+  logrotate --debug /etc/logrotate.d/rcontainer 2>&1 | grep -i error; then
+  fail "logrotate finds an error in /etc/logrotate.d/rcontainer"
 fi
 
 step "dpkg -r keeps the conffiles, dpkg --purge removes them"
