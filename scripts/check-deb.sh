@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Debian packages that scripts/build-deb.sh made, as root (CI runs it last):
-#   1. lintian on both: an error or a warning fails (the overrides the packages ship, and why,
-#      are in packaging/lintian-notes.md); info and experimental tags are shown
+#   1. packaging/debian/changelog's first entry is the package's version; lintian on both: an
+#      error or a warning fails (the overrides the packages ship, and why, are in
+#      packaging/lintian-notes.md); info and experimental tags are shown
 #   2. dpkg -i of rcontainer, with a policy-rc.d that refuses every start: the files sit where
 #      the units expect them, the user rcontainer exists, nothing is enabled or running,
 #      /usr/bin/rcontainer --version runs, the man page renders without a warning
@@ -55,6 +56,12 @@ purge_all() {
 expect_file() { [ -f "$1" ] || fail "$1 is not installed"; }
 expect_dir() { [ -d "$1" ] || fail "$1 is not installed"; }
 expect_gone() { [ ! -e "$1" ] || fail "$1 is still there"; }
+
+step "packaging/debian/changelog names this version"
+deb_version=$(dpkg-deb -f "$stock_deb" Version)
+changelog_version=$(sed -n '1s/^rcontainer (\([^)]*\)).*/\1/p' packaging/debian/changelog)
+[ "$changelog_version" = "$deb_version" ] ||
+  fail "packaging/debian/changelog's first entry is $changelog_version, the package is $deb_version: add an entry"
 
 step "lintian (errors and warnings fail)"
 lintian --version
