@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use super::Effective;
 use super::error::{ConfigError, Origin};
-use super::options::Setting;
+use super::options::{Setting, roff_escape};
 use super::value::{Flag, HttpUrl, Int, Kind, Path, Seconds};
 
 /// The kind of value an app option takes.
@@ -184,6 +184,30 @@ pub(crate) fn render_markdown_rows(specs: &[AppOptionSpec]) -> String {
             spec.help.replace('|', "\\|"),
             spec.app,
         );
+    }
+    out
+}
+
+/// The man page items of the app options, in the style of the table's (`render_man_options`).
+pub(crate) fn render_man_items(specs: &[AppOptionSpec]) -> String {
+    let mut out = String::new();
+    for spec in specs {
+        let mut head = format!("\\fB\\-\\-{}\\fR", roff_escape(spec.key));
+        if !spec.metavar.is_empty() {
+            let _ = write!(head, " \\fI{}\\fR", roff_escape(spec.metavar));
+        }
+        let mut body = format!(
+            "{} App \\fB{}\\fR.",
+            roff_escape(spec.help),
+            roff_escape(&spec.app)
+        );
+        if let Some(default) = spec.default {
+            let _ = write!(body, " Default: \\fB{}\\fR.", roff_escape(default));
+        }
+        if spec.repeatable {
+            body.push_str(" Repeatable.");
+        }
+        let _ = writeln!(out, ".TP\n{head}\n{body}");
     }
     out
 }

@@ -499,6 +499,51 @@ pub(crate) fn render_markdown_table() -> String {
     out
 }
 
+/// `text` as roff (man(7)) input: backslashes and hyphens escaped (`\-` is the ASCII minus a
+/// reader can copy into a shell), a leading `.` or `'` neutralized, other characters than ASCII
+/// as `\[uXXXX]` so that the page needs no preprocessor.
+pub(crate) fn roff_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    if text.starts_with(['.', '\'']) {
+        out.push_str("\\&");
+    }
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\e"),
+            '-' => out.push_str("\\-"),
+            c if c.is_ascii() => out.push(c),
+            c => {
+                let _ = write!(out, "\\[u{:04X}]", u32::from(c));
+            }
+        }
+    }
+    out
+}
+
+/// The OPTIONS section of the man page: one `.TP` per option with its aliases, value, default
+/// and help, like `--help`.
+pub(crate) fn render_man_options() -> String {
+    let mut out = String::new();
+    for spec in OPTIONS {
+        let mut head = format!("\\fB\\-\\-{}\\fR", roff_escape(spec.key));
+        if !spec.metavar.is_empty() {
+            let _ = write!(head, " \\fI{}\\fR", roff_escape(spec.metavar));
+        }
+        for alias in spec.aliases {
+            let _ = write!(head, ", \\fB\\-\\-{}\\fR", roff_escape(alias));
+        }
+        let mut body = roff_escape(spec.help);
+        if let Some(default) = shown_default(spec) {
+            let _ = write!(body, " Default: \\fB{}\\fR.", roff_escape(&default));
+        }
+        if spec.shape == Shape::List {
+            body.push_str(" Repeatable.");
+        }
+        let _ = writeln!(out, ".TP\n{head}\n{body}");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
