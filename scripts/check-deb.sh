@@ -78,10 +78,9 @@ purge_all
 dpkg -i "$stock_deb"
 installed rcontainer || fail "rcontainer is not installed"
 
-# --- Installed-package integration tests go here (another branch adds them): the real binary
-# --- of the package, the units and paths as installed, e.g.
-# ---   RCONTAINER_TEST_BIN=/usr/bin/rcontainer RCONTAINER_TEST_INSTALLED=1 \
-# ---     cargo test --locked --test integration packaging
+step "the packaging tests against the installed package (its binary, units and logrotate file)"
+RCONTAINER_TEST_BIN=/usr/bin/rcontainer RCONTAINER_TEST_INSTALLED=1 \
+  RCONTAINER_TEST_REQUIRE_SYSTEMD=1 cargo test --locked --test integration packaging
 
 step "files where the units expect them"
 for f in /usr/bin/rcontainer \
