@@ -424,13 +424,16 @@ fn emperor_metrics_give_each_vassals_state_and_the_json_stays_on_other_paths() {
     let stats = bound_stats_address(&mut emperor, "emperor stats on ");
     let mut families = Vec::new();
     eventually(
-        "good.ini is ready and bad.ini waits out a back-off",
+        "good.ini is ready and bad.ini waits out a back-off, its config error known",
         &emperor,
         || {
+            // The config error comes from a check the emperor runs after the death.
             families = emperor_metrics(&stats);
             vassal_value(&families, "rcontainer_vassal_ready", "good.ini") == Some(1.0)
                 && vassal_value(&families, "rcontainer_vassal_backoff_seconds", "bad.ini")
                     .is_some_and(|s| s > 0.0)
+                && vassal_value(&families, "rcontainer_vassal_config_error", "bad.ini")
+                    == Some(1.0)
         },
     );
     for (name, kind) in [
