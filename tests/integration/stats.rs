@@ -432,8 +432,7 @@ fn emperor_metrics_give_each_vassals_state_and_the_json_stays_on_other_paths() {
             vassal_value(&families, "rcontainer_vassal_ready", "good.ini") == Some(1.0)
                 && vassal_value(&families, "rcontainer_vassal_backoff_seconds", "bad.ini")
                     .is_some_and(|s| s > 0.0)
-                && vassal_value(&families, "rcontainer_vassal_config_error", "bad.ini")
-                    == Some(1.0)
+                && vassal_value(&families, "rcontainer_vassal_config_error", "bad.ini") == Some(1.0)
         },
     );
     for (name, kind) in [
