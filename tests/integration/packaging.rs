@@ -457,8 +457,9 @@ fn logrotate_with_the_packaged_file_moves_server_and_request_logs_to_new_files()
 
 #[test]
 fn nginx_accepts_the_packaged_site_and_passes_requests_to_the_instance() {
+    // The package installs the site as an example, not enabled.
     let site = read(&packaged_file(
-        "/nonexistent: nginx files are not installed by the package",
+        "/usr/share/doc/rcontainer/examples/nginx/rcontainer.conf",
         "nginx/rcontainer.conf",
     ));
     let server = Instance::start("nginx-site", &app_ini("socket = %dapp.sock\n"), &[]);
