@@ -426,7 +426,7 @@ fn stream_body(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Err(e) => return Err(io::Error::new(e.kind(), BodySourceFailed(e))),
         };
         if encoding == BodyEncoding::Chunked {
             framed.clear();
@@ -451,8 +451,33 @@ fn stream_body(
     Ok(sent)
 }
 
-/// Logs a failed write once, at info level (a client going away is normal), and counts it.
+/// A streamed body's own reader failed (a file read, an app that raised mid-answer): the
+/// answer is cut short, but the client did nothing wrong.
+#[derive(Debug)]
+struct BodySourceFailed(io::Error);
+
+impl std::fmt::Display for BodySourceFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BodySourceFailed {}
+
+/// Logs a failed write once, at info level (a client going away is normal), and counts it. A
+/// response body whose source failed is not the client's doing: a warning, not counted as a
+/// write error.
 pub(crate) fn note_write_error(shared: &Shared, conn: &Conn<'_>, error: &io::Error) {
+    if let Some(source) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<BodySourceFailed>())
+    {
+        log::warn!(
+            "response cut short: its body failed peer={} error={source}",
+            conn.peer
+        );
+        return;
+    }
     shared.count_write_error();
     log::info!("client gone mid-response peer={} error={error}", conn.peer);
 }

@@ -339,6 +339,13 @@ fn a_response_iterable_is_closed_whether_it_ends_or_raises() {
     let failed = http(&server).connect().send(raw).try_read_response(false);
     assert!(failed.is_err(), "a complete answer: {failed:?}");
     server.wait_for_log("the app raised an exception while streaming its answer");
+    // The app's failure, not the client's: no "client gone", no write error counted.
+    server.wait_for_log("response cut short: its body failed");
+    assert!(
+        !server.logs().contains("client gone mid-response"),
+        "{}",
+        server.logs()
+    );
     let stats = json(&http_get(&http(&server), "/stats").body);
     assert_eq!(stats["closed"], 2, "{}", server.logs());
 }

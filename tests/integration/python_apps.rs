@@ -288,7 +288,7 @@ fn a_startproject_django_site_from_a_uwsgi_ini_behind_nginx_reads_its_model_and_
 
 /// The Flask app of a uWSGI user: `/fanout` makes ten upstream calls in greenlets, `/load`
 /// answers at once, `/upload` reads its body a piece at a time and tells its size and its
-/// Adler-32, `/stream` yields 10,000 lines
+/// Adler-32 (noting each upload's end in a file), `/stream` yields 10,000 lines
 /// (after the first 5,000 it waits for a file to appear), `/endless` streams until the client
 /// goes and then notes that it was closed. Files are used, not memory: there are two workers.
 fn flask_app(upstream: &str, dir: &Path) -> String {
@@ -306,12 +306,16 @@ fn flask_app(upstream: &str, dir: &Path) -> String {
          @app.route('/upload', methods=['POST'])\n\
          def upload():\n    \
              size, check = 0, 1\n    \
-             while True:\n        \
-                 piece = request.stream.read(65536)\n        \
-                 if not piece:\n            \
-                     break\n        \
-                 size += len(piece)\n        \
-                 check = zlib.adler32(piece, check)\n    \
+             try:\n        \
+                 while True:\n            \
+                     piece = request.stream.read(65536)\n            \
+                     if not piece:\n                \
+                         break\n            \
+                     size += len(piece)\n            \
+                     check = zlib.adler32(piece, check)\n    \
+             finally:\n        \
+                 with open(os.path.join(DIR, 'uploads'), 'a') as note:\n            \
+                     note.write('ended\\n')\n    \
              return '%d %d' % (size, check)\n\n\n\
          @app.route('/stream')\n\
          def stream():\n    \
@@ -567,6 +571,29 @@ fn peak_rss_kib(pid: u64) -> i64 {
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("a VmHWM line")
+}
+
+#[test]
+fn a_client_leaving_mid_upload_has_the_flask_view_ended_and_the_workers_serve_on() {
+    let upstream = Upstream::start();
+    let (server, app) = start_flask("py-flask-upload-cut", &upstream);
+    let mut conn = server.target(Proto::Http).connect();
+    conn.send(
+        b"POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: 10485760\r\n\
+          Connection: close\r\n\r\n",
+    );
+    conn.send(&vec![7u8; 1 << 20]);
+    drop(conn);
+    // The view waits for the next piece when the body is cut: its greenlet is killed there,
+    // so its `finally` runs (it would wait for ever otherwise).
+    let uploads = app.path().join("uploads");
+    eventually("the cut upload's view ended", &server, || {
+        fs::read_to_string(&uploads).is_ok_and(|text| text == "ended\n")
+    });
+    for _ in 0..4 {
+        let page = http_get(&server.target(Proto::Http), "/load");
+        assert_eq!(page.status, 200, "{}", server.logs());
+    }
 }
 
 #[test]
