@@ -223,27 +223,9 @@ impl IoEnd {
     /// greenlet is gone without a word more, or when the request is cancelled (`harakiri`).
     pub(super) fn recv(&mut self) -> io::Result<Answer> {
         loop {
-            let mut exchange = lock(&self.exchange);
-            if let Some(answer) = exchange.to_io.pop_front() {
-                exchange.queued -= answer.cost();
-                let wake = exchange.py_waiting && exchange.queued < WINDOW;
-                if wake {
-                    exchange.py_waiting = false;
-                }
-                drop(exchange);
-                if wake {
-                    self.bridge.wake_greenlet(self.id);
-                }
+            if let Some(answer) = self.try_recv()? {
                 return Ok(answer);
             }
-            if exchange.py_gone {
-                self.finished = true;
-                return Err(io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "the app's greenlet ended without finishing its answer",
-                ));
-            }
-            drop(exchange);
             wait_remote(|done| {
                 let mut exchange = lock(&self.exchange);
                 if exchange.to_io.is_empty() && !exchange.py_gone {
@@ -255,6 +237,32 @@ impl IoEnd {
                 Ok(())
             })?;
         }
+    }
+
+    /// The greenlet's next message if one is queued already (`None`: not yet); fails when the
+    /// greenlet is gone without a word more.
+    pub(super) fn try_recv(&mut self) -> io::Result<Option<Answer>> {
+        let mut exchange = lock(&self.exchange);
+        if let Some(answer) = exchange.to_io.pop_front() {
+            exchange.queued -= answer.cost();
+            let wake = exchange.py_waiting && exchange.queued < WINDOW;
+            if wake {
+                exchange.py_waiting = false;
+            }
+            drop(exchange);
+            if wake {
+                self.bridge.wake_greenlet(self.id);
+            }
+            return Ok(Some(answer));
+        }
+        if exchange.py_gone {
+            self.finished = true;
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the app's greenlet ended without finishing its answer",
+            ));
+        }
+        Ok(None)
     }
 
     /// Hands the greenlet the piece of body it asked for (empty: the body ended).

@@ -179,44 +179,67 @@ struct Streamed {
 }
 
 impl Read for Streamed {
+    /// Fills `out` with what the greenlet has queued: it waits only while it has nothing, so
+    /// small pieces go out together, and none waits for the next.
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
         loop {
             if self.at < self.piece.len() {
-                let n = out.len().min(self.piece.len() - self.at);
-                out[..n].copy_from_slice(&self.piece[self.at..self.at + n]);
+                let n = (out.len() - filled).min(self.piece.len() - self.at);
+                out[filled..filled + n].copy_from_slice(&self.piece[self.at..self.at + n]);
                 self.at += n;
-                return Ok(n);
+                filled += n;
+                if filled == out.len() {
+                    return Ok(filled);
+                }
+                continue;
             }
             if self.ended {
-                return Ok(0);
+                return Ok(filled);
             }
-            match self.end.recv()? {
-                Answer::Chunk(piece) => {
-                    self.piece = piece;
-                    self.at = 0;
+            let answer = if filled == 0 {
+                self.end.recv()?
+            } else {
+                match self.end.try_recv()? {
+                    Some(answer) => answer,
+                    None => return Ok(filled),
                 }
-                Answer::End => {
-                    self.ended = true;
-                    self.end.finish();
-                }
-                Answer::Raised(traceback) => {
-                    self.end.finish();
-                    (self.count_exception)();
-                    super::log_traceback(
-                        "the app raised an exception while streaming its answer:",
-                        &traceback,
-                    );
-                    return Err(io::Error::other("the app raised mid-response"));
-                }
-                // The request is behind us once the answer streams: its body has ended.
-                Answer::NeedInput(_) => self.end.give_input(Vec::new()),
-                Answer::Head { .. } => {
-                    return Err(io::Error::other(
-                        "invariant broken: the app's greenlet answered twice",
-                    ));
-                }
+            };
+            self.take(answer)?;
+        }
+    }
+}
+
+impl Streamed {
+    /// The greenlet's next message while the body streams.
+    fn take(&mut self, answer: Answer) -> io::Result<()> {
+        match answer {
+            Answer::Chunk(piece) => {
+                self.piece = piece;
+                self.at = 0;
+            }
+            Answer::End => {
+                self.ended = true;
+                self.end.finish();
+            }
+            Answer::Raised(traceback) => {
+                self.end.finish();
+                (self.count_exception)();
+                super::log_traceback(
+                    "the app raised an exception while streaming its answer:",
+                    &traceback,
+                );
+                return Err(io::Error::other("the app raised mid-response"));
+            }
+            // The request is behind us once the answer streams: its body has ended.
+            Answer::NeedInput(_) => self.end.give_input(Vec::new()),
+            Answer::Head { .. } => {
+                return Err(io::Error::other(
+                    "invariant broken: the app's greenlet answered twice",
+                ));
             }
         }
+        Ok(())
     }
 }
 

@@ -246,11 +246,12 @@ class Input:
 
 
 class FileWrapper:
-    """wsgi.file_wrapper: a file-like object's contents as an iterable of blocks."""
+    """wsgi.file_wrapper: a file-like object's contents as an iterable of blocks, of at least
+    64 KiB (Django asks for 4 KiB: a message and a write each would be many more)."""
 
     def __init__(self, filelike, blksize=65536):
         self.filelike = filelike
-        self.blksize = blksize
+        self.blksize = max(blksize, 65536)
         if hasattr(filelike, "close"):
             self.close = filelike.close
 
