@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::coro::{Completion, wait_remote};
 
@@ -339,7 +339,7 @@ impl Job {
     fn environ<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let environ = PyDict::new(py);
         for (name, value) in std::mem::take(&mut self.vars) {
-            environ.set_item(name, value)?;
+            environ.set_item(shared_text(py, &name), shared_text(py, &value))?;
         }
         Ok(environ)
     }
@@ -432,6 +432,75 @@ impl Drop for Job {
     fn drop(&mut self) {
         self.finish();
     }
+}
+
+/// `text` as a Python string: one made once and shared by every request when it is one of the
+/// environ's usual names or values (every parked request would hold its own copies
+/// otherwise), else a new one. Only a fixed list is shared: what clients choose (header
+/// names, paths) is never interned, so no request can grow the interpreter's table.
+fn shared_text<'py>(py: Python<'py>, text: &str) -> Bound<'py, PyString> {
+    macro_rules! shared {
+        ($($known:literal),* $(,)?) => {
+            match text {
+                $($known => pyo3::intern!(py, $known).clone(),)*
+                _ => PyString::new(py, text),
+            }
+        };
+    }
+    shared!(
+        "REQUEST_METHOD",
+        "REQUEST_URI",
+        "PATH_INFO",
+        "QUERY_STRING",
+        "SCRIPT_NAME",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
+        "REMOTE_PORT",
+        "CONTENT_TYPE",
+        "CONTENT_LENGTH",
+        "REQUEST_SCHEME",
+        "HTTPS",
+        "DOCUMENT_ROOT",
+        "HTTP_HOST",
+        "HTTP_USER_AGENT",
+        "HTTP_ACCEPT",
+        "HTTP_ACCEPT_ENCODING",
+        "HTTP_ACCEPT_LANGUAGE",
+        "HTTP_CONNECTION",
+        "HTTP_COOKIE",
+        "HTTP_REFERER",
+        "HTTP_CACHE_CONTROL",
+        "HTTP_AUTHORIZATION",
+        "HTTP_ORIGIN",
+        "HTTP_PRAGMA",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_REAL_IP",
+        "HTTP_X_REQUESTED_WITH",
+        "HTTP_UPGRADE_INSECURE_REQUESTS",
+        "GET",
+        "POST",
+        "HEAD",
+        "PUT",
+        "DELETE",
+        "PATCH",
+        "OPTIONS",
+        "HTTP/1.1",
+        "HTTP/1.0",
+        "http",
+        "https",
+        "on",
+        "80",
+        "443",
+        "127.0.0.1",
+        "::1",
+        "keep-alive",
+        "close",
+        "*/*",
+    )
 }
 
 /// The Python thread's end of the bridge (a Python object: `fileno`, `take`, `log`).
