@@ -16,7 +16,7 @@
 
 use serde_json::{Value, json};
 
-use crate::sys::prometheus::{Kind, MetricsText};
+use crate::sys::prometheus::{Kind, MetricsText, PerItem};
 use crate::sys::stats_server::Incident;
 pub(crate) use crate::sys::stats_server::{Format, StatsListener, StatsServer};
 
@@ -66,11 +66,8 @@ pub(crate) struct VassalStats {
     pub(crate) backoff_ms: u64,
 }
 
-/// A per-vassal family: its name, type, help and value.
-type VassalMetric = (&'static str, Kind, &'static str, fn(&VassalStats) -> f64);
-
 /// Every per-vassal family but `rcontainer_vassal_info`, labelled `vassal="ID"`.
-const VASSAL_METRICS: [VassalMetric; 6] = [
+const VASSAL_METRICS: [PerItem<VassalStats>; 6] = [
     (
         "rcontainer_vassal_ready",
         Kind::Gauge,
@@ -112,12 +109,7 @@ const VASSAL_METRICS: [VassalMetric; 6] = [
 /// The vassals' state in the Prometheus text format (`GET /metrics` with `stats-http`).
 pub(crate) fn metrics(vassals: &[VassalStats]) -> Vec<u8> {
     let mut m = MetricsText::new();
-    m.family(
-        "rcontainer_build_info",
-        Kind::Gauge,
-        "The rcontainer version serving these stats (always 1).",
-    )
-    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    m.build_info();
     m.family(
         "rcontainer_emperor_vassals",
         Kind::Gauge,
@@ -141,12 +133,8 @@ pub(crate) fn metrics(vassals: &[VassalStats]) -> Vec<u8> {
             1.0,
         );
     }
-    for (name, kind, help, value) in VASSAL_METRICS {
-        m.family(name, kind, help);
-        for v in vassals {
-            m.sample(&[("vassal", &v.id)], value(v));
-        }
-    }
+    let by_id = vassals.iter().map(|v| (v.id.as_str(), v));
+    m.families_per_item(&VASSAL_METRICS, "vassal", by_id);
     m.into_bytes()
 }
 

@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::net::addr::SocketSpec;
 use crate::net::listener::{self, Listener, LocalAddr, UnixOptions};
 use crate::scoreboard::{Scoreboard, WorkerSnapshot, WorkerStatus};
-use crate::sys::prometheus::{Kind, MetricsText};
+use crate::sys::prometheus::{Kind, MetricsText, PerItem};
 use crate::sys::stats_server::{self, Format, Incident};
 pub(crate) use crate::sys::stats_server::{StatsListener, StatsServer};
 
@@ -188,11 +188,8 @@ fn one_per_worker(snapshots: Vec<WorkerSnapshot>) -> Vec<WorkerSnapshot> {
     kept
 }
 
-/// A per-worker family: its name, type, help and value.
-type WorkerMetric = (&'static str, Kind, &'static str, fn(&WorkerSnapshot) -> f64);
-
 /// Every per-worker family but `rcontainer_worker_info`, labelled `worker="ID"`.
-const WORKER_METRICS: [WorkerMetric; 11] = [
+const WORKER_METRICS: [PerItem<WorkerSnapshot>; 11] = [
     (
         "rcontainer_worker_requests_total",
         Kind::Counter,
@@ -268,12 +265,7 @@ fn render_metrics(
     workers: &[WorkerSnapshot],
 ) -> Vec<u8> {
     let mut m = MetricsText::new();
-    m.family(
-        "rcontainer_build_info",
-        Kind::Gauge,
-        "The rcontainer version serving these stats (always 1).",
-    )
-    .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    m.build_info();
     m.family(
         "rcontainer_workers",
         Kind::Gauge,
@@ -313,12 +305,8 @@ fn render_metrics(
             1.0,
         );
     }
-    for (name, kind, help, value) in WORKER_METRICS {
-        m.family(name, kind, help);
-        for (w, id) in workers.iter().zip(&ids) {
-            m.sample(&[("worker", id)], value(w));
-        }
-    }
+    let by_id = ids.iter().map(String::as_str).zip(workers);
+    m.families_per_item(&WORKER_METRICS, "worker", by_id);
     m.into_bytes()
 }
 

@@ -26,6 +26,10 @@ impl Kind {
     }
 }
 
+/// A family with a sample per item (a worker, a vassal): its name, type, help, and the value
+/// of an item.
+pub(crate) type PerItem<T> = (&'static str, Kind, &'static str, fn(&T) -> f64);
+
 /// A document being written: families, each with its samples.
 #[derive(Debug, Default)]
 pub(crate) struct MetricsText {
@@ -74,6 +78,33 @@ impl MetricsText {
         self.text.push(' ');
         self.text.push_str(&format_value(value));
         self.text.push('\n');
+        self
+    }
+
+    /// `rcontainer_build_info{version}` 1: the first family of every stats document.
+    pub(crate) fn build_info(&mut self) -> &mut MetricsText {
+        self.family(
+            "rcontainer_build_info",
+            Kind::Gauge,
+            "The rcontainer version serving these stats (always 1).",
+        )
+        .sample(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)
+    }
+
+    /// Every family of `families`, each with one sample per item of `items`: the item's value,
+    /// labelled `label="KEY"` with the key it comes with.
+    pub(crate) fn families_per_item<'a, T: 'a>(
+        &mut self,
+        families: &[PerItem<T>],
+        label: &str,
+        items: impl Iterator<Item = (&'a str, &'a T)> + Clone,
+    ) -> &mut MetricsText {
+        for (name, kind, help, value) in families {
+            self.family(name, *kind, help);
+            for (key, item) in items.clone() {
+                self.sample(&[(label, key)], value(item));
+            }
+        }
         self
     }
 
