@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::io::{self, Read};
 use std::rc::Rc;
 
-use super::bridge::{Answer, INPUT_CHUNK, IoBridge, IoEnd};
+use super::bridge::{Answer, IoBridge, IoEnd};
 use crate::api::{Handler, Request, Response};
 
 /// The app's handler: one per Python worker, on its I/O thread.
@@ -73,9 +73,7 @@ impl Handler for WsgiHandler {
                     };
                 }
                 Ok(Answer::Raised(traceback)) => {
-                    end.finish();
-                    (self.count_exception)();
-                    super::log_traceback("the app raised an exception:", &traceback);
+                    app_raised(&mut end, &*self.count_exception, "", &traceback);
                     return Response::error(500);
                 }
                 Ok(Answer::Chunk(_) | Answer::End) => {
@@ -93,9 +91,18 @@ impl Handler for WsgiHandler {
     }
 }
 
-/// Up to `size` bytes of the body (fewer when fewer have come; none at its end).
+/// The app raised (`when`: "" or what it was doing): its answer is over, the exception is
+/// counted (stats `exceptions`) and its traceback logged.
+fn app_raised(end: &mut IoEnd, count_exception: &dyn Fn(), when: &str, traceback: &str) {
+    end.finish();
+    count_exception();
+    super::log_traceback(&format!("the app raised an exception{when}:"), traceback);
+}
+
+/// Up to `size` bytes of the body (fewer when fewer have come; none at its end); `size` is at
+/// most `INPUT_CHUNK`, as the greenlet's ask was capped.
 fn read_piece(req: &mut Request<'_>, size: usize) -> io::Result<Vec<u8>> {
-    let mut piece = vec![0u8; size.clamp(1, INPUT_CHUNK)];
+    let mut piece = vec![0u8; size];
     loop {
         match req.body().read(&mut piece) {
             Ok(n) => {
@@ -223,12 +230,8 @@ impl Streamed {
                 self.end.finish();
             }
             Answer::Raised(traceback) => {
-                self.end.finish();
-                (self.count_exception)();
-                super::log_traceback(
-                    "the app raised an exception while streaming its answer:",
-                    &traceback,
-                );
+                let when = " while streaming its answer";
+                app_raised(&mut self.end, &*self.count_exception, when, &traceback);
                 return Err(io::Error::other("the app raised mid-response"));
             }
             // The request is behind us once the answer streams: its body has ended.

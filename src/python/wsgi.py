@@ -84,7 +84,8 @@ def load(module, callable_name, wsgi_file, home, pythonpath, monkey_patch):
     return app
 
 
-# The most bytes one read of wsgi.input asks the I/O thread for (it caps them too).
+# What one read of wsgi.input asks the I/O thread for when the app wants all there is (the
+# bridge caps every ask at 64 KiB).
 INPUT_PIECE = 65536
 
 
@@ -172,7 +173,7 @@ class Input:
         if self._eof:
             return b""
         job = self._turn.job
-        job.need_input(max(1, min(want, INPUT_PIECE)))
+        job.need_input(want)
         piece = self._turn.wait(job.take_input)
         if not piece:
             self._eof = True
